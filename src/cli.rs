@@ -1,0 +1,302 @@
+//! The command line: clap types, and the parsers that turn strings into durations, signals and
+//! listen addresses. Everything the user can type is checked here, so that a mistake is one
+//! clear usage line (exit 2) before devserve binds, spawns or watches anything.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use nix::sys::signal::Signal;
+
+use crate::watch::WatchConfig;
+
+/// Rebuild and swap a server on every save, without ever refusing a connection.
+#[derive(Parser, Debug)]
+#[command(name = "devserve", version, about, long_about = None)]
+#[command(
+    after_help = "Signals: HUP reload · TERM/INT graceful stop (twice: kill now) · QUIT kill now\n         \
+                        USR1 status · TTIN/TTOU one worker more/fewer"
+)]
+pub struct Cli {
+    /// Path to watch, recursively (repeatable)
+    #[arg(short = 'w', long = "watch", value_name = "PATH", default_value = ".")]
+    pub watch: Vec<PathBuf>,
+
+    /// Only changes to files with these extensions count, e.g. `rs,toml`
+    #[arg(short = 'e', long = "exts", value_name = "LIST", value_delimiter = ',')]
+    pub exts: Vec<String>,
+
+    /// Ignore paths matching this glob (repeatable), e.g. `*.log` or `assets/**`
+    #[arg(short = 'i', long = "ignore", value_name = "GLOB")]
+    pub ignore: Vec<String>,
+
+    /// Do not honour .gitignore, .ignore and .git/info/exclude
+    #[arg(long = "no-vcs-ignore")]
+    pub no_vcs_ignore: bool,
+
+    /// Quiet period that folds a burst of file events into one change
+    #[arg(long, value_name = "DUR", default_value = "50ms", value_parser = parse_duration)]
+    pub debounce: Duration,
+
+    /// Build command, run with `sh -c` before each new generation
+    #[arg(short = 'b', long = "build", value_name = "CMD")]
+    pub build: Option<String>,
+
+    /// Socket to hold and pass to workers (repeatable): `127.0.0.1:8080`, `[::1]:8080`,
+    /// `:8080` (all interfaces), `unix:/path/app.sock`; prefix `NAME=` to set its LISTEN_FDNAMES entry
+    #[arg(short = 'l', long = "listen", value_name = "ADDR", value_parser = parse_listen)]
+    pub listen: Vec<ListenSpec>,
+
+    /// Worker processes per generation
+    #[arg(short = 'n', long = "workers", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: u32,
+
+    /// Leave LISTEN_PID out of the worker environment (for wrappers such as `cargo run` or `npm start`)
+    #[arg(long = "no-pid", alias = "no-listen-pid")]
+    pub no_pid: bool,
+
+    /// A worker that never sends READY=1 counts as ready once it has stayed up this long
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    pub ready_delay: Duration,
+
+    /// A new generation not ready within this time is stopped; the old one keeps serving
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub ready_timeout: Duration,
+
+    /// Signal that asks a worker to drain and exit: `TERM`, `SIGTERM` or `15`
+    #[arg(long, value_name = "SIG", default_value = "TERM", value_parser = parse_signal)]
+    pub stop_signal: Signal,
+
+    /// Time a stopping worker gets before its whole process group is killed
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub stop_timeout: Duration,
+
+    /// Fewer devserve messages (-q: warnings and errors only)
+    #[arg(short = 'q', long = "quiet", action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+
+    /// More devserve messages (-v debug, -vv trace)
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// The server to run, with its arguments
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// One `--listen` argument: an optional name for `LISTEN_FDNAMES` and the address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub name: Option<String>,
+    pub addr: ListenAddr,
+}
+
+/// Where a held socket listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// One TCP address, IPv4 or IPv6.
+    Tcp(SocketAddr),
+    /// `:PORT`: every interface, IPv6 and IPv4 on one dual-stack socket where available.
+    AnyInterface(u16),
+    /// A Unix stream socket at this path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::AnyInterface(port) => write!(f, ":{port}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Parses `250ms`, `2s`, `1m`, `1m30s` (humantime syntax; a unit is required).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|_| format!("`{text}` is not a duration; use e.g. 250ms, 2s or 1m"))
+}
+
+/// Parses `TERM`, `SIGTERM`, `term` or `15`.
+pub fn parse_signal(text: &str) -> Result<Signal, String> {
+    let bad = || format!("`{text}` is not a signal; use e.g. TERM, SIGTERM or 15");
+    let trimmed = text.trim();
+    if let Ok(number) = trimmed.parse::<i32>() {
+        return Signal::try_from(number).map_err(|_| bad());
+    }
+    let upper = trimmed.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<Signal>().map_err(|_| bad())
+}
+
+/// Parses one `--listen` value, with an optional `NAME=` prefix.
+pub fn parse_listen(text: &str) -> Result<ListenSpec, String> {
+    let (name, addr_text) = match text.split_once('=') {
+        Some((name, rest)) if !text.starts_with("unix:") => (Some(validate_fd_name(name)?), rest),
+        _ => (None, text),
+    };
+    let addr = parse_listen_addr(addr_text)?;
+    Ok(ListenSpec { name, addr })
+}
+
+fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
+    let bad = || {
+        format!(
+            "`{text}` is not a listen address; use e.g. 127.0.0.1:8080, [::1]:8080, :8080 or unix:/tmp/app.sock"
+        )
+    };
+    if let Some(path) = text.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(bad());
+        }
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    if let Some(port) = text.strip_prefix(':') {
+        return port
+            .parse()
+            .map(ListenAddr::AnyInterface)
+            .map_err(|_| bad());
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(ListenAddr::Tcp(addr));
+    }
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port = port.parse().map_err(|_| bad())?;
+        return Ok(ListenAddr::Tcp(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port,
+        )));
+    }
+    Err(bad())
+}
+
+/// systemd's rule for `LISTEN_FDNAMES` entries: printable ASCII, no `:`, at most 255 bytes.
+fn validate_fd_name(name: &str) -> Result<String, String> {
+    let printable = name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+    if name.is_empty() || name.len() > 255 || !printable {
+        return Err(format!(
+            "`{name}` is not a socket name; use printable ASCII without `:` (e.g. http=127.0.0.1:8080)"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// The validated settings devserve runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub watch: WatchConfig,
+    pub build: Option<String>,
+    pub listen: Vec<ListenSpec>,
+    pub command: Vec<OsString>,
+    pub workers: u32,
+    pub listen_pid: bool,
+    pub ready_delay: Duration,
+    pub ready_timeout: Duration,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+    pub quiet: bool,
+}
+
+impl Cli {
+    /// Checks what clap cannot (paths exist, globs compile) and resolves watch paths.
+    pub fn into_config(self) -> Result<Config, String> {
+        let roots = self
+            .watch
+            .iter()
+            .map(|path| {
+                path.canonicalize()
+                    .map_err(|_| format!("watch path does not exist: {}", path.display()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for glob in &self.ignore {
+            globset::Glob::new(glob)
+                .map_err(|e| format!("invalid --ignore glob `{glob}`: {}", e.kind()))?;
+        }
+        if self.build.as_deref().is_some_and(|b| b.trim().is_empty()) {
+            return Err("--build needs a command".into());
+        }
+        Ok(Config {
+            watch: WatchConfig {
+                roots,
+                exts: self.exts,
+                ignore: self.ignore,
+                vcs_ignore: !self.no_vcs_ignore,
+                debounce: self.debounce,
+            },
+            build: self.build,
+            listen: self.listen,
+            command: self.command,
+            workers: self.workers,
+            listen_pid: !self.no_pid,
+            ready_delay: self.ready_delay,
+            ready_timeout: self.ready_timeout,
+            stop_signal: self.stop_signal,
+            stop_timeout: self.stop_timeout,
+            quiet: self.quiet > 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("TERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("SIGINT"), Ok(Signal::SIGINT));
+        assert_eq!(parse_signal("hup"), Ok(Signal::SIGHUP));
+        assert_eq!(parse_signal("15"), Ok(Signal::SIGTERM));
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let tcp = |s: &str| ListenAddr::Tcp(s.parse().expect("valid socket address"));
+        assert_eq!(
+            parse_listen("127.0.0.1:8080").map(|s| s.addr),
+            Ok(tcp("127.0.0.1:8080"))
+        );
+        assert_eq!(
+            parse_listen("[::1]:8080").map(|s| s.addr),
+            Ok(tcp("[::1]:8080"))
+        );
+        assert_eq!(
+            parse_listen(":8080").map(|s| s.addr),
+            Ok(ListenAddr::AnyInterface(8080))
+        );
+        assert_eq!(
+            parse_listen("unix:/tmp/a.sock").map(|s| s.addr),
+            Ok(ListenAddr::Unix("/tmp/a.sock".into()))
+        );
+        let named = parse_listen("http=localhost:80").expect("named address");
+        assert_eq!(named.name.as_deref(), Some("http"));
+        assert!(parse_listen("8080x").is_err());
+        assert!(parse_listen("unix:").is_err());
+        assert!(parse_listen("a:b=127.0.0.1:1").is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! The one message type of devserve: everything the supervisor learns arrives as an [`Event`]
+//! on one crossbeam channel, sent by threads that only translate an OS happening into a value
+//! (watcher, signal/reaper thread, notify-socket readers). Nothing else crosses threads.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+/// Something the supervisor must react to.
+#[derive(Debug)]
+pub enum Event {
+    /// Files changed (already filtered and debounced).
+    Change(Change),
+    /// The watcher could not do its job completely; the text says what to do about it.
+    WatchProblem(String),
+    /// A control signal arrived.
+    Request(Request),
+    /// A child of devserve was reaped.
+    Exited { pid: Pid, status: ExitStatus },
+    /// A datagram arrived on a generation's NOTIFY_SOCKET.
+    Notify(Notification),
+}
+
+/// A debounced set of changed paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    pub paths: Vec<PathBuf>,
+}
+
+/// What a signal sent to devserve asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// SIGHUP: build and start a new generation now.
+    Reload,
+    /// SIGTERM / SIGINT: stop gracefully (a second one: at once).
+    Stop,
+    /// SIGQUIT: stop at once.
+    Kill,
+    /// SIGUSR1: print the status table.
+    Status,
+    /// SIGTTIN: one worker more.
+    MoreWorkers,
+    /// SIGTTOU: one worker fewer.
+    FewerWorkers,
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(Signal),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exited with status {code}"),
+            ExitStatus::Signal(signal) => write!(f, "killed by {}", signal.as_str()),
+        }
+    }
+}
+
+/// One sd_notify datagram, attributed by the kernel's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// The generation whose socket received it.
+    pub generation: u64,
+    /// The sender's pid (SCM_CREDENTIALS), if the kernel told.
+    pub sender: Option<Pid>,
+    /// The sender's process group at receipt, to attribute a grandchild's message to its worker.
+    pub sender_group: Option<Pid>,
+    pub ready: bool,
+    pub stopping: bool,
+    pub status: Option<String>,
+}

@@ -1,0 +1,360 @@
+//! A generation: N worker processes started together from one build, sharing the held sockets
+//! and one NOTIFY_SOCKET, and the state of each worker.
+//!
+//! This module knows how to start, signal and account for workers; it decides nothing. When to
+//! promote, roll back, restart or kill is the supervisor's call.
+
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::event::{Event, ExitStatus, Notification};
+use crate::readiness::NotifySocket;
+use crate::sentinel::Sentinel;
+use crate::spawn::{Command, SpawnError};
+
+/// Restart delay after the first crash; doubles with each crash in a row.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A worker that stayed up this long before exiting starts its backoff afresh.
+const STABLE_UPTIME: Duration = Duration::from_secs(10);
+
+/// How every worker of every generation is started.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub command: Vec<OsString>,
+    pub sockets: Vec<RawFd>,
+    /// `LISTEN_FDNAMES`, colon-separated.
+    pub fd_names: String,
+    pub listen_pid: bool,
+}
+
+/// Where a generation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Started, not every worker ready yet.
+    Starting,
+    /// Every worker was ready; this generation answers requests.
+    Serving,
+    /// Told to stop; killed at the deadline.
+    Draining { deadline: Instant, killed: bool },
+}
+
+/// One worker slot's process and its history.
+#[derive(Debug)]
+pub struct Worker {
+    /// 0-based; `DEVSERVE_WORKER`.
+    pub slot: u32,
+    pub state: WorkerState,
+    /// Crashes in a row (reset once a run lasted [`STABLE_UPTIME`]).
+    pub restarts: u32,
+    pub last_exit: Option<ExitStatus>,
+}
+
+/// A worker's process, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Running, not yet ready.
+    Starting { pid: Pid, since: Instant },
+    /// Running and ready (READY=1, or up for the ready delay).
+    Ready {
+        pid: Pid,
+        since: Instant,
+        started: Instant,
+    },
+    /// Exited; to be started again at `at` (serving generations only).
+    Restarting { at: Instant },
+    /// Exited for good.
+    Gone,
+}
+
+impl Worker {
+    pub fn pid(&self) -> Option<Pid> {
+        match self.state {
+            WorkerState::Starting { pid, .. } | WorkerState::Ready { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    fn started(&self) -> Option<Instant> {
+        match self.state {
+            WorkerState::Starting { since, .. } => Some(since),
+            WorkerState::Ready { started, .. } => Some(started),
+            _ => None,
+        }
+    }
+}
+
+/// A set of workers started together.
+#[derive(Debug)]
+pub struct Generation {
+    pub id: u64,
+    pub phase: Phase,
+    pub workers: Vec<Worker>,
+    pub started: Instant,
+    /// When the change (or signal) that led to it arrived.
+    pub triggered: Instant,
+    /// How long the build before it took, for the "ready" line.
+    pub build_took: Option<Duration>,
+    /// What triggered it, for the "ready" line.
+    pub cause: String,
+    notify: NotifySocket,
+}
+
+impl Generation {
+    /// Opens the generation's notify socket and starts `count` workers. On a spawn failure the
+    /// workers already started are killed and the error is returned.
+    pub fn start(
+        id: u64,
+        count: u32,
+        launch: &Launch,
+        runtime_dir: &Path,
+        events: Sender<Event>,
+        sentinel: &mut Sentinel,
+    ) -> Result<Generation, SpawnError> {
+        let notify = NotifySocket::open(runtime_dir, id, events).map_err(SpawnError::Setup)?;
+        let mut generation = Generation {
+            id,
+            phase: Phase::Starting,
+            workers: Vec::new(),
+            started: Instant::now(),
+            triggered: Instant::now(),
+            build_took: None,
+            cause: String::new(),
+            notify,
+        };
+        for slot in 0..count {
+            if let Err(e) = generation.add_worker(slot, launch, sentinel) {
+                generation.kill();
+                return Err(e);
+            }
+        }
+        Ok(generation)
+    }
+
+    /// Starts a worker in `slot` (a new slot, or one waiting to restart).
+    pub fn add_worker(
+        &mut self,
+        slot: u32,
+        launch: &Launch,
+        sentinel: &mut Sentinel,
+    ) -> Result<Pid, SpawnError> {
+        let pid = self.spawn(slot, launch, sentinel)?;
+        let state = WorkerState::Starting {
+            pid,
+            since: Instant::now(),
+        };
+        match self.workers.iter_mut().find(|w| w.slot == slot) {
+            Some(worker) => worker.state = state,
+            None => self.workers.push(Worker {
+                slot,
+                state,
+                restarts: 0,
+                last_exit: None,
+            }),
+        }
+        Ok(pid)
+    }
+
+    fn spawn(
+        &self,
+        slot: u32,
+        launch: &Launch,
+        sentinel: &mut Sentinel,
+    ) -> Result<Pid, SpawnError> {
+        let (program, args) = launch
+            .command
+            .split_first()
+            .ok_or_else(|| SpawnError::NotFound("".into()))?;
+        let mut command = Command::new(program)
+            .args(args)
+            .env("NOTIFY_SOCKET", self.notify.path())
+            .env("DEVSERVE_GENERATION", self.id.to_string())
+            .env("DEVSERVE_WORKER", slot.to_string());
+        if !launch.sockets.is_empty() {
+            command = command
+                .env("LISTEN_FDS", launch.sockets.len().to_string())
+                .env("LISTEN_FDNAMES", &launch.fd_names)
+                .sockets(launch.sockets.clone(), launch.listen_pid);
+        }
+        let pid = command.spawn()?;
+        sentinel.track(pid);
+        tracing::debug!("gen {} w{slot}: started pid {pid}", self.id);
+        Ok(pid)
+    }
+
+    pub fn worker_mut(&mut self, pid: Pid) -> Option<&mut Worker> {
+        self.workers.iter_mut().find(|w| w.pid() == Some(pid))
+    }
+
+    pub fn has_pid(&self, pid: Pid) -> bool {
+        self.workers.iter().any(|w| w.pid() == Some(pid))
+    }
+
+    /// Records a worker's exit; the caller decides whether it restarts. Returns its slot.
+    pub fn worker_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> Option<u32> {
+        let worker = self.worker_mut(pid)?;
+        if worker
+            .started()
+            .is_some_and(|s| now.duration_since(s) >= STABLE_UPTIME)
+        {
+            worker.restarts = 0;
+        }
+        worker.last_exit = Some(status);
+        worker.state = WorkerState::Gone;
+        Some(worker.slot)
+    }
+
+    /// Schedules `slot` to start again after its backoff; returns the delay.
+    pub fn schedule_restart(&mut self, slot: u32, now: Instant) -> Duration {
+        let Some(worker) = self.workers.iter_mut().find(|w| w.slot == slot) else {
+            return Duration::ZERO;
+        };
+        let delay = FIRST_BACKOFF
+            .saturating_mul(1 << worker.restarts.min(16))
+            .min(MAX_BACKOFF);
+        worker.restarts += 1;
+        worker.state = WorkerState::Restarting { at: now + delay };
+        delay
+    }
+
+    /// Slots whose restart time has come.
+    pub fn due_restarts(&self, now: Instant) -> Vec<u32> {
+        self.workers
+            .iter()
+            .filter(|w| matches!(w.state, WorkerState::Restarting { at } if at <= now))
+            .map(|w| w.slot)
+            .collect()
+    }
+
+    /// Applies a READY=1 (or other) notification; true if it made a worker ready.
+    pub fn notified(&mut self, note: &Notification, now: Instant) -> bool {
+        if !note.ready {
+            return false;
+        }
+        let by_sender = |w: &Worker| {
+            let pid = w.pid();
+            pid.is_some() && (pid == note.sender || pid == note.sender_group)
+        };
+        let index = match note.sender {
+            Some(_) => self.workers.iter().position(by_sender),
+            // No credentials (not Linux): the first worker still starting.
+            None => self
+                .workers
+                .iter()
+                .position(|w| matches!(w.state, WorkerState::Starting { .. })),
+        };
+        match index.map(|i| &mut self.workers[i]) {
+            Some(worker) => mark_ready(worker, now),
+            None => false,
+        }
+    }
+
+    /// Marks ready every worker that has been up for `delay`.
+    pub fn apply_ready_delay(&mut self, delay: Duration, now: Instant) {
+        for worker in &mut self.workers {
+            if matches!(worker.state, WorkerState::Starting { since, .. } if now.duration_since(since) >= delay)
+            {
+                mark_ready(worker, now);
+            }
+        }
+    }
+
+    /// The earliest moment a starting worker passes the ready delay.
+    pub fn next_ready_delay(&self, delay: Duration) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter_map(|w| match w.state {
+                WorkerState::Starting { since, .. } => Some(since + delay),
+                _ => None,
+            })
+            .min()
+    }
+
+    pub fn next_restart(&self) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter_map(|w| match w.state {
+                WorkerState::Restarting { at } => Some(at),
+                _ => None,
+            })
+            .min()
+    }
+
+    pub fn all_ready(&self) -> bool {
+        self.workers
+            .iter()
+            .all(|w| matches!(w.state, WorkerState::Ready { .. }))
+    }
+
+    /// No process left and none to come.
+    pub fn is_empty(&self) -> bool {
+        self.workers.iter().all(|w| w.state == WorkerState::Gone)
+    }
+
+    pub fn live_pids(&self) -> Vec<Pid> {
+        self.workers.iter().filter_map(Worker::pid).collect()
+    }
+
+    /// Sends `signal` to every worker's process group and starts the drain clock.
+    pub fn stop(&mut self, signal: Signal, timeout: Duration, now: Instant) {
+        for worker in &mut self.workers {
+            if let WorkerState::Restarting { .. } = worker.state {
+                worker.state = WorkerState::Gone;
+            }
+        }
+        self.signal_groups(signal);
+        self.phase = Phase::Draining {
+            deadline: now + timeout,
+            killed: false,
+        };
+    }
+
+    /// SIGKILL to every worker's process group.
+    pub fn kill(&mut self) {
+        self.signal_groups(Signal::SIGKILL);
+        if let Phase::Draining { deadline, .. } = self.phase {
+            self.phase = Phase::Draining {
+                deadline,
+                killed: true,
+            };
+        }
+    }
+
+    fn signal_groups(&self, signal: Signal) {
+        for pid in self.live_pids() {
+            if let Err(e) = killpg(pid, signal) {
+                tracing::debug!("gen {}: killpg({pid}, {signal}) failed: {e}", self.id);
+            }
+        }
+    }
+
+    /// `pid 123, 124` for messages.
+    pub fn describe_pids(&self) -> String {
+        let pids: Vec<String> = self.live_pids().iter().map(ToString::to_string).collect();
+        match pids.len() {
+            0 => "no process".into(),
+            1 => format!("pid {}", pids[0]),
+            _ => format!("pids {}", pids.join(", ")),
+        }
+    }
+}
+
+fn mark_ready(worker: &mut Worker, now: Instant) -> bool {
+    match worker.state {
+        WorkerState::Starting { pid, since } => {
+            worker.state = WorkerState::Ready {
+                pid,
+                since: now,
+                started: since,
+            };
+            true
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,171 @@
+//! Readiness: the systemd `sd_notify` protocol, one NOTIFY_SOCKET per generation.
+//!
+//! Each generation gets its own `AF_UNIX`/`SOCK_DGRAM` socket, a path in devserve's private
+//! runtime directory (plain paths rather than the abstract namespace, so that the simplest
+//! `sendto(b"READY=1", path)` works). A reader thread turns each datagram into an
+//! [`Event::Notify`]. The sender is identified as systemd does, by the credentials the kernel
+//! attaches (SO_PASSCRED / SCM_CREDENTIALS) rather than by anything in the payload; its process
+//! group is looked up at once so that a message from a worker's child (`sh -c`, `cargo run`)
+//! counts for that worker. Dropping the [`NotifySocket`] shuts the socket down, which ends the
+//! reader thread, and removes the file.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::Sender;
+use nix::unistd::Pid;
+
+use crate::event::{Event, Notification};
+
+/// The largest datagram read; systemd's own limit for a notification is similar.
+const MAX_DATAGRAM: usize = 4096;
+
+/// A generation's notify socket and its reader thread.
+#[derive(Debug)]
+pub struct NotifySocket {
+    path: PathBuf,
+    socket: UnixDatagram,
+}
+
+impl NotifySocket {
+    /// Binds `DIR/notify-GEN.sock` and starts its reader.
+    pub fn open(dir: &Path, generation: u64, events: Sender<Event>) -> io::Result<NotifySocket> {
+        let path = dir.join(format!("notify-{generation}.sock"));
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path)?;
+        #[cfg(target_os = "linux")]
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)?;
+        let reader = socket.try_clone()?;
+        std::thread::Builder::new()
+            .name(format!("notify-{generation}"))
+            .spawn(move || read_datagrams(&reader, generation, &events))?;
+        Ok(NotifySocket { path, socket })
+    }
+
+    /// The value of NOTIFY_SOCKET for this generation's workers.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn read_datagrams(socket: &UnixDatagram, generation: u64, events: &Sender<Event>) {
+    let mut buffer = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (len, sender) = match receive(socket, &mut buffer) {
+            Ok((0, None)) => return, // shut down
+            Ok(received) => received,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let text = String::from_utf8_lossy(&buffer[..len]);
+        let sender_group = sender.and_then(|pid| nix::unistd::getpgid(Some(pid)).ok());
+        let notification = parse(generation, sender, sender_group, &text);
+        if events.send(Event::Notify(notification)).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn receive(socket: &UnixDatagram, buffer: &mut [u8]) -> io::Result<(usize, Option<Pid>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+
+    let mut cmsg = nix::cmsg_space!(libc::ucred);
+    let mut iov = [IoSliceMut::new(buffer)];
+    let message = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )?;
+    let sender = message.cmsgs()?.find_map(|c| match c {
+        ControlMessageOwned::ScmCredentials(creds) => Some(Pid::from_raw(creds.pid())),
+        _ => None,
+    });
+    Ok((message.bytes, sender))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn receive(socket: &UnixDatagram, buffer: &mut [u8]) -> io::Result<(usize, Option<Pid>)> {
+    Ok((socket.recv(buffer)?, None))
+}
+
+/// Parses newline-separated `KEY=VALUE` assignments; unknown keys are ignored, as systemd does.
+fn parse(
+    generation: u64,
+    sender: Option<Pid>,
+    sender_group: Option<Pid>,
+    text: &str,
+) -> Notification {
+    let mut notification = Notification {
+        generation,
+        sender,
+        sender_group,
+        ready: false,
+        stopping: false,
+        status: None,
+    };
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("READY", "1")) => notification.ready = true,
+            Some(("STOPPING", "1")) => notification.stopping = true,
+            Some(("STATUS", status)) => notification.status = Some(status.to_owned()),
+            _ => {}
+        }
+    }
+    notification
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn payload_lines() {
+        let n = parse(3, None, None, "STATUS=warming up\nREADY=1\nMAINPID=7\n");
+        assert!(n.ready);
+        assert!(!n.stopping);
+        assert_eq!(n.status.as_deref(), Some("warming up"));
+        assert!(!parse(3, None, None, "READY=0").ready);
+    }
+
+    #[test]
+    fn datagrams_are_attributed_and_drop_stops_the_reader() {
+        let dir =
+            std::env::temp_dir().join(format!("devserve-readiness-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let socket = NotifySocket::open(&dir, 7, tx).expect("bind");
+        UnixDatagram::unbound()
+            .and_then(|s| s.send_to(b"READY=1", socket.path()))
+            .expect("send");
+        let Ok(Event::Notify(n)) = rx.recv_timeout(Duration::from_secs(10)) else {
+            panic!("no notification")
+        };
+        assert!(n.ready);
+        assert_eq!(n.generation, 7);
+        #[cfg(target_os = "linux")]
+        assert_eq!(n.sender, Some(nix::unistd::getpid()));
+        let path = socket.path().to_path_buf();
+        drop(socket);
+        assert!(!path.exists());
+        // The reader thread drops its sender when it ends, which disconnects the channel.
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        ));
+        std::fs::remove_dir(&dir).expect("clean up");
+    }
+}

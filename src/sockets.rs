@@ -1,0 +1,238 @@
+//! The listening sockets devserve holds for its whole life.
+//!
+//! Contract: every `--listen` address is bound once, at start, before anything else runs, with
+//! SO_REUSEADDR, without SO_REUSEPORT (closing a reuseport member resets the connections queued
+//! on it) and with a deep backlog (min(somaxconn, 4096)), so that while workers come and go the
+//! kernel keeps completing handshakes and queueing them. The sockets carry FD_CLOEXEC in devserve;
+//! `spawn` places them at fds 3, 4, … of each worker. Their file-status flags (O_NONBLOCK) are
+//! never touched: they are shared with every process that holds the socket.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::cli::{ListenAddr, ListenSpec};
+
+/// The backlog devserve asks for; the kernel caps it at `net.core.somaxconn`.
+const MAX_BACKLOG: i32 = 4096;
+
+/// A bound, listening socket and how to describe it.
+#[derive(Debug)]
+pub struct HeldSocket {
+    socket: Socket,
+    /// The entry for `LISTEN_FDNAMES`.
+    pub name: String,
+    /// What the user asked for, e.g. `:8080`.
+    pub requested: ListenAddr,
+    /// What the kernel gave, e.g. `127.0.0.1:41234` after asking for port 0.
+    pub bound: String,
+}
+
+impl HeldSocket {
+    /// The fd devserve holds (CLOEXEC); `spawn` dups it into place for workers.
+    pub fn raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// The socket file to remove at exit, for a Unix socket.
+    pub fn unix_path(&self) -> Option<&Path> {
+        match &self.requested {
+            ListenAddr::Unix(path) => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// Why an address could not be held. Displayed as one line naming the address.
+#[derive(Debug)]
+pub struct BindError {
+    addr: ListenAddr,
+    reason: String,
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot listen on {}: {}", self.addr, self.reason)
+    }
+}
+
+impl std::error::Error for BindError {}
+
+/// Binds every address in order; the first failure is returned and nothing stays bound.
+pub fn bind_all(specs: &[ListenSpec]) -> Result<Vec<HeldSocket>, BindError> {
+    let backlog = backlog();
+    let mut held = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter().enumerate() {
+        let fail = |e: io::Error| BindError {
+            addr: spec.addr.clone(),
+            reason: describe(&e),
+        };
+        let socket = match &spec.addr {
+            ListenAddr::Tcp(addr) => bind_tcp(*addr, backlog).map_err(fail)?,
+            ListenAddr::AnyInterface(port) => bind_any_interface(*port, backlog).map_err(fail)?,
+            ListenAddr::Unix(path) => bind_unix(path, backlog).map_err(|reason| BindError {
+                addr: spec.addr.clone(),
+                reason,
+            })?,
+        };
+        let bound = describe_local(&socket, &spec.addr);
+        let name = spec
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("listen{index}"));
+        held.push(HeldSocket {
+            socket,
+            name,
+            requested: spec.addr.clone(),
+            bound,
+        });
+    }
+    Ok(held)
+}
+
+/// Removes the socket files of Unix listeners (devserve's exit path).
+pub fn remove_unix_files(sockets: &[HeldSocket]) {
+    for path in sockets.iter().filter_map(HeldSocket::unix_path) {
+        if let Err(e) = std::fs::remove_file(path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!("could not remove {}: {e}", path.display());
+        }
+    }
+}
+
+fn backlog() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .map_or(MAX_BACKLOG, |somaxconn| somaxconn.clamp(128, MAX_BACKLOG))
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket)
+}
+
+/// `:PORT`: one dual-stack IPv6 socket where the host has IPv6, else IPv4 only.
+fn bind_any_interface(port: u16, backlog: i32) -> io::Result<Socket> {
+    let dual_stack = || -> io::Result<Socket> {
+        let addr = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_only_v6(false)?;
+        socket.bind(&addr.into())?;
+        socket.listen(backlog)?;
+        Ok(socket)
+    };
+    match dual_stack() {
+        Ok(socket) => Ok(socket),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(e),
+        Err(_) => bind_tcp(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), backlog),
+    }
+}
+
+/// A Unix socket; a stale socket file (nobody accepting) is replaced, a live one or a
+/// non-socket file is an error.
+fn bind_unix(path: &Path, backlog: i32) -> Result<Socket, String> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err("a file that is not a socket is in the way".into());
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(describe(&io::Error::from(io::ErrorKind::AddrInUse)));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket file: {e}"))?;
+    }
+    let bind = || -> io::Result<Socket> {
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        socket.bind(&SockAddr::unix(path)?)?;
+        socket.listen(backlog)?;
+        Ok(socket)
+    };
+    bind().map_err(|e| describe(&e))
+}
+
+fn describe_local(socket: &Socket, requested: &ListenAddr) -> String {
+    match requested {
+        ListenAddr::Unix(path) => format!("unix:{}", path.display()),
+        _ => match socket.local_addr().ok().and_then(|a| a.as_socket()) {
+            Some(addr) => addr.to_string(),
+            None => requested.to_string(),
+        },
+    }
+}
+
+/// `address already in use` rather than `Address already in use (os error 98)`.
+fn describe(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::AddrInUse => "address already in use".into(),
+        io::ErrorKind::AddrNotAvailable => "address not available on this host".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => error.to_string(),
+    }
+}
+
+/// Paths of Unix socket files, for the sentinel's clean-up list.
+pub fn unix_paths(sockets: &[HeldSocket]) -> Vec<PathBuf> {
+    sockets
+        .iter()
+        .filter_map(|s| s.unix_path().map(Path::to_path_buf))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::parse_listen;
+
+    #[test]
+    fn port_zero_reports_the_port_it_got() {
+        let held = bind_all(&[parse_listen("127.0.0.1:0").expect("valid")]).expect("binds");
+        assert!(held[0].bound.starts_with("127.0.0.1:"));
+        assert!(!held[0].bound.ends_with(":0"));
+        assert_eq!(held[0].name, "listen0");
+    }
+
+    #[test]
+    fn busy_port_names_the_address() {
+        let first = bind_all(&[parse_listen("127.0.0.1:0").expect("valid")]).expect("binds");
+        let busy = parse_listen(&first[0].bound).expect("valid");
+        let error = bind_all(&[busy]).expect_err("port is held");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot listen on {}: address already in use",
+                first[0].bound
+            )
+        );
+    }
+
+    #[test]
+    fn stale_unix_socket_is_replaced() {
+        let dir =
+            std::env::temp_dir().join(format!("devserve-sockets-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("app.sock");
+        let spec = parse_listen(&format!("unix:{}", path.display())).expect("valid");
+        drop(bind_all(std::slice::from_ref(&spec)).expect("first bind"));
+        assert!(path.exists(), "closing leaves the file behind");
+        let held = bind_all(std::slice::from_ref(&spec)).expect("stale file replaced");
+        let error = bind_all(std::slice::from_ref(&spec)).expect_err("live socket is in use");
+        assert!(error.to_string().ends_with("address already in use"));
+        remove_unix_files(&held);
+        assert!(!path.exists());
+        std::fs::remove_dir(&dir).expect("clean up");
+    }
+}

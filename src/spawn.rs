@@ -1,0 +1,461 @@
+//! Starting a child process: fork, a few async-signal-safe steps, execve.
+//!
+//! Why not `std::process::Command`: a worker must see `LISTEN_PID` equal to its *own* pid, which
+//! exists only after `fork`. std builds the environment block before forking and installs it
+//! itself after the `pre_exec` hook, so the hook can neither allocate (forbidden after `fork` in a
+//! threaded program) nor change the block std will use. So this module builds everything before
+//! forking — the resolved program path, argv, an envp whose `LISTEN_PID=` entry has a fixed-width
+//! slot, the fd plan — and the child only writes the pid's digits into that slot.
+//!
+//! Every child, worker or build:
+//! - leads a new process group (so its whole tree can be signalled, and a terminal's Ctrl-C
+//!   reaches devserve only, which then stops it);
+//! - gets PR_SET_PDEATHSIG=SIGKILL (Linux), re-checked with `getppid` against the fork race;
+//!   grandchildren are covered by the `sentinel`;
+//! - has stdin on /dev/null (a background process group reading the terminal would be stopped),
+//!   stdout and stderr shared with devserve so its output passes through unaltered;
+//! - gets the held sockets at fds 3, 4, … without FD_CLOEXEC, and nothing else: every other fd
+//!   above them is marked close-on-exec (close_range), whatever its origin;
+//! - has SIGPIPE back at its default (the Rust runtime ignores it, and ignoring survives exec)
+//!   and an empty signal mask.
+//!
+//! Exec failures travel back over a close-on-exec pipe, as std does, so `spawn` reports
+//! "not found" or "permission denied" synchronously instead of a mysterious exit 127.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use nix::unistd::Pid;
+
+/// Environment variables that describe devserve's own activation; never inherited by children.
+const ACTIVATION_VARS: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "DEVSERVE_GENERATION",
+    "DEVSERVE_WORKER",
+];
+
+const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
+/// Room for any pid's digits plus the terminating NUL.
+const PID_DIGITS: usize = 21;
+
+/// What to run and what to give it.
+#[derive(Debug, Clone)]
+pub struct Command {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    sockets: Vec<RawFd>,
+    listen_pid: bool,
+}
+
+/// Why a child could not be started.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// The program is not on PATH or does not exist.
+    NotFound(OsString),
+    /// execve failed, e.g. permission denied or not an executable.
+    Exec(OsString, io::Error),
+    /// Something before exec failed (fork, pipe, /dev/null).
+    Setup(io::Error),
+}
+
+impl SpawnError {
+    /// True when the command itself is at fault (missing, not executable), not the machine.
+    pub fn is_bad_command(&self) -> bool {
+        matches!(self, SpawnError::NotFound(_) | SpawnError::Exec(..))
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::NotFound(program) => {
+                write!(f, "command not found: {}", program.to_string_lossy())
+            }
+            SpawnError::Exec(program, e) => {
+                write!(
+                    f,
+                    "cannot execute {}: {}",
+                    program.to_string_lossy(),
+                    describe(e)
+                )
+            }
+            SpawnError::Setup(e) => write!(f, "cannot start a process: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+fn describe(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EACCES) => "permission denied".into(),
+        Some(libc::ENOEXEC) => "not an executable file".into(),
+        Some(libc::ENOENT) => "no such file".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl Command {
+    pub fn new(program: impl Into<OsString>) -> Self {
+        Command {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            sockets: Vec::new(),
+            listen_pid: false,
+        }
+    }
+
+    /// The `sh -c SCRIPT` form used for build commands.
+    pub fn shell(script: &str) -> Self {
+        Command::new("sh").arg("-c").arg(script)
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, A>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Places `fds` at 3, 4, … in the child; with `listen_pid`, `LISTEN_PID` is set to the
+    /// child's own pid.
+    pub fn sockets(mut self, fds: Vec<RawFd>, listen_pid: bool) -> Self {
+        self.sockets = fds;
+        self.listen_pid = listen_pid;
+        self
+    }
+
+    /// Checks that the program can be found, without running it.
+    pub fn resolve(&self) -> Result<PathBuf, SpawnError> {
+        resolve_program(&self.program)
+    }
+
+    /// Forks and execs; returns the child's pid once exec has succeeded.
+    pub fn spawn(&self) -> Result<Pid, SpawnError> {
+        let plan = Plan::new(self)?;
+        plan.fork_exec().map_err(|e| match e {
+            ChildError::Exec(e) => SpawnError::Exec(self.program.clone(), e),
+            ChildError::Setup(e) => SpawnError::Setup(e),
+        })
+    }
+}
+
+fn resolve_program(program: &OsStr) -> Result<PathBuf, SpawnError> {
+    if program.as_bytes().contains(&b'/') {
+        let path = PathBuf::from(program);
+        return if path.exists() {
+            Ok(path)
+        } else {
+            Err(SpawnError::NotFound(program.into()))
+        };
+    }
+    which::which(program).map_err(|_| SpawnError::NotFound(program.into()))
+}
+
+fn c_string(bytes: &[u8]) -> Result<CString, SpawnError> {
+    CString::new(bytes).map_err(|_| {
+        SpawnError::Setup(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "argument contains a NUL byte",
+        ))
+    })
+}
+
+/// Everything the child needs, allocated before `fork`.
+struct Plan {
+    program: CString,
+    /// Owns the strings `argv_ptrs` points into.
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    /// Owns the strings `envp_ptrs` points into; one may be the LISTEN_PID slot.
+    env: Vec<Vec<u8>>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    listen_pid_slot: Option<usize>,
+    sockets: Vec<RawFd>,
+    /// Scratch space for the child's temporary socket dups (no allocation after fork).
+    scratch: Vec<RawFd>,
+    dev_null: File,
+}
+
+enum ChildError {
+    Exec(io::Error),
+    Setup(io::Error),
+}
+
+impl Plan {
+    fn new(command: &Command) -> Result<Plan, SpawnError> {
+        let resolved = resolve_program(&command.program)?;
+        let program = c_string(resolved.as_os_str().as_bytes())?;
+        let argv = std::iter::once(&command.program)
+            .chain(&command.args)
+            .map(|a| c_string(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut env = inherited_env();
+        for (key, value) in &command.env {
+            let mut entry = key.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            entry.push(0);
+            env.push(entry);
+        }
+        let listen_pid_slot = (command.listen_pid && !command.sockets.is_empty()).then(|| {
+            let mut slot = LISTEN_PID_PREFIX.to_vec();
+            slot.resize(LISTEN_PID_PREFIX.len() + PID_DIGITS, 0);
+            env.push(slot);
+            env.len() - 1
+        });
+        let dev_null = File::open("/dev/null").map_err(SpawnError::Setup)?;
+        let mut plan = Plan {
+            program,
+            argv_ptrs: Vec::new(),
+            _argv: argv,
+            envp_ptrs: Vec::new(),
+            env,
+            listen_pid_slot,
+            sockets: command.sockets.clone(),
+            scratch: vec![-1; command.sockets.len()],
+            dev_null,
+        };
+        plan.argv_ptrs = plan
+            ._argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain([std::ptr::null()])
+            .collect();
+        plan.envp_ptrs = plan
+            .env
+            .iter()
+            .map(|e| e.as_ptr().cast())
+            .chain([std::ptr::null()])
+            .collect();
+        Ok(plan)
+    }
+
+    fn fork_exec(mut self) -> Result<Pid, ChildError> {
+        let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| ChildError::Setup(e.into()))?;
+        let parent = nix::unistd::getpid().as_raw();
+        let slot = self.listen_pid_slot.map(|i| self.env[i].as_mut_ptr());
+        // SAFETY: fork is what the OS demands here. In the child (a copy of this possibly
+        // multi-threaded process) `child_after_fork` makes only async-signal-safe calls and
+        // writes only into memory allocated before the fork; it never returns.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(ChildError::Setup(io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            // SAFETY: see above; this is the child and the call does not return.
+            unsafe { self.child_after_fork(parent, slot, report_write.as_raw_fd()) }
+        }
+        drop(report_write);
+        // Also set the group from the parent, so it exists before we signal it.
+        let _ = nix::unistd::setpgid(Pid::from_raw(pid), Pid::from_raw(pid));
+        read_exec_report(File::from(report_read)).map_err(ChildError::Exec)?;
+        Ok(Pid::from_raw(pid))
+    }
+
+    /// Runs in the forked child. Only async-signal-safe libc calls from here to `execve`.
+    ///
+    /// # Safety
+    /// Must be called only in the child of `fork`, with `slot` pointing into `self.env`.
+    unsafe fn child_after_fork(
+        &mut self,
+        parent: libc::pid_t,
+        slot: Option<*mut u8>,
+        report: RawFd,
+    ) -> ! {
+        // SAFETY: setpgid, prctl, getppid, sigprocmask, signal, dup2, fcntl, syscall(close_range),
+        // getpid, execve, write and _exit are async-signal-safe; the pointers are to memory
+        // allocated before fork and owned by `self`, which outlives this function (it never returns).
+        unsafe {
+            libc::setpgid(0, 0);
+            #[cfg(target_os = "linux")]
+            {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = parent;
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            if libc::dup2(self.dev_null.as_raw_fd(), 0) < 0 {
+                fail_in_child(report);
+            }
+            let first_free = 3 + self.sockets.len() as RawFd;
+            // Two steps so that a source fd sitting in 3..first_free is never overwritten
+            // before it is copied: first above the target range, then into place.
+            for (i, fd) in self.sockets.iter().enumerate() {
+                self.scratch[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, first_free);
+                if self.scratch[i] < 0 {
+                    fail_in_child(report);
+                }
+            }
+            for (i, fd) in self.scratch.iter().enumerate() {
+                // dup2 leaves the new fd without FD_CLOEXEC: exactly the inherited sockets.
+                if libc::dup2(*fd, 3 + i as RawFd) < 0 {
+                    fail_in_child(report);
+                }
+            }
+            #[cfg(target_os = "linux")]
+            libc::syscall(
+                libc::SYS_close_range,
+                first_free as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+            );
+            if let Some(slot) = slot {
+                let digits =
+                    std::slice::from_raw_parts_mut(slot.add(LISTEN_PID_PREFIX.len()), PID_DIGITS);
+                write_decimal(digits, libc::getpid() as u32);
+            }
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            );
+            fail_in_child(report)
+        }
+    }
+}
+
+/// Sends errno to the parent and exits; async-signal-safe.
+///
+/// # Safety
+/// Only for the forked child.
+unsafe fn fail_in_child(report: RawFd) -> ! {
+    // SAFETY: errno location, write and _exit are async-signal-safe.
+    unsafe {
+        let errno = *errno_location();
+        let bytes = errno.to_ne_bytes();
+        libc::write(report, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(127)
+    }
+}
+
+#[cfg(target_os = "linux")]
+unsafe fn errno_location() -> *mut libc::c_int {
+    // SAFETY: returns the calling thread's errno slot; async-signal-safe.
+    unsafe { libc::__errno_location() }
+}
+
+#[cfg(not(target_os = "linux"))]
+unsafe fn errno_location() -> *mut libc::c_int {
+    // SAFETY: returns the calling thread's errno slot; async-signal-safe.
+    unsafe { libc::__error() }
+}
+
+/// Reads the child's exec report: end-of-file means exec succeeded, four bytes are an errno.
+fn read_exec_report(mut pipe: File) -> Result<(), io::Error> {
+    let mut bytes = [0u8; 4];
+    let mut filled = 0;
+    loop {
+        match pipe.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if filled == bytes.len() {
+            break;
+        }
+    }
+    if filled == bytes.len() {
+        return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(bytes)));
+    }
+    Ok(())
+}
+
+/// Writes `n` in decimal followed by a NUL into `out` without allocating (child-safe).
+fn write_decimal(out: &mut [u8], mut n: u32) {
+    let mut reversed = [0u8; 10];
+    let mut len = 0;
+    loop {
+        reversed[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        out[i] = reversed[len - 1 - i];
+    }
+    out[len] = 0;
+}
+
+/// devserve's environment without the activation variables it may itself have been given.
+fn inherited_env() -> Vec<Vec<u8>> {
+    std::env::vars_os()
+        .filter(|(key, _)| !ACTIVATION_VARS.iter().any(|v| OsStr::new(v) == key))
+        .map(|(key, value)| {
+            let mut entry = key.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            entry.push(0);
+            entry
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_digits_are_nul_terminated() {
+        let mut buf = [0xffu8; PID_DIGITS];
+        write_decimal(&mut buf, 4_194_304);
+        assert_eq!(&buf[..8], b"4194304\0");
+        write_decimal(&mut buf, 0);
+        assert_eq!(&buf[..2], b"0\0");
+    }
+
+    #[test]
+    fn missing_program_is_reported_before_fork() {
+        let error = Command::new("devserve-no-such-program")
+            .spawn()
+            .expect_err("missing");
+        assert_eq!(
+            error.to_string(),
+            "command not found: devserve-no-such-program"
+        );
+        assert!(error.is_bad_command());
+    }
+
+    #[test]
+    fn exec_failure_comes_back_synchronously() {
+        let error = Command::new("/dev/null")
+            .spawn()
+            .expect_err("not executable");
+        assert_eq!(
+            error.to_string(),
+            "cannot execute /dev/null: permission denied"
+        );
+    }
+}

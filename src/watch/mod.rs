@@ -1,0 +1,234 @@
+//! The watcher: file-system events in, one debounced [`Change`] at a time out.
+//!
+//! notify's recommended watcher (inotify on Linux) feeds raw events to a thread that owns the
+//! watcher, drops the paths the [`Filter`] rejects, folds the rest with the [`Debouncer`] and
+//! sends `Event::Change` to the supervisor. Nothing flows back.
+//!
+//! On Linux every directory that is not ignored gets its own watch (walked with the `ignore`
+//! crate), so ignored trees such as `target/` or `node_modules/` cost no inotify watch at all;
+//! directories that appear later are walked and watched as they come, and files already inside
+//! them count as changed (they may have been written before the watch existed). Elsewhere the
+//! roots are watched recursively and events are filtered the same way.
+//!
+//! A path that was created during a burst and is gone when the burst is due (an editor's temp file
+//! renamed over the real one) is not reported: an atomic save is one change to the real file.
+
+mod debounce;
+mod filter;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use notify::event::{CreateKind, ModifyKind};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+use crate::event::{Change, Event};
+pub use debounce::Debouncer;
+pub use filter::Filter;
+
+/// What to watch and how.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// Canonical paths of existing files or directories.
+    pub roots: Vec<PathBuf>,
+    pub exts: Vec<String>,
+    pub ignore: Vec<String>,
+    pub vcs_ignore: bool,
+    pub debounce: std::time::Duration,
+}
+
+/// Starts watching; returns once every root is watched, so no change after this is missed.
+/// Returns the number of directories watched.
+pub fn spawn(config: WatchConfig, events: Sender<Event>) -> Result<usize, String> {
+    let mut filter = Filter::new(
+        &config.roots,
+        &config.ignore,
+        &config.exts,
+        config.vcs_ignore,
+    )?;
+    let (raw_tx, raw_rx) = crossbeam_channel::unbounded();
+    let mut watcher = notify::recommended_watcher(move |result| {
+        let _ = raw_tx.send(result);
+    })
+    .map_err(|e| describe_notify_error(&e))?;
+    let mut watched = 0;
+    for root in filter.roots().to_vec() {
+        watched += match root.only {
+            // A single file is watched through its directory, so an atomic save (a new inode
+            // renamed over it) is still seen.
+            Some(_) => {
+                watcher
+                    .watch(&root.dir, RecursiveMode::NonRecursive)
+                    .map_err(|e| describe_notify_error(&e))?;
+                1
+            }
+            None => register_tree(&mut watcher, &mut filter, &root.dir)?.0,
+        };
+    }
+    let mut thread = WatchThread {
+        watcher,
+        filter,
+        events,
+        debouncer: Debouncer::new(config.debounce),
+    };
+    std::thread::Builder::new()
+        .name("watch".into())
+        .spawn(move || thread.run(&raw_rx))
+        .map_err(|e| format!("cannot start the watcher thread: {e}"))?;
+    Ok(watched)
+}
+
+struct WatchThread {
+    watcher: RecommendedWatcher,
+    filter: Filter,
+    events: Sender<Event>,
+    debouncer: Debouncer,
+}
+
+impl WatchThread {
+    fn run(&mut self, raw: &Receiver<notify::Result<notify::Event>>) {
+        loop {
+            let received = match self.debouncer.deadline() {
+                Some(deadline) => raw.recv_deadline(deadline),
+                None => raw.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match received {
+                Ok(Ok(event)) => self.absorb(event),
+                Ok(Err(error)) => self.problem(describe_notify_error(&error)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if let Some(paths) = self.debouncer.take_due(Instant::now()) {
+                let paths: Vec<PathBuf> = paths
+                    .into_iter()
+                    .filter(|(path, created)| !*created || path.exists())
+                    .map(|(path, _)| path)
+                    .collect();
+                if !paths.is_empty() && self.events.send(Event::Change(Change { paths })).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes one raw event into the current burst.
+    fn absorb(&mut self, event: notify::Event) {
+        if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
+            return;
+        }
+        let now = Instant::now();
+        let created = matches!(event.kind, EventKind::Create(_));
+        for path in event.paths {
+            if Filter::is_ignore_file(&path) {
+                self.filter.load_ignore_file(&path);
+            }
+            if !self.filter.counts(&path) {
+                continue;
+            }
+            if appeared_as_directory(&event.kind, &path) {
+                self.watch_new_directory(&path, now);
+            }
+            self.debouncer.add(path, created, now);
+        }
+    }
+
+    fn watch_new_directory(&mut self, dir: &Path, now: Instant) {
+        match register_tree(&mut self.watcher, &mut self.filter, dir) {
+            Ok((_, files)) => {
+                for file in files {
+                    self.debouncer.add(file, true, now);
+                }
+            }
+            Err(problem) => self.problem(problem),
+        }
+    }
+
+    fn problem(&self, text: String) {
+        let _ = self.events.send(Event::WatchProblem(text));
+    }
+}
+
+fn appeared_as_directory(kind: &EventKind, path: &Path) -> bool {
+    let maybe_new = matches!(
+        kind,
+        EventKind::Create(CreateKind::Folder | CreateKind::Any)
+            | EventKind::Modify(ModifyKind::Name(_))
+    );
+    maybe_new && path.is_dir()
+}
+
+/// Watches `dir` and every directory below it that the filter keeps; loads ignore files met on
+/// the way. Returns how many directories are watched and the files found (for new directories).
+fn register_tree(
+    watcher: &mut RecommendedWatcher,
+    filter: &mut Filter,
+    dir: &Path,
+) -> Result<(usize, Vec<PathBuf>), String> {
+    if !cfg!(target_os = "linux") {
+        watcher
+            .watch(dir, RecursiveMode::Recursive)
+            .map_err(|e| describe_notify_error(&e))?;
+        return Ok((1, Vec::new()));
+    }
+    let (dirs, files) = walk(filter, dir);
+    let mut watched = 0;
+    for dir in &dirs {
+        match watcher.watch(dir, RecursiveMode::NonRecursive) {
+            Ok(()) => watched += 1,
+            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                return Err(describe_notify_error(&e));
+            }
+            // Gone again already (a build's temp dir): nothing to watch.
+            Err(e) => tracing::debug!("not watching {}: {e}", dir.display()),
+        }
+    }
+    Ok((watched, files))
+}
+
+/// The directories and files below `dir` that the filter keeps, loading ignore files first so
+/// that a directory's own `.gitignore` applies to its children.
+fn walk(filter: &mut Filter, dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        for entry in entries.iter().filter(|e| Filter::is_ignore_file(&e.path())) {
+            filter.load_ignore_file(&entry.path());
+        }
+        for entry in entries {
+            let path = entry.path();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if filter.is_ignored(&path, is_dir) {
+                continue;
+            }
+            if is_dir {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+        dirs.push(dir);
+    }
+    (dirs, files)
+}
+
+/// One line, with the fix when there is one.
+fn describe_notify_error(error: &notify::Error) -> String {
+    match &error.kind {
+        notify::ErrorKind::MaxFilesWatch => {
+            let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "?".into());
+            format!(
+                "inotify watch limit reached (fs.inotify.max_user_watches = {limit}); some files are not watched. \
+                 Raise it: sudo sysctl fs.inotify.max_user_watches=524288, or --ignore large folders"
+            )
+        }
+        _ => format!("file watcher: {error}"),
+    }
+}
