@@ -23,10 +23,7 @@ impl Build {
     pub fn start(script: &str, sentinel: &mut Sentinel) -> Result<Build, SpawnError> {
         let pid = Command::shell(script).spawn()?;
         sentinel.track(pid);
-        Ok(Build {
-            pid,
-            started: Instant::now(),
-        })
+        Ok(Build { pid, started: Instant::now() })
     }
 
     /// Kills the build's whole process group; its exit still arrives as an event.

@@ -84,12 +84,7 @@ pub struct Cli {
     pub verbose: u8,
 
     /// The server to run, with its arguments
-    #[arg(
-        value_name = "COMMAND",
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 
@@ -135,11 +130,7 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
         return Signal::try_from(number).map_err(|_| bad());
     }
     let upper = trimmed.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
     full.parse::<Signal>().map_err(|_| bad())
 }
 
@@ -166,20 +157,14 @@ fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
         return Ok(ListenAddr::Unix(PathBuf::from(path)));
     }
     if let Some(port) = text.strip_prefix(':') {
-        return port
-            .parse()
-            .map(ListenAddr::AnyInterface)
-            .map_err(|_| bad());
+        return port.parse().map(ListenAddr::AnyInterface).map_err(|_| bad());
     }
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(ListenAddr::Tcp(addr));
     }
     if let Some(port) = text.strip_prefix("localhost:") {
         let port = port.parse().map_err(|_| bad())?;
-        return Ok(ListenAddr::Tcp(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port,
-        )));
+        return Ok(ListenAddr::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)));
     }
     Err(bad())
 }
@@ -218,13 +203,11 @@ impl Cli {
             .watch
             .iter()
             .map(|path| {
-                path.canonicalize()
-                    .map_err(|_| format!("watch path does not exist: {}", path.display()))
+                path.canonicalize().map_err(|_| format!("watch path does not exist: {}", path.display()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         for glob in &self.ignore {
-            globset::Glob::new(glob)
-                .map_err(|e| format!("invalid --ignore glob `{glob}`: {}", e.kind()))?;
+            globset::Glob::new(glob).map_err(|e| format!("invalid --ignore glob `{glob}`: {}", e.kind()))?;
         }
         if self.build.as_deref().is_some_and(|b| b.trim().is_empty()) {
             return Err("--build needs a command".into());
@@ -277,18 +260,9 @@ mod tests {
     #[test]
     fn listen_addresses() {
         let tcp = |s: &str| ListenAddr::Tcp(s.parse().expect("valid socket address"));
-        assert_eq!(
-            parse_listen("127.0.0.1:8080").map(|s| s.addr),
-            Ok(tcp("127.0.0.1:8080"))
-        );
-        assert_eq!(
-            parse_listen("[::1]:8080").map(|s| s.addr),
-            Ok(tcp("[::1]:8080"))
-        );
-        assert_eq!(
-            parse_listen(":8080").map(|s| s.addr),
-            Ok(ListenAddr::AnyInterface(8080))
-        );
+        assert_eq!(parse_listen("127.0.0.1:8080").map(|s| s.addr), Ok(tcp("127.0.0.1:8080")));
+        assert_eq!(parse_listen("[::1]:8080").map(|s| s.addr), Ok(tcp("[::1]:8080")));
+        assert_eq!(parse_listen(":8080").map(|s| s.addr), Ok(ListenAddr::AnyInterface(8080)));
         assert_eq!(
             parse_listen("unix:/tmp/a.sock").map(|s| s.addr),
             Ok(ListenAddr::Unix("/tmp/a.sock".into()))

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -24,9 +25,11 @@ pub enum Event {
 }
 
 /// A debounced set of changed paths.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub paths: Vec<PathBuf>,
+    /// When the burst's first event arrived (the debounce wait is part of the reload time).
+    pub since: Instant,
 }
 
 /// What a signal sent to devserve asks for.

@@ -62,11 +62,7 @@ pub enum WorkerState {
     /// Running, not yet ready.
     Starting { pid: Pid, since: Instant },
     /// Running and ready (READY=1, or up for the ready delay).
-    Ready {
-        pid: Pid,
-        since: Instant,
-        started: Instant,
-    },
+    Ready { pid: Pid, since: Instant, started: Instant },
     /// Exited; to be started again at `at` (serving generations only).
     Restarting { at: Instant },
     /// Exited for good.
@@ -145,32 +141,16 @@ impl Generation {
         sentinel: &mut Sentinel,
     ) -> Result<Pid, SpawnError> {
         let pid = self.spawn(slot, launch, sentinel)?;
-        let state = WorkerState::Starting {
-            pid,
-            since: Instant::now(),
-        };
+        let state = WorkerState::Starting { pid, since: Instant::now() };
         match self.workers.iter_mut().find(|w| w.slot == slot) {
             Some(worker) => worker.state = state,
-            None => self.workers.push(Worker {
-                slot,
-                state,
-                restarts: 0,
-                last_exit: None,
-            }),
+            None => self.workers.push(Worker { slot, state, restarts: 0, last_exit: None }),
         }
         Ok(pid)
     }
 
-    fn spawn(
-        &self,
-        slot: u32,
-        launch: &Launch,
-        sentinel: &mut Sentinel,
-    ) -> Result<Pid, SpawnError> {
-        let (program, args) = launch
-            .command
-            .split_first()
-            .ok_or_else(|| SpawnError::NotFound("".into()))?;
+    fn spawn(&self, slot: u32, launch: &Launch, sentinel: &mut Sentinel) -> Result<Pid, SpawnError> {
+        let (program, args) = launch.command.split_first().ok_or_else(|| SpawnError::NotFound("".into()))?;
         let mut command = Command::new(program)
             .args(args)
             .env("NOTIFY_SOCKET", self.notify.path())
@@ -199,10 +179,7 @@ impl Generation {
     /// Records a worker's exit; the caller decides whether it restarts. Returns its slot.
     pub fn worker_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> Option<u32> {
         let worker = self.worker_mut(pid)?;
-        if worker
-            .started()
-            .is_some_and(|s| now.duration_since(s) >= STABLE_UPTIME)
-        {
+        if worker.started().is_some_and(|s| now.duration_since(s) >= STABLE_UPTIME) {
             worker.restarts = 0;
         }
         worker.last_exit = Some(status);
@@ -215,9 +192,7 @@ impl Generation {
         let Some(worker) = self.workers.iter_mut().find(|w| w.slot == slot) else {
             return Duration::ZERO;
         };
-        let delay = FIRST_BACKOFF
-            .saturating_mul(1 << worker.restarts.min(16))
-            .min(MAX_BACKOFF);
+        let delay = FIRST_BACKOFF.saturating_mul(1 << worker.restarts.min(16)).min(MAX_BACKOFF);
         worker.restarts += 1;
         worker.state = WorkerState::Restarting { at: now + delay };
         delay
@@ -244,10 +219,7 @@ impl Generation {
         let index = match note.sender {
             Some(_) => self.workers.iter().position(by_sender),
             // No credentials (not Linux): the first worker still starting.
-            None => self
-                .workers
-                .iter()
-                .position(|w| matches!(w.state, WorkerState::Starting { .. })),
+            None => self.workers.iter().position(|w| matches!(w.state, WorkerState::Starting { .. })),
         };
         match index.map(|i| &mut self.workers[i]) {
             Some(worker) => mark_ready(worker, now),
@@ -287,9 +259,7 @@ impl Generation {
     }
 
     pub fn all_ready(&self) -> bool {
-        self.workers
-            .iter()
-            .all(|w| matches!(w.state, WorkerState::Ready { .. }))
+        self.workers.iter().all(|w| matches!(w.state, WorkerState::Ready { .. }))
     }
 
     /// No process left and none to come.
@@ -309,20 +279,14 @@ impl Generation {
             }
         }
         self.signal_groups(signal);
-        self.phase = Phase::Draining {
-            deadline: now + timeout,
-            killed: false,
-        };
+        self.phase = Phase::Draining { deadline: now + timeout, killed: false };
     }
 
     /// SIGKILL to every worker's process group.
     pub fn kill(&mut self) {
         self.signal_groups(Signal::SIGKILL);
         if let Phase::Draining { deadline, .. } = self.phase {
-            self.phase = Phase::Draining {
-                deadline,
-                killed: true,
-            };
+            self.phase = Phase::Draining { deadline, killed: true };
         }
     }
 
@@ -348,11 +312,7 @@ impl Generation {
 fn mark_ready(worker: &mut Worker, now: Instant) -> bool {
     match worker.state {
         WorkerState::Starting { pid, since } => {
-            worker.state = WorkerState::Ready {
-                pid,
-                since: now,
-                started: since,
-            };
+            worker.state = WorkerState::Ready { pid, since: now, started: since };
             true
         }
         _ => false,

@@ -32,9 +32,17 @@ fn main() -> ExitCode {
         sentinel::run(args.collect());
         return ExitCode::SUCCESS;
     }
-    let cli = cli::Cli::parse();
-    output::init_tracing(cli.verbose, cli.quiet);
     let out = output::Output::new(false);
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print as clap prints them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            out.error(format!("{} (see --help)", first_line(&e.to_string())));
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    output::init_tracing(cli.verbose, cli.quiet);
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(message) => {
@@ -49,4 +57,11 @@ fn main() -> ExitCode {
             ExitCode::from(RUN_ERROR)
         }
     }
+}
+
+/// clap's message folded into one line, without the usage block that follows it.
+fn first_line(text: &str) -> String {
+    let message: Vec<&str> =
+        text.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:")).collect();
+    if message.is_empty() { "error: invalid arguments".into() } else { message.join(" ") }
 }

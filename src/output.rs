@@ -35,10 +35,7 @@ impl Output {
     /// Color follows the terminal and `NO_COLOR`; `quiet` drops Info and Good lines.
     pub fn new(quiet: bool) -> Output {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Output {
-            color: std::io::stderr().is_terminal() && !no_color,
-            quiet,
-        }
+        Output { color: std::io::stderr().is_terminal() && !no_color, quiet }
     }
 
     pub fn info(&self, text: impl AsRef<str>) {

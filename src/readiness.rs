@@ -83,12 +83,7 @@ fn receive(socket: &UnixDatagram, buffer: &mut [u8]) -> io::Result<(usize, Optio
 
     let mut cmsg = nix::cmsg_space!(libc::ucred);
     let mut iov = [IoSliceMut::new(buffer)];
-    let message = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )?;
+    let message = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
     let sender = message.cmsgs()?.find_map(|c| match c {
         ControlMessageOwned::ScmCredentials(creds) => Some(Pid::from_raw(creds.pid())),
         _ => None,
@@ -102,20 +97,9 @@ fn receive(socket: &UnixDatagram, buffer: &mut [u8]) -> io::Result<(usize, Optio
 }
 
 /// Parses newline-separated `KEY=VALUE` assignments; unknown keys are ignored, as systemd does.
-fn parse(
-    generation: u64,
-    sender: Option<Pid>,
-    sender_group: Option<Pid>,
-    text: &str,
-) -> Notification {
-    let mut notification = Notification {
-        generation,
-        sender,
-        sender_group,
-        ready: false,
-        stopping: false,
-        status: None,
-    };
+fn parse(generation: u64, sender: Option<Pid>, sender_group: Option<Pid>, text: &str) -> Notification {
+    let mut notification =
+        Notification { generation, sender, sender_group, ready: false, stopping: false, status: None };
     for line in text.lines() {
         match line.split_once('=') {
             Some(("READY", "1")) => notification.ready = true,
@@ -143,14 +127,11 @@ mod tests {
 
     #[test]
     fn datagrams_are_attributed_and_drop_stops_the_reader() {
-        let dir =
-            std::env::temp_dir().join(format!("devserve-readiness-test-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("devserve-readiness-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let (tx, rx) = crossbeam_channel::unbounded();
         let socket = NotifySocket::open(&dir, 7, tx).expect("bind");
-        UnixDatagram::unbound()
-            .and_then(|s| s.send_to(b"READY=1", socket.path()))
-            .expect("send");
+        UnixDatagram::unbound().and_then(|s| s.send_to(b"READY=1", socket.path())).expect("send");
         let Ok(Event::Notify(n)) = rx.recv_timeout(Duration::from_secs(10)) else {
             panic!("no notification")
         };

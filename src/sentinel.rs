@@ -65,9 +65,7 @@ impl Sentinel {
             return;
         };
         if let Err(e) = pipe.write_all(line.as_bytes()) {
-            tracing::warn!(
-                "the sentinel is gone ({e}); a SIGKILL of devserve may now leave orphans"
-            );
+            tracing::warn!("the sentinel is gone ({e}); a SIGKILL of devserve may now leave orphans");
             self.pipe = None;
         }
     }
@@ -96,10 +94,6 @@ pub fn run(cleanup: Vec<OsString>) {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
     for path in cleanup.into_iter().map(PathBuf::from) {
-        let _ = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
+        let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
     }
 }

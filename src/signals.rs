@@ -18,24 +18,20 @@ use crate::event::{Event, ExitStatus, Request};
 
 /// Installs the handlers and starts the signal thread.
 pub fn spawn(events: Sender<Event>) -> io::Result<()> {
-    let mut signals = Signals::new([
-        SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1,
-    ])?;
+    let mut signals = Signals::new([SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1])?;
     #[cfg(target_os = "linux")]
     become_subreaper();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                let delivered = match request_for(signal) {
-                    Some(request) => events.send(Event::Request(request)).is_ok(),
-                    None => reap(&events),
-                };
-                if !delivered {
-                    return;
-                }
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            let delivered = match request_for(signal) {
+                Some(request) => events.send(Event::Request(request)).is_ok(),
+                None => reap(&events),
+            };
+            if !delivered {
+                return;
             }
-        })?;
+        }
+    })?;
     Ok(())
 }
 

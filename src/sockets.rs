@@ -69,29 +69,17 @@ pub fn bind_all(specs: &[ListenSpec]) -> Result<Vec<HeldSocket>, BindError> {
     let backlog = backlog();
     let mut held = Vec::with_capacity(specs.len());
     for (index, spec) in specs.iter().enumerate() {
-        let fail = |e: io::Error| BindError {
-            addr: spec.addr.clone(),
-            reason: describe(&e),
-        };
+        let fail = |e: io::Error| BindError { addr: spec.addr.clone(), reason: describe(&e) };
         let socket = match &spec.addr {
             ListenAddr::Tcp(addr) => bind_tcp(*addr, backlog).map_err(fail)?,
             ListenAddr::AnyInterface(port) => bind_any_interface(*port, backlog).map_err(fail)?,
-            ListenAddr::Unix(path) => bind_unix(path, backlog).map_err(|reason| BindError {
-                addr: spec.addr.clone(),
-                reason,
-            })?,
+            ListenAddr::Unix(path) => {
+                bind_unix(path, backlog).map_err(|reason| BindError { addr: spec.addr.clone(), reason })?
+            }
         };
         let bound = describe_local(&socket, &spec.addr);
-        let name = spec
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("listen{index}"));
-        held.push(HeldSocket {
-            socket,
-            name,
-            requested: spec.addr.clone(),
-            bound,
-        });
+        let name = spec.name.clone().unwrap_or_else(|| format!("listen{index}"));
+        held.push(HeldSocket { socket, name, requested: spec.addr.clone(), bound });
     }
     Ok(held)
 }
@@ -186,10 +174,7 @@ fn describe(error: &io::Error) -> String {
 
 /// Paths of Unix socket files, for the sentinel's clean-up list.
 pub fn unix_paths(sockets: &[HeldSocket]) -> Vec<PathBuf> {
-    sockets
-        .iter()
-        .filter_map(|s| s.unix_path().map(Path::to_path_buf))
-        .collect()
+    sockets.iter().filter_map(|s| s.unix_path().map(Path::to_path_buf)).collect()
 }
 
 #[cfg(test)]
@@ -210,19 +195,12 @@ mod tests {
         let first = bind_all(&[parse_listen("127.0.0.1:0").expect("valid")]).expect("binds");
         let busy = parse_listen(&first[0].bound).expect("valid");
         let error = bind_all(&[busy]).expect_err("port is held");
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "cannot listen on {}: address already in use",
-                first[0].bound
-            )
-        );
+        assert_eq!(error.to_string(), format!("cannot listen on {}: address already in use", first[0].bound));
     }
 
     #[test]
     fn stale_unix_socket_is_replaced() {
-        let dir =
-            std::env::temp_dir().join(format!("devserve-sockets-test-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("devserve-sockets-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("app.sock");
         let spec = parse_listen(&format!("unix:{}", path.display())).expect("valid");

@@ -81,12 +81,7 @@ impl fmt::Display for SpawnError {
                 write!(f, "command not found: {}", program.to_string_lossy())
             }
             SpawnError::Exec(program, e) => {
-                write!(
-                    f,
-                    "cannot execute {}: {}",
-                    program.to_string_lossy(),
-                    describe(e)
-                )
+                write!(f, "cannot execute {}: {}", program.to_string_lossy(), describe(e))
             }
             SpawnError::Setup(e) => write!(f, "cannot start a process: {e}"),
         }
@@ -165,21 +160,14 @@ impl Command {
 fn resolve_program(program: &OsStr) -> Result<PathBuf, SpawnError> {
     if program.as_bytes().contains(&b'/') {
         let path = PathBuf::from(program);
-        return if path.exists() {
-            Ok(path)
-        } else {
-            Err(SpawnError::NotFound(program.into()))
-        };
+        return if path.exists() { Ok(path) } else { Err(SpawnError::NotFound(program.into())) };
     }
     which::which(program).map_err(|_| SpawnError::NotFound(program.into()))
 }
 
 fn c_string(bytes: &[u8]) -> Result<CString, SpawnError> {
     CString::new(bytes).map_err(|_| {
-        SpawnError::Setup(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "argument contains a NUL byte",
-        ))
+        SpawnError::Setup(io::Error::new(io::ErrorKind::InvalidInput, "argument contains a NUL byte"))
     })
 }
 
@@ -238,24 +226,14 @@ impl Plan {
             scratch: vec![-1; command.sockets.len()],
             dev_null,
         };
-        plan.argv_ptrs = plan
-            ._argv
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain([std::ptr::null()])
-            .collect();
-        plan.envp_ptrs = plan
-            .env
-            .iter()
-            .map(|e| e.as_ptr().cast())
-            .chain([std::ptr::null()])
-            .collect();
+        plan.argv_ptrs = plan._argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+        plan.envp_ptrs = plan.env.iter().map(|e| e.as_ptr().cast()).chain([std::ptr::null()]).collect();
         Ok(plan)
     }
 
     fn fork_exec(mut self) -> Result<Pid, ChildError> {
-        let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| ChildError::Setup(e.into()))?;
+        let (report_read, report_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ChildError::Setup(e.into()))?;
         let parent = nix::unistd::getpid().as_raw();
         let slot = self.listen_pid_slot.map(|i| self.env[i].as_mut_ptr());
         // SAFETY: fork is what the OS demands here. In the child (a copy of this possibly
@@ -280,12 +258,7 @@ impl Plan {
     ///
     /// # Safety
     /// Must be called only in the child of `fork`, with `slot` pointing into `self.env`.
-    unsafe fn child_after_fork(
-        &mut self,
-        parent: libc::pid_t,
-        slot: Option<*mut u8>,
-        report: RawFd,
-    ) -> ! {
+    unsafe fn child_after_fork(&mut self, parent: libc::pid_t, slot: Option<*mut u8>, report: RawFd) -> ! {
         // SAFETY: setpgid, prctl, getppid, sigprocmask, signal, dup2, fcntl, syscall(close_range),
         // getpid, execve, write and _exit are async-signal-safe; the pointers are to memory
         // allocated before fork and owned by `self`, which outlives this function (it never returns).
@@ -330,15 +303,10 @@ impl Plan {
                 libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
             );
             if let Some(slot) = slot {
-                let digits =
-                    std::slice::from_raw_parts_mut(slot.add(LISTEN_PID_PREFIX.len()), PID_DIGITS);
+                let digits = std::slice::from_raw_parts_mut(slot.add(LISTEN_PID_PREFIX.len()), PID_DIGITS);
                 write_decimal(digits, libc::getpid() as u32);
             }
-            libc::execve(
-                self.program.as_ptr(),
-                self.argv_ptrs.as_ptr(),
-                self.envp_ptrs.as_ptr(),
-            );
+            libc::execve(self.program.as_ptr(), self.argv_ptrs.as_ptr(), self.envp_ptrs.as_ptr());
             fail_in_child(report)
         }
     }
@@ -438,24 +406,14 @@ mod tests {
 
     #[test]
     fn missing_program_is_reported_before_fork() {
-        let error = Command::new("devserve-no-such-program")
-            .spawn()
-            .expect_err("missing");
-        assert_eq!(
-            error.to_string(),
-            "command not found: devserve-no-such-program"
-        );
+        let error = Command::new("devserve-no-such-program").spawn().expect_err("missing");
+        assert_eq!(error.to_string(), "command not found: devserve-no-such-program");
         assert!(error.is_bad_command());
     }
 
     #[test]
     fn exec_failure_comes_back_synchronously() {
-        let error = Command::new("/dev/null")
-            .spawn()
-            .expect_err("not executable");
-        assert_eq!(
-            error.to_string(),
-            "cannot execute /dev/null: permission denied"
-        );
+        let error = Command::new("/dev/null").spawn().expect_err("not executable");
+        assert_eq!(error.to_string(), "cannot execute /dev/null: permission denied");
     }
 }

@@ -37,15 +37,13 @@ pub fn run(config: Config) -> Result<(), String> {
     let out = Output::new(config.quiet);
     let (events_tx, events) = crossbeam_channel::unbounded();
     // First, so that no child can exit before SIGCHLD is handled.
-    signals::spawn(events_tx.clone())
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    signals::spawn(events_tx.clone()).map_err(|e| format!("cannot install signal handlers: {e}"))?;
     check_command(&config)?;
     let sockets = sockets::bind_all(&config.listen).map_err(|e| e.to_string())?;
     let runtime_dir = create_runtime_dir()?;
     let mut cleanup = sockets::unix_paths(&sockets);
     cleanup.push(runtime_dir.clone());
-    let sentinel =
-        Sentinel::spawn(&cleanup).map_err(|e| format!("cannot start the sentinel: {e}"))?;
+    let sentinel = Sentinel::spawn(&cleanup).map_err(|e| format!("cannot start the sentinel: {e}"))?;
     announce_sockets(&out, &sockets);
     let watched = watch::spawn(config.watch.clone(), events_tx.clone())?;
     tracing::debug!("watching {watched} folders");
@@ -64,10 +62,7 @@ fn check_command(config: &Config) -> Result<(), String> {
         return Ok(());
     }
     let program = config.command.first().ok_or("missing COMMAND")?;
-    Command::new(program)
-        .resolve()
-        .map(drop)
-        .map_err(|e| e.to_string())
+    Command::new(program).resolve().map(drop).map_err(|e| e.to_string())
 }
 
 /// A private directory for the notify sockets: `$TMPDIR/devserve-PID`, mode 0700.
@@ -84,17 +79,10 @@ fn create_runtime_dir() -> Result<PathBuf, String> {
 
 fn announce_sockets(out: &Output, sockets: &[HeldSocket]) {
     for (index, socket) in sockets.iter().enumerate() {
-        out.info(format!(
-            "listening on {} (fd {}, {})",
-            socket.bound,
-            3 + index,
-            socket.name
-        ));
+        out.info(format!("listening on {} (fd {}, {})", socket.bound, 3 + index, socket.name));
     }
     if sockets.is_empty() {
-        out.info(
-            "no --listen: restart mode (the app binds its own port; old and new cannot overlap)",
-        );
+        out.info("no --listen: restart mode (the app binds its own port; old and new cannot overlap)");
     }
 }
 
@@ -124,28 +112,16 @@ struct Trigger {
 
 impl Trigger {
     fn start() -> Trigger {
-        Trigger {
-            at: Instant::now(),
-            paths: BTreeSet::new(),
-            reload: false,
-            initial: true,
-        }
+        Trigger { at: Instant::now(), paths: BTreeSet::new(), reload: false, initial: true }
     }
 
     fn reload() -> Trigger {
-        Trigger {
-            reload: true,
-            initial: false,
-            ..Trigger::start()
-        }
+        Trigger { reload: true, initial: false, ..Trigger::start() }
     }
 
-    fn change(paths: Vec<PathBuf>) -> Trigger {
-        Trigger {
-            paths: paths.into_iter().collect(),
-            initial: false,
-            ..Trigger::start()
-        }
+    /// Files changed; the first event came `since` (before the debounce wait).
+    fn change(paths: Vec<PathBuf>, since: Instant) -> Trigger {
+        Trigger { at: since, paths: paths.into_iter().collect(), reload: false, initial: false }
     }
 
     /// Folds a newer trigger into this one, keeping the earlier start time.
@@ -159,10 +135,7 @@ impl Trigger {
         let cwd = std::env::current_dir().unwrap_or_default();
         let files = match self.paths.len() {
             0 => None,
-            1 => self
-                .paths
-                .first()
-                .map(|p| format!("{} changed", relative_display(p, &cwd))),
+            1 => self.paths.first().map(|p| format!("{} changed", relative_display(p, &cwd))),
             n => Some(format!("{n} files changed")),
         };
         match (files, self.reload, self.initial) {
@@ -220,11 +193,7 @@ impl Supervisor {
         let launch = Launch {
             command: config.command.clone(),
             sockets: sockets.iter().map(HeldSocket::raw_fd).collect(),
-            fd_names: sockets
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(":"),
+            fd_names: sockets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(":"),
             listen_pid: config.listen_pid,
         };
         let workers = config.workers;
@@ -275,7 +244,7 @@ impl Supervisor {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Change(change) => self.trigger(Trigger::change(change.paths)),
+            Event::Change(change) => self.trigger(Trigger::change(change.paths, change.since)),
             Event::WatchProblem(text) => self.out.warn(text),
             Event::Request(request) => self.on_request(request),
             Event::Exited { pid, status } => self.on_exit(pid, status),
@@ -314,11 +283,7 @@ impl Supervisor {
             times.extend(serving.next_ready_delay(self.config.ready_delay));
         }
         for generation in &self.draining {
-            if let Phase::Draining {
-                deadline,
-                killed: false,
-            } = generation.phase
-            {
+            if let Phase::Draining { deadline, killed: false } = generation.phase {
                 times.push(deadline);
             }
         }
@@ -339,8 +304,7 @@ impl Supervisor {
             let mut merged = earlier;
             merged.merge(trigger);
             trigger = merged;
-            self.out
-                .info(format!("{}: restarting the build", trigger.describe()));
+            self.out.info(format!("{}: restarting the build", trigger.describe()));
         }
         match self.config.build.clone() {
             Some(script) => self.start_build(&script, trigger),
@@ -349,8 +313,7 @@ impl Supervisor {
     }
 
     fn start_build(&mut self, script: &str, trigger: Trigger) {
-        self.out
-            .info(format!("{}: building ({script})", trigger.describe()));
+        self.out.info(format!("{}: building ({script})", trigger.describe()));
         let Some(sentinel) = self.sentinel.as_mut() else {
             return;
         };
@@ -363,8 +326,7 @@ impl Supervisor {
     fn build_finished(&mut self, build: Build, trigger: Trigger, status: ExitStatus) {
         let took = build.took();
         if status.success() {
-            self.out
-                .info(format!("build ok in {}", output::duration(took)));
+            self.out.info(format!("build ok in {}", output::duration(took)));
             self.start_generation(trigger, Some(took));
         } else {
             self.out.warn(format!(
@@ -381,18 +343,12 @@ impl Supervisor {
         let now = Instant::now();
         let restart_mode = self.sockets.is_empty();
         if let Some(superseded) = self.next.take() {
-            self.out.info(format!(
-                "gen {} superseded by a newer build; stopping it",
-                superseded.id
-            ));
+            self.out.info(format!("gen {} superseded by a newer build; stopping it", superseded.id));
             self.retire(superseded, now);
         }
         if restart_mode && (self.serving.is_some() || !self.draining.is_empty()) {
             if let Some(old) = self.serving.take() {
-                self.out.info(format!(
-                    "gen {} stopping (restart mode: the new one starts after)",
-                    old.id
-                ));
+                self.out.info(format!("gen {} stopping (restart mode: the new one starts after)", old.id));
                 self.retire(old, now);
             }
             self.queued = Some((trigger, build_took));
@@ -415,20 +371,14 @@ impl Supervisor {
                 generation.build_took = build_took;
                 generation.cause = trigger.describe();
                 generation.triggered = trigger.at;
-                self.out.info(format!(
-                    "gen {id} starting ({})",
-                    generation.describe_pids()
-                ));
+                self.out.info(format!("gen {id} starting ({})", generation.describe_pids()));
                 self.next = Some(generation);
             }
             Err(e) if e.is_bad_command() && !self.started_once => {
                 self.fatal = Some(e.to_string());
                 self.begin_shutdown(Shutdown::Immediate);
             }
-            Err(e) => self.out.warn(format!(
-                "gen {id} could not start: {e}; {}",
-                self.serving_note()
-            )),
+            Err(e) => self.out.warn(format!("gen {id} could not start: {e}; {}", self.serving_note())),
         }
     }
 
@@ -456,10 +406,7 @@ impl Supervisor {
         if next.all_ready() {
             self.promote(now);
         } else if now >= next.started + self.config.ready_timeout {
-            let reason = format!(
-                "not ready within {}",
-                output::duration(self.config.ready_timeout)
-            );
+            let reason = format!("not ready within {}", output::duration(self.config.ready_timeout));
             self.roll_back(&reason, now);
         }
     }
@@ -473,26 +420,31 @@ impl Supervisor {
         self.started_once = true;
         self.out.good(self.ready_line(&generation, now));
         if let Some(old) = self.serving.replace(generation) {
-            self.out.info(format!(
-                "gen {} stopping ({})",
-                old.id,
-                self.config.stop_signal.as_str()
-            ));
+            self.out.info(format!("gen {} stopping ({})", old.id, self.config.stop_signal.as_str()));
             self.retire(old, now);
         }
     }
 
     /// `gen 4 ready in 212ms (build 180ms, start 32ms) · 3 files changed`
     fn ready_line(&self, generation: &Generation, now: Instant) -> String {
-        let start = output::duration(now.duration_since(generation.started));
-        let phases = match generation.build_took {
-            Some(build) => format!("build {}, start {start}", output::duration(build)),
-            None => format!("start {start}"),
-        };
+        let total = now.duration_since(generation.triggered);
+        let start = now.duration_since(generation.started);
+        let build = generation.build_took.unwrap_or_default();
+        // What is neither build nor start: the debounce wait (and devserve's own overhead).
+        let waited = total.saturating_sub(start).saturating_sub(build);
+        let mut phases = Vec::new();
+        if waited >= Duration::from_millis(1) {
+            phases.push(format!("debounce {}", output::duration(waited)));
+        }
+        if let Some(build) = generation.build_took {
+            phases.push(format!("build {}", output::duration(build)));
+        }
+        phases.push(format!("start {}", output::duration(start)));
         format!(
-            "gen {} ready in {} ({phases}) · {}",
+            "gen {} ready in {} ({}) · {}",
             generation.id,
-            output::duration(now.duration_since(generation.triggered)),
+            output::duration(total),
+            phases.join(", "),
             generation.cause
         )
     }
@@ -502,11 +454,7 @@ impl Supervisor {
         let Some(failed) = self.next.take() else {
             return;
         };
-        self.out.warn(format!(
-            "gen {} failed: {reason}; {}",
-            failed.id,
-            self.serving_note()
-        ));
+        self.out.warn(format!("gen {} failed: {reason}; {}", failed.id, self.serving_note()));
         self.retire(failed, now);
     }
 
@@ -531,15 +479,12 @@ impl Supervisor {
         if self.shutdown.is_some() {
             return;
         }
-        let (Some(serving), Some(sentinel)) = (self.serving.as_mut(), self.sentinel.as_mut())
-        else {
+        let (Some(serving), Some(sentinel)) = (self.serving.as_mut(), self.sentinel.as_mut()) else {
             return;
         };
         for slot in serving.due_restarts(now) {
             match serving.add_worker(slot, &self.launch, sentinel) {
-                Ok(pid) => self
-                    .out
-                    .info(format!("gen {} w{slot} restarted (pid {pid})", serving.id)),
+                Ok(pid) => self.out.info(format!("gen {} w{slot} restarted (pid {pid})", serving.id)),
                 Err(e) => {
                     let delay = serving.schedule_restart(slot, now);
                     self.out.warn(format!(
@@ -555,10 +500,7 @@ impl Supervisor {
     /// Draining generations past their stop timeout get SIGKILL.
     fn kill_overdue(&mut self, now: Instant) {
         for generation in &mut self.draining {
-            if let Phase::Draining {
-                deadline,
-                killed: false,
-            } = generation.phase
+            if let Phase::Draining { deadline, killed: false } = generation.phase
                 && now >= deadline
             {
                 self.out.warn(format!(
@@ -576,11 +518,7 @@ impl Supervisor {
 
     fn on_exit(&mut self, pid: Pid, status: ExitStatus) {
         let now = Instant::now();
-        if self
-            .build
-            .as_ref()
-            .is_some_and(|(build, _)| build.pid == pid)
-        {
+        if self.build.as_ref().is_some_and(|(build, _)| build.pid == pid) {
             self.release_group(pid);
             if let Some((build, trigger)) = self.build.take() {
                 self.build_finished(build, trigger, status);
@@ -590,14 +528,8 @@ impl Supervisor {
             self.release_group(pid);
         } else if self.next.as_ref().is_some_and(|g| g.has_pid(pid)) {
             self.release_group(pid);
-            let slot = self
-                .next
-                .as_mut()
-                .and_then(|g| g.worker_exited(pid, status, now));
-            let reason = format!(
-                "w{} (pid {pid}) {status} before it was ready",
-                slot.unwrap_or(0)
-            );
+            let slot = self.next.as_mut().and_then(|g| g.worker_exited(pid, status, now));
+            let reason = format!("w{} (pid {pid}) {status} before it was ready", slot.unwrap_or(0));
             self.roll_back(&reason, now);
         } else if self.serving.as_ref().is_some_and(|g| g.has_pid(pid)) {
             self.release_group(pid);
@@ -611,9 +543,7 @@ impl Supervisor {
                 self.out.info(format!("gen {} stopped", generation.id));
             }
         } else {
-            tracing::debug!(
-                "reaped pid {pid} ({status}), not one of ours (an orphaned descendant)"
-            );
+            tracing::debug!("reaped pid {pid} ({status}), not one of ours (an orphaned descendant)");
         }
     }
 
@@ -704,8 +634,7 @@ impl Supervisor {
             return;
         }
         self.workers = wanted;
-        self.out
-            .info(format!("workers: {wanted} (from the next generation on)"));
+        self.out.info(format!("workers: {wanted} (from the next generation on)"));
     }
 
     fn print_status(&self) {
@@ -735,21 +664,12 @@ impl Supervisor {
                         format!("pid {pid} ready, up {}", output::duration(now - started))
                     }
                     WorkerState::Restarting { at } => {
-                        format!(
-                            "restarting in {}",
-                            output::duration(at.saturating_duration_since(now))
-                        )
+                        format!("restarting in {}", output::duration(at.saturating_duration_since(now)))
                     }
                     WorkerState::Gone => "exited".into(),
                 };
-                let last = worker
-                    .last_exit
-                    .map(|s| format!(", last {s}"))
-                    .unwrap_or_default();
-                lines.push(format!(
-                    "    w{} {state}, restarts {}{last}",
-                    worker.slot, worker.restarts
-                ));
+                let last = worker.last_exit.map(|s| format!(", last {s}")).unwrap_or_default();
+                lines.push(format!("    w{} {state}, restarts {}{last}", worker.slot, worker.restarts));
             }
         }
         self.out.info(lines.join("\n"));

@@ -27,13 +27,7 @@ pub struct Debouncer {
 impl Debouncer {
     pub fn new(quiet: Duration) -> Debouncer {
         let max_wait = (quiet * MAX_WAIT_FACTOR).max(MIN_MAX_WAIT);
-        Debouncer {
-            quiet,
-            max_wait,
-            pending: BTreeMap::new(),
-            first: None,
-            last: None,
-        }
+        Debouncer { quiet, max_wait, pending: BTreeMap::new(), first: None, last: None }
     }
 
     /// Records a relevant path; `created` marks a path that did not exist before this burst.
@@ -48,14 +42,14 @@ impl Debouncer {
         Some((self.last? + self.quiet).min(self.first? + self.max_wait))
     }
 
-    /// The burst's paths with their `created` flag, if it is due at `now`.
-    pub fn take_due(&mut self, now: Instant) -> Option<Vec<(PathBuf, bool)>> {
+    /// The burst's paths with their `created` flag, and when it began, if it is due at `now`.
+    pub fn take_due(&mut self, now: Instant) -> Option<(Vec<(PathBuf, bool)>, Instant)> {
         if self.deadline()? > now {
             return None;
         }
-        self.first = None;
+        let first = self.first.take()?;
         self.last = None;
-        Some(std::mem::take(&mut self.pending).into_iter().collect())
+        Some((std::mem::take(&mut self.pending).into_iter().collect(), first))
     }
 }
 
@@ -71,18 +65,12 @@ mod tests {
         let mut debouncer = Debouncer::new(QUIET);
         for i in 0..1000u32 {
             let now = start + Duration::from_millis(u64::from(i));
-            assert_eq!(
-                debouncer.take_due(now),
-                None,
-                "due in the middle of the burst"
-            );
+            assert_eq!(debouncer.take_due(now), None, "due in the middle of the burst");
             debouncer.add(PathBuf::from(format!("f{i}")), false, now);
         }
         let end = start + Duration::from_millis(999);
         assert_eq!(debouncer.deadline(), Some(end + QUIET));
-        let paths = debouncer
-            .take_due(end + QUIET)
-            .expect("due after the quiet period");
+        let paths = debouncer.take_due(end + QUIET).expect("due after the quiet period");
         assert_eq!(paths.len(), 1000);
         assert_eq!(debouncer.deadline(), None);
     }
@@ -105,9 +93,6 @@ mod tests {
         let mut debouncer = Debouncer::new(QUIET);
         debouncer.add(PathBuf::from("tmp"), true, now);
         debouncer.add(PathBuf::from("tmp"), false, now);
-        assert_eq!(
-            debouncer.take_due(now + QUIET),
-            Some(vec![(PathBuf::from("tmp"), true)])
-        );
+        assert_eq!(debouncer.take_due(now + QUIET), Some(vec![(PathBuf::from("tmp"), true)]));
     }
 }

@@ -21,14 +21,8 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 const VCS_DIRS: &[&str] = &[".git", ".hg", ".svn", ".bzr", "_darcs", ".jj", ".pijul"];
-const OUTPUT_DIRS: &[&str] = &[
-    "target",
-    "node_modules",
-    "__pycache__",
-    ".venv",
-    ".mypy_cache",
-    ".pytest_cache",
-];
+const OUTPUT_DIRS: &[&str] =
+    &["target", "node_modules", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache"];
 const EDITOR_FILES: &[&str] = &[
     "*.swp",
     "*.swo",
@@ -140,10 +134,7 @@ impl Filter {
         if names().any(|n| VCS_DIRS.contains(&n) || OUTPUT_DIRS.contains(&n)) {
             return true;
         }
-        if path
-            .file_name()
-            .is_some_and(|name| self.editor_files.is_match(name))
-        {
+        if path.file_name().is_some_and(|name| self.editor_files.is_match(name)) {
             return true;
         }
         if self.user_globs.is_match(relative) {
@@ -161,11 +152,7 @@ impl Filter {
             return;
         }
         self.ignore_files.retain(|known| known.file != file);
-        let root = if file.ends_with(".git/info/exclude") {
-            file.ancestors().nth(3)
-        } else {
-            file.parent()
-        };
+        let root = if file.ends_with(".git/info/exclude") { file.ancestors().nth(3) } else { file.parent() };
         let Some(root) = root.filter(|_| file.is_file()) else {
             return;
         };
@@ -174,10 +161,7 @@ impl Filter {
             tracing::warn!("{}: {e}", file.display());
         }
         match builder.build() {
-            Ok(matcher) => self.ignore_files.push(IgnoreFile {
-                file: file.to_path_buf(),
-                matcher,
-            }),
+            Ok(matcher) => self.ignore_files.push(IgnoreFile { file: file.to_path_buf(), matcher }),
             Err(e) => tracing::warn!("{}: {e}", file.display()),
         }
         self.ignore_files.sort_by_key(IgnoreFile::precedence);
@@ -185,9 +169,7 @@ impl Filter {
 
     /// Whether `path` is one of the files whose rules this filter uses.
     pub fn is_ignore_file(path: &Path) -> bool {
-        path.file_name()
-            .and_then(OsStr::to_str)
-            .is_some_and(|n| IGNORE_FILES.contains(&n))
+        path.file_name().and_then(OsStr::to_str).is_some_and(|n| IGNORE_FILES.contains(&n))
     }
 
     fn root_of(&self, path: &Path) -> Option<&Root> {
@@ -198,9 +180,7 @@ impl Filter {
     }
 
     fn has_listed_extension(&self, path: &Path) -> bool {
-        path.extension()
-            .and_then(OsStr::to_str)
-            .is_some_and(|ext| self.exts.iter().any(|e| e == ext))
+        path.extension().and_then(OsStr::to_str).is_some_and(|ext| self.exts.iter().any(|e| e == ext))
     }
 
     /// git's precedence: the deepest ignore file with an opinion decides.
@@ -240,27 +220,17 @@ impl Filter {
 
 fn to_root(path: &Path) -> Root {
     if path.is_file() {
-        let dir = path
-            .parent()
-            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-        Root {
-            dir,
-            only: Some(path.to_path_buf()),
-        }
+        let dir = path.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        Root { dir, only: Some(path.to_path_buf()) }
     } else {
-        Root {
-            dir: path.to_path_buf(),
-            only: None,
-        }
+        Root { dir: path.to_path_buf(), only: None }
     }
 }
 
 fn glob_set<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet, String> {
     let mut builder = GlobSetBuilder::new();
     for glob in globs {
-        builder.add(
-            Glob::new(glob).map_err(|e| format!("invalid --ignore glob `{glob}`: {}", e.kind()))?,
-        );
+        builder.add(Glob::new(glob).map_err(|e| format!("invalid --ignore glob `{glob}`: {}", e.kind()))?);
     }
     builder.build().map_err(|e| e.to_string())
 }
@@ -282,8 +252,7 @@ mod tests {
     use super::*;
 
     fn tree(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("devserve-filter-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("devserve-filter-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("src/nested")).expect("temp tree");
         dir.canonicalize().expect("canonical")
@@ -302,10 +271,7 @@ mod tests {
             "src/4913",
             "x/__pycache__/a",
         ] {
-            assert!(
-                !filter.counts(&root.join(ignored)),
-                "{ignored} should be ignored"
-            );
+            assert!(!filter.counts(&root.join(ignored)), "{ignored} should be ignored");
         }
         assert!(!filter.counts(Path::new("/elsewhere/file")));
         std::fs::remove_dir_all(&root).expect("clean up");
@@ -318,37 +284,21 @@ mod tests {
         std::fs::write(root.join("src/.gitignore"), "!keep.log\ngenerated/\n").expect("write");
         std::fs::create_dir_all(root.join("src/generated")).expect("mkdir");
         std::fs::create_dir_all(root.join("cache")).expect("mkdir");
-        std::fs::write(
-            root.join("cache/CACHEDIR.TAG"),
-            "Signature: 8a477f597d28d172789f06886806bc55",
-        )
-        .expect("write");
-        let mut filter = Filter::new(
-            std::slice::from_ref(&root),
-            &["assets/**".into()],
-            &[],
-            true,
-        )
-        .expect("filter");
+        std::fs::write(root.join("cache/CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55")
+            .expect("write");
+        let mut filter =
+            Filter::new(std::slice::from_ref(&root), &["assets/**".into()], &[], true).expect("filter");
         filter.load_ignore_file(&root.join("src/.gitignore"));
         assert!(!filter.counts(&root.join("debug.log")));
         assert!(!filter.counts(&root.join("dist/app.js")));
-        assert!(
-            filter.counts(&root.join("src/keep.log")),
-            "deeper whitelist wins"
-        );
+        assert!(filter.counts(&root.join("src/keep.log")), "deeper whitelist wins");
         assert!(!filter.counts(&root.join("src/generated/x.rs")));
         assert!(!filter.counts(&root.join("assets/logo.png")));
         assert!(!filter.counts(&root.join("cache/blob")));
         let no_vcs = Filter::new(std::slice::from_ref(&root), &[], &[], false).expect("filter");
         assert!(no_vcs.counts(&root.join("debug.log")));
-        let rust_only = Filter::new(
-            std::slice::from_ref(&root),
-            &[],
-            &["rs".into(), ".toml".into()],
-            true,
-        )
-        .expect("filter");
+        let rust_only = Filter::new(std::slice::from_ref(&root), &[], &["rs".into(), ".toml".into()], true)
+            .expect("filter");
         assert!(rust_only.counts(&root.join("src/main.rs")));
         assert!(rust_only.counts(&root.join("Cargo.toml")));
         assert!(!rust_only.counts(&root.join("README.md")));

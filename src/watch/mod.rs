@@ -41,12 +41,7 @@ pub struct WatchConfig {
 /// Starts watching; returns once every root is watched, so no change after this is missed.
 /// Returns the number of directories watched.
 pub fn spawn(config: WatchConfig, events: Sender<Event>) -> Result<usize, String> {
-    let mut filter = Filter::new(
-        &config.roots,
-        &config.ignore,
-        &config.exts,
-        config.vcs_ignore,
-    )?;
+    let mut filter = Filter::new(&config.roots, &config.ignore, &config.exts, config.vcs_ignore)?;
     let (raw_tx, raw_rx) = crossbeam_channel::unbounded();
     let mut watcher = notify::recommended_watcher(move |result| {
         let _ = raw_tx.send(result);
@@ -66,12 +61,7 @@ pub fn spawn(config: WatchConfig, events: Sender<Event>) -> Result<usize, String
             None => register_tree(&mut watcher, &mut filter, &root.dir)?.0,
         };
     }
-    let mut thread = WatchThread {
-        watcher,
-        filter,
-        events,
-        debouncer: Debouncer::new(config.debounce),
-    };
+    let mut thread = WatchThread { watcher, filter, events, debouncer: Debouncer::new(config.debounce) };
     std::thread::Builder::new()
         .name("watch".into())
         .spawn(move || thread.run(&raw_rx))
@@ -99,13 +89,13 @@ impl WatchThread {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            if let Some(paths) = self.debouncer.take_due(Instant::now()) {
+            if let Some((paths, since)) = self.debouncer.take_due(Instant::now()) {
                 let paths: Vec<PathBuf> = paths
                     .into_iter()
                     .filter(|(path, created)| !*created || path.exists())
                     .map(|(path, _)| path)
                     .collect();
-                if !paths.is_empty() && self.events.send(Event::Change(Change { paths })).is_err() {
+                if !paths.is_empty() && self.events.send(Event::Change(Change { paths, since })).is_err() {
                     return;
                 }
             }
@@ -152,8 +142,7 @@ impl WatchThread {
 fn appeared_as_directory(kind: &EventKind, path: &Path) -> bool {
     let maybe_new = matches!(
         kind,
-        EventKind::Create(CreateKind::Folder | CreateKind::Any)
-            | EventKind::Modify(ModifyKind::Name(_))
+        EventKind::Create(CreateKind::Folder | CreateKind::Any) | EventKind::Modify(ModifyKind::Name(_))
     );
     maybe_new && path.is_dir()
 }
@@ -166,9 +155,7 @@ fn register_tree(
     dir: &Path,
 ) -> Result<(usize, Vec<PathBuf>), String> {
     if !cfg!(target_os = "linux") {
-        watcher
-            .watch(dir, RecursiveMode::Recursive)
-            .map_err(|e| describe_notify_error(&e))?;
+        watcher.watch(dir, RecursiveMode::Recursive).map_err(|e| describe_notify_error(&e))?;
         return Ok((1, Vec::new()));
     }
     let (dirs, files) = walk(filter, dir);

@@ -1,0 +1,93 @@
+//! Bad input: one clear line naming the culprit, a non-zero exit, never a panic or backtrace.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// Runs devserve to completion and returns (exit code, stderr).
+fn run(args: &[&str]) -> (i32, String) {
+    let dir = temp_dir("bad-input");
+    let output = Command::new(devserve_bin())
+        .args(args)
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run devserve");
+    let code = output.status.code().expect("exited, not killed");
+    (code, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Exactly one error line, which names `culprit`.
+fn assert_one_line_error(args: &[&str], culprit: &str) -> i32 {
+    let (code, stderr) = run(args);
+    assert_ne!(code, 0, "{args:?} must fail");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line for {args:?}, got:\n{stderr}");
+    assert!(errors[0].contains(culprit), "{:?} should name {culprit:?}", errors[0]);
+    code
+}
+
+#[test]
+fn unknown_flag() {
+    assert_eq!(assert_one_line_error(&["--bogus", "--", "true"], "--bogus"), 2);
+}
+
+#[test]
+fn missing_command() {
+    assert_eq!(assert_one_line_error(&["-w", "."], "<COMMAND>"), 2);
+}
+
+#[test]
+fn watch_path_that_does_not_exist() {
+    assert_eq!(assert_one_line_error(&["-w", "no/such/dir", "--", "true"], "no/such/dir"), 2);
+}
+
+#[test]
+fn address_that_does_not_parse() {
+    assert_eq!(assert_one_line_error(&["-l", "localhost:http", "--", "true"], "localhost:http"), 2);
+}
+
+#[test]
+fn malformed_duration() {
+    assert_eq!(assert_one_line_error(&["--stop-timeout", "10", "--", "true"], "`10` is not a duration"), 2);
+}
+
+#[test]
+fn unknown_signal() {
+    assert_eq!(assert_one_line_error(&["--stop-signal", "SIGNOPE", "--", "true"], "SIGNOPE"), 2);
+}
+
+#[test]
+fn address_already_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let culprit = format!("cannot listen on {addr}: address already in use");
+    assert_eq!(assert_one_line_error(&["-l", &addr, "--", "true"], &culprit), 1);
+}
+
+#[test]
+fn command_not_found() {
+    assert_one_line_error(
+        &["-l", "127.0.0.1:0", "--", "devserve-no-such-command"],
+        "command not found: devserve-no-such-command",
+    );
+}
+
+#[test]
+fn command_not_executable() {
+    let dir = temp_dir("not-exec");
+    let script = dir.join("app.sh");
+    write(&script, "#!/bin/sh\n");
+    let script = script.to_str().expect("utf-8");
+    assert_one_line_error(&["-l", "127.0.0.1:0", "--", script], "permission denied");
+}
+
+#[test]
+fn command_missing_after_the_first_build() {
+    assert_one_line_error(&["-b", "true", "--", "./not-built"], "command not found: ./not-built");
+}

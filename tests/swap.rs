@@ -1,0 +1,230 @@
+//! Generations swap on held sockets: zero refused connections, new versions served, rollback
+//! on crashes, hangs and failed builds, in-flight requests finishing across a swap.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::*;
+
+/// devserve on the Rust fixture, reading its version from `dir/version`, sending READY=1.
+fn serve_rust(dir: &std::path::Path, extra: &[&str]) -> (Devserve, String) {
+    write(&dir.join("version"), "v1");
+    let version_file = dir.join("version");
+    let fixture = rust_fixture();
+    let mut args = vec!["-w", ".", "-l", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    args.extend(["--", fixture.to_str().expect("utf-8 path")]);
+    let devserve = Devserve::start(
+        dir,
+        &args,
+        &[("FIXTURE_VERSION_FILE", version_file.to_str().expect("utf-8")), ("FIXTURE_NOTIFY", "1")],
+    );
+    let addr = devserve.listen_addr(0);
+    devserve.wait_for("gen 1 ready");
+    (devserve, addr)
+}
+
+#[test]
+fn zero_refused_connections_across_repeated_swaps_under_load() {
+    let dir = temp_dir("load");
+    let (devserve, addr) = serve_rust(&dir, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, ok, failures, addr) = (stop.clone(), ok.clone(), failures.clone(), addr.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match http_get(&addr, "/") {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            failures.lock().expect("lock").push(e);
+                            0
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    for round in 2..=6 {
+        let version = format!("v{round}");
+        write(&dir.join("version"), &version);
+        devserve.wait_for(&format!("gen {round} ready"));
+        wait_for_version(&addr, &version);
+        devserve.wait_for(&format!("gen {} stopped", round - 1));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    let failures = failures.lock().expect("lock");
+    assert!(failures.is_empty(), "{} failed requests, e.g. {:?}", failures.len(), failures.first());
+    assert!(ok.load(Ordering::Relaxed) > 100, "the load was too light to prove anything");
+}
+
+#[test]
+fn workers_get_the_socket_protocol_and_no_other_fd() {
+    let dir = temp_dir("protocol");
+    let (devserve, addr) = serve_rust(&dir, &["-l", "admin=127.0.0.1:0"]);
+    let body = http_get(&addr, "/").expect("GET /");
+    let pid = field(&body, "pid");
+    let env = http_get(&addr, "/env").expect("GET /env");
+    assert!(env.contains("LISTEN_FDS=2\n"), "{env}");
+    assert!(env.contains(&format!("LISTEN_PID={pid}\n")), "LISTEN_PID must be the worker's own pid: {env}");
+    assert!(
+        env.contains("LISTEN_FDNAMES=listen1:admin\n") || env.contains("LISTEN_FDNAMES=listen0:admin\n"),
+        "{env}"
+    );
+    assert!(env.contains("DEVSERVE_GENERATION=1\n") && env.contains("DEVSERVE_WORKER=0\n"), "{env}");
+    assert!(env.contains("NOTIFY_SOCKET=/"), "{env}");
+    // 0-2 stdio, 3-4 the held sockets, then only the accepted connection.
+    let fds: Vec<i32> = http_get(&addr, "/fds")
+        .expect("GET /fds")
+        .split_whitespace()
+        .filter_map(|fd| fd.parse().ok())
+        .collect();
+    assert_eq!(&fds[..5], &[0, 1, 2, 3, 4], "fds: {fds:?}");
+    assert_eq!(fds.len(), 6, "a devserve fd leaked into the worker: {fds:?}");
+    drop(devserve);
+}
+
+#[test]
+fn a_crashing_generation_rolls_back_and_the_old_one_keeps_serving() {
+    let dir = temp_dir("crash");
+    let (devserve, addr) = serve_rust(&dir, &[]);
+    let before = http_get(&addr, "/").expect("GET /");
+    write(&dir.join("version"), "crash");
+    devserve.wait_for("gen 2 failed: w0");
+    assert!(devserve.output().contains("exited with status 1 before it was ready; gen 1 still serving"));
+    let after = http_get(&addr, "/").expect("GET / after rollback");
+    assert_eq!(field(&after, "pid"), field(&before, "pid"), "the old generation must keep serving");
+    // The next good save is served.
+    write(&dir.join("version"), "v3");
+    devserve.wait_for("gen 3 ready");
+    wait_for_version(&addr, "v3");
+}
+
+#[test]
+fn a_generation_that_never_gets_ready_is_rolled_back_at_the_timeout() {
+    let dir = temp_dir("hang");
+    let (devserve, addr) = serve_rust(&dir, &["--ready-timeout", "1s"]);
+    let before = http_get(&addr, "/").expect("GET /");
+    write(&dir.join("version"), "hang");
+    devserve.wait_for("gen 2 failed: not ready within 1.00s; gen 1 still serving");
+    devserve.wait_for("gen 2 stopped");
+    let after = http_get(&addr, "/").expect("GET / after rollback");
+    assert_eq!(field(&after, "pid"), field(&before, "pid"));
+}
+
+#[test]
+fn a_failed_build_keeps_the_old_generation() {
+    let dir = temp_dir("build-fails");
+    write(&dir.join("src/version"), "v1");
+    let build = "test \"$(cat src/version)\" != broken && mkdir -p out && cp src/version out/version";
+    let fixture = python_fixture();
+    let devserve = Devserve::start(
+        &dir,
+        &["-w", "src", "-b", build, "-l", "127.0.0.1:0", "--", fixture.to_str().expect("utf-8")],
+        &[("FIXTURE_VERSION_FILE", "out/version"), ("FIXTURE_NOTIFY", "1")],
+    );
+    let addr = devserve.listen_addr(0);
+    devserve.wait_for("gen 1 ready");
+    assert_eq!(field(&http_get(&addr, "/").expect("GET"), "version"), "v1");
+    write(&dir.join("src/version"), "broken");
+    devserve.wait_for("build failed in");
+    assert!(
+        devserve.output().contains("(exited with status 1); gen 1 still serving"),
+        "{}",
+        devserve.output()
+    );
+    assert_eq!(field(&http_get(&addr, "/").expect("GET"), "version"), "v1");
+    // Fixing the file builds and serves the new version (Python fixture, with a build step).
+    write(&dir.join("src/version"), "v2");
+    devserve.wait_for("gen 2 ready in");
+    assert!(devserve.output().contains("(build "), "timings name the build phase");
+    wait_for_version(&addr, "v2");
+}
+
+#[test]
+fn an_in_flight_request_completes_across_a_swap() {
+    let dir = temp_dir("inflight");
+    let (devserve, addr) = serve_rust(&dir, &[]);
+    let slow_addr = addr.clone();
+    let slow = std::thread::spawn(move || http_get(&slow_addr, "/slow?ms=2000"));
+    devserve.wait_for("fixture: slow request started");
+    write(&dir.join("version"), "v2");
+    devserve.wait_for("gen 2 ready");
+    devserve.wait_for("gen 1 stopping");
+    let body = slow.join().expect("slow thread").expect("the in-flight request must complete");
+    assert_eq!(field(&body, "version"), "v1");
+    devserve.wait_for("gen 1 stopped");
+    wait_for_version(&addr, "v2");
+}
+
+#[test]
+fn a_crashed_serving_worker_is_restarted() {
+    let dir = temp_dir("restart-worker");
+    let (devserve, addr) = serve_rust(&dir, &[]);
+    let pid = field(&http_get(&addr, "/").expect("GET"), "pid");
+    let status = std::process::Command::new("kill").args(["-KILL", &pid]).status().expect("kill");
+    assert!(status.success());
+    devserve.wait_for(&format!("gen 1 w0 (pid {pid}) killed by SIGKILL; restarting in"));
+    devserve.wait_for("gen 1 w0 restarted");
+    assert!(wait_until(WAIT, || http_get(&addr, "/").is_ok_and(|b| field(&b, "pid") != pid)));
+}
+
+#[test]
+fn hup_reloads_without_a_file_change() {
+    let dir = temp_dir("hup");
+    let (devserve, addr) = serve_rust(&dir, &[]);
+    let pid = field(&http_get(&addr, "/").expect("GET"), "pid");
+    devserve.signal("HUP");
+    devserve.wait_for("gen 2 ready");
+    assert!(devserve.output().contains("· reload (SIGHUP)"), "{}", devserve.output());
+    assert!(wait_until(WAIT, || http_get(&addr, "/").is_ok_and(|b| field(&b, "pid") != pid)));
+}
+
+#[test]
+fn restart_mode_stops_the_old_generation_before_starting_the_new() {
+    let dir = temp_dir("restart-mode");
+    write(&dir.join("version"), "v1");
+    let port = free_port().to_string();
+    let bind = format!("127.0.0.1:{port}");
+    let fixture = rust_fixture();
+    let devserve = Devserve::start(
+        &dir,
+        &["-w", ".", "--", fixture.to_str().expect("utf-8")],
+        &[("FIXTURE_VERSION_FILE", "version"), ("FIXTURE_BIND", &bind), ("FIXTURE_NOTIFY", "1")],
+    );
+    devserve.wait_for("gen 1 ready");
+    wait_for_version(&bind, "v1");
+    write(&dir.join("version"), "v2");
+    devserve.wait_for("gen 2 ready");
+    wait_for_version(&bind, "v2");
+    let output = devserve.output();
+    let stopped = output.find("gen 1 stopped").expect("gen 1 stopped");
+    let started = output.find("gen 2 starting").expect("gen 2 starting");
+    assert!(stopped < started, "old must stop before new starts:\n{output}");
+}
+
+#[test]
+fn unix_socket_listening_and_removal_at_exit() {
+    let dir = temp_dir("unix");
+    let socket = dir.join("app.sock");
+    let listen = format!("unix:{}", socket.display());
+    let fixture = python_fixture();
+    let mut devserve = Devserve::start(
+        &dir,
+        &["-w", ".", "-i", "*.sock", "-l", &listen, "--", fixture.to_str().expect("utf-8")],
+        &[("FIXTURE_VERSION", "u1"), ("FIXTURE_NOTIFY", "1")],
+    );
+    devserve.wait_for("gen 1 ready");
+    let body = http_get_unix(&socket, "/").expect("GET over the unix socket");
+    assert_eq!(field(&body, "version"), "u1");
+    devserve.signal("TERM");
+    assert!(devserve.wait_exit().success());
+    assert!(!socket.exists(), "the socket file must be removed at exit");
+}
