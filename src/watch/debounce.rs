@@ -70,8 +70,9 @@ mod tests {
         }
         let end = start + Duration::from_millis(999);
         assert_eq!(debouncer.deadline(), Some(end + QUIET));
-        let paths = debouncer.take_due(end + QUIET).expect("due after the quiet period");
+        let (paths, first) = debouncer.take_due(end + QUIET).expect("due after the quiet period");
         assert_eq!(paths.len(), 1000);
+        assert_eq!(first, start);
         assert_eq!(debouncer.deadline(), None);
     }
 
@@ -93,6 +94,6 @@ mod tests {
         let mut debouncer = Debouncer::new(QUIET);
         debouncer.add(PathBuf::from("tmp"), true, now);
         debouncer.add(PathBuf::from("tmp"), false, now);
-        assert_eq!(debouncer.take_due(now + QUIET), Some(vec![(PathBuf::from("tmp"), true)]));
+        assert_eq!(debouncer.take_due(now + QUIET), Some((vec![(PathBuf::from("tmp"), true)], now)));
     }
 }
