@@ -46,8 +46,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let sentinel = Sentinel::spawn(&cleanup).map_err(|e| format!("cannot start the sentinel: {e}"))?;
     announce_sockets(&out, &sockets);
     let watched = watch::spawn(config.watch.clone(), events_tx.clone())?;
-    tracing::debug!("watching {watched} folders");
-    out.info(format!("watching {}", describe_roots(&config.watch.roots)));
+    out.info(format!("watching {} ({watched} folders)", describe_roots(&config.watch.roots)));
 
     let mut supervisor = Supervisor::new(config, out, sockets, runtime_dir, sentinel, events_tx);
     supervisor.trigger(Trigger::start());

@@ -12,6 +12,7 @@
 //!
 //! A path that was created during a burst and is gone when the burst is due (an editor's temp file
 //! renamed over the real one) is not reported: an atomic save is one change to the real file.
+//! Directories are not changes by themselves: an empty new folder triggers nothing.
 
 mod debounce;
 mod filter;
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use notify::event::{CreateKind, ModifyKind};
+use notify::event::ModifyKind;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::event::{Change, Event};
@@ -116,8 +117,12 @@ impl WatchThread {
             if !self.filter.counts(&path) {
                 continue;
             }
-            if appeared_as_directory(&event.kind, &path) {
-                self.watch_new_directory(&path, now);
+            // A directory is not a change by itself; the files in a new one are.
+            if path.is_dir() {
+                if may_be_new_directory(&event.kind) {
+                    self.watch_new_directory(&path, now);
+                }
+                continue;
             }
             self.debouncer.add(path, created, now);
         }
@@ -139,12 +144,8 @@ impl WatchThread {
     }
 }
 
-fn appeared_as_directory(kind: &EventKind, path: &Path) -> bool {
-    let maybe_new = matches!(
-        kind,
-        EventKind::Create(CreateKind::Folder | CreateKind::Any) | EventKind::Modify(ModifyKind::Name(_))
-    );
-    maybe_new && path.is_dir()
+fn may_be_new_directory(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(_)))
 }
 
 /// Watches `dir` and every directory below it that the filter keeps; loads ignore files met on
