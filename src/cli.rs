@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
@@ -75,6 +75,27 @@ pub struct Cli {
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub stop_timeout: Duration,
 
+    /// Crashes in a row (a 10s run resets the count) after which a serving generation's
+    /// workers are no longer restarted, until the next change or HUP
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_restarts: u32,
+
+    /// Swap one worker at a time: each new worker ready before the next old one stops
+    #[arg(long)]
+    pub rolling: bool,
+
+    /// Also reload when FILE is touched, even outside the watched paths or ignored (repeatable)
+    #[arg(long = "touch-reload", value_name = "FILE")]
+    pub touch_reload: Vec<PathBuf>,
+
+    /// Write devserve's pid here (atomically); removed at exit
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
+
+    /// Control the devserve named by --pidfile instead of starting one
+    #[arg(short = 's', long = "signal", value_name = "ACTION", requires = "pidfile")]
+    pub signal: Option<ControlAction>,
+
     /// Fewer devserve messages (-q: warnings and errors only)
     #[arg(short = 'q', long = "quiet", action = ArgAction::Count, conflicts_with = "verbose")]
     pub quiet: u8,
@@ -84,8 +105,21 @@ pub struct Cli {
     pub verbose: u8,
 
     /// The server to run, with its arguments
-    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
+    #[arg(value_name = "COMMAND", required_unless_present = "signal", trailing_var_arg = true)]
     pub command: Vec<OsString>,
+}
+
+/// What `--signal` asks of a running devserve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlAction {
+    /// Build and start a new generation now (SIGHUP)
+    Reload,
+    /// Stop gracefully (SIGTERM)
+    Stop,
+    /// Stop at once (SIGQUIT)
+    Quit,
+    /// Print its status table here (SIGUSR1)
+    Status,
 }
 
 /// One `--listen` argument: an optional name for `LISTEN_FDNAMES` and the address.
@@ -169,6 +203,18 @@ fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
     Err(bad())
 }
 
+/// A file that may not exist yet, in a directory that must: absolute, symlinks of the
+/// directory resolved (so it matches the paths the watcher reports).
+fn absolute_file(path: &Path) -> Result<PathBuf, String> {
+    let missing = || format!("--touch-reload: the folder of {} does not exist", path.display());
+    let name = path.file_name().ok_or_else(missing)?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok(parent.canonicalize().map_err(|_| missing())?.join(name))
+}
+
 /// systemd's rule for `LISTEN_FDNAMES` entries: printable ASCII, no `:`, at most 255 bytes.
 fn validate_fd_name(name: &str) -> Result<String, String> {
     let printable = name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
@@ -193,6 +239,9 @@ pub struct Config {
     pub ready_timeout: Duration,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
+    pub max_restarts: u32,
+    pub rolling: bool,
+    pub pidfile: Option<PathBuf>,
     pub quiet: bool,
 }
 
@@ -209,12 +258,14 @@ impl Cli {
         for glob in &self.ignore {
             globset::Glob::new(glob).map_err(|e| format!("invalid --ignore glob `{glob}`: {}", e.kind()))?;
         }
+        let touch = self.touch_reload.iter().map(|p| absolute_file(p)).collect::<Result<Vec<_>, _>>()?;
         if self.build.as_deref().is_some_and(|b| b.trim().is_empty()) {
             return Err("--build needs a command".into());
         }
         Ok(Config {
             watch: WatchConfig {
                 roots,
+                touch,
                 exts: self.exts,
                 ignore: self.ignore,
                 vcs_ignore: !self.no_vcs_ignore,
@@ -229,6 +280,9 @@ impl Cli {
             ready_timeout: self.ready_timeout,
             stop_signal: self.stop_signal,
             stop_timeout: self.stop_timeout,
+            max_restarts: self.max_restarts,
+            rolling: self.rolling,
+            pidfile: self.pidfile,
             quiet: self.quiet > 0,
         })
     }

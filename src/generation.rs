@@ -14,6 +14,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::event::{Event, ExitStatus, Notification};
+use crate::output;
 use crate::readiness::NotifySocket;
 use crate::sentinel::Sentinel;
 use crate::spawn::{Command, SpawnError};
@@ -65,6 +66,8 @@ pub enum WorkerState {
     Ready { pid: Pid, since: Instant, started: Instant },
     /// Exited; to be started again at `at` (serving generations only).
     Restarting { at: Instant },
+    /// Told to stop on its own (one worker fewer, or a rolling swap); killed at `deadline`.
+    Retiring { pid: Pid, deadline: Instant, killed: bool },
     /// Exited for good.
     Gone,
 }
@@ -72,9 +75,16 @@ pub enum WorkerState {
 impl Worker {
     pub fn pid(&self) -> Option<Pid> {
         match self.state {
-            WorkerState::Starting { pid, .. } | WorkerState::Ready { pid, .. } => Some(pid),
+            WorkerState::Starting { pid, .. }
+            | WorkerState::Ready { pid, .. }
+            | WorkerState::Retiring { pid, .. } => Some(pid),
             _ => None,
         }
+    }
+
+    /// Running and not on its way out.
+    pub fn is_active(&self) -> bool {
+        matches!(self.state, WorkerState::Starting { .. } | WorkerState::Ready { .. })
     }
 
     fn started(&self) -> Option<Instant> {
@@ -84,6 +94,29 @@ impl Worker {
             _ => None,
         }
     }
+
+    /// `pid 12, up 3.2s, ready`-style description for the status table.
+    pub fn describe(&self, now: Instant) -> String {
+        let up = |since: Instant| output::duration(now.duration_since(since));
+        match self.state {
+            WorkerState::Starting { pid, since } => format!("pid {pid} starting, up {}", up(since)),
+            WorkerState::Ready { pid, started, .. } => format!("pid {pid} ready, up {}", up(started)),
+            WorkerState::Retiring { pid, .. } => format!("pid {pid} retiring"),
+            WorkerState::Restarting { at } => {
+                format!("restarting in {}", output::duration(at.saturating_duration_since(now)))
+            }
+            WorkerState::Gone => "exited".into(),
+        }
+    }
+}
+
+/// What a worker's exit means for its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// It had been told to stop alone; the slot is gone.
+    Retired { slot: u32 },
+    /// It ended on its own: a crash (or an unexpected clean exit), the n-th in a row.
+    Ended { slot: u32, crashes_in_a_row: u32 },
 }
 
 /// A set of workers started together.
@@ -99,6 +132,8 @@ pub struct Generation {
     pub build_took: Option<Duration>,
     /// What triggered it, for the "ready" line.
     pub cause: String,
+    /// Crash-loop policy hit: its workers are no longer restarted.
+    pub gave_up: bool,
     notify: NotifySocket,
 }
 
@@ -122,6 +157,7 @@ impl Generation {
             triggered: Instant::now(),
             build_took: None,
             cause: String::new(),
+            gave_up: false,
             notify,
         };
         for slot in 0..count {
@@ -168,23 +204,81 @@ impl Generation {
         Ok(pid)
     }
 
-    pub fn worker_mut(&mut self, pid: Pid) -> Option<&mut Worker> {
-        self.workers.iter_mut().find(|w| w.pid() == Some(pid))
-    }
-
     pub fn has_pid(&self, pid: Pid) -> bool {
         self.workers.iter().any(|w| w.pid() == Some(pid))
     }
 
-    /// Records a worker's exit; the caller decides whether it restarts. Returns its slot.
-    pub fn worker_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> Option<u32> {
-        let worker = self.worker_mut(pid)?;
+    /// Records a worker's exit. A retiring worker's slot is freed; for any other the caller
+    /// decides whether it restarts.
+    pub fn worker_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> Option<WorkerExit> {
+        let index = self.workers.iter().position(|w| w.pid() == Some(pid))?;
+        if let WorkerState::Retiring { .. } = self.workers[index].state {
+            let worker = self.workers.remove(index);
+            return Some(WorkerExit::Retired { slot: worker.slot });
+        }
+        let worker = &mut self.workers[index];
         if worker.started().is_some_and(|s| now.duration_since(s) >= STABLE_UPTIME) {
             worker.restarts = 0;
         }
         worker.last_exit = Some(status);
         worker.state = WorkerState::Gone;
-        Some(worker.slot)
+        Some(WorkerExit::Ended { slot: worker.slot, crashes_in_a_row: worker.restarts + 1 })
+    }
+
+    /// Asks the longest-running active worker alone to stop (SIGTTOU, rolling swaps).
+    pub fn retire_oldest(&mut self, signal: Signal, timeout: Duration, now: Instant) -> Option<(u32, Pid)> {
+        let worker = self.workers.iter_mut().filter(|w| w.is_active()).min_by_key(|w| w.started())?;
+        let pid = worker.pid()?;
+        if let Err(e) = killpg(pid, signal) {
+            tracing::debug!("gen {}: killpg({pid}, {signal}) failed: {e}", self.id);
+        }
+        worker.state = WorkerState::Retiring { pid, deadline: now + timeout, killed: false };
+        Some((worker.slot, pid))
+    }
+
+    /// Retiring workers past their deadline get SIGKILL; returns their pids.
+    pub fn kill_overdue_retirees(&mut self, now: Instant) -> Vec<Pid> {
+        let mut killed_now = Vec::new();
+        for worker in &mut self.workers {
+            if let WorkerState::Retiring { pid, deadline, killed: false } = worker.state
+                && now >= deadline
+            {
+                let _ = killpg(pid, Signal::SIGKILL);
+                worker.state = WorkerState::Retiring { pid, deadline, killed: true };
+                killed_now.push(pid);
+            }
+        }
+        killed_now
+    }
+
+    pub fn next_retiree_deadline(&self) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter_map(|w| match w.state {
+                WorkerState::Retiring { deadline, killed: false, .. } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The lowest slot number not in use.
+    pub fn free_slot(&self) -> u32 {
+        (0..).find(|slot| !self.workers.iter().any(|w| w.slot == *slot)).unwrap_or(0)
+    }
+
+    /// Workers running and not retiring.
+    pub fn active_count(&self) -> usize {
+        self.workers.iter().filter(|w| w.is_active()).count()
+    }
+
+    /// Stops restarting: every slot waiting for a restart is given up.
+    pub fn give_up_restarts(&mut self) {
+        for worker in &mut self.workers {
+            if let WorkerState::Restarting { .. } = worker.state {
+                worker.state = WorkerState::Gone;
+            }
+        }
+        self.gave_up = true;
     }
 
     /// Schedules `slot` to start again after its backoff; returns the delay.

@@ -6,6 +6,7 @@
 
 mod build;
 mod cli;
+mod control;
 mod event;
 mod generation;
 mod output;
@@ -43,6 +44,15 @@ fn main() -> ExitCode {
         }
     };
     output::init_tracing(cli.verbose, cli.quiet);
+    if let (Some(action), Some(pidfile)) = (cli.signal, &cli.pidfile) {
+        return match control::send(action, pidfile) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                out.error(format!("error: {message}"));
+                ExitCode::from(RUN_ERROR)
+            }
+        };
+    }
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(message) => {

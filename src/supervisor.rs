@@ -24,8 +24,9 @@ use nix::unistd::Pid;
 
 use crate::build::Build;
 use crate::cli::Config;
+use crate::control::Pidfile;
 use crate::event::{Event, ExitStatus, Notification, Request};
-use crate::generation::{Generation, Launch, Phase, WorkerState};
+use crate::generation::{Generation, Launch, Phase, WorkerExit};
 use crate::output::{self, Output};
 use crate::sentinel::Sentinel;
 use crate::sockets::{self, HeldSocket};
@@ -39,10 +40,12 @@ pub fn run(config: Config) -> Result<(), String> {
     // First, so that no child can exit before SIGCHLD is handled.
     signals::spawn(events_tx.clone()).map_err(|e| format!("cannot install signal handlers: {e}"))?;
     check_command(&config)?;
+    let pidfile = config.pidfile.as_deref().map(|p| Pidfile::create(p, &out)).transpose()?;
     let sockets = sockets::bind_all(&config.listen).map_err(|e| e.to_string())?;
     let runtime_dir = create_runtime_dir()?;
     let mut cleanup = sockets::unix_paths(&sockets);
     cleanup.push(runtime_dir.clone());
+    cleanup.extend(pidfile.as_ref().map(|p| p.path().to_path_buf()));
     let sentinel = Sentinel::spawn(&cleanup).map_err(|e| format!("cannot start the sentinel: {e}"))?;
     announce_sockets(&out, &sockets);
     let watched = watch::spawn(config.watch.clone(), events_tx.clone())?;
@@ -52,6 +55,7 @@ pub fn run(config: Config) -> Result<(), String> {
     supervisor.trigger(Trigger::start());
     let result = supervisor.run(&events);
     supervisor.clean_up();
+    drop(pidfile);
     result
 }
 
@@ -164,6 +168,8 @@ struct Supervisor {
     sentinel: Option<Sentinel>,
     events: Sender<Event>,
     build: Option<(Build, Trigger)>,
+    /// How the last finished build went, for the status table.
+    last_build: Option<(ExitStatus, Duration, Instant)>,
     /// Builds killed because a newer change arrived, not yet reaped.
     cancelled_builds: Vec<Pid>,
     serving: Option<Generation>,
@@ -205,6 +211,7 @@ impl Supervisor {
             sentinel: Some(sentinel),
             events,
             build: None,
+            last_build: None,
             cancelled_builds: Vec::new(),
             serving: None,
             next: None,
@@ -279,6 +286,7 @@ impl Supervisor {
         }
         if let Some(serving) = &self.serving {
             times.extend(serving.next_restart());
+            times.extend(serving.next_retiree_deadline());
             times.extend(serving.next_ready_delay(self.config.ready_delay));
         }
         for generation in &self.draining {
@@ -324,6 +332,7 @@ impl Supervisor {
 
     fn build_finished(&mut self, build: Build, trigger: Trigger, status: ExitStatus) {
         let took = build.took();
+        self.last_build = Some((status, took, Instant::now()));
         if status.success() {
             self.out.info(format!("build ok in {}", output::duration(took)));
             self.start_generation(trigger, Some(took));
@@ -355,17 +364,12 @@ impl Supervisor {
         }
         let id = self.next_id;
         self.next_id += 1;
+        // A rolling swap starts one worker and adds the others one by one (`roll_one`).
+        let count = if self.config.rolling && self.serving.is_some() { 1 } else { self.workers };
         let Some(sentinel) = self.sentinel.as_mut() else {
             return;
         };
-        match Generation::start(
-            id,
-            self.workers,
-            &self.launch,
-            &self.runtime_dir,
-            self.events.clone(),
-            sentinel,
-        ) {
+        match Generation::start(id, count, &self.launch, &self.runtime_dir, self.events.clone(), sentinel) {
             Ok(mut generation) => {
                 generation.build_took = build_took;
                 generation.cause = trigger.describe();
@@ -402,11 +406,30 @@ impl Supervisor {
         if !self.app_speaks_notify {
             next.apply_ready_delay(self.config.ready_delay, now);
         }
-        if next.all_ready() {
+        if next.all_ready() && next.workers.len() < self.workers as usize && self.serving.is_some() {
+            self.roll_one(now);
+        } else if next.all_ready() {
             self.promote(now);
         } else if now >= next.started + self.config.ready_timeout {
             let reason = format!("not ready within {}", output::duration(self.config.ready_timeout));
             self.roll_back(&reason, now);
+        }
+    }
+
+    /// Rolling swap step: every new worker so far is ready, so one old worker stops and one
+    /// more new worker starts. Capacity never drops below the worker count.
+    fn roll_one(&mut self, now: Instant) {
+        let (Some(next), Some(sentinel)) = (self.next.as_mut(), self.sentinel.as_mut()) else { return };
+        if let Some(serving) = self.serving.as_mut()
+            && let Some((slot, pid)) =
+                serving.retire_oldest(self.config.stop_signal, self.config.stop_timeout, now)
+        {
+            self.out.info(format!("gen {} w{slot} (pid {pid}) stopping (rolling)", serving.id));
+        }
+        let slot = next.free_slot();
+        match next.add_worker(slot, &self.launch, sentinel) {
+            Ok(pid) => self.out.info(format!("gen {} w{slot} starting (pid {pid})", next.id)),
+            Err(e) => self.roll_back(&format!("w{slot} could not start: {e}"), now),
         }
     }
 
@@ -455,6 +478,8 @@ impl Supervisor {
         };
         self.out.warn(format!("gen {} failed: {reason}; {}", failed.id, self.serving_note()));
         self.retire(failed, now);
+        // A rolling swap may have stopped old workers already: bring them back.
+        self.top_up_serving();
     }
 
     /// Sends a generation its stop signal and keeps it until its processes are reaped.
@@ -498,6 +523,15 @@ impl Supervisor {
 
     /// Draining generations past their stop timeout get SIGKILL.
     fn kill_overdue(&mut self, now: Instant) {
+        if let Some(serving) = self.serving.as_mut() {
+            for pid in serving.kill_overdue_retirees(now) {
+                self.out.warn(format!(
+                    "gen {} pid {pid} still running after {}; killed",
+                    serving.id,
+                    output::duration(self.config.stop_timeout)
+                ));
+            }
+        }
         for generation in &mut self.draining {
             if let Phase::Draining { deadline, killed: false } = generation.phase
                 && now >= deadline
@@ -527,9 +561,11 @@ impl Supervisor {
             self.release_group(pid);
         } else if self.next.as_ref().is_some_and(|g| g.has_pid(pid)) {
             self.release_group(pid);
-            let slot = self.next.as_mut().and_then(|g| g.worker_exited(pid, status, now));
-            let reason = format!("w{} (pid {pid}) {status} before it was ready", slot.unwrap_or(0));
-            self.roll_back(&reason, now);
+            let slot = match self.next.as_mut().and_then(|g| g.worker_exited(pid, status, now)) {
+                Some(WorkerExit::Retired { slot } | WorkerExit::Ended { slot, .. }) => slot,
+                None => 0,
+            };
+            self.roll_back(&format!("w{slot} (pid {pid}) {status} before it was ready"), now);
         } else if self.serving.as_ref().is_some_and(|g| g.has_pid(pid)) {
             self.release_group(pid);
             self.serving_worker_exited(pid, status, now);
@@ -546,19 +582,36 @@ impl Supervisor {
         }
     }
 
+    /// A serving worker ended: a retiring one is simply gone; any other is restarted alone
+    /// after its backoff, unless it has crashed `--max-restarts` times in a row.
     fn serving_worker_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
-        let Some(serving) = self.serving.as_mut() else {
-            return;
-        };
-        let Some(slot) = serving.worker_exited(pid, status, now) else {
-            return;
-        };
-        let delay = serving.schedule_restart(slot, now);
-        self.out.warn(format!(
-            "gen {} w{slot} (pid {pid}) {status}; restarting in {}",
-            serving.id,
-            output::duration(delay)
-        ));
+        let Some(serving) = self.serving.as_mut() else { return };
+        let id = serving.id;
+        match serving.worker_exited(pid, status, now) {
+            Some(WorkerExit::Retired { slot }) => {
+                self.out.info(format!("gen {id} w{slot} (pid {pid}) stopped"))
+            }
+            Some(WorkerExit::Ended { slot, crashes_in_a_row })
+                if crashes_in_a_row > self.config.max_restarts =>
+            {
+                serving.give_up_restarts();
+                self.out.error(format!(
+                    "gen {id} w{slot} (pid {pid}) {status}: {crashes_in_a_row} crashes in a row; \
+                     no more restarts until the next change or HUP"
+                ));
+            }
+            Some(WorkerExit::Ended { slot, .. }) if serving.gave_up => {
+                self.out.warn(format!("gen {id} w{slot} (pid {pid}) {status}; not restarted (crash loop)"));
+            }
+            Some(WorkerExit::Ended { slot, .. }) => {
+                let delay = serving.schedule_restart(slot, now);
+                self.out.warn(format!(
+                    "gen {id} w{slot} (pid {pid}) {status}; restarting in {}",
+                    output::duration(delay)
+                ));
+            }
+            None => {}
+        }
     }
 
     /// A process group's leader is gone: kill what is left of the group, stop tracking it.
@@ -625,53 +678,91 @@ impl Supervisor {
         }
     }
 
-    /// SIGTTIN / SIGTTOU: the worker count of the next generations; the serving one follows.
+    /// SIGTTIN / SIGTTOU: one worker more or fewer (never under 1), at once in the serving
+    /// generation; later generations keep the new count. TTOU retires the oldest worker.
     fn resize(&mut self, delta: i32) {
         let wanted = self.workers.saturating_add_signed(delta).max(1);
         if wanted == self.workers {
-            self.out.info(format!("already at {} worker", self.workers));
+            self.out.info(format!("workers: already {wanted}, the minimum"));
             return;
         }
         self.workers = wanted;
-        self.out.info(format!("workers: {wanted} (from the next generation on)"));
+        self.out.info(format!("workers: {wanted}"));
+        let now = Instant::now();
+        if delta > 0 {
+            self.top_up_serving();
+        } else if let Some(serving) = self.serving.as_mut()
+            && serving.active_count() > wanted as usize
+            && let Some((slot, pid)) =
+                serving.retire_oldest(self.config.stop_signal, self.config.stop_timeout, now)
+        {
+            self.out.info(format!("gen {} w{slot} (pid {pid}) stopping", serving.id));
+        }
     }
 
+    /// Starts serving workers until there are as many as wanted (TTIN, and after a rolling
+    /// swap rolled back).
+    fn top_up_serving(&mut self) {
+        let (Some(serving), Some(sentinel)) = (self.serving.as_mut(), self.sentinel.as_mut()) else { return };
+        while serving.active_count() < self.workers as usize {
+            let slot = serving.free_slot();
+            match serving.add_worker(slot, &self.launch, sentinel) {
+                Ok(pid) => self.out.info(format!("gen {} w{slot} started (pid {pid})", serving.id)),
+                Err(e) => {
+                    self.out.warn(format!("gen {} w{slot} could not start: {e}", serving.id));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// SIGUSR1: the status table, on the terminal and in the runtime dir's `status` file (where
+    /// `devserve --signal status` picks it up).
     fn print_status(&self) {
         let now = Instant::now();
-        let mut lines = vec![format!("status: {} worker(s) per generation", self.workers)];
-        if let Some((build, trigger)) = &self.build {
-            lines.push(format!(
-                "  build running for {} ({})",
+        let mut lines =
+            vec![format!("status: pid {}, {} worker(s) per generation", std::process::id(), self.workers)];
+        match (&self.build, &self.last_build) {
+            (Some((build, trigger)), _) => lines.push(format!(
+                "  build: running for {} ({})",
                 output::duration(build.took()),
                 trigger.describe()
-            ));
+            )),
+            (None, Some((status, took, at))) => lines.push(format!(
+                "  build: last {} in {}, {} ago",
+                if status.success() { "ok".to_string() } else { status.to_string() },
+                output::duration(*took),
+                output::duration(now.duration_since(*at))
+            )),
+            (None, None) => {}
         }
         let labelled = self
             .serving
             .iter()
-            .map(|g| ("serving", g))
+            .map(|g| (if g.gave_up { "serving, crash loop: not restarting" } else { "serving" }, g))
             .chain(self.next.iter().map(|g| ("starting", g)))
             .chain(self.draining.iter().map(|g| ("draining", g)));
         for (label, generation) in labelled {
             lines.push(format!("  gen {} {label}", generation.id));
             for worker in &generation.workers {
-                let state = match worker.state {
-                    WorkerState::Starting { pid, since } => {
-                        format!("pid {pid} starting, up {}", output::duration(now - since))
-                    }
-                    WorkerState::Ready { pid, started, .. } => {
-                        format!("pid {pid} ready, up {}", output::duration(now - started))
-                    }
-                    WorkerState::Restarting { at } => {
-                        format!("restarting in {}", output::duration(at.saturating_duration_since(now)))
-                    }
-                    WorkerState::Gone => "exited".into(),
-                };
                 let last = worker.last_exit.map(|s| format!(", last {s}")).unwrap_or_default();
-                lines.push(format!("    w{} {state}, restarts {}{last}", worker.slot, worker.restarts));
+                lines.push(format!(
+                    "    w{} {}, restarts {}{last}",
+                    worker.slot,
+                    worker.describe(now),
+                    worker.restarts
+                ));
             }
         }
-        self.out.info(lines.join("\n"));
+        let table = lines.join("\n");
+        // Written whole, then renamed, so a reader never sees half a table.
+        let (temp, file) = (self.runtime_dir.join("status.tmp"), self.runtime_dir.join("status"));
+        if let Err(e) =
+            std::fs::write(&temp, format!("{table}\n")).and_then(|()| std::fs::rename(&temp, &file))
+        {
+            tracing::debug!("cannot write the status file: {e}");
+        }
+        self.out.info(table);
     }
 
     /// Removes what devserve created; the sentinel has nothing left to do.

@@ -80,14 +80,16 @@ pub struct Root {
 }
 
 impl Filter {
-    /// `roots` must be canonical paths that exist; `globs` are `--ignore` values.
+    /// `roots` must be canonical paths that exist; `touch` are `--touch-reload` files (absolute,
+    /// maybe not there yet); `globs` are `--ignore` values.
     pub fn new(
         roots: &[PathBuf],
+        touch: &[PathBuf],
         globs: &[String],
         exts: &[String],
         vcs_ignore: bool,
     ) -> Result<Filter, String> {
-        let roots = roots.iter().map(|p| to_root(p)).collect();
+        let roots = roots.iter().map(|p| to_root(p)).chain(touch.iter().map(|p| file_root(p))).collect();
         let mut filter = Filter {
             roots,
             editor_files: glob_set(EDITOR_FILES.iter().copied())?,
@@ -110,8 +112,12 @@ impl Filter {
         &self.roots
     }
 
-    /// Whether a change to `path` should trigger a build.
+    /// Whether a change to `path` should trigger a build. A file named as a root itself
+    /// (`--watch FILE`, `--touch-reload FILE`) always counts: the user asked for it by name.
     pub fn counts(&self, path: &Path) -> bool {
+        if self.roots.iter().any(|root| root.only.as_deref() == Some(path)) {
+            return true;
+        }
         let is_dir = path.is_dir();
         if self.is_ignored(path, is_dir) {
             return false;
@@ -219,12 +225,12 @@ impl Filter {
 }
 
 fn to_root(path: &Path) -> Root {
-    if path.is_file() {
-        let dir = path.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-        Root { dir, only: Some(path.to_path_buf()) }
-    } else {
-        Root { dir: path.to_path_buf(), only: None }
-    }
+    if path.is_file() { file_root(path) } else { Root { dir: path.to_path_buf(), only: None } }
+}
+
+fn file_root(path: &Path) -> Root {
+    let dir = path.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    Root { dir, only: Some(path.to_path_buf()) }
 }
 
 fn glob_set<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet, String> {
@@ -261,7 +267,7 @@ mod tests {
     #[test]
     fn defaults_drop_vcs_output_and_editor_files() {
         let root = tree("defaults");
-        let filter = Filter::new(std::slice::from_ref(&root), &[], &[], true).expect("filter");
+        let filter = Filter::new(std::slice::from_ref(&root), &[], &[], &[], true).expect("filter");
         assert!(filter.counts(&root.join("src/main.rs")));
         for ignored in [
             ".git/index",
@@ -287,7 +293,7 @@ mod tests {
         std::fs::write(root.join("cache/CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55")
             .expect("write");
         let mut filter =
-            Filter::new(std::slice::from_ref(&root), &["assets/**".into()], &[], true).expect("filter");
+            Filter::new(std::slice::from_ref(&root), &[], &["assets/**".into()], &[], true).expect("filter");
         filter.load_ignore_file(&root.join("src/.gitignore"));
         assert!(!filter.counts(&root.join("debug.log")));
         assert!(!filter.counts(&root.join("dist/app.js")));
@@ -295,10 +301,11 @@ mod tests {
         assert!(!filter.counts(&root.join("src/generated/x.rs")));
         assert!(!filter.counts(&root.join("assets/logo.png")));
         assert!(!filter.counts(&root.join("cache/blob")));
-        let no_vcs = Filter::new(std::slice::from_ref(&root), &[], &[], false).expect("filter");
+        let no_vcs = Filter::new(std::slice::from_ref(&root), &[], &[], &[], false).expect("filter");
         assert!(no_vcs.counts(&root.join("debug.log")));
-        let rust_only = Filter::new(std::slice::from_ref(&root), &[], &["rs".into(), ".toml".into()], true)
-            .expect("filter");
+        let rust_only =
+            Filter::new(std::slice::from_ref(&root), &[], &[], &["rs".into(), ".toml".into()], true)
+                .expect("filter");
         assert!(rust_only.counts(&root.join("src/main.rs")));
         assert!(rust_only.counts(&root.join("Cargo.toml")));
         assert!(!rust_only.counts(&root.join("README.md")));
@@ -307,7 +314,7 @@ mod tests {
 
     #[test]
     fn a_bad_glob_is_one_line() {
-        let error = Filter::new(&[], &["a[".into()], &[], true).expect_err("unclosed class");
+        let error = Filter::new(&[], &[], &["a[".into()], &[], true).expect_err("unclosed class");
         assert!(error.starts_with("invalid --ignore glob `a[`"), "{error}");
     }
 }

@@ -33,6 +33,8 @@ pub use filter::Filter;
 pub struct WatchConfig {
     /// Canonical paths of existing files or directories.
     pub roots: Vec<PathBuf>,
+    /// `--touch-reload` files: absolute, may not exist yet; never filtered out.
+    pub touch: Vec<PathBuf>,
     pub exts: Vec<String>,
     pub ignore: Vec<String>,
     pub vcs_ignore: bool,
@@ -42,7 +44,8 @@ pub struct WatchConfig {
 /// Starts watching; returns once every root is watched, so no change after this is missed.
 /// Returns the number of directories watched.
 pub fn spawn(config: WatchConfig, events: Sender<Event>) -> Result<usize, String> {
-    let mut filter = Filter::new(&config.roots, &config.ignore, &config.exts, config.vcs_ignore)?;
+    let mut filter =
+        Filter::new(&config.roots, &config.touch, &config.ignore, &config.exts, config.vcs_ignore)?;
     let (raw_tx, raw_rx) = crossbeam_channel::unbounded();
     let mut watcher = notify::recommended_watcher(move |result| {
         let _ = raw_tx.send(result);

@@ -1,0 +1,272 @@
+//! Worker pools and server-grade control: -n, TTIN/TTOU, single-worker restarts, the crash-loop
+//! limit, USR1 status, the pidfile, control commands, touch-reload, rolling swaps, and no
+//! fd or child growth over 100 reloads.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::*;
+
+/// devserve with `n` Rust fixture workers (READY=1), version from `dir/version`.
+fn pool(dir: &Path, n: &str, extra: &[&str]) -> (Devserve, String) {
+    write(&dir.join("src/keep"), "");
+    if !dir.join("version").exists() {
+        write(&dir.join("version"), "v1");
+    }
+    let fixture = rust_fixture();
+    let mut args = vec!["-w", "src", "-l", "127.0.0.1:0", "-n", n];
+    args.extend_from_slice(extra);
+    args.extend(["--", fixture.to_str().expect("utf-8")]);
+    let version = dir.join("version");
+    let devserve = Devserve::start(
+        dir,
+        &args,
+        &[("FIXTURE_VERSION_FILE", version.to_str().expect("utf-8")), ("FIXTURE_NOTIFY", "1")],
+    );
+    let addr = devserve.listen_addr(0);
+    devserve.wait_for("gen 1 ready");
+    (devserve, addr)
+}
+
+/// Waits until requests have been answered by exactly `n` distinct pids among the last
+/// `window` answers; returns them.
+fn wait_for_pids(addr: &str, n: usize) -> BTreeSet<String> {
+    let mut recent: Vec<String> = Vec::new();
+    let window = 40 * n;
+    let found = wait_until(WAIT, || {
+        if let Ok(body) = http_get(addr, "/") {
+            recent.push(field(&body, "pid"));
+        }
+        if recent.len() > window {
+            recent.remove(0);
+        }
+        recent.len() == window && recent.iter().collect::<BTreeSet<_>>().len() == n
+    });
+    let pids: BTreeSet<String> = recent.into_iter().collect();
+    assert!(found, "never saw exactly {n} pids answering; last window had {pids:?}");
+    pids
+}
+
+fn run_devserve(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(devserve_bin()).args(args).env("NO_COLOR", "1").output().expect("run devserve");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn three_workers_answer_from_three_pids() {
+    let dir = temp_dir("three");
+    let (devserve, addr) = pool(&dir, "3", &[]);
+    let pids = wait_for_pids(&addr, 3);
+    assert_eq!(pids.len(), 3);
+    assert!(devserve.output().contains("gen 1 starting (pids "));
+}
+
+#[test]
+fn ttin_and_ttou_change_the_worker_count() {
+    let dir = temp_dir("ttin");
+    let (devserve, addr) = pool(&dir, "2", &[]);
+    wait_for_pids(&addr, 2);
+    devserve.signal("TTIN");
+    devserve.wait_for("workers: 3");
+    wait_for_pids(&addr, 3);
+    devserve.signal("TTOU");
+    devserve.wait_for("workers: 2");
+    devserve.signal("TTOU");
+    devserve.wait_for("workers: 1");
+    devserve.wait_for_count(") stopped", 2);
+    wait_for_pids(&addr, 1);
+    devserve.signal("TTOU");
+    devserve.wait_for("workers: already 1, the minimum");
+    // The next generation keeps the new count.
+    devserve.signal("HUP");
+    devserve.wait_for("gen 2 ready");
+    assert!(devserve.output().contains("gen 2 starting (pid "), "one worker, not a list of pids");
+}
+
+#[test]
+fn a_killed_worker_is_replaced_alone() {
+    let dir = temp_dir("kill-one");
+    let (devserve, addr) = pool(&dir, "3", &[]);
+    let before = wait_for_pids(&addr, 3);
+    let victim = before.iter().next().expect("a pid").clone();
+    assert!(Command::new("kill").args(["-KILL", &victim]).status().expect("kill").success());
+    devserve.wait_for(&format!("(pid {victim}) killed by SIGKILL; restarting in"));
+    devserve.wait_for("restarted (pid ");
+    let after = wait_for_pids(&addr, 3);
+    assert!(!after.contains(&victim));
+    assert_eq!(after.intersection(&before).count(), 2, "the siblings kept serving: {before:?} → {after:?}");
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat.rsplit(')').next().expect("fields").split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[test]
+fn a_crash_loop_stops_after_the_limit_without_burning_cpu() {
+    let dir = temp_dir("crash-loop");
+    let (devserve, addr) = pool(&dir, "1", &["--max-restarts", "3"]);
+    let pid = field(&http_get(&addr, "/").expect("GET"), "pid");
+    // From now on every start crashes; the version file is outside the watched `src`.
+    write(&dir.join("version"), "crash");
+    let ticks_before = cpu_ticks(devserve.pid());
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().expect("kill").success());
+    devserve.wait_for("4 crashes in a row; no more restarts until the next change or HUP");
+    devserve.signal("USR1");
+    devserve.wait_for("serving, crash loop: not restarting");
+    assert_eq!(devserve.count("restarting in"), 3, "{}", devserve.output());
+    let used = cpu_ticks(devserve.pid()) - ticks_before;
+    assert!(used < 100, "devserve used {used} CPU ticks during the crash loop");
+    // A change gets a new generation going again.
+    write(&dir.join("version"), "v2");
+    write(&dir.join("src/trigger"), "go");
+    devserve.wait_for("gen 2 ready");
+    wait_for_version(&addr, "v2");
+}
+
+#[test]
+fn usr1_prints_every_live_pid() {
+    let dir = temp_dir("usr1");
+    let (devserve, addr) = pool(&dir, "2", &[]);
+    let pids = wait_for_pids(&addr, 2);
+    devserve.signal("USR1");
+    devserve.wait_for("status: pid ");
+    for pid in &pids {
+        devserve.wait_for(&format!("pid {pid} ready, up "));
+    }
+}
+
+#[test]
+fn pidfile_lifecycle_and_control_commands() {
+    let dir = temp_dir("pidfile");
+    let pidfile = dir.join("devserve.pid");
+    let pidfile_arg = pidfile.to_str().expect("utf-8").to_owned();
+    // Stale: a pid that no longer exists.
+    let mut gone = Command::new("true").spawn().expect("spawn true");
+    let gone_pid = gone.id();
+    gone.wait().expect("wait true");
+    write(&pidfile, &format!("{gone_pid}\n"));
+    let (mut devserve, addr) = pool(&dir, "1", &["--pidfile", &pidfile_arg]);
+    assert!(devserve.output().contains("replacing stale pidfile"), "{}", devserve.output());
+    assert_eq!(std::fs::read_to_string(&pidfile).expect("pidfile"), format!("{}\n", devserve.pid()));
+
+    // Live: a second devserve refuses.
+    let (code, _, stderr) = run_devserve(&["--pidfile", &pidfile_arg, "-l", "127.0.0.1:0", "--", "true"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&format!("devserve is already running (pid {}", devserve.pid())), "{stderr}");
+
+    // Control: status, reload, stop.
+    let worker = field(&http_get(&addr, "/").expect("GET"), "pid");
+    let (code, stdout, stderr) = run_devserve(&["--signal", "status", "--pidfile", &pidfile_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("pid {worker} ready")), "{stdout}");
+    let (code, _, _) = run_devserve(&["--signal", "reload", "--pidfile", &pidfile_arg]);
+    assert_eq!(code, 0);
+    devserve.wait_for("gen 2 ready");
+    let (code, _, _) = run_devserve(&["-s", "stop", "--pidfile", &pidfile_arg]);
+    assert_eq!(code, 0);
+    assert!(devserve.wait_exit().success());
+    assert!(!pidfile.exists(), "the pidfile is removed at exit");
+
+    // Nobody there any more.
+    let (code, _, stderr) = run_devserve(&["-s", "reload", "--pidfile", &pidfile_arg]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no devserve running"), "{stderr}");
+}
+
+#[test]
+fn touch_reload_works_outside_the_watched_paths_and_when_ignored() {
+    let dir = temp_dir("touch");
+    let (devserve, _addr) =
+        pool(&dir, "1", &["--touch-reload", "restart.txt", "--touch-reload", "src/skip.tmp"]);
+    write(&dir.join("restart.txt"), "now");
+    devserve.wait_for("restart.txt changed");
+    devserve.wait_for("gen 2 ready");
+    // `*.tmp` is an ignored editor pattern, but a touch-reload file always counts.
+    write(&dir.join("src/skip.tmp"), "now");
+    devserve.wait_for("src/skip.tmp changed");
+    devserve.wait_for("gen 3 ready");
+}
+
+#[test]
+fn a_rolling_swap_keeps_n_workers_answering() {
+    let dir = temp_dir("rolling");
+    let (devserve, addr) = pool(&dir, "3", &["--rolling"]);
+    wait_for_pids(&addr, 3);
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let fewest = Arc::new(AtomicUsize::new(usize::MAX));
+    let devserve_pid = devserve.pid();
+    let client = {
+        let (stop, failures, addr) = (stop.clone(), failures.clone(), addr.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if http_get(&addr, "/").is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    // Counts devserve's children that still accept: fd 3 is the listening socket (a stopping
+    // fixture puts /dev/null over it at once).
+    let sampler = {
+        let (stop, fewest) = (stop.clone(), fewest.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let workers = children_of(devserve_pid).iter().filter(|pid| accepting(**pid)).count();
+                fewest.fetch_min(workers, Ordering::Relaxed);
+            }
+        })
+    };
+    write(&dir.join("version"), "v2");
+    write(&dir.join("src/trigger"), "go");
+    devserve.wait_for("gen 2 ready");
+    devserve.wait_for("gen 1 stopped");
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("client");
+    sampler.join().expect("sampler");
+    assert_eq!(devserve.count("(rolling)"), 2, "{}", devserve.output());
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
+    assert!(fewest.load(Ordering::Relaxed) >= 3, "capacity dropped to {}", fewest.load(Ordering::Relaxed));
+    wait_for_pids(&addr, 3);
+}
+
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    children
+}
+
+fn accepting(pid: i32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/fd/3"))
+        .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+}
+
+#[test]
+fn a_hundred_reloads_leave_fds_and_children_unchanged() {
+    let dir = temp_dir("hundred");
+    let (devserve, _addr) = pool(&dir, "2", &[]);
+    let fd_count = || std::fs::read_dir(format!("/proc/{}/fd", devserve.pid())).expect("fd dir").count();
+    let (fds_before, children_before) = (fd_count(), devserve.children().len());
+    for generation in 2..=101 {
+        devserve.signal("HUP");
+        devserve.wait_for(&format!("gen {generation} ready"));
+    }
+    devserve.wait_for("gen 100 stopped");
+    assert_eq!(fd_count(), fds_before, "open fds grew");
+    assert_eq!(devserve.children().len(), children_before, "children: {:?}", devserve.children());
+}
