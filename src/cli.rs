@@ -55,7 +55,8 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: u32,
 
-    /// Leave LISTEN_PID out of the worker environment (for wrappers such as `cargo run` or `npm start`)
+    /// Leave LISTEN_PID out of the worker environment, for a wrapper that runs the app as its child
+    /// (a script that does not `exec`); apps that insist on LISTEN_PID then find no sockets
     #[arg(long = "no-pid", alias = "no-listen-pid")]
     pub no_pid: bool,
 

@@ -316,7 +316,7 @@ impl Generation {
             None => self.workers.iter().position(|w| matches!(w.state, WorkerState::Starting { .. })),
         };
         match index.map(|i| &mut self.workers[i]) {
-            Some(worker) => mark_ready(worker, now),
+            Some(worker) => mark_ready(self.id, worker, now),
             None => false,
         }
     }
@@ -326,7 +326,7 @@ impl Generation {
         for worker in &mut self.workers {
             if matches!(worker.state, WorkerState::Starting { since, .. } if now.duration_since(since) >= delay)
             {
-                mark_ready(worker, now);
+                mark_ready(self.id, worker, now);
             }
         }
     }
@@ -403,9 +403,10 @@ impl Generation {
     }
 }
 
-fn mark_ready(worker: &mut Worker, now: Instant) -> bool {
+fn mark_ready(generation: u64, worker: &mut Worker, now: Instant) -> bool {
     match worker.state {
         WorkerState::Starting { pid, since } => {
+            tracing::debug!("gen {generation} w{} (pid {pid}) ready", worker.slot);
             worker.state = WorkerState::Ready { pid, since: now, started: since };
             true
         }

@@ -144,7 +144,11 @@ fn a_failed_build_keeps_the_old_generation() {
     // Fixing the file builds and serves the new version (Python fixture, with a build step).
     write(&dir.join("src/version"), "v2");
     devserve.wait_for("gen 2 ready in");
-    assert!(devserve.output().contains("(build "), "timings name the build phase");
+    let output = devserve.output();
+    let ready = output.lines().find(|l| l.contains("gen 2 ready in")).expect("ready line");
+    for phase in ["(debounce ", ", build ", ", start ", "· src/version changed"] {
+        assert!(ready.contains(phase), "the ready line names {phase:?}: {ready}");
+    }
     wait_for_version(&addr, "v2");
 }
 

@@ -153,6 +153,9 @@ fn may_be_new_directory(kind: &EventKind) -> bool {
 
 /// Watches `dir` and every directory below it that the filter keeps; loads ignore files met on
 /// the way. Returns how many directories are watched and the files found (for new directories).
+///
+/// Each directory is watched *before* it is listed, so a file created meanwhile is either in
+/// the listing or reported by its own event: nothing falls between the two.
 fn register_tree(
     watcher: &mut RecommendedWatcher,
     filter: &mut Filter,
@@ -162,48 +165,44 @@ fn register_tree(
         watcher.watch(dir, RecursiveMode::Recursive).map_err(|e| describe_notify_error(&e))?;
         return Ok((1, Vec::new()));
     }
-    let (dirs, files) = walk(filter, dir);
     let mut watched = 0;
-    for dir in &dirs {
-        match watcher.watch(dir, RecursiveMode::NonRecursive) {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        match watcher.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => watched += 1,
             Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
                 return Err(describe_notify_error(&e));
             }
             // Gone again already (a build's temp dir): nothing to watch.
-            Err(e) => tracing::debug!("not watching {}: {e}", dir.display()),
+            Err(e) => {
+                tracing::debug!("not watching {}: {e}", dir.display());
+                continue;
+            }
         }
+        let (subdirs, dir_files) = list_kept(filter, &dir);
+        pending.extend(subdirs);
+        files.extend(dir_files);
     }
     Ok((watched, files))
 }
 
-/// The directories and files below `dir` that the filter keeps, loading ignore files first so
-/// that a directory's own `.gitignore` applies to its children.
-fn walk(filter: &mut Filter, dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let mut dirs = Vec::new();
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+/// The subdirectories and files of `dir` that the filter keeps, loading the directory's own
+/// ignore files first so that they apply to its children.
+fn list_kept(filter: &mut Filter, dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return (Vec::new(), Vec::new()) };
+    let entries: Vec<_> = entries.filter_map(Result::ok).collect();
+    for entry in entries.iter().filter(|e| Filter::is_ignore_file(&e.path())) {
+        filter.load_ignore_file(&entry.path());
+    }
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let path = entry.path();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if filter.is_ignored(&path, is_dir) {
             continue;
-        };
-        let entries: Vec<_> = entries.filter_map(Result::ok).collect();
-        for entry in entries.iter().filter(|e| Filter::is_ignore_file(&e.path())) {
-            filter.load_ignore_file(&entry.path());
         }
-        for entry in entries {
-            let path = entry.path();
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if filter.is_ignored(&path, is_dir) {
-                continue;
-            }
-            if is_dir {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-        dirs.push(dir);
+        if is_dir { dirs.push(path) } else { files.push(path) }
     }
     (dirs, files)
 }
