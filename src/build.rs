@@ -19,9 +19,17 @@ pub struct Build {
 }
 
 impl Build {
-    /// Starts `script` under `sh -c`.
-    pub fn start(script: &str, sentinel: &mut Sentinel) -> Result<Build, SpawnError> {
-        let pid = Command::shell(script).spawn()?;
+    /// Starts `script` under `sh -c`, with the extra environment.
+    pub fn start(
+        script: &str,
+        env: &[(String, String)],
+        sentinel: &mut Sentinel,
+    ) -> Result<Build, SpawnError> {
+        let mut command = Command::shell(script);
+        for (key, value) in env {
+            command = command.env(key, value);
+        }
+        let pid = command.spawn()?;
         sentinel.track(pid);
         Ok(Build { pid, started: Instant::now() })
     }

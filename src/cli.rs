@@ -11,10 +11,8 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use nix::sys::signal::Signal;
 
-use crate::watch::WatchConfig;
-
 /// Rebuild and swap a server on every save, without ever refusing a connection.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "devserve", version, about, long_about = None)]
 #[command(
     after_help = "Signals: HUP reload · TERM/INT graceful stop (twice: kill now) · QUIT kill now\n         \
@@ -97,6 +95,39 @@ pub struct Cli {
     #[arg(short = 's', long = "signal", value_name = "ACTION", requires = "pidfile")]
     pub signal: Option<ControlAction>,
 
+    /// Extra environment for workers and the build (repeatable)
+    #[arg(short = 'E', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+
+    /// Configuration file [default: ./devserve.toml when it exists]
+    #[arg(short = 'c', long = "config", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Clear the screen before each reload
+    #[arg(long)]
+    pub clear: bool,
+
+    /// CI smoke test: build, start one generation, wait until ready, run --probe, stop, exit
+    #[arg(long)]
+    pub once: bool,
+
+    /// With --once: a shell command run once the generation is ready; its exit status decides
+    /// (DEVSERVE_ADDR holds the first listen address)
+    #[arg(long, value_name = "CMD", requires = "once")]
+    pub probe: Option<String>,
+
+    /// How devserve reports its own events
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Print a shell completion script and exit
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page (roff) and exit
+    #[arg(long, exclusive = true)]
+    pub man: bool,
+
     /// Fewer devserve messages (-q: warnings and errors only)
     #[arg(short = 'q', long = "quiet", action = ArgAction::Count, conflicts_with = "verbose")]
     pub quiet: u8,
@@ -106,8 +137,34 @@ pub struct Cli {
     pub verbose: u8,
 
     /// The server to run, with its arguments
-    #[arg(value_name = "COMMAND", required_unless_present = "signal", trailing_var_arg = true)]
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
     pub command: Vec<OsString>,
+}
+
+/// How devserve's own lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Short colored lines for people
+    Human,
+    /// One JSON object a line, for CI and editors
+    Json,
+}
+
+impl Cli {
+    /// True for the invocations that print something and exit without running a server.
+    pub fn completions_or_man(&self) -> bool {
+        self.completions.is_some() || self.man
+    }
+}
+
+/// Parses `KEY=VALUE` for `--env`.
+pub fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !key.contains('\0') => {
+            Ok((key.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
 }
 
 /// What `--signal` asks of a running devserve.
@@ -206,7 +263,7 @@ fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
 
 /// A file that may not exist yet, in a directory that must: absolute, symlinks of the
 /// directory resolved (so it matches the paths the watcher reports).
-fn absolute_file(path: &Path) -> Result<PathBuf, String> {
+pub fn absolute_file(path: &Path) -> Result<PathBuf, String> {
     let missing = || format!("--touch-reload: the folder of {} does not exist", path.display());
     let name = path.file_name().ok_or_else(missing)?;
     let parent = match path.parent() {
@@ -225,68 +282,6 @@ fn validate_fd_name(name: &str) -> Result<String, String> {
         ));
     }
     Ok(name.to_owned())
-}
-
-/// The validated settings devserve runs with.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub watch: WatchConfig,
-    pub build: Option<String>,
-    pub listen: Vec<ListenSpec>,
-    pub command: Vec<OsString>,
-    pub workers: u32,
-    pub listen_pid: bool,
-    pub ready_delay: Duration,
-    pub ready_timeout: Duration,
-    pub stop_signal: Signal,
-    pub stop_timeout: Duration,
-    pub max_restarts: u32,
-    pub rolling: bool,
-    pub pidfile: Option<PathBuf>,
-    pub quiet: bool,
-}
-
-impl Cli {
-    /// Checks what clap cannot (paths exist, globs compile) and resolves watch paths.
-    pub fn into_config(self) -> Result<Config, String> {
-        let roots = self
-            .watch
-            .iter()
-            .map(|path| {
-                path.canonicalize().map_err(|_| format!("watch path does not exist: {}", path.display()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for glob in &self.ignore {
-            globset::Glob::new(glob).map_err(|e| format!("invalid --ignore glob `{glob}`: {}", e.kind()))?;
-        }
-        let touch = self.touch_reload.iter().map(|p| absolute_file(p)).collect::<Result<Vec<_>, _>>()?;
-        if self.build.as_deref().is_some_and(|b| b.trim().is_empty()) {
-            return Err("--build needs a command".into());
-        }
-        Ok(Config {
-            watch: WatchConfig {
-                roots,
-                touch,
-                exts: self.exts,
-                ignore: self.ignore,
-                vcs_ignore: !self.no_vcs_ignore,
-                debounce: self.debounce,
-            },
-            build: self.build,
-            listen: self.listen,
-            command: self.command,
-            workers: self.workers,
-            listen_pid: !self.no_pid,
-            ready_delay: self.ready_delay,
-            ready_timeout: self.ready_timeout,
-            stop_signal: self.stop_signal,
-            stop_timeout: self.stop_timeout,
-            max_restarts: self.max_restarts,
-            rolling: self.rolling,
-            pidfile: self.pidfile,
-            quiet: self.quiet > 0,
-        })
-    }
 }
 
 #[cfg(test)]

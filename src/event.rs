@@ -14,6 +14,8 @@ use nix::unistd::Pid;
 pub enum Event {
     /// Files changed (already filtered and debounced).
     Change(Change),
+    /// devserve's own configuration file changed.
+    ConfigChanged,
     /// The watcher could not do its job completely; the text says what to do about it.
     WatchProblem(String),
     /// A control signal arrived.

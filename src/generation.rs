@@ -29,6 +29,8 @@ const STABLE_UPTIME: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Launch {
     pub command: Vec<OsString>,
+    /// Extra environment (`--env`, the config file's `[env]`).
+    pub env: Vec<(String, String)>,
     pub sockets: Vec<RawFd>,
     /// `LISTEN_FDNAMES`, colon-separated.
     pub fd_names: String,
@@ -134,6 +136,8 @@ pub struct Generation {
     pub cause: String,
     /// Crash-loop policy hit: its workers are no longer restarted.
     pub gave_up: bool,
+    /// How its workers are started (restarts too), fixed when it starts.
+    launch: Launch,
     notify: NotifySocket,
 }
 
@@ -143,7 +147,7 @@ impl Generation {
     pub fn start(
         id: u64,
         count: u32,
-        launch: &Launch,
+        launch: Launch,
         runtime_dir: &Path,
         events: Sender<Event>,
         sentinel: &mut Sentinel,
@@ -158,10 +162,11 @@ impl Generation {
             build_took: None,
             cause: String::new(),
             gave_up: false,
+            launch,
             notify,
         };
         for slot in 0..count {
-            if let Err(e) = generation.add_worker(slot, launch, sentinel) {
+            if let Err(e) = generation.add_worker(slot, sentinel) {
                 generation.kill();
                 return Err(e);
             }
@@ -170,13 +175,8 @@ impl Generation {
     }
 
     /// Starts a worker in `slot` (a new slot, or one waiting to restart).
-    pub fn add_worker(
-        &mut self,
-        slot: u32,
-        launch: &Launch,
-        sentinel: &mut Sentinel,
-    ) -> Result<Pid, SpawnError> {
-        let pid = self.spawn(slot, launch, sentinel)?;
+    pub fn add_worker(&mut self, slot: u32, sentinel: &mut Sentinel) -> Result<Pid, SpawnError> {
+        let pid = self.spawn(slot, sentinel)?;
         let state = WorkerState::Starting { pid, since: Instant::now() };
         match self.workers.iter_mut().find(|w| w.slot == slot) {
             Some(worker) => worker.state = state,
@@ -185,13 +185,17 @@ impl Generation {
         Ok(pid)
     }
 
-    fn spawn(&self, slot: u32, launch: &Launch, sentinel: &mut Sentinel) -> Result<Pid, SpawnError> {
+    fn spawn(&self, slot: u32, sentinel: &mut Sentinel) -> Result<Pid, SpawnError> {
+        let launch = &self.launch;
         let (program, args) = launch.command.split_first().ok_or_else(|| SpawnError::NotFound("".into()))?;
         let mut command = Command::new(program)
             .args(args)
             .env("NOTIFY_SOCKET", self.notify.path())
             .env("DEVSERVE_GENERATION", self.id.to_string())
             .env("DEVSERVE_WORKER", slot.to_string());
+        for (key, value) in &launch.env {
+            command = command.env(key, value);
+        }
         if !launch.sockets.is_empty() {
             command = command
                 .env("LISTEN_FDS", launch.sockets.len().to_string())

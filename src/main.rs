@@ -1,11 +1,13 @@
 //! devserve: rebuild and swap a server on every save, without ever refusing a connection.
 //!
-//! `main` only parses the command line and hands over to [`supervisor::run`]; the one
+//! `main` only parses the command line and hands over: to [`supervisor::run`] to serve, to
+//! [`control::send`] for `--signal`, or prints (`check`, `--completions`, `--man`). The one
 //! exception is the sentinel mode (see [`sentinel`]), a hidden first argument with which
 //! devserve re-executes itself as its own watchdog.
 
 mod build;
 mod cli;
+mod config;
 mod control;
 mod event;
 mod generation;
@@ -18,60 +20,105 @@ mod spawn;
 mod supervisor;
 mod watch;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
-/// Exit status for bad input caught after clap (which uses 2 as well).
+use crate::output::Output;
+
+/// Exit status for bad input (clap uses 2 as well).
 const USAGE_ERROR: u8 = 2;
-/// Exit status for a failure while starting or running (busy port, command not found, …).
+/// Exit status for a failure while starting or running (busy port, no devserve to signal, …).
 const RUN_ERROR: u8 = 1;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == sentinel::SENTINEL_ARG) {
-        sentinel::run(args.collect());
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == sentinel::SENTINEL_ARG) {
+        sentinel::run(args.split_off(2));
         return ExitCode::SUCCESS;
     }
-    let out = output::Output::new(false);
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
+    // `devserve check …` validates like `nginx -t`; a program named `check` runs as `-- check`.
+    let check = args.get(1).is_some_and(|a| a == "check");
+    if check {
+        args.remove(1);
+    }
+    let out = Output::new(false);
+    let matches = match cli::Cli::command().try_get_matches_from(&args) {
+        Ok(matches) => matches,
         // --help and --version print as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
-        Err(e) => {
-            out.error(format!("{} (see --help)", first_line(&e.to_string())));
-            return ExitCode::from(USAGE_ERROR);
-        }
+        Err(e) => return usage_error(&out, &[one_line(&e.to_string())]),
+    };
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&out, &[one_line(&e.to_string())]),
     };
     output::init_tracing(cli.verbose, cli.quiet);
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(shell, &mut cli::Cli::command(), "devserve", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if cli.man {
+        return match clap_mangen::Man::new(cli::Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => run_error(&out, &format!("cannot write the man page: {e}")),
+        };
+    }
     if let (Some(action), Some(pidfile)) = (cli.signal, &cli.pidfile) {
         return match control::send(action, pidfile) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                out.error(format!("error: {message}"));
-                ExitCode::from(RUN_ERROR)
-            }
+            Err(message) => run_error(&out, &message),
         };
     }
-    let config = match cli.into_config() {
+    let loader = config::Loader::new(cli, &matches);
+    let loaded = loader.load();
+    if check {
+        return check_and_describe(&out, loaded);
+    }
+    let config = match loaded {
         Ok(config) => config,
-        Err(message) => {
-            out.error(format!("error: {message}"));
-            return ExitCode::from(USAGE_ERROR);
-        }
+        Err(problems) => return usage_error(&out, &problems),
     };
-    match supervisor::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            out.error(format!("error: {message}"));
-            ExitCode::from(RUN_ERROR)
-        }
+    match supervisor::run(loader, config) {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        Err(message) => run_error(&out, &message),
     }
 }
 
+/// `devserve check`: every problem, or what would run; also tries to bind the addresses.
+fn check_and_describe(out: &Output, loaded: Result<config::Config, Vec<String>>) -> ExitCode {
+    let config = match loaded {
+        Ok(config) => config,
+        Err(problems) => return usage_error(out, &problems),
+    };
+    if let Err(e) = sockets::bind_all(&config.listen) {
+        return usage_error(out, &[e.to_string()]);
+    }
+    print!("{}", config::describe(&config));
+    println!("ok");
+    ExitCode::SUCCESS
+}
+
+fn usage_error(out: &Output, problems: &[String]) -> ExitCode {
+    for problem in problems {
+        out.error(format!("error: {}", problem.strip_prefix("error: ").unwrap_or(problem)));
+    }
+    ExitCode::from(USAGE_ERROR)
+}
+
+fn run_error(out: &Output, message: &str) -> ExitCode {
+    out.error(format!("error: {message}"));
+    ExitCode::from(RUN_ERROR)
+}
+
 /// clap's message folded into one line, without the usage block that follows it.
-fn first_line(text: &str) -> String {
+fn one_line(text: &str) -> String {
     let message: Vec<&str> =
         text.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:")).collect();
-    if message.is_empty() { "error: invalid arguments".into() } else { message.join(" ") }
+    if message.is_empty() {
+        "invalid arguments (see --help)".into()
+    } else {
+        format!("{} (see --help)", message.join(" "))
+    }
 }

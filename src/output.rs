@@ -1,15 +1,18 @@
-//! What devserve says to the human: short colored lines on stderr, distinct from the app's own
-//! output (which passes through unaltered because workers share devserve's stdout and stderr).
+//! What devserve says: short colored lines on stderr for people, or (`--log-format json`) one
+//! JSON object a line for CI and editors. Distinct from the app's own output, which passes
+//! through unaltered because workers share devserve's stdout and stderr.
 //!
-//! Every line starts with `[devserve]`; lines about a generation or worker then name it
+//! Human lines start with `[devserve]`; lines about a generation or worker then name it
 //! (`gen 4`, `gen 4 w1`). Color is on only when stderr is a terminal and `NO_COLOR` is unset
-//! or empty. `-q` keeps warnings and errors only. devserve's own diagnostics (`-v`, `-vv`) go
-//! through `tracing`, initialised here too.
+//! or empty. `-q` keeps warnings and errors only. The milestones of a reload are [`Note`]s, so
+//! the JSON form carries their timings as numbers; other lines are `{"event":"message",…}`.
+//! devserve's own diagnostics (`-v`, `-vv`) go through `tracing`, initialised here too.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use owo_colors::OwoColorize;
+use serde::Serialize;
 
 /// The tone of a line, which picks its color.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,18 +27,133 @@ pub enum Tone {
     Error,
 }
 
+/// A milestone of devserve's work, reported with its timings.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Note {
+    /// Files changed, a reload was asked for, or the first start.
+    ChangeDetected {
+        cause: String,
+        files: usize,
+    },
+    BuildStarted {
+        cause: String,
+        command: String,
+    },
+    BuildFinished {
+        ok: bool,
+        status: String,
+        duration_ms: u128,
+        serving: Option<u64>,
+    },
+    GenerationStarting {
+        generation: u64,
+        pids: Vec<i32>,
+    },
+    GenerationReady {
+        generation: u64,
+        total_ms: u128,
+        debounce_ms: u128,
+        build_ms: Option<u128>,
+        start_ms: u128,
+        cause: String,
+    },
+    GenerationFailed {
+        generation: u64,
+        reason: String,
+        serving: Option<u64>,
+    },
+    GenerationStopping {
+        generation: u64,
+        signal: String,
+    },
+    GenerationStopped {
+        generation: u64,
+    },
+}
+
+impl Note {
+    /// The human line, if the note has one, and its tone.
+    fn human(&self) -> Option<(Tone, String)> {
+        let ms = |ms: u128| duration(Duration::from_millis(ms as u64));
+        let serving_note = |serving: &Option<u64>| match serving {
+            Some(id) => format!("gen {id} still serving"),
+            None => "nothing is serving; waiting for a change".into(),
+        };
+        Some(match self {
+            Note::ChangeDetected { .. } => return None,
+            Note::BuildStarted { cause, command } => (Tone::Info, format!("{cause}: building ({command})")),
+            Note::BuildFinished { ok: true, duration_ms, .. } => {
+                (Tone::Info, format!("build ok in {}", ms(*duration_ms)))
+            }
+            Note::BuildFinished { ok: false, status, duration_ms, serving } => (
+                Tone::Warn,
+                format!("build failed in {} ({status}); {}", ms(*duration_ms), serving_note(serving)),
+            ),
+            Note::GenerationStarting { generation, pids } => {
+                let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
+                let label = if pids.len() == 1 { "pid" } else { "pids" };
+                (Tone::Info, format!("gen {generation} starting ({label} {})", pids.join(", ")))
+            }
+            Note::GenerationReady { generation, total_ms, debounce_ms, build_ms, start_ms, cause } => {
+                let mut phases = Vec::new();
+                if *debounce_ms >= 1 {
+                    phases.push(format!("debounce {}", ms(*debounce_ms)));
+                }
+                if let Some(build) = build_ms {
+                    phases.push(format!("build {}", ms(*build)));
+                }
+                phases.push(format!("start {}", ms(*start_ms)));
+                let phases = phases.join(", ");
+                (Tone::Good, format!("gen {generation} ready in {} ({phases}) · {cause}", ms(*total_ms)))
+            }
+            Note::GenerationFailed { generation, reason, serving } => {
+                (Tone::Warn, format!("gen {generation} failed: {reason}; {}", serving_note(serving)))
+            }
+            Note::GenerationStopping { generation, signal } => {
+                (Tone::Info, format!("gen {generation} stopping ({signal})"))
+            }
+            Note::GenerationStopped { generation } => (Tone::Info, format!("gen {generation} stopped")),
+        })
+    }
+}
+
 /// The terminal, as devserve writes to it.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     color: bool,
     quiet: bool,
+    json: bool,
 }
 
 impl Output {
     /// Color follows the terminal and `NO_COLOR`; `quiet` drops Info and Good lines.
     pub fn new(quiet: bool) -> Output {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Output { color: std::io::stderr().is_terminal() && !no_color, quiet }
+        Output { color: std::io::stderr().is_terminal() && !no_color, quiet, json: false }
+    }
+
+    /// The same, writing JSON lines instead.
+    pub fn with_json(self, json: bool) -> Output {
+        Output { json, ..self }
+    }
+
+    /// Reports a milestone.
+    pub fn note(&self, note: Note) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(&note) {
+                eprintln!("{line}");
+            }
+        } else if let Some((tone, text)) = note.human() {
+            self.line(tone, &text);
+        }
+    }
+
+    /// Clears the terminal (`--clear`), unless the output is JSON.
+    pub fn clear_screen(&self) {
+        if !self.json {
+            eprint!("\x1b[2J\x1b[3J\x1b[H");
+        }
     }
 
     pub fn info(&self, text: impl AsRef<str>) {
@@ -56,6 +174,16 @@ impl Output {
 
     fn line(&self, tone: Tone, text: &str) {
         if self.quiet && matches!(tone, Tone::Info | Tone::Good) {
+            return;
+        }
+        if self.json {
+            let level = match tone {
+                Tone::Info | Tone::Good => "info",
+                Tone::Warn => "warn",
+                Tone::Error => "error",
+            };
+            let message = serde_json::json!({ "event": "message", "level": level, "text": text });
+            eprintln!("{message}");
             return;
         }
         if !self.color {

@@ -39,7 +39,7 @@ fn unknown_flag() {
 
 #[test]
 fn missing_command() {
-    assert_eq!(assert_one_line_error(&["-w", "."], "<COMMAND>"), 2);
+    assert_eq!(assert_one_line_error(&["-w", "."], "missing COMMAND"), 2);
 }
 
 #[test]

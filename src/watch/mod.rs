@@ -18,9 +18,9 @@ mod debounce;
 mod filter;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use notify::event::ModifyKind;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
@@ -29,23 +29,33 @@ pub use debounce::Debouncer;
 pub use filter::Filter;
 
 /// What to watch and how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchConfig {
     /// Canonical paths of existing files or directories.
     pub roots: Vec<PathBuf>,
     /// `--touch-reload` files: absolute, may not exist yet; never filtered out.
     pub touch: Vec<PathBuf>,
+    /// devserve's own configuration file: its changes are reported apart (`ConfigChanged`).
+    pub config_file: Option<PathBuf>,
     pub exts: Vec<String>,
     pub ignore: Vec<String>,
     pub vcs_ignore: bool,
     pub debounce: std::time::Duration,
 }
 
+/// The running watcher; dropping it stops the thread and every watch.
+#[derive(Debug)]
+pub struct WatchHandle {
+    _stop: Sender<()>,
+    /// How many directories are watched.
+    pub watched: usize,
+}
+
 /// Starts watching; returns once every root is watched, so no change after this is missed.
-/// Returns the number of directories watched.
-pub fn spawn(config: WatchConfig, events: Sender<Event>) -> Result<usize, String> {
-    let mut filter =
-        Filter::new(&config.roots, &config.touch, &config.ignore, &config.exts, config.vcs_ignore)?;
+pub fn spawn(config: WatchConfig, events: Sender<Event>) -> Result<WatchHandle, String> {
+    let mut touch = config.touch.clone();
+    touch.extend(config.config_file.clone());
+    let mut filter = Filter::new(&config.roots, &touch, &config.ignore, &config.exts, config.vcs_ignore)?;
     let (raw_tx, raw_rx) = crossbeam_channel::unbounded();
     let mut watcher = notify::recommended_watcher(move |result| {
         let _ = raw_tx.send(result);
@@ -65,12 +75,19 @@ pub fn spawn(config: WatchConfig, events: Sender<Event>) -> Result<usize, String
             None => register_tree(&mut watcher, &mut filter, &root.dir)?.0,
         };
     }
-    let mut thread = WatchThread { watcher, filter, events, debouncer: Debouncer::new(config.debounce) };
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+    let mut thread = WatchThread {
+        watcher,
+        filter,
+        events,
+        debouncer: Debouncer::new(config.debounce),
+        config_file: config.config_file,
+    };
     std::thread::Builder::new()
         .name("watch".into())
-        .spawn(move || thread.run(&raw_rx))
+        .spawn(move || thread.run(&raw_rx, &stop_rx))
         .map_err(|e| format!("cannot start the watcher thread: {e}"))?;
-    Ok(watched)
+    Ok(WatchHandle { _stop: stop_tx, watched })
 }
 
 struct WatchThread {
@@ -78,32 +95,48 @@ struct WatchThread {
     filter: Filter,
     events: Sender<Event>,
     debouncer: Debouncer,
+    config_file: Option<PathBuf>,
 }
 
 impl WatchThread {
-    fn run(&mut self, raw: &Receiver<notify::Result<notify::Event>>) {
+    /// Until the handle is dropped (the stop channel disconnects) or the supervisor is gone.
+    fn run(&mut self, raw: &Receiver<notify::Result<notify::Event>>, stop: &Receiver<()>) {
         loop {
-            let received = match self.debouncer.deadline() {
-                Some(deadline) => raw.recv_deadline(deadline),
-                None => raw.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match received {
-                Ok(Ok(event)) => self.absorb(event),
-                Ok(Err(error)) => self.problem(describe_notify_error(&error)),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+            let timeout = self
+                .debouncer
+                .deadline()
+                .map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+            crossbeam_channel::select! {
+                recv(raw) -> received => match received {
+                    Ok(Ok(event)) => self.absorb(event),
+                    Ok(Err(error)) => self.problem(describe_notify_error(&error)),
+                    Err(_) => return,
+                },
+                recv(stop) -> _ => return,
+                default(timeout) => {}
             }
-            if let Some((paths, since)) = self.debouncer.take_due(Instant::now()) {
-                let paths: Vec<PathBuf> = paths
-                    .into_iter()
-                    .filter(|(path, created)| !*created || path.exists())
-                    .map(|(path, _)| path)
-                    .collect();
-                if !paths.is_empty() && self.events.send(Event::Change(Change { paths, since })).is_err() {
-                    return;
-                }
+            if let Some((paths, since)) = self.debouncer.take_due(Instant::now())
+                && !self.report(paths, since)
+            {
+                return;
             }
         }
+    }
+
+    /// Sends a due burst: a change of devserve's own config file apart, the rest as a change.
+    /// False once the supervisor is gone.
+    fn report(&self, paths: Vec<(PathBuf, bool)>, since: Instant) -> bool {
+        let mut paths: Vec<PathBuf> = paths
+            .into_iter()
+            .filter(|(path, created)| !*created || path.exists())
+            .map(|(path, _)| path)
+            .collect();
+        let config_count = paths.len();
+        paths.retain(|path| Some(path) != self.config_file.as_ref());
+        if paths.len() != config_count && self.events.send(Event::ConfigChanged).is_err() {
+            return false;
+        }
+        paths.is_empty() || self.events.send(Event::Change(Change { paths, since })).is_ok()
     }
 
     /// Takes one raw event into the current burst.
