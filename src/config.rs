@@ -57,6 +57,8 @@ pub struct Config {
     pub quiet: bool,
     /// The configuration file in use, watched for live reloads.
     pub file: Option<PathBuf>,
+    /// `file:line:col` of the file's `listen` key, for errors found when binding.
+    pub listen_location: Option<String>,
 }
 
 impl Config {
@@ -251,6 +253,10 @@ impl Loader {
             }),
             quiet: cli.quiet > 0,
             file: self.file.clone(),
+            listen_location: match (&f.listen, self.given("listen")) {
+                (Some(spanned), false) => Some(f.locate(&spanned.span(), String::new())),
+                _ => None,
+            },
         };
         check_command(&config, &f.command, f, problems);
         config

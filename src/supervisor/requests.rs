@@ -101,7 +101,8 @@ impl Supervisor {
             match sockets::bind_all(&new.listen) {
                 Ok(bound) => Some(bound),
                 Err(e) => {
-                    self.out.error(format!("{file}: {e}"));
+                    let at = new.listen_location.clone().unwrap_or_else(|| format!("{file}: "));
+                    self.out.error(format!("{at}listen: {e}"));
                     self.out.warn(format!("{file}: not applied; the running config stays"));
                     return;
                 }
