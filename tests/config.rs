@@ -5,8 +5,6 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -45,26 +43,14 @@ fn a_valid_config_edit_swaps_in_the_new_env_without_refusing_a_connection() {
     let addr = devserve.listen_addr(0);
     devserve.wait_for("gen 1 ready");
     assert!(http_get(&addr, "/env").expect("GET /env").contains("FIXTURE_EXTRA=one\n"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let client = {
-        let (stop, failures, addr) = (stop.clone(), failures.clone(), addr.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if http_get(&addr, "/").is_err() {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-    };
+    let load = Load::start(&addr, 1);
     write(&dir.join("devserve.toml"), &config_text("FIXTURE_EXTRA = \"two\"\n"));
     devserve.wait_for("devserve.toml: applied");
     devserve.wait_for("gen 2 ready");
     assert!(devserve.output().contains("· reload (config changed)"), "{}", devserve.output());
     assert!(wait_until(WAIT, || http_get(&addr, "/env").is_ok_and(|b| b.contains("FIXTURE_EXTRA=two\n"))));
-    stop.store(true, Ordering::Relaxed);
-    client.join().expect("client");
-    assert_eq!(failures.load(Ordering::Relaxed), 0);
+    let result = load.stop();
+    assert!(result.failures.is_empty(), "failed requests: {:?}", result.failures);
     // A config edit is not a source change: only one generation came of it.
     assert_eq!(devserve.count(": building") + devserve.count("starting (pid"), 2, "{}", devserve.output());
 }

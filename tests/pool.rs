@@ -7,8 +7,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::*;
 
@@ -204,25 +202,13 @@ fn a_rolling_swap_keeps_n_workers_answering() {
     let dir = temp_dir("rolling");
     let (devserve, addr) = pool(&dir, "3", &["--rolling", "-v"]);
     wait_for_pids(&addr, 3);
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let client = {
-        let (stop, failures, addr) = (stop.clone(), failures.clone(), addr.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if http_get(&addr, "/").is_err() {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-    };
+    let load = Load::start(&addr, 1);
     write(&dir.join("version"), "v2");
     write(&dir.join("src/trigger"), "go");
     devserve.wait_for("gen 2 ready");
     devserve.wait_for("gen 1 stopped");
-    stop.store(true, Ordering::Relaxed);
-    client.join().expect("client");
-    assert_eq!(failures.load(Ordering::Relaxed), 0);
+    let result = load.stop();
+    assert!(result.failures.is_empty(), "failed requests: {:?}", result.failures);
     // Capacity = old workers not yet stopped + new workers ready: never under 3. So before the
     // k-th old worker is told to stop, at least k new workers must have been ready.
     let output = devserve.output();

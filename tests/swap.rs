@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use common::*;
 
 /// devserve on the Rust fixture, reading its version from `dir/version`, sending READY=1.
@@ -30,25 +27,7 @@ fn serve_rust(dir: &std::path::Path, extra: &[&str]) -> (Devserve, String) {
 fn zero_refused_connections_across_repeated_swaps_under_load() {
     let dir = temp_dir("load");
     let (devserve, addr) = serve_rust(&dir, &[]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..2)
-        .map(|_| {
-            let (stop, ok, failures, addr) = (stop.clone(), ok.clone(), failures.clone(), addr.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match http_get(&addr, "/") {
-                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            failures.lock().expect("lock").push(e);
-                            0
-                        }
-                    };
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&addr, 2);
     for round in 2..=6 {
         let version = format!("v{round}");
         write(&dir.join("version"), &version);
@@ -56,13 +35,14 @@ fn zero_refused_connections_across_repeated_swaps_under_load() {
         wait_for_version(&addr, &version);
         devserve.wait_for(&format!("gen {} stopped", round - 1));
     }
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().expect("client thread");
-    }
-    let failures = failures.lock().expect("lock");
-    assert!(failures.is_empty(), "{} failed requests, e.g. {:?}", failures.len(), failures.first());
-    assert!(ok.load(Ordering::Relaxed) > 100, "the load was too light to prove anything");
+    let result = load.stop();
+    assert!(
+        result.failures.is_empty(),
+        "{} failed requests, e.g. {:?}",
+        result.failures.len(),
+        result.failures.first()
+    );
+    assert!(result.ok > 100, "the load was too light to prove anything");
 }
 
 #[test]

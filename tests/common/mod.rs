@@ -244,3 +244,48 @@ pub fn write(path: &Path, text: &str) {
     }
     std::fs::write(path, text).expect("write file");
 }
+
+/// Client threads hitting `GET /` on a new connection each time until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+/// What a [`Load`] saw.
+pub struct LoadResult {
+    pub ok: usize,
+    pub failures: Vec<String>,
+}
+
+impl Load {
+    pub fn start(addr: &str, threads: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, addr) = (stop.clone(), addr.to_owned());
+                std::thread::spawn(move || {
+                    let (mut ok, mut failures) = (0, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match http_get(&addr, "/") {
+                            Ok(_) => ok += 1,
+                            Err(e) => failures.push(e),
+                        }
+                    }
+                    (ok, failures)
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    pub fn stop(self) -> LoadResult {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut result = LoadResult { ok: 0, failures: Vec::new() };
+        for thread in self.threads {
+            let (ok, failures) = thread.join().expect("load thread");
+            result.ok += ok;
+            result.failures.extend(failures);
+        }
+        result
+    }
+}
