@@ -79,6 +79,9 @@ impl Supervisor {
 
     /// The configuration file changed: validate it whole; apply it, or keep the running config.
     pub(super) fn reload_config(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
         let file = self.config.file.as_ref().map_or_else(String::new, |p| p.display().to_string());
         match self.loader.load() {
             Err(problems) => {
