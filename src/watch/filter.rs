@@ -125,31 +125,32 @@ impl Filter {
         is_dir || self.exts.is_empty() || self.has_listed_extension(path)
     }
 
-    /// Whether `path` is excluded by the rules 1–6 (used for the directory walk, too).
+    /// Whether `path` is excluded by the rules 1–6 (for event paths: every ancestor directory
+    /// is checked for a `CACHEDIR.TAG`).
     pub fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
-        let Some(root) = self.root_of(path) else {
-            return true;
-        };
+        let Some(root) = self.root_of(path) else { return true };
         let relative = path.strip_prefix(&root.dir).unwrap_or(path);
-        let names = || {
-            relative.components().filter_map(|c| match c {
-                Component::Normal(name) => name.to_str(),
-                _ => None,
-            })
-        };
-        if names().any(|n| VCS_DIRS.contains(&n) || OUTPUT_DIRS.contains(&n)) {
-            return true;
-        }
-        if path.file_name().is_some_and(|name| self.editor_files.is_match(name)) {
-            return true;
-        }
-        if self.user_globs.is_match(relative) {
-            return true;
-        }
-        if self.vcs_ignore && self.ignored_by_files(path, is_dir) {
-            return true;
-        }
-        in_tagged_cache_dir(&root.dir, relative)
+        self.ignored_by_rules(path, relative, is_dir) || in_tagged_cache_dir(&root.dir, relative)
+    }
+
+    /// The same for an entry met while walking down from a root, whose ancestors were kept
+    /// already: only a directory's own `CACHEDIR.TAG` is left to check.
+    pub fn is_ignored_in_walk(&self, path: &Path, is_dir: bool) -> bool {
+        let Some(root) = self.root_of(path) else { return true };
+        let relative = path.strip_prefix(&root.dir).unwrap_or(path);
+        self.ignored_by_rules(path, relative, is_dir) || (is_dir && path.join("CACHEDIR.TAG").is_file())
+    }
+
+    /// Rules 2–6: VCS and output folders, editor files, `--ignore` globs, ignore files.
+    fn ignored_by_rules(&self, path: &Path, relative: &Path, is_dir: bool) -> bool {
+        let mut names = relative.components().filter_map(|c| match c {
+            Component::Normal(name) => name.to_str(),
+            _ => None,
+        });
+        names.any(|n| VCS_DIRS.contains(&n) || OUTPUT_DIRS.contains(&n))
+            || path.file_name().is_some_and(|name| self.editor_files.is_match(name))
+            || self.user_globs.is_match(relative)
+            || (self.vcs_ignore && self.ignored_by_files(path, is_dir))
     }
 
     /// Loads (or reloads, or forgets if deleted) an ignore file met during a walk or changed on disk.

@@ -72,7 +72,7 @@ pub fn spawn(config: WatchConfig, events: Sender<Event>) -> Result<WatchHandle, 
                     .map_err(|e| describe_notify_error(&e))?;
                 1
             }
-            None => register_tree(&mut watcher, &mut filter, &root.dir)?.0,
+            None => register_tree(&mut watcher, &mut filter, &root.dir, false)?.0,
         };
     }
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
@@ -165,7 +165,7 @@ impl WatchThread {
     }
 
     fn watch_new_directory(&mut self, dir: &Path, now: Instant) {
-        match register_tree(&mut self.watcher, &mut self.filter, dir) {
+        match register_tree(&mut self.watcher, &mut self.filter, dir, true) {
             Ok((_, files)) => {
                 for file in files {
                     self.debouncer.add(file, true, now);
@@ -185,7 +185,8 @@ fn may_be_new_directory(kind: &EventKind) -> bool {
 }
 
 /// Watches `dir` and every directory below it that the filter keeps; loads ignore files met on
-/// the way. Returns how many directories are watched and the files found (for new directories).
+/// the way. Returns how many directories are watched and, with `want_files` (a directory that
+/// just appeared), the files found in it.
 ///
 /// Each directory is watched *before* it is listed, so a file created meanwhile is either in
 /// the listing or reported by its own event: nothing falls between the two.
@@ -193,6 +194,7 @@ fn register_tree(
     watcher: &mut RecommendedWatcher,
     filter: &mut Filter,
     dir: &Path,
+    want_files: bool,
 ) -> Result<(usize, Vec<PathBuf>), String> {
     if !cfg!(target_os = "linux") {
         watcher.watch(dir, RecursiveMode::Recursive).map_err(|e| describe_notify_error(&e))?;
@@ -213,16 +215,16 @@ fn register_tree(
                 continue;
             }
         }
-        let (subdirs, dir_files) = list_kept(filter, &dir);
+        let (subdirs, dir_files) = list_kept(filter, &dir, want_files);
         pending.extend(subdirs);
         files.extend(dir_files);
     }
     Ok((watched, files))
 }
 
-/// The subdirectories and files of `dir` that the filter keeps, loading the directory's own
-/// ignore files first so that they apply to its children.
-fn list_kept(filter: &mut Filter, dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+/// The subdirectories (and, with `want_files`, the files) of `dir` that the filter keeps, loading
+/// the directory's own ignore files first so that they apply to its children.
+fn list_kept(filter: &mut Filter, dir: &Path, want_files: bool) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return (Vec::new(), Vec::new()) };
     let entries: Vec<_> = entries.filter_map(Result::ok).collect();
     for entry in entries.iter().filter(|e| Filter::is_ignore_file(&e.path())) {
@@ -230,9 +232,12 @@ fn list_kept(filter: &mut Filter, dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     }
     let (mut dirs, mut files) = (Vec::new(), Vec::new());
     for entry in entries {
-        let path = entry.path();
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if filter.is_ignored(&path, is_dir) {
+        if !is_dir && !want_files {
+            continue;
+        }
+        let path = entry.path();
+        if filter.is_ignored_in_walk(&path, is_dir) {
             continue;
         }
         if is_dir { dirs.push(path) } else { files.push(path) }
