@@ -95,7 +95,8 @@ fn start_watcher(config: &Config, out: &Output, events: &Sender<Event>) -> Resul
     let handle = watch::spawn(config.watch.clone(), events.clone())?;
     let cwd = std::env::current_dir().unwrap_or_default();
     let roots: Vec<String> = config.watch.roots.iter().map(|r| trigger::relative_display(r, &cwd)).collect();
-    out.info(format!("watching {} ({} folders)", roots.join(", "), handle.watched));
+    let folders = if handle.watched == 1 { "folder" } else { "folders" };
+    out.info(format!("watching {} ({} {folders})", roots.join(", "), handle.watched));
     Ok(handle)
 }
 
