@@ -84,6 +84,23 @@ pub fn bind_all(specs: &[ListenSpec]) -> Result<Vec<HeldSocket>, BindError> {
     Ok(held)
 }
 
+/// Changes the held set to `specs` (a config edit): sockets for addresses already held are kept
+/// (renamed if need be), new addresses are bound. Returns the held sockets no longer wanted. On a
+/// failure nothing changes.
+pub fn rebind(specs: &[ListenSpec], held: &mut Vec<HeldSocket>) -> Result<Vec<HeldSocket>, BindError> {
+    let is_held = |spec: &ListenSpec| held.iter().any(|h| h.requested == spec.addr);
+    let fresh: Vec<ListenSpec> = specs.iter().filter(|spec| !is_held(spec)).cloned().collect();
+    let mut fresh = bind_all(&fresh)?.into_iter();
+    let mut old = std::mem::take(held);
+    for (index, spec) in specs.iter().enumerate() {
+        let kept = old.iter().position(|h| h.requested == spec.addr).map(|i| old.remove(i));
+        let Some(mut socket) = kept.or_else(|| fresh.next()) else { continue };
+        socket.name = spec.name.clone().unwrap_or_else(|| format!("listen{index}"));
+        held.push(socket);
+    }
+    Ok(old)
+}
+
 /// Removes the socket files of Unix listeners (devserve's exit path).
 pub fn remove_unix_files(sockets: &[HeldSocket]) {
     for path in sockets.iter().filter_map(HeldSocket::unix_path) {
@@ -196,6 +213,21 @@ mod tests {
         let busy = parse_listen(&first[0].bound).expect("valid");
         let error = bind_all(&[busy]).expect_err("port is held");
         assert_eq!(error.to_string(), format!("cannot listen on {}: address already in use", first[0].bound));
+    }
+
+    #[test]
+    fn rebind_keeps_held_addresses_and_binds_new_ones() {
+        let mut held = bind_all(&[parse_listen("127.0.0.1:0").expect("valid")]).expect("binds");
+        let kept_fd = held[0].raw_fd();
+        let specs =
+            [parse_listen("web=127.0.0.1:0").expect("valid"), parse_listen("[::1]:0").expect("valid")];
+        let released = rebind(&specs, &mut held).expect("rebinds");
+        assert!(released.is_empty());
+        assert_eq!(held.len(), 2);
+        assert_eq!((held[0].raw_fd(), held[0].name.as_str()), (kept_fd, "web"), "same socket, new name");
+        let released = rebind(&specs[1..], &mut held).expect("rebinds");
+        assert_eq!(released.len(), 1, "the first address is no longer wanted");
+        assert_eq!(held[0].name, "listen0");
     }
 
     #[test]

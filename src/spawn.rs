@@ -16,6 +16,8 @@
 //!   stdout and stderr shared with devserve so its output passes through unaltered;
 //! - gets the held sockets at fds 3, 4, … without FD_CLOEXEC, and nothing else: every other fd
 //!   above them is marked close-on-exec (close_range), whatever its origin;
+//! - gets devserve's environment minus its own activation variables (LISTEN_*, NOTIFY_SOCKET,
+//!   DEVSERVE_*), with the variables set for it replacing any of the same name;
 //! - has SIGPIPE back at its default (the Rust runtime ignores it, and ignoring survives exec)
 //!   and an empty signal mask.
 //!
@@ -200,14 +202,14 @@ impl Plan {
             .chain(&command.args)
             .map(|a| c_string(a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut env = inherited_env();
-        for (key, value) in &command.env {
-            let mut entry = key.as_bytes().to_vec();
-            entry.push(b'=');
-            entry.extend_from_slice(value.as_bytes());
-            entry.push(0);
-            env.push(entry);
-        }
+        // Variables set for the child replace devserve's own of the same name: one entry each.
+        let overridden: Vec<&OsStr> = command.env.iter().map(|(key, _)| key.as_os_str()).collect();
+        let mut env: Vec<Vec<u8>> = std::env::vars_os()
+            .filter(|(key, _)| !ACTIVATION_VARS.iter().any(|v| OsStr::new(v) == key))
+            .filter(|(key, _)| !overridden.contains(&key.as_os_str()))
+            .map(|(key, value)| env_entry(&key, &value))
+            .collect();
+        env.extend(command.env.iter().map(|(key, value)| env_entry(key, value)));
         let listen_pid_slot = (command.listen_pid && !command.sockets.is_empty()).then(|| {
             let mut slot = LISTEN_PID_PREFIX.to_vec();
             slot.resize(LISTEN_PID_PREFIX.len() + PID_DIGITS, 0);
@@ -377,18 +379,13 @@ fn write_decimal(out: &mut [u8], mut n: u32) {
     out[len] = 0;
 }
 
-/// devserve's environment without the activation variables it may itself have been given.
-fn inherited_env() -> Vec<Vec<u8>> {
-    std::env::vars_os()
-        .filter(|(key, _)| !ACTIVATION_VARS.iter().any(|v| OsStr::new(v) == key))
-        .map(|(key, value)| {
-            let mut entry = key.as_bytes().to_vec();
-            entry.push(b'=');
-            entry.extend_from_slice(value.as_bytes());
-            entry.push(0);
-            entry
-        })
-        .collect()
+/// `KEY=VALUE\0`, as execve wants it.
+fn env_entry(key: &OsStr, value: &OsStr) -> Vec<u8> {
+    let mut entry = key.as_bytes().to_vec();
+    entry.push(b'=');
+    entry.extend_from_slice(value.as_bytes());
+    entry.push(0);
+    entry
 }
 
 #[cfg(test)]

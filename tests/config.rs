@@ -245,7 +245,7 @@ fn a_new_listen_address_is_bound_first_and_the_old_released_after_the_swap() {
     let devserve = Devserve::start(&dir, &[], &[]);
     let old_addr = devserve.listen_addr(0);
     devserve.wait_for("gen 1 ready");
-    let edited = config_text("").replace("listen = [\"127.0.0.1:0\"]", "listen = [\"web=127.0.0.1:0\"]");
+    let edited = config_text("").replace("listen = [\"127.0.0.1:0\"]", "listen = [\"web=127.0.0.2:0\"]");
     write(&dir.join("devserve.toml"), &edited);
     let new_addr = devserve.listen_addr(1);
     devserve.wait_for("gen 2 ready");
@@ -271,4 +271,45 @@ fn clear_wipes_the_screen_before_each_reload_but_not_the_first_start() {
     write(&dir.join("changed"), "x");
     devserve.wait_for("gen 2 ready");
     assert_eq!(devserve.count("\x1b[2J"), 1, "{:?}", devserve.output());
+}
+
+#[test]
+fn a_listen_edit_keeps_the_addresses_already_held() {
+    let dir = temp_dir("config-keep-listen");
+    write(&dir.join("src/keep"), "");
+    let port = free_port();
+    let first = format!("127.0.0.1:{port}");
+    write(&dir.join("devserve.toml"), &config_text("").replace("127.0.0.1:0", &first));
+    let devserve = Devserve::start(&dir, &[], &[]);
+    devserve.wait_for("gen 1 ready");
+    let load = Load::start(&first, 1);
+    let both = format!("listen = [\"{first}\", \"admin=127.0.0.1:0\"]");
+    write(&dir.join("devserve.toml"), &config_text("").replace("listen = [\"127.0.0.1:0\"]", &both));
+    devserve.wait_for("devserve.toml: applied");
+    let admin = devserve.listen_addr(2);
+    devserve.wait_for("gen 2 ready");
+    let result = load.stop();
+    assert!(result.failures.is_empty(), "the kept address never refused: {:?}", result.failures);
+    // The fixture serves fd 3 only; the new socket is fd 4 and listening (held by devserve).
+    let env = wait_until(WAIT, || {
+        http_get(&first, "/env")
+            .is_ok_and(|env| env.contains("LISTEN_FDS=2\n") && env.contains("LISTEN_FDNAMES=listen0:admin\n"))
+    });
+    assert!(env, "gen 2 got both sockets");
+    assert!(std::net::TcpStream::connect(&admin).is_ok(), "the new address is listening");
+}
+
+#[test]
+fn env_given_to_workers_replaces_devserves_own_value() {
+    let dir = temp_dir("env-override");
+    let fixture = rust_fixture();
+    let devserve = Devserve::start(
+        &dir,
+        &["-l", "127.0.0.1:0", "-E", "FIXTURE_EXTRA=from-flag", "--", fixture.to_str().expect("utf-8")],
+        &[("FIXTURE_NOTIFY", "1"), ("FIXTURE_EXTRA", "from-devserve")],
+    );
+    let addr = devserve.listen_addr(0);
+    devserve.wait_for("gen 1 ready");
+    let env = http_get(&addr, "/env").expect("GET /env");
+    assert!(env.contains("FIXTURE_EXTRA=from-flag\n"), "{env}");
 }

@@ -80,7 +80,10 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, String> {
     let sentinel = Sentinel::spawn(&cleanup).map_err(|e| format!("cannot start the sentinel: {e}"))?;
     announce_sockets(&out, &sockets);
     // `--once` reacts to nothing on disk.
-    let watcher = if config.once { None } else { Some(start_watcher(&config, &out, &events_tx)?) };
+    let watcher = if config.once { None } else { Some(start_watcher(&config, &events_tx)?) };
+    if let Some(handle) = &watcher {
+        announce_watcher(&out, &config, handle);
+    }
 
     let mut supervisor = Supervisor::new(loader, config, out, sockets, runtime_dir, sentinel, events_tx);
     supervisor.watcher = watcher;
@@ -91,13 +94,16 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, String> {
     result
 }
 
-fn start_watcher(config: &Config, out: &Output, events: &Sender<Event>) -> Result<WatchHandle, String> {
-    let handle = watch::spawn(config.watch.clone(), events.clone())?;
+fn start_watcher(config: &Config, events: &Sender<Event>) -> Result<WatchHandle, String> {
+    watch::spawn(config.watch.clone(), events.clone())
+}
+
+/// `watching src, Cargo.toml (12 folders)`
+fn announce_watcher(out: &Output, config: &Config, handle: &WatchHandle) {
     let cwd = std::env::current_dir().unwrap_or_default();
     let roots: Vec<String> = config.watch.roots.iter().map(|r| trigger::relative_display(r, &cwd)).collect();
     let folders = if handle.watched == 1 { "folder" } else { "folders" };
     out.info(format!("watching {} ({} {folders})", roots.join(", "), handle.watched));
-    Ok(handle)
 }
 
 /// A private directory for the notify sockets: `$TMPDIR/devserve-PID`, mode 0700.
@@ -241,7 +247,9 @@ impl Supervisor {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Change(change) => self.trigger(Trigger::change(change.paths, change.since)),
-            Event::ConfigChanged => self.reload_config(),
+            Event::ConfigChanged => {
+                self.reload_config();
+            }
             Event::WatchProblem(text) => self.out.warn(text),
             Event::Request(request) => self.on_request(request),
             Event::Exited { pid, status } => self.on_exit(pid, status),

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::trigger::Trigger;
-use super::{Shutdown, Supervisor, launch_for, start_watcher};
+use super::{Shutdown, Supervisor, announce_watcher, launch_for, start_watcher};
 use crate::config::Config;
 use crate::event::Request;
 use crate::output;
@@ -13,7 +13,13 @@ use crate::sockets;
 impl Supervisor {
     pub(super) fn on_request(&mut self, request: Request) {
         match request {
-            Request::Reload => self.trigger(Trigger::reload("SIGHUP")),
+            Request::Reload => {
+                // As nginx does, HUP also re-reads the configuration file; one new generation either way.
+                let applied = self.config.file.is_some() && self.reload_config();
+                if !applied {
+                    self.trigger(Trigger::reload("SIGHUP"));
+                }
+            }
             Request::Stop if self.shutdown.is_some() => self.begin_shutdown(Shutdown::Immediate),
             Request::Stop => self.begin_shutdown(Shutdown::Graceful),
             Request::Kill => self.begin_shutdown(Shutdown::Immediate),
@@ -78,9 +84,10 @@ impl Supervisor {
     }
 
     /// The configuration file changed: validate it whole; apply it, or keep the running config.
-    pub(super) fn reload_config(&mut self) {
+    /// True if that started a new generation.
+    pub(super) fn reload_config(&mut self) -> bool {
         if self.shutdown.is_some() {
-            return;
+            return false;
         }
         let file = self.config.file.as_ref().map_or_else(String::new, |p| p.display().to_string());
         match self.loader.load() {
@@ -89,58 +96,61 @@ impl Supervisor {
                     self.out.error(problem);
                 }
                 self.out.warn(format!("{file}: not applied; the running config stays"));
+                false
             }
-            Ok(new) if new == self.config => self.out.info(format!("{file}: no change")),
+            Ok(new) if new == self.config => {
+                self.out.info(format!("{file}: no change"));
+                false
+            }
             Ok(new) => self.apply_config(new),
         }
     }
 
-    /// Applies a valid new config: new sockets are bound first (a failure rejects it whole);
-    /// watch rules take effect at once; what workers are or get goes through a normal swap.
-    fn apply_config(&mut self, new: Config) {
+    /// Applies a valid new config, all or nothing: a new watcher (if the watch rules changed) and
+    /// the sockets for new addresses are made first, and a failure of either drops what was
+    /// made and keeps the running config. What workers are or get goes through a normal swap.
+    fn apply_config(&mut self, new: Config) -> bool {
         let file = new.file.as_ref().map_or_else(String::new, |p| p.display().to_string());
-        let rebind = new.listen != self.config.listen;
-        let new_sockets = if rebind {
-            match sockets::bind_all(&new.listen) {
-                Ok(bound) => Some(bound),
+        let reject = |out: &crate::output::Output, problem: String| {
+            out.error(problem);
+            out.warn(format!("{file}: not applied; the running config stays"));
+            false
+        };
+        let watcher = if new.watch == self.config.watch {
+            None
+        } else {
+            match start_watcher(&new, &self.events) {
+                Ok(handle) => Some(handle),
+                Err(e) => return reject(&self.out, format!("{file}: {e}")),
+            }
+        };
+        if new.listen != self.config.listen {
+            match sockets::rebind(&new.listen, &mut self.sockets) {
+                // Kept until no generation started on them is left.
+                Ok(released) => self.old_sockets.push((self.next_id, released)),
                 Err(e) => {
                     let at = new.listen_location.clone().unwrap_or_else(|| format!("{file}: "));
-                    self.out.error(format!("{at}listen: {e}"));
-                    self.out.warn(format!("{file}: not applied; the running config stays"));
-                    return;
+                    return reject(&self.out, format!("{at}listen: {e}"));
                 }
             }
-        } else {
-            None
-        };
-        if new.watch != self.config.watch {
-            // The old watcher stops when its handle is dropped; the new one is complete first.
-            match start_watcher(&new, &self.out, &self.events) {
-                Ok(handle) => self.watcher = Some(handle),
-                Err(e) => {
-                    self.out.error(format!("{file}: {e}"));
-                    self.out.warn(format!("{file}: not applied; the running config stays"));
-                    return;
-                }
-            }
-        }
-        if let Some(bound) = new_sockets {
-            for (index, socket) in bound.iter().enumerate() {
+            for (index, socket) in self.sockets.iter().enumerate() {
                 self.out.info(format!("listening on {} (fd {}, {})", socket.bound, 3 + index, socket.name));
             }
-            let old = std::mem::replace(&mut self.sockets, bound);
-            self.old_sockets.push((self.next_id, old));
+        }
+        if let Some(handle) = watcher {
+            announce_watcher(&self.out, &new, &handle);
+            // The old watcher stops as its handle is dropped.
+            self.watcher = Some(handle);
         }
         let new_generation = self.config.needs_new_generation(&new);
-        if new.workers != self.config.workers {
-            self.workers = new.workers;
-        }
+        self.workers = if new.workers != self.config.workers { new.workers } else { self.workers };
         self.launch = launch_for(&new, &self.sockets);
         self.config = new;
         self.out.info(format!("{file}: applied"));
         if new_generation {
             self.trigger(Trigger::reload("config changed"));
         }
+        new_generation
     }
 
     /// SIGUSR1: the status table, on the terminal and in the runtime dir's `status` file (where

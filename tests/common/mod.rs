@@ -186,13 +186,18 @@ pub fn is_alive(pid: i32) -> bool {
 /// One HTTP GET on a new TCP connection; returns the body of a 200, or an error text.
 pub fn http_get(addr: &str, path: &str) -> Result<String, String> {
     let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| format!("timeout: {e}"))?;
     exchange(stream, path)
 }
 
 pub fn http_get_unix(socket: &Path, path: &str) -> Result<String, String> {
     let stream = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| format!("timeout: {e}"))?;
     exchange(stream, path)
 }
+
+/// No request in these tests takes this long; one that does is a failure, not a hang.
+const IO_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn exchange<S: Read + Write>(mut stream: S, path: &str) -> Result<String, String> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").map_err(|e| format!("write: {e}"))?;
