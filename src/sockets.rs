@@ -216,6 +216,20 @@ mod tests {
     }
 
     #[test]
+    fn any_interface_takes_ipv4_and_ipv6_on_one_socket() {
+        let held = bind_all(&[parse_listen(":0").expect("valid")]).expect("binds");
+        let port = held[0].bound.rsplit(':').next().expect("port").to_owned();
+        assert!(
+            std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok(),
+            "IPv4 reaches {}",
+            held[0].bound
+        );
+        if held[0].bound.starts_with('[') {
+            assert!(std::net::TcpStream::connect(format!("[::1]:{port}")).is_ok(), "IPv6 reaches it too");
+        }
+    }
+
+    #[test]
     fn rebind_keeps_held_addresses_and_binds_new_ones() {
         let mut held = bind_all(&[parse_listen("127.0.0.1:0").expect("valid")]).expect("binds");
         let kept_fd = held[0].raw_fd();

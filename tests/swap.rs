@@ -212,3 +212,29 @@ fn unix_socket_listening_and_removal_at_exit() {
     assert!(devserve.wait_exit().success());
     assert!(!socket.exists(), "the socket file must be removed at exit");
 }
+
+#[test]
+fn an_old_generation_ignoring_the_stop_signal_delays_only_its_own_exit() {
+    let dir = temp_dir("ignore-term");
+    write(&dir.join("version"), "ignore-term");
+    let fixture = rust_fixture();
+    let devserve = Devserve::start(
+        &dir,
+        &["-w", ".", "-l", "127.0.0.1:0", "--stop-timeout", "3s", "--", fixture.to_str().expect("utf-8")],
+        &[("FIXTURE_VERSION_FILE", "version"), ("FIXTURE_NOTIFY", "1")],
+    );
+    let addr = devserve.listen_addr(0);
+    devserve.wait_for("gen 1 ready");
+    write(&dir.join("version"), "v2");
+    devserve.wait_for("gen 2 ready");
+    let ready_at = std::time::Instant::now();
+    wait_for_version(&addr, "v2");
+    devserve.wait_for("gen 1 still running after 3.00s; killing pid");
+    devserve.wait_for("gen 1 stopped");
+    let output = devserve.output();
+    assert!(
+        output.find("gen 2 ready").expect("ready") < output.find("gen 1 still running").expect("killed"),
+        "the new generation did not wait for the old one:\n{output}"
+    );
+    assert!(ready_at.elapsed() >= std::time::Duration::from_secs(2), "the old one got its stop timeout");
+}
