@@ -1,6 +1,6 @@
-//! The command line: clap types, and the parsers that turn strings into durations, signals and
-//! listen addresses. Everything the user can type is checked here, so that a mistake is one
-//! clear usage line (exit 2) before devserve binds, spawns or watches anything.
+//! The command line: clap types, and the parsers that turn strings into durations, signals,
+//! listen addresses and `KEY=VALUE` pairs (shared with the configuration file, see `config`).
+//! A mistake is one clear usage line (exit 2) before devserve binds, spawns or watches anything.
 
 use std::ffi::OsString;
 use std::fmt;

@@ -2,10 +2,11 @@
 //!
 //! notify's recommended watcher (inotify on Linux) feeds raw events to a thread that owns the
 //! watcher, drops the paths the [`Filter`] rejects, folds the rest with the [`Debouncer`] and
-//! sends `Event::Change` to the supervisor. Nothing flows back.
+//! sends `Event::Change` to the supervisor (a change of devserve's own configuration file is sent
+//! apart, as `Event::ConfigChanged`). Nothing flows back; dropping the [`WatchHandle`] stops it.
 //!
-//! On Linux every directory that is not ignored gets its own watch (walked with the `ignore`
-//! crate), so ignored trees such as `target/` or `node_modules/` cost no inotify watch at all;
+//! On Linux every directory that is not ignored gets its own watch (the `ignore` crate's
+//! gitignore rules decide), so ignored trees such as `target/` or `node_modules/` cost no inotify watch at all;
 //! directories that appear later are walked and watched as they come, and files already inside
 //! them count as changed (they may have been written before the watch existed). Elsewhere the
 //! roots are watched recursively and events are filtered the same way.
