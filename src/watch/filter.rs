@@ -114,11 +114,16 @@ impl Filter {
 
     /// Whether a change to `path` should trigger a build. A file named as a root itself
     /// (`--watch FILE`, `--touch-reload FILE`) always counts: the user asked for it by name.
+    #[cfg(test)]
     pub fn counts(&self, path: &Path) -> bool {
+        self.counts_entry(path, path.is_dir())
+    }
+
+    /// [`Filter::counts`] for a path whose type the caller already knows.
+    pub fn counts_entry(&self, path: &Path, is_dir: bool) -> bool {
         if self.roots.iter().any(|root| root.only.as_deref() == Some(path)) {
             return true;
         }
-        let is_dir = path.is_dir();
         if self.is_ignored(path, is_dir) {
             return false;
         }

@@ -151,11 +151,12 @@ impl WatchThread {
             if Filter::is_ignore_file(&path) {
                 self.filter.load_ignore_file(&path);
             }
-            if !self.filter.counts(&path) {
+            let is_dir = path.is_dir();
+            if !self.filter.counts_entry(&path, is_dir) {
                 continue;
             }
             // A directory is not a change by itself; the files in a new one are.
-            if path.is_dir() {
+            if is_dir {
                 if may_be_new_directory(&event.kind) {
                     self.watch_new_directory(&path, now);
                 }
