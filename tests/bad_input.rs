@@ -91,3 +91,26 @@ fn command_not_executable() {
 fn command_missing_after_the_first_build() {
     assert_one_line_error(&["-b", "true", "--", "./not-built"], "command not found: ./not-built");
 }
+
+#[test]
+fn inotify_watch_limit_is_one_line_with_the_fix() {
+    // A user namespace has its own inotify limit, which root in it may lower: no sysctl needed.
+    let dir = temp_dir("inotify-limit");
+    std::fs::create_dir_all(dir.join("a/b/c/d/e/f")).expect("mkdir");
+    let script = format!(
+        "echo 3 > /proc/sys/user/max_inotify_watches && exec {} -w {} -- true",
+        devserve_bin(),
+        dir.display()
+    );
+    let probe = Command::new("unshare").args(["-U", "-r", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: this machine does not allow user namespaces");
+        return;
+    }
+    let output = Command::new("unshare").args(["-U", "-r", "sh", "-c", &script]).output().expect("unshare");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("inotify watch limit reached") && errors[0].contains("sysctl"), "{stderr}");
+}

@@ -255,8 +255,8 @@ fn describe_notify_error(error: &notify::Error) -> String {
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_else(|_| "?".into());
             format!(
-                "inotify watch limit reached (fs.inotify.max_user_watches = {limit}); some files are not watched. \
-                 Raise it: sudo sysctl fs.inotify.max_user_watches=524288, or --ignore large folders"
+                "inotify watch limit reached (fs.inotify.max_user_watches = {limit}): raise it with \
+                 `sudo sysctl fs.inotify.max_user_watches=524288`, or --ignore large folders"
             )
         }
         _ => format!("file watcher: {error}"),
