@@ -38,18 +38,30 @@ fn term_stops_everything_gracefully_and_exits_zero() {
     assert!(std::net::TcpStream::connect(&addr).is_err(), "the socket is closed after exit");
 }
 
-#[test]
-fn sigkill_of_devserve_leaves_no_orphan() {
-    let dir = temp_dir("sigkill");
+/// devserve dies by `signal` without any chance to clean up; the sentinel must.
+fn dies_without_orphans(signal: &str) {
+    let dir = temp_dir(&format!("die-{signal}"));
     let (devserve, addr, grandchild) = serve_with_grandchild(&dir, &[], "k1");
     let worker: i32 = field(&http_get(&addr, "/").expect("GET"), "pid").parse().expect("pid");
-    devserve.signal("KILL");
+    devserve.signal(signal);
     assert!(
         wait_until(WAIT, || !is_alive(worker) && !is_alive(grandchild)),
-        "worker {worker} or grandchild {grandchild} outlived devserve"
+        "worker {worker} or grandchild {grandchild} outlived devserve ({signal})"
     );
     let runtime_dir = std::env::temp_dir().join(format!("devserve-{}", devserve.pid()));
     assert!(wait_until(WAIT, || !runtime_dir.exists()), "the sentinel removes the runtime dir");
+}
+
+#[test]
+fn sigkill_of_devserve_leaves_no_orphan() {
+    dies_without_orphans("KILL");
+}
+
+/// An abort is how a panic ends a process built with `panic = "abort"` (and what a double panic
+/// does): no destructor runs, like SIGKILL.
+#[test]
+fn an_abort_of_devserve_leaves_no_orphan() {
+    dies_without_orphans("ABRT");
 }
 
 #[test]
