@@ -194,7 +194,7 @@ fn json_events_parse_and_carry_timings() {
 }
 
 #[test]
-fn cargo_devserve_completions_and_man_page() {
+fn cargo_devserve_cargo_run_completions_and_man_page() {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_cargo-devserve")).parent().expect("bin dir").to_path_buf();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let out = Command::new(option_env!("CARGO").unwrap_or("cargo"))
@@ -204,6 +204,15 @@ fn cargo_devserve_completions_and_man_page() {
         .expect("cargo devserve");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: devserve"));
+
+    // The README's quick start is `cargo run -- …`: with two binaries, devserve is the default.
+    let out = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args(["run", "-q", "--", "--version"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("devserve "));
 
     let dir = temp_dir("completions");
     let (code, stdout, _, _) = run(&dir, &["--completions", "bash"]);
