@@ -5,7 +5,7 @@
 //! starts, holds the pid and a newline, and is removed at exit (by the sentinel if devserve is
 //! killed). A pidfile naming a live process refuses the start; one naming a dead process is
 //! stale and replaced with a warning. `status` asks for SIGUSR1 and prints the table devserve
-//! writes to its runtime directory (`$TMPDIR/devserve-PID/status`).
+//! writes to its runtime directory (`supervisor::runtime_dir_of`: `$TMPDIR/devserve-PID/status`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -78,7 +78,7 @@ pub fn send(action: ControlAction, pidfile: &Path) -> Result<(), String> {
         ControlAction::Quit => Signal::SIGQUIT,
         ControlAction::Status => Signal::SIGUSR1,
     };
-    let status_file = std::env::temp_dir().join(format!("devserve-{pid}")).join("status");
+    let status_file = crate::supervisor::runtime_dir_of(pid.as_raw() as u32).join("status");
     if action == ControlAction::Status {
         // File times are too coarse to tell an old table from a new one: start from none.
         let _ = std::fs::remove_file(&status_file);

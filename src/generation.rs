@@ -233,9 +233,7 @@ impl Generation {
     pub fn retire_oldest(&mut self, signal: Signal, timeout: Duration, now: Instant) -> Option<(u32, Pid)> {
         let worker = self.workers.iter_mut().filter(|w| w.is_active()).min_by_key(|w| w.started())?;
         let pid = worker.pid()?;
-        if let Err(e) = killpg(pid, signal) {
-            tracing::debug!("gen {}: killpg({pid}, {signal}) failed: {e}", self.id);
-        }
+        signal_group(self.id, pid, signal);
         worker.state = WorkerState::Retiring { pid, deadline: now + timeout, killed: false };
         Some((worker.slot, pid))
     }
@@ -247,7 +245,7 @@ impl Generation {
             if let WorkerState::Retiring { pid, deadline, killed: false } = worker.state
                 && now >= deadline
             {
-                let _ = killpg(pid, Signal::SIGKILL);
+                signal_group(self.id, pid, Signal::SIGKILL);
                 worker.state = WorkerState::Retiring { pid, deadline, killed: true };
                 killed_now.push(pid);
             }
@@ -277,12 +275,17 @@ impl Generation {
 
     /// Stops restarting: every slot waiting for a restart is given up.
     pub fn give_up_restarts(&mut self) {
+        self.cancel_restarts();
+        self.gave_up = true;
+    }
+
+    /// Slots waiting for a restart will not get one.
+    fn cancel_restarts(&mut self) {
         for worker in &mut self.workers {
             if let WorkerState::Restarting { .. } = worker.state {
                 worker.state = WorkerState::Gone;
             }
         }
-        self.gave_up = true;
     }
 
     /// Schedules `slot` to start again after its backoff; returns the delay.
@@ -371,11 +374,7 @@ impl Generation {
 
     /// Sends `signal` to every worker's process group and starts the drain clock.
     pub fn stop(&mut self, signal: Signal, timeout: Duration, now: Instant) {
-        for worker in &mut self.workers {
-            if let WorkerState::Restarting { .. } = worker.state {
-                worker.state = WorkerState::Gone;
-            }
-        }
+        self.cancel_restarts();
         self.signal_groups(signal);
         self.phase = Phase::Draining { deadline: now + timeout, killed: false };
     }
@@ -390,9 +389,7 @@ impl Generation {
 
     fn signal_groups(&self, signal: Signal) {
         for pid in self.live_pids() {
-            if let Err(e) = killpg(pid, signal) {
-                tracing::debug!("gen {}: killpg({pid}, {signal}) failed: {e}", self.id);
-            }
+            signal_group(self.id, pid, signal);
         }
     }
 
@@ -404,6 +401,13 @@ impl Generation {
             1 => format!("pid {}", pids[0]),
             _ => format!("pids {}", pids.join(", ")),
         }
+    }
+}
+
+/// `signal` to one worker's process group; a group already gone is worth a debug line only.
+fn signal_group(generation: u64, pid: Pid, signal: Signal) {
+    if let Err(e) = killpg(pid, signal) {
+        tracing::debug!("gen {generation}: killpg({pid}, {signal}) failed: {e}");
     }
 }
 

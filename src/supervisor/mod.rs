@@ -106,10 +106,16 @@ fn announce_watcher(out: &Output, config: &Config, handle: &WatchHandle) {
     out.info(format!("watching {} ({} {folders})", roots.join(", "), handle.watched));
 }
 
-/// A private directory for the notify sockets: `$TMPDIR/devserve-PID`, mode 0700.
+/// Where the devserve with process id `pid` keeps its notify sockets and status table:
+/// `$TMPDIR/devserve-PID` (`--signal status` finds the table there).
+pub fn runtime_dir_of(pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("devserve-{pid}"))
+}
+
+/// Creates this process's private runtime directory, mode 0700.
 fn create_runtime_dir() -> Result<PathBuf, String> {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!("devserve-{}", std::process::id()));
+    let dir = runtime_dir_of(std::process::id());
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -119,11 +125,16 @@ fn create_runtime_dir() -> Result<PathBuf, String> {
 }
 
 fn announce_sockets(out: &Output, sockets: &[HeldSocket]) {
-    for (index, socket) in sockets.iter().enumerate() {
-        out.info(format!("listening on {} (fd {}, {})", socket.bound, 3 + index, socket.name));
-    }
+    announce_listening(out, sockets);
     if sockets.is_empty() {
         out.info("no --listen: restart mode (the app binds its own port; old and new cannot overlap)");
+    }
+}
+
+/// `listening on 127.0.0.1:8080 (fd 3, listen0)`, one line a socket.
+fn announce_listening(out: &Output, sockets: &[HeldSocket]) {
+    for (index, socket) in sockets.iter().enumerate() {
+        out.info(format!("listening on {} (fd {}, {})", socket.bound, 3 + index, socket.name));
     }
 }
 

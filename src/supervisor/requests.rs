@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::trigger::Trigger;
-use super::{Shutdown, Supervisor, announce_watcher, launch_for, start_watcher};
+use super::{Shutdown, Supervisor, announce_listening, announce_watcher, launch_for, start_watcher};
 use crate::config::Config;
 use crate::event::Request;
 use crate::output;
@@ -133,9 +133,7 @@ impl Supervisor {
                     return reject(&self.out, format!("{at}listen: {e}"));
                 }
             }
-            for (index, socket) in self.sockets.iter().enumerate() {
-                self.out.info(format!("listening on {} (fd {}, {})", socket.bound, 3 + index, socket.name));
-            }
+            announce_listening(&self.out, &self.sockets);
         }
         if let Some(handle) = watcher {
             announce_watcher(&self.out, &new, &handle);
