@@ -7,8 +7,16 @@
 //! or empty. `-q` keeps warnings and errors only. The milestones of a reload are [`Note`]s, so
 //! the JSON form carries their timings as numbers; other lines are `{"event":"message",…}`.
 //! devserve's own diagnostics (`-v`, `-vv`) go through `tracing`, initialised here too.
+//!
+//! Every line goes through [`sink`], a bounded queue written by its own thread: printing never
+//! blocks the supervisor and never panics, whatever happened to stderr. Control characters in
+//! human lines are shown escaped (`\n`, `\x1b`), so a file name cannot forge a line or drive
+//! the terminal; JSON escapes them by itself.
 
-use std::io::IsTerminal;
+pub mod sink;
+
+use std::borrow::Cow;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use owo_colors::OwoColorize;
@@ -53,9 +61,13 @@ pub enum Note {
     GenerationReady {
         generation: u64,
         total_ms: u128,
-        debounce_ms: u128,
+        /// Only when files changed: a first start or a signal has no debounce wait.
+        debounce_ms: Option<u128>,
         build_ms: Option<u128>,
         start_ms: u128,
+        /// Set when no worker sent READY=1 and readiness was assumed after `--ready-delay`:
+        /// `start_ms` is then that delay, not a measurement.
+        assumed_after_ms: Option<u128>,
         cause: String,
     },
     GenerationFailed {
@@ -95,13 +107,33 @@ impl Note {
                 let label = if pids.len() == 1 { "pid" } else { "pids" };
                 (Tone::Info, format!("gen {generation} starting ({label} {})", pids.join(", ")))
             }
-            Note::GenerationReady { generation, total_ms, debounce_ms, build_ms, start_ms, cause } => {
+            Note::GenerationReady {
+                generation,
+                total_ms,
+                debounce_ms,
+                build_ms,
+                start_ms,
+                assumed_after_ms,
+                cause,
+            } => {
                 let mut phases = Vec::new();
-                if *debounce_ms >= 1 {
-                    phases.push(format!("debounce {}", ms(*debounce_ms)));
+                if let Some(debounce) = debounce_ms {
+                    phases.push(format!("debounce {}", ms(*debounce)));
                 }
                 if let Some(build) = build_ms {
                     phases.push(format!("build {}", ms(*build)));
+                }
+                if let Some(delay) = assumed_after_ms {
+                    // Not a measurement: say what it is.
+                    let before =
+                        if phases.is_empty() { String::new() } else { format!("; {}", phases.join(", ")) };
+                    return Some((
+                        Tone::Good,
+                        format!(
+                            "gen {generation} ready: assumed after {} up (no READY=1){before} · {cause}",
+                            ms(*delay)
+                        ),
+                    ));
                 }
                 phases.push(format!("start {}", ms(*start_ms)));
                 let phases = phases.join(", ");
@@ -142,7 +174,7 @@ impl Output {
     pub fn note(&self, note: Note) {
         if self.json {
             if let Ok(line) = serde_json::to_string(&note) {
-                eprintln!("{line}");
+                sink::emit(line);
             }
         } else if let Some((tone, text)) = note.human() {
             self.line(tone, &text);
@@ -152,7 +184,7 @@ impl Output {
     /// Clears the terminal (`--clear`), unless the output is JSON.
     pub fn clear_screen(&self) {
         if !self.json {
-            eprint!("\x1b[2J\x1b[3J\x1b[H");
+            sink::emit("\x1b[2J\x1b[3J\x1b[H".into());
         }
     }
 
@@ -172,6 +204,18 @@ impl Output {
         self.line(Tone::Error, text.as_ref());
     }
 
+    /// Several lines that belong together (the status table): one JSON message, or one human
+    /// line each.
+    pub fn lines(&self, tone: Tone, lines: &[String]) {
+        if self.json {
+            self.line(tone, &lines.join("\n"));
+        } else {
+            for line in lines {
+                self.line(tone, line);
+            }
+        }
+    }
+
     fn line(&self, tone: Tone, text: &str) {
         if self.quiet && matches!(tone, Tone::Info | Tone::Good) {
             return;
@@ -183,21 +227,49 @@ impl Output {
                 Tone::Error => "error",
             };
             let message = serde_json::json!({ "event": "message", "level": level, "text": text });
-            eprintln!("{message}");
+            sink::emit(message.to_string());
             return;
         }
+        let text = escape_controls(text);
         if !self.color {
-            eprintln!("[devserve] {text}");
+            sink::emit(format!("[devserve] {text}"));
             return;
         }
         let prefix = "[devserve]".bold();
-        match tone {
-            Tone::Info => eprintln!("{} {}", prefix.cyan(), text),
-            Tone::Good => eprintln!("{} {}", prefix.green(), text.green()),
-            Tone::Warn => eprintln!("{} {}", prefix.yellow(), text.yellow()),
-            Tone::Error => eprintln!("{} {}", prefix.red(), text.red().bold()),
+        sink::emit(match tone {
+            Tone::Info => format!("{} {}", prefix.cyan(), text),
+            Tone::Good => format!("{} {}", prefix.green(), text.green()),
+            Tone::Warn => format!("{} {}", prefix.yellow(), text.yellow()),
+            Tone::Error => format!("{} {}", prefix.red(), text.red().bold()),
+        });
+    }
+}
+
+/// Control characters shown as escapes (`\n`, `\x1b`, `\u{9b}`); tabs and everything printable
+/// stay as they are.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => escaped.push(c),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            c if c.is_control() && (c as u32) < 0x80 => escaped.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => escaped.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => escaped.push(c),
         }
     }
+    Cow::Owned(escaped)
+}
+
+/// Writes to stdout for output the user asked for (`check`, `--signal status`, completions);
+/// a closed or full stdout is not worth a panic.
+pub fn stdout(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
 }
 
 /// `212ms`, `1.52s`, `2m05s`: short and always with a unit.
@@ -225,7 +297,7 @@ pub fn init_tracing(verbose: u8, quiet: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("devserve={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(sink::TracingLine::default)
         .with_ansi(Output::new(false).color)
         .without_time()
         .with_target(false)
@@ -241,5 +313,12 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(212)), "212ms");
         assert_eq!(duration(Duration::from_millis(1520)), "1.52s");
         assert_eq!(duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("src/main.rs changed"), "src/main.rs changed");
+        assert_eq!(escape_controls("a\n[devserve] gen 99 ready"), "a\\n[devserve] gen 99 ready");
+        assert_eq!(escape_controls("\x1b[31mred\tx\u{9b}"), "\\x1b[31mred\tx\\u{9b}");
     }
 }
