@@ -92,7 +92,7 @@ pub struct Cli {
     pub pidfile: Option<PathBuf>,
 
     /// Control the devserve named by --pidfile instead of starting one
-    #[arg(short = 's', long = "signal", value_name = "ACTION", requires = "pidfile")]
+    #[arg(short = 's', long = "signal", value_name = "ACTION")]
     pub signal: Option<ControlAction>,
 
     /// Extra environment for workers and the build (repeatable)
@@ -115,6 +115,10 @@ pub struct Cli {
     /// (DEVSERVE_ADDR holds the first listen address)
     #[arg(long, value_name = "CMD", requires = "once")]
     pub probe: Option<String>,
+
+    /// With --once: a probe still running after this long is killed and fails the run (exit 5)
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
 
     /// How devserve reports its own events
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -141,6 +145,39 @@ pub struct Cli {
     pub command: Vec<OsString>,
 }
 
+/// For a command line clap refused: a one-line pointer to devserve's own way, when the user
+/// reached for a flag of watchexec, cargo-watch, nodemon or air. Only words before `--` count.
+pub fn peer_flag_hint(args: &[OsString]) -> Option<String> {
+    let words: Vec<&str> = args.iter().skip(1).map_while(|a| a.to_str()).take_while(|a| *a != "--").collect();
+    for (index, word) in words.iter().enumerate() {
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
+            _ => (*word, None),
+        };
+        let value = inline.or_else(|| words.get(index + 1).copied()).unwrap_or("CMD");
+        let hint = match flag {
+            "--delay" | "-d" => "devserve calls it --debounce DUR (e.g. --debounce 200ms)".to_owned(),
+            "-x" | "--exec" => format!("devserve runs a build step with -b: -b 'cargo {value}'"),
+            "-r" | "--restart" => {
+                "devserve always replaces the server on a change (the old one drains); drop -r".to_owned()
+            }
+            "--postpone" => "devserve always starts the server at once; there is no --postpone".to_owned(),
+            "-p" | "--poll" => {
+                "devserve has no poll mode yet: it uses inotify (on a bind mount or network share, \
+                 events may not arrive)"
+                    .to_owned()
+            }
+            "--signal" | "-s" if parse_signal(value).is_ok() => format!(
+                "to choose the signal that stops workers use --stop-signal {value}; \
+                 devserve's --signal controls a running devserve (reload, stop, quit, status)"
+            ),
+            _ => continue,
+        };
+        return Some(format!("{word}: {hint}"));
+    }
+    None
+}
+
 /// How devserve's own lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -160,11 +197,28 @@ impl Cli {
 /// Parses `KEY=VALUE` for `--env`.
 pub fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() && !key.contains('\0') => {
+        Some((key, value)) => {
+            check_env(key, value)?;
             Ok((key.to_owned(), value.to_owned()))
         }
-        _ => Err(format!("`{text}` is not KEY=VALUE")),
+        None => Err(format!("`{text}` is not KEY=VALUE")),
     }
+}
+
+/// The rules for an extra environment entry, from `--env` or the config file's `[env]`: a
+/// non-empty name without `=` or NUL, a value without NUL, and none of the names devserve sets
+/// itself (the activation variables and `DEVSERVE_ADDR`).
+pub fn check_env(key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty() || key.contains('=') || key.contains('\0') {
+        return Err(format!("`{}` is not a variable name (empty, or has `=` or NUL)", key.escape_debug()));
+    }
+    if value.contains('\0') {
+        return Err(format!("the value of {key} contains a NUL byte"));
+    }
+    if crate::spawn::ACTIVATION_VARS.contains(&key) || key == "DEVSERVE_ADDR" {
+        return Err(format!("{key} is set by devserve itself and cannot be overridden"));
+    }
+    Ok(())
 }
 
 /// What `--signal` asks of a running devserve.
@@ -208,22 +262,40 @@ impl fmt::Display for ListenAddr {
     }
 }
 
-/// Parses `250ms`, `2s`, `1m`, `1m30s` (humantime syntax; a unit is required).
+/// The longest duration any setting takes: a day is "never" for a dev loop, and keeps every
+/// deadline devserve computes far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parses `250ms`, `2s`, `1m`, `1m30s` (humantime syntax; a unit is required), at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|_| format!("`{text}` is not a duration; use e.g. 250ms, 2s or 1m"))
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|_| format!("`{text}` is not a duration; use e.g. 250ms, 2s or 1m"))?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{text}` is too long; the maximum is 24h"));
+    }
+    Ok(duration)
 }
 
-/// Parses `TERM`, `SIGTERM`, `term` or `15`.
+/// Parses `TERM`, `SIGTERM`, `term` or `15`: a signal that ends a process. STOP, CONT, TSTP,
+/// TTIN and TTOU only pause or resume one, so a worker would never drain: refused.
 pub fn parse_signal(text: &str) -> Result<Signal, String> {
     let bad = || format!("`{text}` is not a signal; use e.g. TERM, SIGTERM or 15");
     let trimmed = text.trim();
-    if let Ok(number) = trimmed.parse::<i32>() {
-        return Signal::try_from(number).map_err(|_| bad());
+    let signal = if let Ok(number) = trimmed.parse::<i32>() {
+        Signal::try_from(number).map_err(|_| bad())?
+    } else {
+        let upper = trimmed.to_ascii_uppercase();
+        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+        full.parse::<Signal>().map_err(|_| bad())?
+    };
+    use Signal::{SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU};
+    if matches!(signal, SIGSTOP | SIGCONT | SIGTSTP | SIGTTIN | SIGTTOU) {
+        return Err(format!(
+            "`{text}` pauses or resumes a process instead of stopping it; use e.g. TERM or INT"
+        ));
     }
-    let upper = trimmed.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    full.parse::<Signal>().map_err(|_| bad())
+    Ok(signal)
 }
 
 /// Parses one `--listen` value, with an optional `NAME=` prefix.
@@ -245,6 +317,9 @@ fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
     if let Some(path) = text.strip_prefix("unix:") {
         if path.is_empty() {
             return Err(bad());
+        }
+        if path.contains('\0') {
+            return Err(format!("`{}`: a socket path cannot contain a NUL byte", text.escape_debug()));
         }
         return Ok(ListenAddr::Unix(PathBuf::from(path)));
     }
@@ -295,6 +370,9 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("fast").is_err());
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
+        assert!(parse_duration("25h").is_err());
+        assert!(parse_duration("18446744073709551615s").is_err());
     }
 
     #[test]
@@ -305,6 +383,36 @@ mod tests {
         assert_eq!(parse_signal("15"), Ok(Signal::SIGTERM));
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("99").is_err());
+        assert!(parse_signal("STOP").is_err());
+        assert!(parse_signal("SIGCONT").is_err());
+        assert!(parse_signal("19").is_err());
+    }
+
+    #[test]
+    fn peer_flags_get_a_hint() {
+        let hint = |args: &[&str]| {
+            let args: Vec<OsString> =
+                std::iter::once("devserve").chain(args.iter().copied()).map(Into::into).collect();
+            peer_flag_hint(&args)
+        };
+        assert!(hint(&["--delay", "1s"]).is_some_and(|h| h.contains("--debounce")));
+        assert!(hint(&["-x", "check"]).is_some_and(|h| h.contains("-b 'cargo check'")));
+        assert!(hint(&["-r", "--", "app"]).is_some_and(|h| h.contains("drop -r")));
+        assert!(hint(&["--signal", "SIGTERM"]).is_some_and(|h| h.contains("--stop-signal SIGTERM")));
+        assert!(hint(&["--signal", "reload"]).is_none(), "devserve's own --signal");
+        assert!(hint(&["--", "app", "-r"]).is_none(), "the app's own flags are not devserve's");
+    }
+
+    #[test]
+    fn env_entries() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("noequals").is_err());
+        assert!(parse_env("NOTIFY_SOCKET=/x").is_err());
+        assert!(parse_env("DEVSERVE_GENERATION=3").is_err());
+        assert!(parse_env("LISTEN_FDS=1").is_err());
+        assert!(check_env("A=B", "x").is_err());
+        assert!(check_env("A", "x\0").is_err());
     }
 
     #[test]
@@ -322,5 +430,6 @@ mod tests {
         assert!(parse_listen("8080x").is_err());
         assert!(parse_listen("unix:").is_err());
         assert!(parse_listen("a:b=127.0.0.1:1").is_err());
+        assert!(parse_listen("unix:/tmp/a\0b").is_err());
     }
 }

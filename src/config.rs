@@ -31,6 +31,44 @@ use crate::watch::WatchConfig;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_FILE: &str = "devserve.toml";
+/// A configuration file larger than this is refused (it is not a devserve.toml).
+const MAX_FILE: u64 = 1024 * 1024;
+
+/// Where in the configuration file a problem is: 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// One thing wrong with the configuration, located in the file when the file said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub location: Option<Location>,
+    pub message: String,
+}
+
+impl Problem {
+    fn plain(message: impl Into<String>) -> Problem {
+        Problem { location: None, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.location {
+            Some(at) => write!(f, "{at}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
 
 /// The validated settings devserve runs with.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,12 +91,13 @@ pub struct Config {
     pub clear: bool,
     pub once: bool,
     pub probe: Option<String>,
+    pub probe_timeout: Duration,
     pub log_format: LogFormat,
     pub quiet: bool,
     /// The configuration file in use, watched for live reloads.
     pub file: Option<PathBuf>,
-    /// `file:line:col` of the file's `listen` key, for errors found when binding.
-    pub listen_location: Option<String>,
+    /// Where the file's `listen` key is, for errors found when binding.
+    pub listen_location: Option<Location>,
 }
 
 impl Config {
@@ -89,21 +128,29 @@ impl Loader {
             .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
             .map(|id| id.as_str().to_owned())
             .collect();
+        // A dangling or looping symlink named devserve.toml is read (and reported), not skipped.
         let file = cli.config.clone().or_else(|| {
             let default = PathBuf::from(DEFAULT_FILE);
-            default.is_file().then_some(default)
+            std::fs::symlink_metadata(&default).is_ok().then_some(default)
         });
         Loader { cli, explicit, file }
     }
 
-    /// Reads the file (if any), merges and validates. `Err` lists every problem.
-    pub fn load(&self) -> Result<Config, Vec<String>> {
+    /// Reads the file (if any), merges and validates. `Err` lists every problem, those in the
+    /// file in line order, then the others.
+    pub fn load(&self) -> Result<Config, Vec<Problem>> {
         let file = match &self.file {
-            Some(path) => Some(FileSettings::read(path)?),
+            Some(path) => Some(FileSettings::read(path).map_err(|p| vec![p])?),
             None => None,
         };
         let mut problems = Vec::new();
         let config = self.merge(file.as_ref(), &mut problems);
+        problems.sort_by(|a, b| match (&a.location, &b.location) {
+            (Some(a), Some(b)) => a.cmp(b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
         if problems.is_empty() { Ok(config) } else { Err(problems) }
     }
 
@@ -112,7 +159,7 @@ impl Loader {
     }
 
     /// The command line over the file; every parse or check failure goes into `problems`.
-    fn merge(&self, file: Option<&FileSettings>, problems: &mut Vec<String>) -> Config {
+    fn merge(&self, file: Option<&FileSettings>, problems: &mut Vec<Problem>) -> Config {
         let cli = &self.cli;
         let empty = FileSettings::default();
         let f = file.unwrap_or(&empty);
@@ -134,21 +181,22 @@ impl Loader {
         }
 
         let watch: Vec<PathBuf> = pick!("watch", cli.watch.clone(), f.watch, same);
-        let roots = watch
-            .iter()
-            .filter_map(|path| match path.canonicalize() {
-                Ok(root) => Some(root),
-                Err(_) => {
-                    problems.push(self.blame(
-                        "watch",
-                        &f.watch,
-                        format!("watch path does not exist: {}", path.display()),
-                        f,
-                    ));
-                    None
+        let mut roots: Vec<PathBuf> = Vec::new();
+        for path in &watch {
+            match path.canonicalize() {
+                // The same folder named twice is watched once.
+                Ok(root) if roots.contains(&root) => {}
+                Ok(root) => roots.push(root),
+                Err(e) => {
+                    let message = if e.raw_os_error() == Some(libc::ELOOP) {
+                        format!("watch path is a symlink loop: {}", path.display())
+                    } else {
+                        format!("watch path does not exist: {}", path.display())
+                    };
+                    problems.push(self.blame("watch", &f.watch, message, f));
                 }
-            })
-            .collect();
+            }
+        }
         let ignore: Vec<String> = pick!("ignore", cli.ignore.clone(), f.ignore, same);
         for glob in &ignore {
             if let Err(e) = globset::Glob::new(glob) {
@@ -193,16 +241,28 @@ impl Loader {
             _ => cli.command.clone(),
         };
         if command.is_empty() && cli.signal.is_none() && !cli.completions_or_man() {
-            problems.push(
-                "missing COMMAND: give it after `--` or as `command = [...]` in the config file".into(),
-            );
+            problems.push(Problem::plain(
+                "missing COMMAND: give it after `--` or as `command = [...]` in the config file",
+            ));
         }
         let build: Option<String> =
             pick!("build", cli.build.clone(), f.build, |v: &String| Ok::<_, String>(Some(v.clone())));
         if build.as_deref().is_some_and(|b| b.trim().is_empty()) {
             problems.push(self.blame("build", &f.build, "build: needs a command".into(), f));
         }
+        if let Some(table) = &f.env {
+            for (key, value) in table.get_ref() {
+                if let Err(e) = cli::check_env(key, value) {
+                    problems.push(at(&table.span(), format!("env: {e}")));
+                }
+            }
+        }
         let env = merge_env(f.env.as_ref().map(Spanned::get_ref), &cli.env);
+        let probe: Option<String> =
+            pick!("probe", cli.probe.clone(), f.probe, |v: &String| Ok::<_, String>(Some(v.clone())));
+        if probe.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            problems.push(self.blame("probe", &f.probe, "probe: needs a command".into(), f));
+        }
 
         let config = Config {
             watch: WatchConfig {
@@ -246,7 +306,10 @@ impl Loader {
             ))),
             clear: pick!("clear", cli.clear, f.clear, same),
             once: cli.once,
-            probe: pick!("probe", cli.probe.clone(), f.probe, |v: &String| Ok::<_, String>(Some(v.clone()))),
+            probe,
+            probe_timeout: pick!("probe_timeout", cli.probe_timeout, f.probe_timeout, |v: &String| {
+                cli::parse_duration(v)
+            }),
             log_format: pick!("log_format", cli.log_format, f.log_format, |v: &String| {
                 <LogFormat as clap::ValueEnum>::from_str(v, true)
                     .map_err(|_| format!("`{v}` is not human or json"))
@@ -254,7 +317,7 @@ impl Loader {
             quiet: cli.quiet > 0,
             file: self.file.clone(),
             listen_location: match (&f.listen, self.given("listen")) {
-                (Some(spanned), false) => Some(f.locate(&spanned.span(), String::new())),
+                (Some(spanned), false) => f.locate(&spanned.span(), String::new()).location,
                 _ => None,
             },
         };
@@ -263,10 +326,10 @@ impl Loader {
     }
 
     /// A problem about `key`: located in the file when the file set it, else plain.
-    fn blame<T>(&self, id: &str, value: &Option<Spanned<T>>, message: String, f: &FileSettings) -> String {
+    fn blame<T>(&self, id: &str, value: &Option<Spanned<T>>, message: String, f: &FileSettings) -> Problem {
         match value {
             Some(spanned) if !self.given(id) => f.locate(&spanned.span(), message),
-            _ => message,
+            _ => Problem::plain(message),
         }
     }
 }
@@ -276,21 +339,22 @@ fn same<T: Clone>(value: &T) -> Result<T, String> {
     Ok(value.clone())
 }
 
-/// Without a build step the command must exist now; with one, the build may create it.
+/// Without a build step the command must exist now; with one, the build may create it. An
+/// empty program name is wrong either way.
 fn check_command(
     config: &Config,
     spanned: &Option<Spanned<Vec<String>>>,
     f: &FileSettings,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) {
     let Some(program) = config.command.first() else { return };
-    if config.build.is_some() {
+    if config.build.is_some() && !program.is_empty() {
         return;
     }
     if let Err(e) = Command::new(program).resolve() {
         problems.push(match spanned {
             Some(s) => f.locate(&s.span(), e.to_string()),
-            None => e.to_string(),
+            None => Problem::plain(e.to_string()),
         });
     }
 }
@@ -327,6 +391,7 @@ struct FileSettings {
     pidfile: Option<Spanned<PathBuf>>,
     clear: Option<Spanned<bool>>,
     probe: Option<Spanned<String>>,
+    probe_timeout: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
     #[serde(skip)]
     path: PathBuf,
@@ -335,32 +400,61 @@ struct FileSettings {
 }
 
 impl FileSettings {
-    fn read(path: &Path) -> Result<FileSettings, Vec<String>> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    fn read(path: &Path) -> Result<FileSettings, Problem> {
+        let text = read_config_text(path).map_err(|e| Problem::plain(format!("{}: {e}", path.display())))?;
         let mut settings: FileSettings = toml::from_str(&text).map_err(|e| {
             let message = e.message().trim().to_owned();
-            vec![match e.span() {
+            match e.span() {
                 Some(span) => locate(path, &text, &span, message),
-                None => format!("{}: {message}", path.display()),
-            }]
+                None => Problem::plain(format!("{}: {message}", path.display())),
+            }
         })?;
         settings.path = path.to_path_buf();
         settings.text = text;
         Ok(settings)
     }
 
-    fn locate(&self, span: &Range<usize>, message: String) -> String {
+    fn locate(&self, span: &Range<usize>, message: String) -> Problem {
         locate(&self.path, &self.text, span, message)
     }
 }
 
-/// `file:line:col: message`, 1-based, from a byte span.
-fn locate(path: &Path, text: &str, span: &Range<usize>, message: String) -> String {
-    let before = &text[..span.start.min(text.len())];
+/// The file's text: a regular file (symlinks followed, but a dangling or looping one is an
+/// error), at most [`MAX_FILE`] bytes. A FIFO or a device is refused before it is opened, so a
+/// FIFO cannot hang devserve.
+fn read_config_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        match e.raw_os_error() {
+            Some(libc::ELOOP) => "is a symlink loop".to_owned(),
+            Some(libc::ENOENT) if link => "is a symlink to nothing (dangling)".to_owned(),
+            _ => format!("cannot read: {e}"),
+        }
+    })?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    if meta.len() > MAX_FILE {
+        return Err(format!("is too large ({} bytes; at most {MAX_FILE})", meta.len()));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let mut text = String::new();
+    file.take(MAX_FILE + 1).read_to_string(&mut text).map_err(|e| format!("cannot read: {e}"))?;
+    Ok(text)
+}
+
+/// A problem at a byte span of the file: 1-based line and column.
+fn locate(path: &Path, text: &str, span: &Range<usize>, message: String) -> Problem {
+    let before = text.get(..span.start.min(text.len())).unwrap_or_default();
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("{}:{line}:{col}: {message}", path.display())
+    Problem { location: Some(Location { file: path.to_path_buf(), line, col }), message }
 }
 
 /// What `devserve check` prints: the settings devserve would run with.
@@ -407,6 +501,10 @@ mod tests {
     use clap::{CommandFactory, FromArgMatches};
 
     fn load(args: &[&str], file_text: &str) -> Result<Config, Vec<String>> {
+        load_problems(args, file_text).map_err(|problems| problems.iter().map(ToString::to_string).collect())
+    }
+
+    fn load_problems(args: &[&str], file_text: &str) -> Result<Config, Vec<Problem>> {
         let dir =
             std::env::temp_dir().join(format!("devserve-config-test-{}-{}", std::process::id(), args.len()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -442,6 +540,25 @@ mod tests {
         assert!(problems[0].contains(":2:1: unknown field `wrkers`"), "{problems:?}");
         let problems = load(&[], "command = [\"true\"\n").expect_err("syntax");
         assert!(problems[0].contains(".toml:1:"), "{problems:?}");
+    }
+
+    #[test]
+    fn problems_come_in_line_order_and_env_keys_are_checked() {
+        let text = "command = [\"true\"]\nstop-timeout = \"x\"\n[env]\nNOTIFY_SOCKET = \"/x\"\n";
+        let problems = load_problems(&["--stop-signal", "TERM"], text).expect_err("two problems");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let lines: Vec<usize> = problems.iter().filter_map(|p| p.location.as_ref().map(|l| l.line)).collect();
+        assert_eq!(lines, vec![2, 3], "{problems:?}");
+        assert!(problems[1].message.contains("NOTIFY_SOCKET is set by devserve"), "{problems:?}");
+        let problems = load(&[], "command = [\"true\"]\n[env]\n\"A=B\" = \"x\"\n").expect_err("bad key");
+        assert!(problems[0].contains("is not a variable name"), "{problems:?}");
+    }
+
+    #[test]
+    fn huge_durations_are_refused_with_the_maximum() {
+        let problems =
+            load(&[], "command = [\"true\"]\ndebounce = \"9000000000000000000s\"\n").expect_err("too long");
+        assert!(problems[0].contains("the maximum is 24h"), "{problems:?}");
     }
 
     #[test]

@@ -1,13 +1,20 @@
 //! The pidfile, and control commands that find a running devserve through it
 //! (`devserve --signal reload --pidfile PATH`, like nginx's `-s reload` or uWSGI's `--reload`).
 //!
-//! Contract: the pidfile is written atomically (temporary file, then rename) before anything
-//! starts, holds the pid and a newline, and is removed at exit (by the sentinel if devserve is
-//! killed). A pidfile naming a live process refuses the start; one naming a dead process is
-//! stale and replaced with a warning. `status` asks for SIGUSR1 and prints the table devserve
-//! writes to its runtime directory (`supervisor::runtime_dir_of`: `$TMPDIR/devserve-PID/status`).
+//! Contract: the pidfile is written atomically before anything starts and holds the pid and a
+//! newline. The temporary file is created with `O_CREAT|O_EXCL|O_NOFOLLOW` under an unpredictable
+//! name (retried if taken), then renamed over the pidfile, so a symlink planted in a shared
+//! directory is never followed; the pidfile itself is read without following a symlink, and one
+//! that is not a regular file is refused. It is removed at exit (by the sentinel if devserve is
+//! killed). A pidfile naming a live devserve refuses the start; one naming a dead process, or a
+//! pid reused by another program, is stale and replaced with a warning.
+//!
+//! `--signal` signals only a process that is a devserve (see [`runtime::is_devserve`]); `status`
+//! asks for SIGUSR1 and prints the table devserve writes to its runtime directory, found through
+//! the pid ([`runtime::find`]).
 
-use std::io;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,9 +24,12 @@ use nix::unistd::Pid;
 
 use crate::cli::ControlAction;
 use crate::output::Output;
+use crate::runtime;
 
 /// How long `--signal status` waits for devserve to write its table.
 const STATUS_WAIT: Duration = Duration::from_secs(5);
+/// A pidfile is a pid and a newline; anything longer is not a pidfile.
+const MAX_PIDFILE: u64 = 64;
 
 /// devserve's own pidfile, removed on drop.
 #[derive(Debug)]
@@ -30,19 +40,25 @@ pub struct Pidfile {
 impl Pidfile {
     /// Claims `path` for this process.
     pub fn create(path: &Path, out: &Output) -> Result<Pidfile, String> {
+        if let Ok(meta) = std::fs::symlink_metadata(path)
+            && !meta.file_type().is_file()
+        {
+            return Err(format!("pidfile {} is not a regular file; refusing to replace it", path.display()));
+        }
         match read_pid(path) {
-            Ok(pid) if is_running(pid) => {
+            Ok(pid) if is_running(pid) && runtime::is_devserve(pid.as_raw() as u32) => {
                 return Err(format!("devserve is already running (pid {pid}, pidfile {})", path.display()));
             }
+            Ok(pid) if is_running(pid) => out.warn(format!(
+                "replacing stale pidfile {} (pid {pid} is now another program)",
+                path.display()
+            )),
             Ok(pid) => out.warn(format!("replacing stale pidfile {} (pid {pid} is gone)", path.display())),
             Err(_) => {}
         }
-        let temp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let write = || -> io::Result<()> {
-            std::fs::write(&temp, format!("{}\n", std::process::id()))?;
-            std::fs::rename(&temp, path)
-        };
-        write().map_err(|e| {
+        let temp = write_temp(path, format!("{}\n", std::process::id()).as_bytes())
+            .map_err(|e| format!("cannot write pidfile {}: {e}", path.display()))?;
+        std::fs::rename(&temp, path).map_err(|e| {
             let _ = std::fs::remove_file(&temp);
             format!("cannot write pidfile {}: {e}", path.display())
         })?;
@@ -52,6 +68,39 @@ impl Pidfile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Writes `bytes` to a new file beside `path` with an unpredictable name, never following a
+/// symlink and never reusing an existing file; returns its path.
+fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let stem = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    for _ in 0..100 {
+        let temp = dir.join(format!(".{stem}.{:016x}.tmp", runtime::random_u64()));
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temp);
+        match opened {
+            Ok(mut file) => {
+                return match file.write_all(bytes) {
+                    Ok(()) => Ok(temp),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&temp);
+                        Err(e)
+                    }
+                };
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, "every temporary name tried exists"))
 }
 
 impl Drop for Pidfile {
@@ -72,22 +121,70 @@ pub fn send(action: ControlAction, pidfile: &Path) -> Result<(), String> {
             pidfile.display()
         ));
     }
+    if !runtime::is_devserve(pid.as_raw() as u32) {
+        return Err(format!(
+            "pid {pid} from {} is not a devserve (a stale pidfile whose pid was reused); nothing signalled",
+            pidfile.display()
+        ));
+    }
     let signal = match action {
         ControlAction::Reload => Signal::SIGHUP,
         ControlAction::Stop => Signal::SIGTERM,
         ControlAction::Quit => Signal::SIGQUIT,
         ControlAction::Status => Signal::SIGUSR1,
     };
-    let status_file = crate::supervisor::runtime_dir_of(pid.as_raw() as u32).join("status");
-    if action == ControlAction::Status {
-        // File times are too coarse to tell an old table from a new one: start from none.
-        let _ = std::fs::remove_file(&status_file);
+    if action != ControlAction::Status {
+        return kill(pid, signal).map_err(|e| format!("cannot signal pid {pid}: {e}"));
     }
+    let dir = runtime::find(pid.as_raw() as u32).ok_or_else(|| {
+        format!("cannot find the runtime directory of devserve pid {pid} (is /proc/{pid}/fd readable?)")
+    })?;
+    let status_file = dir.join("status");
+    // File times are too coarse to tell an old table from a new one: start from none.
+    let _ = std::fs::remove_file(&status_file);
     kill(pid, signal).map_err(|e| format!("cannot signal pid {pid}: {e}"))?;
-    if action == ControlAction::Status {
-        print!("{}", wait_for_status(pid, &status_file)?);
-    }
+    crate::output::stdout(wait_for_status(pid, &status_file)?.as_bytes());
     Ok(())
+}
+
+/// `--signal` without `--pidfile`: say what is missing and, when exactly one devserve runs in this
+/// directory, the `kill` that does the same.
+pub fn without_pidfile(action: ControlAction) -> String {
+    let missing = "--signal needs --pidfile PATH, the pidfile of the devserve to control";
+    let here = devserves_in_this_directory();
+    let signal = match action {
+        ControlAction::Reload => "HUP",
+        ControlAction::Stop => "TERM",
+        ControlAction::Quit => "QUIT",
+        ControlAction::Status => "USR1",
+    };
+    match here.as_slice() {
+        [pid] => format!(
+            "{missing}; devserve pid {pid} runs in this directory: `kill -{signal} {pid}` does the same"
+        ),
+        [] => format!("{missing} (no devserve runs in this directory)"),
+        pids => {
+            let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
+            format!("{missing} ({} devserves run in this directory: pids {})", pids.len(), pids.join(", "))
+        }
+    }
+}
+
+/// Pids of the devserves (their runtime directory found through /proc) whose working directory
+/// is this one; not this process.
+fn devserves_in_this_directory() -> Vec<u32> {
+    let Ok(cwd) = std::env::current_dir() else { return Vec::new() };
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids: Vec<u32> = procs
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|dir| dir == cwd))
+        .filter(|pid| runtime::find(*pid).is_some())
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// Waits for the status file devserve writes on SIGUSR1 (written whole, then renamed).
@@ -99,11 +196,24 @@ fn wait_for_status(pid: Pid, file: &Path) -> Result<String, String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!("devserve (pid {pid}) did not answer with its status within {}s", STATUS_WAIT.as_secs()))
+    Err(format!(
+        "devserve (pid {pid}) did not write its status to {} within {}s; its own output says why",
+        file.display(),
+        STATUS_WAIT.as_secs()
+    ))
 }
 
+/// The pid in a pidfile, read without following a symlink.
 fn read_pid(path: &Path) -> io::Result<Pid> {
-    let text = std::fs::read_to_string(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_PIDFILE).read_to_string(&mut text)?;
     text.trim()
         .parse::<i32>()
         .ok()

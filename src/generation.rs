@@ -136,6 +136,10 @@ pub struct Generation {
     pub cause: String,
     /// Crash-loop policy hit: its workers are no longer restarted.
     pub gave_up: bool,
+    /// Files changed before it (so there was a debounce wait to report).
+    pub debounced: bool,
+    /// A worker was taken as ready after `--ready-delay` rather than by READY=1.
+    pub ready_by_delay: bool,
     /// How its workers are started (restarts too), fixed when it starts.
     launch: Launch,
     notify: NotifySocket,
@@ -162,6 +166,8 @@ impl Generation {
             build_took: None,
             cause: String::new(),
             gave_up: false,
+            debounced: false,
+            ready_by_delay: false,
             launch,
             notify,
         };
@@ -234,7 +240,7 @@ impl Generation {
         let worker = self.workers.iter_mut().filter(|w| w.is_active()).min_by_key(|w| w.started())?;
         let pid = worker.pid()?;
         signal_group(self.id, pid, signal);
-        worker.state = WorkerState::Retiring { pid, deadline: now + timeout, killed: false };
+        worker.state = WorkerState::Retiring { pid, deadline: deadline(now, timeout), killed: false };
         Some((worker.slot, pid))
     }
 
@@ -295,7 +301,7 @@ impl Generation {
         };
         let delay = FIRST_BACKOFF.saturating_mul(1 << worker.restarts.min(16)).min(MAX_BACKOFF);
         worker.restarts += 1;
-        worker.state = WorkerState::Restarting { at: now + delay };
+        worker.state = WorkerState::Restarting { at: deadline(now, delay) };
         delay
     }
 
@@ -332,8 +338,9 @@ impl Generation {
     pub fn apply_ready_delay(&mut self, delay: Duration, now: Instant) {
         for worker in &mut self.workers {
             if matches!(worker.state, WorkerState::Starting { since, .. } if now.duration_since(since) >= delay)
+                && mark_ready(self.id, worker, now)
             {
-                mark_ready(self.id, worker, now);
+                self.ready_by_delay = true;
             }
         }
     }
@@ -343,7 +350,7 @@ impl Generation {
         self.workers
             .iter()
             .filter_map(|w| match w.state {
-                WorkerState::Starting { since, .. } => Some(since + delay),
+                WorkerState::Starting { since, .. } => Some(deadline(since, delay)),
                 _ => None,
             })
             .min()
@@ -376,7 +383,7 @@ impl Generation {
     pub fn stop(&mut self, signal: Signal, timeout: Duration, now: Instant) {
         self.cancel_restarts();
         self.signal_groups(signal);
-        self.phase = Phase::Draining { deadline: now + timeout, killed: false };
+        self.phase = Phase::Draining { deadline: deadline(now, timeout), killed: false };
     }
 
     /// SIGKILL to every worker's process group.
@@ -402,6 +409,12 @@ impl Generation {
             _ => format!("pids {}", pids.join(", ")),
         }
     }
+}
+
+/// `from + after` without the panic of `Instant + Duration` on overflow: an unreachable moment
+/// stays unreachable (settings are bounded at validation, so this is belt and braces).
+pub fn deadline(from: Instant, after: Duration) -> Instant {
+    from.checked_add(after).or_else(|| from.checked_add(Duration::from_secs(365 * 24 * 3600))).unwrap_or(from)
 }
 
 /// `signal` to one worker's process group; a group already gone is worth a debug line only.

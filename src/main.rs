@@ -13,6 +13,7 @@ mod event;
 mod generation;
 mod output;
 mod readiness;
+mod runtime;
 mod sentinel;
 mod signals;
 mod sockets;
@@ -33,6 +34,13 @@ const USAGE_ERROR: u8 = 2;
 const RUN_ERROR: u8 = 1;
 
 fn main() -> ExitCode {
+    let code = run();
+    // The last lines (`stopped`, an error) are written unless stderr is stuck.
+    output::sink::flush(std::time::Duration::from_secs(2));
+    code
+}
+
+fn run() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == sentinel::SENTINEL_ARG) {
         sentinel::run(args.split_off(2));
@@ -48,7 +56,10 @@ fn main() -> ExitCode {
         Ok(matches) => matches,
         // --help and --version print as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
-        Err(e) => return usage_error(&out, &[one_line(&e.to_string())]),
+        Err(e) => {
+            let line = cli::peer_flag_hint(&args).unwrap_or_else(|| one_line(&e.to_string()));
+            return usage_error(&out, &[line]);
+        }
     };
     let cli = match cli::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -56,19 +67,28 @@ fn main() -> ExitCode {
     };
     output::init_tracing(cli.verbose, cli.quiet);
     if let Some(shell) = cli.completions {
-        clap_complete::generate(shell, &mut cli::Cli::command(), "devserve", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cli::Cli::command(), "devserve", &mut script);
+        output::stdout(&script);
         return ExitCode::SUCCESS;
     }
     if cli.man {
-        return match clap_mangen::Man::new(cli::Cli::command()).render(&mut std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
+        let mut page = Vec::new();
+        return match clap_mangen::Man::new(cli::Cli::command()).render(&mut page) {
+            Ok(()) => {
+                output::stdout(&page);
+                ExitCode::SUCCESS
+            }
             Err(e) => run_error(&out, &format!("cannot write the man page: {e}")),
         };
     }
-    if let (Some(action), Some(pidfile)) = (cli.signal, &cli.pidfile) {
-        return match control::send(action, pidfile) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => run_error(&out, &message),
+    if let Some(action) = cli.signal {
+        return match &cli.pidfile {
+            Some(pidfile) => match control::send(action, pidfile) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => run_error(&out, &message),
+            },
+            None => usage_error(&out, &[control::without_pidfile(action)]),
         };
     }
     let loader = config::Loader::new(cli, &matches);
@@ -78,7 +98,7 @@ fn main() -> ExitCode {
     }
     let config = match loaded {
         Ok(config) => config,
-        Err(problems) => return usage_error(&out, &problems),
+        Err(problems) => return usage_error(&out, &lines(&problems)),
     };
     match supervisor::run(loader, config) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
@@ -87,17 +107,20 @@ fn main() -> ExitCode {
 }
 
 /// `devserve check`: every problem, or what would run; also tries to bind the addresses.
-fn check_and_describe(out: &Output, loaded: Result<config::Config, Vec<String>>) -> ExitCode {
+fn check_and_describe(out: &Output, loaded: Result<config::Config, Vec<config::Problem>>) -> ExitCode {
     let config = match loaded {
         Ok(config) => config,
-        Err(problems) => return usage_error(out, &problems),
+        Err(problems) => return usage_error(out, &lines(&problems)),
     };
     if let Err(e) = sockets::bind_all(&config.listen) {
         return usage_error(out, &[e.to_string()]);
     }
-    print!("{}", config::describe(&config));
-    println!("ok");
+    output::stdout(format!("{}ok\n", config::describe(&config)).as_bytes());
     ExitCode::SUCCESS
+}
+
+fn lines(problems: &[config::Problem]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
 }
 
 fn usage_error(out: &Output, problems: &[String]) -> ExitCode {

@@ -6,6 +6,11 @@
 //! kernel keeps completing handshakes and queueing them. The sockets carry FD_CLOEXEC in devserve;
 //! `spawn` places them at fds 3, 4, … of each worker. Their file-status flags (O_NONBLOCK) are
 //! never touched: they are shared with every process that holds the socket.
+//!
+//! A Unix socket's file is removed when its [`HeldSocket`] is dropped, so a failed start, a
+//! released address and devserve's exit all leave nothing behind. A worker that calls
+//! `shutdown()` on its copy stops the socket listening for every holder; [`HeldSocket::rearm`]
+//! notices (SO_ACCEPTCONN) and calls `listen()` again on the same socket: same port, no rebind.
 
 use std::fmt;
 use std::io;
@@ -32,6 +37,8 @@ pub struct HeldSocket {
     pub requested: ListenAddr,
     /// What the kernel gave, e.g. `127.0.0.1:41234` after asking for port 0.
     pub bound: String,
+    /// The bound address, to bind again after a `shutdown()` released an ephemeral port.
+    local: Option<SockAddr>,
 }
 
 impl HeldSocket {
@@ -45,6 +52,42 @@ impl HeldSocket {
         match &self.requested {
             ListenAddr::Unix(path) => Some(path),
             _ => None,
+        }
+    }
+
+    /// If the socket no longer listens (someone called `shutdown()` on it), listens again.
+    /// True when it had to.
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    pub fn rearm(&self) -> io::Result<bool> {
+        if self.socket.is_listener()? {
+            return Ok(false);
+        }
+        // A shut-down TCP listener keeps an explicitly chosen port but gives back one the kernel
+        // picked (port 0): bind that same address again first. EINVAL means still bound.
+        if let Some(local) = &self.local
+            && let Err(e) = self.socket.bind(local)
+            && e.raw_os_error() != Some(libc::EINVAL)
+        {
+            return Err(e);
+        }
+        self.socket.listen(backlog())?;
+        Ok(true)
+    }
+
+    /// Without SO_ACCEPTCONN there is nothing to check.
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    pub fn rearm(&self) -> io::Result<bool> {
+        Ok(false)
+    }
+}
+
+impl Drop for HeldSocket {
+    fn drop(&mut self) {
+        if let Some(path) = self.unix_path()
+            && let Err(e) = std::fs::remove_file(path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!("could not remove {}: {e}", path.display());
         }
     }
 }
@@ -64,7 +107,8 @@ impl fmt::Display for BindError {
 
 impl std::error::Error for BindError {}
 
-/// Binds every address in order; the first failure is returned and nothing stays bound.
+/// Binds every address in order; the first failure is returned and nothing stays bound (the
+/// sockets bound before it are dropped, their files removed).
 pub fn bind_all(specs: &[ListenSpec]) -> Result<Vec<HeldSocket>, BindError> {
     let backlog = backlog();
     let mut held = Vec::with_capacity(specs.len());
@@ -79,7 +123,8 @@ pub fn bind_all(specs: &[ListenSpec]) -> Result<Vec<HeldSocket>, BindError> {
         };
         let bound = describe_local(&socket, &spec.addr);
         let name = spec.name.clone().unwrap_or_else(|| format!("listen{index}"));
-        held.push(HeldSocket { socket, name, requested: spec.addr.clone(), bound });
+        let local = socket.local_addr().ok().filter(|a| a.as_socket().is_some());
+        held.push(HeldSocket { socket, name, requested: spec.addr.clone(), bound, local });
     }
     Ok(held)
 }
@@ -99,17 +144,6 @@ pub fn rebind(specs: &[ListenSpec], held: &mut Vec<HeldSocket>) -> Result<Vec<He
         held.push(socket);
     }
     Ok(old)
-}
-
-/// Removes the socket files of Unix listeners (devserve's exit path).
-pub fn remove_unix_files(sockets: &[HeldSocket]) {
-    for path in sockets.iter().filter_map(HeldSocket::unix_path) {
-        if let Err(e) = std::fs::remove_file(path)
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!("could not remove {}: {e}", path.display());
-        }
-    }
 }
 
 fn backlog() -> i32 {
@@ -245,18 +279,49 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_bind_leaves_no_socket_file() {
+        let dir = std::env::temp_dir().join(format!("devserve-sockets-fail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("first.sock");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let busy = taken.local_addr().expect("addr").to_string();
+        let specs = [
+            parse_listen(&format!("unix:{}", path.display())).expect("valid"),
+            parse_listen(&busy).expect("valid"),
+        ];
+        assert!(bind_all(&specs).is_err());
+        assert!(!path.exists(), "the first socket's file is removed");
+        std::fs::remove_dir(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn a_shut_down_socket_is_rearmed_on_the_same_port() {
+        use std::os::fd::AsRawFd;
+        let held = bind_all(&[parse_listen("127.0.0.1:0").expect("valid")]).expect("binds");
+        assert!(!held[0].rearm().expect("check"), "a listening socket is left alone");
+        // What a worker calling shutdown() on its fd 3 does to everyone's socket.
+        nix::sys::socket::shutdown(held[0].socket.as_raw_fd(), nix::sys::socket::Shutdown::Both)
+            .expect("shutdown");
+        assert!(std::net::TcpStream::connect(&held[0].bound).is_err(), "refused after shutdown");
+        assert!(held[0].rearm().expect("rearm"), "it had stopped listening");
+        assert!(std::net::TcpStream::connect(&held[0].bound).is_ok(), "listening again, same port");
+        assert!(!held[0].rearm().expect("check"), "and it stays so");
+    }
+
+    #[test]
     fn stale_unix_socket_is_replaced() {
         let dir = std::env::temp_dir().join(format!("devserve-sockets-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("app.sock");
         let spec = parse_listen(&format!("unix:{}", path.display())).expect("valid");
-        drop(bind_all(std::slice::from_ref(&spec)).expect("first bind"));
+        // A socket file nobody listens on any more, as a killed server leaves it.
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
         assert!(path.exists(), "closing leaves the file behind");
         let held = bind_all(std::slice::from_ref(&spec)).expect("stale file replaced");
         let error = bind_all(std::slice::from_ref(&spec)).expect_err("live socket is in use");
         assert!(error.to_string().ends_with("address already in use"));
-        remove_unix_files(&held);
-        assert!(!path.exists());
+        drop(held);
+        assert!(!path.exists(), "dropping the socket removes its file");
         std::fs::remove_dir(&dir).expect("clean up");
     }
 }

@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use nix::unistd::Pid;
 
 /// Environment variables that describe devserve's own activation; never inherited by children.
-const ACTIVATION_VARS: &[&str] = &[
+pub const ACTIVATION_VARS: &[&str] = &[
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
@@ -63,6 +63,10 @@ pub struct Command {
 pub enum SpawnError {
     /// The program is not on PATH or does not exist.
     NotFound(OsString),
+    /// The command's program is the empty string.
+    Empty,
+    /// The program names a directory.
+    IsDirectory(OsString),
     /// execve failed, e.g. permission denied or not an executable.
     Exec(OsString, io::Error),
     /// Something before exec failed (fork, pipe, /dev/null).
@@ -72,7 +76,10 @@ pub enum SpawnError {
 impl SpawnError {
     /// True when the command itself is at fault (missing, not executable), not the machine.
     pub fn is_bad_command(&self) -> bool {
-        matches!(self, SpawnError::NotFound(_) | SpawnError::Exec(..))
+        matches!(
+            self,
+            SpawnError::NotFound(_) | SpawnError::Empty | SpawnError::IsDirectory(_) | SpawnError::Exec(..)
+        )
     }
 }
 
@@ -81,6 +88,10 @@ impl fmt::Display for SpawnError {
         match self {
             SpawnError::NotFound(program) => {
                 write!(f, "command not found: {}", program.to_string_lossy())
+            }
+            SpawnError::Empty => write!(f, "empty command: the program name is an empty string"),
+            SpawnError::IsDirectory(program) => {
+                write!(f, "cannot execute {}: is a directory", program.to_string_lossy())
             }
             SpawnError::Exec(program, e) => {
                 write!(f, "cannot execute {}: {}", program.to_string_lossy(), describe(e))
@@ -160,9 +171,16 @@ impl Command {
 }
 
 fn resolve_program(program: &OsStr) -> Result<PathBuf, SpawnError> {
+    if program.is_empty() {
+        return Err(SpawnError::Empty);
+    }
     if program.as_bytes().contains(&b'/') {
         let path = PathBuf::from(program);
-        return if path.exists() { Ok(path) } else { Err(SpawnError::NotFound(program.into())) };
+        return match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => Err(SpawnError::IsDirectory(program.into())),
+            Ok(_) => Ok(path),
+            Err(_) => Err(SpawnError::NotFound(program.into())),
+        };
     }
     which::which(program).map_err(|_| SpawnError::NotFound(program.into()))
 }

@@ -181,9 +181,13 @@ fn json_events_parse_and_carry_timings() {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     let ready = events.iter().find(|e| e["event"] == "generation_ready").expect("ready event");
-    for timing in ["total_ms", "build_ms", "start_ms", "debounce_ms"] {
+    for timing in ["total_ms", "build_ms", "start_ms"] {
         assert!(ready[timing].is_u64(), "{timing} in {ready}");
     }
+    // A first start waited for no debounce: no phase is made up for it.
+    assert!(ready["debounce_ms"].is_null(), "{ready}");
+    assert!(ready["assumed_after_ms"].is_null(), "READY=1 was sent: {ready}");
+    assert!(!stderr.contains("\"text\":\"gen 1 ready") && !stderr.contains("debounce 0ms"), "{stderr}");
     let build = events.iter().find(|e| e["event"] == "build_finished").expect("build event");
     assert_eq!(build["ok"], true);
     assert!(build["duration_ms"].is_u64());

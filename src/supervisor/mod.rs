@@ -34,6 +34,7 @@ use crate::control::Pidfile;
 use crate::event::{Event, ExitStatus};
 use crate::generation::{Generation, Launch, Phase};
 use crate::output::Output;
+use crate::runtime::RuntimeDir;
 use crate::sentinel::Sentinel;
 use crate::signals;
 use crate::sockets::{self, HeldSocket};
@@ -51,13 +52,16 @@ pub enum Outcome {
     NotReady,
     /// `--once`: the probe command failed.
     ProbeFailed,
+    /// `--once`: stopped by a signal before a verdict.
+    Interrupted,
 }
 
 impl Outcome {
-    /// 0, 3, 4, 5 (1 is a runtime error, 2 a usage error).
+    /// 0, 3, 4, 5 (1 is a runtime error, 2 a usage error, and an interrupted `--once`).
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Success => 0,
+            Outcome::Interrupted => 1,
             Outcome::BuildFailed => 3,
             Outcome::NotReady => 4,
             Outcome::ProbeFailed => 5,
@@ -66,6 +70,9 @@ impl Outcome {
 }
 
 /// Starts everything and supervises until stopped. Errors are one line for the user.
+///
+/// Whatever fails during set-up leaves nothing behind: the pidfile, the Unix socket files and
+/// the runtime directory are each removed when their owner is dropped.
 pub fn run(loader: Loader, config: Config) -> Result<Outcome, String> {
     let out = Output::new(config.quiet).with_json(config.log_format == LogFormat::Json);
     let (events_tx, events) = crossbeam_channel::unbounded();
@@ -73,19 +80,22 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, String> {
     signals::spawn(events_tx.clone()).map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let pidfile = config.pidfile.as_deref().map(|p| Pidfile::create(p, &out)).transpose()?;
     let sockets = sockets::bind_all(&config.listen).map_err(|e| e.to_string())?;
-    let runtime_dir = create_runtime_dir()?;
+    let runtime_dir = RuntimeDir::create()?;
     let mut cleanup = sockets::unix_paths(&sockets);
-    cleanup.push(runtime_dir.clone());
+    cleanup.push(runtime_dir.path().to_path_buf());
     cleanup.extend(pidfile.as_ref().map(|p| p.path().to_path_buf()));
     let sentinel = Sentinel::spawn(&cleanup).map_err(|e| format!("cannot start the sentinel: {e}"))?;
     announce_sockets(&out, &sockets);
+    // devserve's own files are never changes, wherever they are.
+    let own_files = own_files(&cleanup);
     // `--once` reacts to nothing on disk.
-    let watcher = if config.once { None } else { Some(start_watcher(&config, &events_tx)?) };
+    let watcher = if config.once { None } else { Some(start_watcher(&config, &own_files, &events_tx)?) };
     if let Some(handle) = &watcher {
         announce_watcher(&out, &config, handle);
     }
 
     let mut supervisor = Supervisor::new(loader, config, out, sockets, runtime_dir, sentinel, events_tx);
+    supervisor.own_files = own_files;
     supervisor.watcher = watcher;
     supervisor.trigger(Trigger::start());
     let result = supervisor.run(&events);
@@ -94,8 +104,17 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, String> {
     result
 }
 
-fn start_watcher(config: &Config, events: &Sender<Event>) -> Result<WatchHandle, String> {
-    watch::spawn(config.watch.clone(), events.clone())
+fn start_watcher(
+    config: &Config,
+    own_files: &[PathBuf],
+    events: &Sender<Event>,
+) -> Result<WatchHandle, String> {
+    watch::spawn(config.watch.clone(), own_files.to_vec(), events.clone())
+}
+
+/// Canonical forms of devserve's own paths (runtime directory, pidfile, socket files).
+fn own_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths.iter().filter_map(|p| crate::cli::absolute_file(p).ok()).collect()
 }
 
 /// `watching src, Cargo.toml (12 folders)`
@@ -104,24 +123,6 @@ fn announce_watcher(out: &Output, config: &Config, handle: &WatchHandle) {
     let roots: Vec<String> = config.watch.roots.iter().map(|r| trigger::relative_display(r, &cwd)).collect();
     let folders = if handle.watched == 1 { "folder" } else { "folders" };
     out.info(format!("watching {} ({} {folders})", roots.join(", "), handle.watched));
-}
-
-/// Where the devserve with process id `pid` keeps its notify sockets and status table:
-/// `$TMPDIR/devserve-PID` (`--signal status` finds the table there).
-pub fn runtime_dir_of(pid: u32) -> PathBuf {
-    std::env::temp_dir().join(format!("devserve-{pid}"))
-}
-
-/// Creates this process's private runtime directory, mode 0700.
-fn create_runtime_dir() -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = runtime_dir_of(std::process::id());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    Ok(dir)
 }
 
 fn announce_sockets(out: &Output, sockets: &[HeldSocket]) {
@@ -166,7 +167,9 @@ struct Supervisor {
     /// Sockets replaced by a config change, kept while generations older than the id live.
     old_sockets: Vec<(u64, Vec<HeldSocket>)>,
     launch: Launch,
-    runtime_dir: PathBuf,
+    runtime_dir: RuntimeDir,
+    /// Paths devserve itself writes (never changes).
+    own_files: Vec<PathBuf>,
     sentinel: Option<Sentinel>,
     events: Sender<Event>,
     watcher: Option<WatchHandle>,
@@ -175,8 +178,10 @@ struct Supervisor {
     last_build: Option<(ExitStatus, Duration, Instant)>,
     /// Builds killed because a newer change arrived, not yet reaped.
     cancelled_builds: Vec<Pid>,
-    /// `--once`: the probe command, once the generation is ready.
-    probe: Option<Pid>,
+    /// `--once`: the probe command and when it started, once the generation is ready.
+    probe: Option<(Pid, Instant)>,
+    /// `--once`: the verdict is known (a TERM before it makes the run fail).
+    once_decided: bool,
     serving: Option<Generation>,
     next: Option<Generation>,
     draining: Vec<Generation>,
@@ -198,7 +203,7 @@ impl Supervisor {
         config: Config,
         out: Output,
         sockets: Vec<HeldSocket>,
-        runtime_dir: PathBuf,
+        runtime_dir: RuntimeDir,
         sentinel: Sentinel,
         events: Sender<Event>,
     ) -> Supervisor {
@@ -212,6 +217,7 @@ impl Supervisor {
             old_sockets: Vec::new(),
             launch,
             runtime_dir,
+            own_files: Vec::new(),
             sentinel: Some(sentinel),
             events,
             watcher: None,
@@ -219,6 +225,7 @@ impl Supervisor {
             last_build: None,
             cancelled_builds: Vec::new(),
             probe: None,
+            once_decided: false,
             serving: None,
             next: None,
             draining: Vec::new(),
@@ -271,6 +278,7 @@ impl Supervisor {
     /// Time-driven transitions; safe to call at any moment.
     fn tick(&mut self, now: Instant) {
         self.check_next(now);
+        self.check_probe(now);
         self.restart_workers(now);
         self.kill_overdue(now);
         self.start_queued();
@@ -291,7 +299,7 @@ impl Supervisor {
     fn next_wakeup(&self) -> Option<Instant> {
         let mut times = Vec::new();
         if let Some(next) = &self.next {
-            times.push(next.started + self.config.ready_timeout);
+            times.push(crate::generation::deadline(next.started, self.config.ready_timeout));
             if !self.app_speaks_notify {
                 times.extend(next.next_ready_delay(self.config.ready_delay));
             }
@@ -305,6 +313,11 @@ impl Supervisor {
             if let Phase::Draining { deadline, killed: false } = generation.phase {
                 times.push(deadline);
             }
+        }
+        if let Some((_, started)) = self.probe
+            && !self.once_decided
+        {
+            times.push(crate::generation::deadline(started, self.config.probe_timeout));
         }
         times.into_iter().min()
     }
@@ -320,7 +333,7 @@ impl Supervisor {
             .partition(|(first_on_new, _)| oldest.is_some_and(|id| id < *first_on_new));
         self.old_sockets = keep;
         for (_, released) in release {
-            sockets::remove_unix_files(&released);
+            // Dropping them closes them and removes their files.
             tracing::debug!("released {} socket(s) replaced by the config change", released.len());
         }
     }
@@ -328,14 +341,13 @@ impl Supervisor {
     /// Removes what devserve created; the sentinel has nothing left to do.
     fn clean_up(&mut self) {
         self.watcher = None;
-        sockets::remove_unix_files(&self.sockets);
-        for (_, old) in &self.old_sockets {
-            sockets::remove_unix_files(old);
-        }
+        // Dropping a held socket removes its file.
+        self.sockets.clear();
+        self.old_sockets.clear();
         self.serving = None;
         self.next = None;
         self.draining.clear();
-        let _ = std::fs::remove_dir_all(&self.runtime_dir);
+        self.runtime_dir.remove();
         if let Some(sentinel) = self.sentinel.take() {
             sentinel.disarm();
         }

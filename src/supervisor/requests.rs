@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::trigger::Trigger;
-use super::{Shutdown, Supervisor, announce_listening, announce_watcher, launch_for, start_watcher};
+use super::{Outcome, Shutdown, Supervisor, announce_listening, announce_watcher, launch_for, start_watcher};
 use crate::config::Config;
 use crate::event::Request;
 use crate::output;
@@ -31,6 +31,15 @@ impl Supervisor {
 
     pub(super) fn begin_shutdown(&mut self, mode: Shutdown) {
         let now = Instant::now();
+        if self.config.once && !self.once_decided && self.fatal.is_none() {
+            self.once_decided = true;
+            self.outcome = Outcome::Interrupted;
+            self.out.warn("--once: stopped before a verdict");
+        }
+        // The probe decides nothing any more.
+        if let Some((probe, _)) = self.probe {
+            let _ = nix::sys::signal::killpg(probe, nix::sys::signal::Signal::SIGKILL);
+        }
         self.shutdown = Some(mode);
         self.queued = None;
         self.watcher = None;
@@ -50,9 +59,6 @@ impl Supervisor {
             Shutdown::Immediate => {
                 for generation in &mut self.draining {
                     generation.kill();
-                }
-                if let Some(probe) = self.probe {
-                    let _ = nix::sys::signal::killpg(probe, nix::sys::signal::Signal::SIGKILL);
                 }
                 if self.fatal.is_none() {
                     self.out.info("stopping now (SIGKILL)");
@@ -93,7 +99,7 @@ impl Supervisor {
         match self.loader.load() {
             Err(problems) => {
                 for problem in &problems {
-                    self.out.error(problem);
+                    self.out.error(problem.to_string());
                 }
                 self.out.warn(format!("{file}: not applied; the running config stays"));
                 false
@@ -119,7 +125,7 @@ impl Supervisor {
         let watcher = if new.watch == self.config.watch {
             None
         } else {
-            match start_watcher(&new, &self.events) {
+            match start_watcher(&new, &self.own_files, &self.events) {
                 Ok(handle) => Some(handle),
                 Err(e) => return reject(&self.out, format!("{file}: {e}")),
             }
@@ -129,11 +135,17 @@ impl Supervisor {
                 // Kept until no generation started on them is left.
                 Ok(released) => self.old_sockets.push((self.next_id, released)),
                 Err(e) => {
-                    let at = new.listen_location.clone().unwrap_or_else(|| format!("{file}: "));
-                    return reject(&self.out, format!("{at}listen: {e}"));
+                    let at = new.listen_location.as_ref().map_or_else(|| file.clone(), ToString::to_string);
+                    return reject(&self.out, format!("{at}: listen: {e}"));
                 }
             }
             announce_listening(&self.out, &self.sockets);
+            // New socket files are removed by the sentinel too, should devserve be killed.
+            if let Some(sentinel) = self.sentinel.as_mut() {
+                for path in sockets::unix_paths(&self.sockets) {
+                    sentinel.add_cleanup(&path);
+                }
+            }
         }
         if let Some(handle) = watcher {
             announce_watcher(&self.out, &new, &handle);
@@ -189,14 +201,19 @@ impl Supervisor {
                 ));
             }
         }
+        let (dropped, write_errors) = output::sink::losses();
+        if dropped + write_errors > 0 {
+            lines.push(format!("  output: {dropped} lines dropped, {write_errors} failed writes to stderr"));
+        }
         let table = lines.join("\n");
         // Written whole, then renamed, so a reader never sees half a table.
-        let (temp, file) = (self.runtime_dir.join("status.tmp"), self.runtime_dir.join("status"));
+        let dir = self.runtime_dir.path();
+        let (temp, file) = (dir.join("status.tmp"), dir.join("status"));
         if let Err(e) =
             std::fs::write(&temp, format!("{table}\n")).and_then(|()| std::fs::rename(&temp, &file))
         {
-            tracing::debug!("cannot write the status file: {e}");
+            self.out.warn(format!("cannot write the status file {}: {e}", file.display()));
         }
-        self.out.info(table);
+        self.out.lines(output::Tone::Info, &lines);
     }
 }

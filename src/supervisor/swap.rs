@@ -11,7 +11,7 @@ use super::trigger::Trigger;
 use super::{Outcome, Shutdown, Supervisor};
 use crate::build::Build;
 use crate::event::{ExitStatus, Notification};
-use crate::generation::{Generation, Phase, WorkerExit};
+use crate::generation::{Generation, Phase, WorkerExit, deadline};
 use crate::output::{self, Note};
 use crate::spawn::Command;
 
@@ -51,7 +51,12 @@ impl Supervisor {
         let Some(sentinel) = self.sentinel.as_mut() else { return };
         match Build::start(script, &self.config.env, sentinel) {
             Ok(build) => self.build = Some((build, trigger)),
-            Err(e) => self.out.error(format!("cannot run the build: {e}")),
+            Err(e) => {
+                self.out.error(format!("cannot run the build: {e}"));
+                if self.config.once {
+                    self.finish_once(Outcome::BuildFailed);
+                }
+            }
         }
     }
 
@@ -77,7 +82,8 @@ impl Supervisor {
         let now = Instant::now();
         let restart_mode = self.launch.sockets.is_empty();
         if let Some(superseded) = self.next.take() {
-            self.out.info(format!("gen {} superseded by a newer build; stopping it", superseded.id));
+            let newer = if self.config.build.is_some() { "build" } else { "change" };
+            self.out.info(format!("gen {} superseded by a newer {newer}; stopping it", superseded.id));
             self.retire(superseded, now);
         }
         if restart_mode && (self.serving.is_some() || !self.draining.is_empty()) {
@@ -90,6 +96,8 @@ impl Supervisor {
         }
         let id = self.next_id;
         self.next_id += 1;
+        let culprit = self.serving.as_ref().map(|g| g.id).or(self.draining.iter().map(|g| g.id).max());
+        self.rearm_sockets(culprit);
         // A rolling swap starts one worker and adds the others one by one (`roll_one`).
         let count = if self.config.rolling && self.serving.is_some() { 1 } else { self.workers };
         let Some(sentinel) = self.sentinel.as_mut() else { return };
@@ -97,7 +105,7 @@ impl Supervisor {
             id,
             count,
             self.launch.clone(),
-            &self.runtime_dir,
+            self.runtime_dir.path(),
             self.events.clone(),
             sentinel,
         ) {
@@ -105,6 +113,7 @@ impl Supervisor {
                 generation.build_took = build_took;
                 generation.cause = trigger.describe();
                 generation.triggered = trigger.at;
+                generation.debounced = trigger.file_count() > 0;
                 let pids = generation.live_pids().iter().map(|p| p.as_raw()).collect();
                 self.out.note(Note::GenerationStarting { generation: id, pids });
                 self.next = Some(generation);
@@ -150,7 +159,7 @@ impl Supervisor {
             self.roll_one(now);
         } else if next.all_ready() {
             self.promote(now);
-        } else if now >= next.started + self.config.ready_timeout {
+        } else if now >= deadline(next.started, self.config.ready_timeout) {
             let reason = format!("not ready within {}", output::duration(self.config.ready_timeout));
             self.roll_back(&reason, now);
         }
@@ -178,7 +187,8 @@ impl Supervisor {
         let Some(mut generation) = self.next.take() else { return };
         generation.phase = Phase::Serving;
         self.started_once = true;
-        self.out.note(ready_note(&generation, now));
+        self.rearm_sockets(Some(generation.id));
+        self.out.note(ready_note(&generation, now, self.config.ready_delay));
         if let Some(old) = self.serving.replace(generation) {
             let signal = self.config.stop_signal.as_str().to_owned();
             self.out.note(Note::GenerationStopping { generation: old.id, signal });
@@ -288,7 +298,7 @@ impl Supervisor {
                 if let Some(sentinel) = self.sentinel.as_mut() {
                     sentinel.track(pid);
                 }
-                self.probe = Some(pid);
+                self.probe = Some((pid, Instant::now()));
             }
             Err(e) => {
                 self.out.error(format!("cannot run the probe: {e}"));
@@ -298,6 +308,9 @@ impl Supervisor {
     }
 
     fn probe_finished(&mut self, status: ExitStatus) {
+        if self.once_decided {
+            return;
+        }
         if status.success() {
             self.out.good("probe ok");
             self.finish_once(Outcome::Success);
@@ -307,9 +320,24 @@ impl Supervisor {
         }
     }
 
+    /// `--once`: a probe still running at `--probe-timeout` is killed and fails the run.
+    pub(super) fn check_probe(&mut self, now: Instant) {
+        let Some((pid, started)) = self.probe else { return };
+        if self.once_decided || now < deadline(started, self.config.probe_timeout) {
+            return;
+        }
+        let _ = killpg(pid, Signal::SIGKILL);
+        self.out.error(format!(
+            "probe did not finish within {}; killed",
+            output::duration(self.config.probe_timeout)
+        ));
+        self.finish_once(Outcome::ProbeFailed);
+    }
+
     /// `--once` is decided: remember how, stop gracefully.
-    fn finish_once(&mut self, outcome: Outcome) {
-        if self.shutdown.is_none() {
+    pub(super) fn finish_once(&mut self, outcome: Outcome) {
+        if self.shutdown.is_none() && !self.once_decided {
+            self.once_decided = true;
             self.outcome = outcome;
             self.begin_shutdown(Shutdown::Graceful);
         }
@@ -321,7 +349,9 @@ impl Supervisor {
     /// generation; anything else is an orphaned descendant re-parented to devserve.
     pub(super) fn on_exit(&mut self, pid: Pid, status: ExitStatus) {
         let now = Instant::now();
-        if self.build.as_ref().is_some_and(|(build, _)| build.pid == pid) {
+        if self.sentinel.as_ref().is_some_and(|s| s.pid() == pid) {
+            self.sentinel_exited(pid, status);
+        } else if self.build.as_ref().is_some_and(|(build, _)| build.pid == pid) {
             self.release_group(pid);
             if let Some((build, trigger)) = self.build.take() {
                 self.build_finished(build, trigger, status);
@@ -329,7 +359,7 @@ impl Supervisor {
         } else if let Some(index) = self.cancelled_builds.iter().position(|p| *p == pid) {
             self.cancelled_builds.swap_remove(index);
             self.release_group(pid);
-        } else if self.probe == Some(pid) {
+        } else if self.probe.is_some_and(|(probe, _)| probe == pid) {
             self.probe = None;
             self.release_group(pid);
             self.probe_finished(status);
@@ -339,10 +369,14 @@ impl Supervisor {
                 Some(WorkerExit::Retired { slot } | WorkerExit::Ended { slot, .. }) => slot,
                 None => 0,
             };
+            let culprit = self.next.as_ref().map(|g| g.id);
             self.roll_back(&format!("w{slot} (pid {pid}) {status} before it was ready"), now);
+            self.rearm_sockets(culprit);
         } else if self.serving.as_ref().is_some_and(|g| g.has_pid(pid)) {
             self.release_group(pid);
+            let culprit = self.serving.as_ref().map(|g| g.id);
             self.serving_worker_exited(pid, status, now);
+            self.rearm_sockets(culprit);
         } else if let Some(index) = self.draining.iter().position(|g| g.has_pid(pid)) {
             self.release_group(pid);
             self.draining[index].worker_exited(pid, status, now);
@@ -387,6 +421,37 @@ impl Supervisor {
         }
     }
 
+    /// The sentinel died (someone killed it): start a new one at once, with everything it knew,
+    /// so that a SIGKILL of devserve still leaves nothing behind.
+    fn sentinel_exited(&mut self, pid: Pid, status: ExitStatus) {
+        let Some(sentinel) = self.sentinel.as_mut() else { return };
+        match sentinel.respawn() {
+            Ok(new) => self.out.warn(format!("sentinel (pid {pid}) {status}; restarted (pid {new})")),
+            Err(e) => self.out.error(format!(
+                "sentinel (pid {pid}) {status} and cannot be restarted: {e}; \
+                 a SIGKILL of devserve may now leave processes behind"
+            )),
+        }
+    }
+
+    /// A held socket that no longer listens (a worker called `shutdown()` on its fd) listens
+    /// again, on the same port; `culprit` is the generation most likely to have done it.
+    pub(super) fn rearm_sockets(&mut self, culprit: Option<u64>) {
+        for socket in &self.sockets {
+            match socket.rearm() {
+                Ok(false) => {}
+                Ok(true) => {
+                    let by = culprit.map(|id| format!(" by gen {id}")).unwrap_or_default();
+                    self.out.warn(format!(
+                        "{} was shut down{by} (a worker called shutdown() on its fd); listening again",
+                        socket.bound
+                    ));
+                }
+                Err(e) => self.out.warn(format!("{}: cannot check or re-arm the socket: {e}", socket.bound)),
+            }
+        }
+    }
+
     /// A process group's leader is gone: kill what is left of the group, stop tracking it.
     fn release_group(&mut self, pid: Pid) {
         let _ = killpg(pid, Signal::SIGKILL);
@@ -412,16 +477,17 @@ impl Supervisor {
 
 /// `gen 4 ready in 262ms (debounce 50ms, build 180ms, start 32ms) · 3 files changed`: what is
 /// neither build nor start is the debounce wait (and devserve's own overhead).
-fn ready_note(generation: &Generation, now: Instant) -> Note {
+fn ready_note(generation: &Generation, now: Instant, ready_delay: Duration) -> Note {
     let total = now.duration_since(generation.triggered);
     let start = now.duration_since(generation.started);
     let build = generation.build_took.unwrap_or_default();
     Note::GenerationReady {
         generation: generation.id,
         total_ms: ms(total),
-        debounce_ms: ms(total.saturating_sub(start).saturating_sub(build)),
+        debounce_ms: generation.debounced.then(|| ms(total.saturating_sub(start).saturating_sub(build))),
         build_ms: generation.build_took.map(ms),
         start_ms: ms(start),
+        assumed_after_ms: generation.ready_by_delay.then(|| ms(ready_delay)),
         cause: generation.cause.clone(),
     }
 }

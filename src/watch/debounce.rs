@@ -26,7 +26,7 @@ pub struct Debouncer {
 
 impl Debouncer {
     pub fn new(quiet: Duration) -> Debouncer {
-        let max_wait = (quiet * MAX_WAIT_FACTOR).max(MIN_MAX_WAIT);
+        let max_wait = quiet.saturating_mul(MAX_WAIT_FACTOR).max(MIN_MAX_WAIT);
         Debouncer { quiet, max_wait, pending: BTreeMap::new(), first: None, last: None }
     }
 
@@ -39,7 +39,9 @@ impl Debouncer {
 
     /// When the pending burst is due, if there is one.
     pub fn deadline(&self) -> Option<Instant> {
-        Some((self.last? + self.quiet).min(self.first? + self.max_wait))
+        let last = self.last?.checked_add(self.quiet);
+        let first = self.first?.checked_add(self.max_wait);
+        last.into_iter().chain(first).min()
     }
 
     /// The burst's paths with their `created` flag, and when it began, if it is due at `now`.

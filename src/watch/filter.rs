@@ -1,6 +1,8 @@
 //! Which paths count as a change.
 //!
 //! A path is dropped when any of these says so, in this order:
+//! 0. it is one of devserve's own files (its runtime directory, pidfile, socket files) or lies
+//!    inside one: whatever the user watches, devserve never triggers itself;
 //! 1. it lies outside every watched root;
 //! 2. a component is a VCS folder (`.git`, `.hg`, `.svn`, `.bzr`, `_darcs`, `.jj`, `.pijul`):
 //!    always, whatever else is configured;
@@ -44,6 +46,8 @@ const IGNORE_FILES: &[&str] = &[".gitignore", ".ignore"];
 #[derive(Debug)]
 pub struct Filter {
     roots: Vec<Root>,
+    /// devserve's own files and folders (rule 0).
+    own: Vec<PathBuf>,
     editor_files: GlobSet,
     user_globs: GlobSet,
     exts: Vec<String>,
@@ -92,6 +96,7 @@ impl Filter {
         let roots = roots.iter().map(|p| to_root(p)).chain(touch.iter().map(|p| file_root(p))).collect();
         let mut filter = Filter {
             roots,
+            own: Vec::new(),
             editor_files: glob_set(EDITOR_FILES.iter().copied())?,
             user_globs: glob_set(globs.iter().map(String::as_str))?,
             exts: exts
@@ -108,8 +113,18 @@ impl Filter {
         Ok(filter)
     }
 
+    /// devserve's own paths, never changes (rule 0).
+    pub fn with_own_files(mut self, own: Vec<PathBuf>) -> Filter {
+        self.own = own;
+        self
+    }
+
     pub fn roots(&self) -> &[Root] {
         &self.roots
+    }
+
+    fn is_own(&self, path: &Path) -> bool {
+        self.own.iter().any(|own| path.starts_with(own))
     }
 
     /// Whether a change to `path` should trigger a build. A file named as a root itself
@@ -133,6 +148,9 @@ impl Filter {
     /// Whether `path` is excluded by the rules 1–6 (for event paths: every ancestor directory
     /// is checked for a `CACHEDIR.TAG`).
     pub fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
+        if self.is_own(path) {
+            return true;
+        }
         let Some(root) = self.root_of(path) else { return true };
         let relative = path.strip_prefix(&root.dir).unwrap_or(path);
         self.ignored_by_rules(path, relative, is_dir) || in_tagged_cache_dir(&root.dir, relative)
@@ -141,6 +159,9 @@ impl Filter {
     /// The same for an entry met while walking down from a root, whose ancestors were kept
     /// already: only a directory's own `CACHEDIR.TAG` is left to check.
     pub fn is_ignored_in_walk(&self, path: &Path, is_dir: bool) -> bool {
+        if self.is_own(path) {
+            return true;
+        }
         let Some(root) = self.root_of(path) else { return true };
         let relative = path.strip_prefix(&root.dir).unwrap_or(path);
         self.ignored_by_rules(path, relative, is_dir) || (is_dir && path.join("CACHEDIR.TAG").is_file())
@@ -315,6 +336,19 @@ mod tests {
         assert!(rust_only.counts(&root.join("src/main.rs")));
         assert!(rust_only.counts(&root.join("Cargo.toml")));
         assert!(!rust_only.counts(&root.join("README.md")));
+        std::fs::remove_dir_all(&root).expect("clean up");
+    }
+
+    #[test]
+    fn devserve_own_files_never_count() {
+        let root = tree("own");
+        let own = vec![root.join("tmp/devserve-1-abc"), root.join("app.pid")];
+        let filter = Filter::new(std::slice::from_ref(&root), &[], &[], &[], true)
+            .expect("filter")
+            .with_own_files(own);
+        assert!(!filter.counts(&root.join("tmp/devserve-1-abc/notify-1.sock")));
+        assert!(!filter.counts(&root.join("app.pid")));
+        assert!(filter.counts(&root.join("tmp/other")));
         std::fs::remove_dir_all(&root).expect("clean up");
     }
 

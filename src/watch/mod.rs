@@ -13,7 +13,15 @@
 //!
 //! A path that was created during a burst and is gone when the burst is due (an editor's temp file
 //! renamed over the real one) is not reported: an atomic save is one change to the real file.
-//! Directories are not changes by themselves: an empty new folder triggers nothing.
+//! Directories are not changes by themselves: an empty new folder triggers nothing. Neither are
+//! sockets, FIFOs and devices (an app binding a Unix socket in the tree).
+//!
+//! devserve's own files (runtime directory, pidfile, socket files) never count, and virtual file
+//! systems (`/proc`, `/sys`, `/dev`, cgroup, …) are never walked. Folders that cannot be read are
+//! named in one warning line. Every 500 ms the roots are checked: a root folder moved away,
+//! deleted or replaced (`mv src src_old; mkdir src`) is said in one line, every watch is made
+//! anew (so the moved folder's events stop), and the path is watched again as soon as it exists;
+//! its return counts as a change.
 
 mod debounce;
 mod filter;
@@ -27,7 +35,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::event::{Change, Event};
 pub use debounce::Debouncer;
-pub use filter::Filter;
+pub use filter::{Filter, Root};
 
 /// What to watch and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,18 +60,63 @@ pub struct WatchHandle {
     pub watched: usize,
 }
 
+/// How often the watched roots are checked for having been moved, deleted or replaced.
+const ROOT_CHECK: Duration = Duration::from_millis(500);
+
 /// Starts watching; returns once every root is watched, so no change after this is missed.
-pub fn spawn(config: WatchConfig, events: Sender<Event>) -> Result<WatchHandle, String> {
+/// `own_files` are devserve's own paths, never reported.
+pub fn spawn(
+    config: WatchConfig,
+    own_files: Vec<PathBuf>,
+    events: Sender<Event>,
+) -> Result<WatchHandle, String> {
     let mut touch = config.touch.clone();
     touch.extend(config.config_file.clone());
-    let mut filter = Filter::new(&config.roots, &touch, &config.ignore, &config.exts, config.vcs_ignore)?;
+    let mut filter = Filter::new(&config.roots, &touch, &config.ignore, &config.exts, config.vcs_ignore)?
+        .with_own_files(own_files);
     let (raw_tx, raw_rx) = crossbeam_channel::unbounded();
-    let mut watcher = notify::recommended_watcher(move |result| {
-        let _ = raw_tx.send(result);
+    let mut watcher = new_watcher(&raw_tx)?;
+    let mut unreadable = Vec::new();
+    let watched = watch_roots(&mut watcher, &mut filter, &mut unreadable)?;
+    report_unreadable(&events, &unreadable);
+    let identities = filter.roots().iter().map(|root| identity(&root.dir)).collect();
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+    let mut thread = WatchThread {
+        watcher,
+        raw_tx,
+        filter,
+        events,
+        debouncer: Debouncer::new(config.debounce),
+        config_file: config.config_file,
+        identities,
+        next_root_check: Instant::now() + ROOT_CHECK,
+    };
+    std::thread::Builder::new()
+        .name("watch".into())
+        .spawn(move || thread.run(&raw_rx, &stop_rx))
+        .map_err(|e| format!("cannot start the watcher thread: {e}"))?;
+    Ok(WatchHandle { _stop: stop_tx, watched })
+}
+
+fn new_watcher(raw: &Sender<notify::Result<notify::Event>>) -> Result<RecommendedWatcher, String> {
+    let raw = raw.clone();
+    notify::recommended_watcher(move |result| {
+        let _ = raw.send(result);
     })
-    .map_err(|e| describe_notify_error(&e))?;
+    .map_err(|e| describe_notify_error(&e))
+}
+
+/// Watches every root that exists; returns how many directories are watched.
+fn watch_roots(
+    watcher: &mut RecommendedWatcher,
+    filter: &mut Filter,
+    unreadable: &mut Vec<PathBuf>,
+) -> Result<usize, String> {
     let mut watched = 0;
     for root in filter.roots().to_vec() {
+        if !root.dir.is_dir() {
+            continue;
+        }
         watched += match root.only {
             // A single file is watched through its directory, so an atomic save (a new inode
             // renamed over it) is still seen.
@@ -73,40 +126,55 @@ pub fn spawn(config: WatchConfig, events: Sender<Event>) -> Result<WatchHandle, 
                     .map_err(|e| describe_notify_error(&e))?;
                 1
             }
-            None => register_tree(&mut watcher, &mut filter, &root.dir, false)?.0,
+            None => register_tree(watcher, filter, &root.dir, false, unreadable)?.0,
         };
     }
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
-    let mut thread = WatchThread {
-        watcher,
-        filter,
-        events,
-        debouncer: Debouncer::new(config.debounce),
-        config_file: config.config_file,
-    };
-    std::thread::Builder::new()
-        .name("watch".into())
-        .spawn(move || thread.run(&raw_rx, &stop_rx))
-        .map_err(|e| format!("cannot start the watcher thread: {e}"))?;
-    Ok(WatchHandle { _stop: stop_tx, watched })
+    Ok(watched)
+}
+
+/// One warning line for the folders that could not be read or watched: changes inside them
+/// would be missed.
+fn report_unreadable(events: &Sender<Event>, unreadable: &[PathBuf]) {
+    if unreadable.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = unreadable.iter().take(3).map(|p| p.display().to_string()).collect();
+    let more =
+        if unreadable.len() > 3 { format!(" and {} more", unreadable.len() - 3) } else { String::new() };
+    let folders = if unreadable.len() == 1 { "folder" } else { "folders" };
+    let _ = events.send(Event::WatchProblem(format!(
+        "cannot read {} {folders}: {}{more}; changes inside are missed (check permissions, or --ignore them)",
+        unreadable.len(),
+        shown.join(", ")
+    )));
+}
+
+/// What a root directory is, to notice it was moved, deleted or replaced: (device, inode).
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()))
 }
 
 struct WatchThread {
     watcher: RecommendedWatcher,
+    /// For the watchers made anew when a root is replaced.
+    raw_tx: Sender<notify::Result<notify::Event>>,
     filter: Filter,
     events: Sender<Event>,
     debouncer: Debouncer,
     config_file: Option<PathBuf>,
+    /// Each root's (device, inode) as last watched; `None` while it is missing.
+    identities: Vec<Option<(u64, u64)>>,
+    next_root_check: Instant,
 }
 
 impl WatchThread {
     /// Until the handle is dropped (the stop channel disconnects) or the supervisor is gone.
     fn run(&mut self, raw: &Receiver<notify::Result<notify::Event>>, stop: &Receiver<()>) {
         loop {
-            let timeout = self
-                .debouncer
-                .deadline()
-                .map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+            let wake =
+                self.debouncer.deadline().map_or(self.next_root_check, |d| d.min(self.next_root_check));
+            let timeout = wake.saturating_duration_since(Instant::now());
             crossbeam_channel::select! {
                 recv(raw) -> received => match received {
                     Ok(Ok(event)) => self.absorb(event),
@@ -116,11 +184,67 @@ impl WatchThread {
                 recv(stop) -> _ => return,
                 default(timeout) => {}
             }
-            if let Some((paths, since)) = self.debouncer.take_due(Instant::now())
+            let now = Instant::now();
+            if now >= self.next_root_check {
+                self.check_roots(now);
+                self.next_root_check = now + ROOT_CHECK;
+            }
+            if let Some((paths, since)) = self.debouncer.take_due(now)
                 && !self.report(paths, since)
             {
                 return;
             }
+        }
+    }
+
+    /// A root folder that was moved, deleted or replaced is said once; the watches are made
+    /// anew, so events from the moved folder stop and the path is watched again as soon as it
+    /// exists. A root that comes back counts as a change.
+    fn check_roots(&mut self, now: Instant) {
+        let roots: Vec<Root> = self.filter.roots().to_vec();
+        let mut rebuild = false;
+        for (index, root) in roots.iter().enumerate() {
+            if root.only.is_some() {
+                continue;
+            }
+            let now_is = identity(&root.dir);
+            let was = self.identities[index];
+            if now_is == was {
+                continue;
+            }
+            rebuild = true;
+            self.identities[index] = now_is;
+            let name = root.dir.display();
+            match (was, now_is) {
+                (_, None) => self.problem(format!(
+                    "watched folder {name} was moved or deleted; watching it again when it reappears"
+                )),
+                (None, Some(_)) => self.problem(format!("watched folder {name} is back; watching it again")),
+                (Some(_), Some(_)) => {
+                    self.problem(format!("watched folder {name} was replaced; watching the new one"))
+                }
+            }
+            if now_is.is_some() {
+                self.debouncer.add(root.dir.clone(), false, now);
+            }
+        }
+        if rebuild {
+            self.rewatch();
+        }
+    }
+
+    /// Drops every watch and watches the roots again from scratch.
+    fn rewatch(&mut self) {
+        let result = new_watcher(&self.raw_tx).and_then(|mut watcher| {
+            let mut unreadable = Vec::new();
+            watch_roots(&mut watcher, &mut self.filter, &mut unreadable)?;
+            report_unreadable(&self.events, &unreadable);
+            Ok(watcher)
+        });
+        match result {
+            // The old watcher and its watches go with the old value.
+            Ok(watcher) => self.watcher = watcher,
+            Err(problem) => self.problem(problem),
         }
     }
 
@@ -151,7 +275,18 @@ impl WatchThread {
             if Filter::is_ignore_file(&path) {
                 self.filter.load_ignore_file(&path);
             }
-            let is_dir = path.is_dir();
+            // A root folder's own event (moved, deleted): the root check decides, right away.
+            if self.filter.roots().iter().any(|root| root.only.is_none() && root.dir == path) {
+                self.next_root_check = now;
+                continue;
+            }
+            let meta = std::fs::metadata(&path).ok();
+            // Sockets, FIFOs and devices are never source: an app binding a Unix socket in the
+            // tree must not reload itself.
+            if meta.as_ref().is_some_and(is_special) {
+                continue;
+            }
+            let is_dir = meta.as_ref().is_some_and(std::fs::Metadata::is_dir);
             if !self.filter.counts_entry(&path, is_dir) {
                 continue;
             }
@@ -167,7 +302,8 @@ impl WatchThread {
     }
 
     fn watch_new_directory(&mut self, dir: &Path, now: Instant) {
-        match register_tree(&mut self.watcher, &mut self.filter, dir, true) {
+        let mut unreadable = Vec::new();
+        match register_tree(&mut self.watcher, &mut self.filter, dir, true, &mut unreadable) {
             Ok((_, files)) => {
                 for file in files {
                     self.debouncer.add(file, true, now);
@@ -175,11 +311,18 @@ impl WatchThread {
             }
             Err(problem) => self.problem(problem),
         }
+        report_unreadable(&self.events, &unreadable);
     }
 
     fn problem(&self, text: String) {
         let _ = self.events.send(Event::WatchProblem(text));
     }
+}
+
+fn is_special(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    kind.is_socket() || kind.is_fifo() || kind.is_block_device() || kind.is_char_device()
 }
 
 fn may_be_new_directory(kind: &EventKind) -> bool {
@@ -197,6 +340,7 @@ fn register_tree(
     filter: &mut Filter,
     dir: &Path,
     want_files: bool,
+    unreadable: &mut Vec<PathBuf>,
 ) -> Result<(usize, Vec<PathBuf>), String> {
     if !cfg!(target_os = "linux") {
         watcher.watch(dir, RecursiveMode::Recursive).map_err(|e| describe_notify_error(&e))?;
@@ -206,10 +350,20 @@ fn register_tree(
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
+        if is_virtual(&dir) {
+            tracing::debug!("not watching {}: a virtual file system", dir.display());
+            continue;
+        }
         match watcher.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => watched += 1,
             Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
                 return Err(describe_notify_error(&e));
+            }
+            Err(notify::Error { kind: notify::ErrorKind::Io(io), .. })
+                if io.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                unreadable.push(dir);
+                continue;
             }
             // Gone again already (a build's temp dir): nothing to watch.
             Err(e) => {
@@ -217,17 +371,52 @@ fn register_tree(
                 continue;
             }
         }
-        let (subdirs, dir_files) = list_kept(filter, &dir, want_files);
+        let Some((subdirs, dir_files)) = list_kept(filter, &dir, want_files) else {
+            unreadable.push(dir);
+            continue;
+        };
         pending.extend(subdirs);
         files.extend(dir_files);
     }
     Ok((watched, files))
 }
 
+/// `/proc`, `/sys`, `/dev` and their kin describe the kernel, not a project: never walked, even
+/// under `-w /`.
+fn is_virtual(dir: &Path) -> bool {
+    if [Path::new("/proc"), Path::new("/sys"), Path::new("/dev")].contains(&dir) {
+        return true;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::statfs as fs;
+        let virtual_types = [
+            fs::PROC_SUPER_MAGIC,
+            fs::SYSFS_MAGIC,
+            fs::CGROUP_SUPER_MAGIC,
+            fs::CGROUP2_SUPER_MAGIC,
+            fs::DEBUGFS_MAGIC,
+            fs::TRACEFS_MAGIC,
+            fs::DEVPTS_SUPER_MAGIC,
+            fs::SECURITYFS_MAGIC,
+            fs::BPF_FS_MAGIC,
+        ];
+        if let Ok(stat) = fs::statfs(dir) {
+            return virtual_types.contains(&stat.filesystem_type());
+        }
+    }
+    false
+}
+
 /// The subdirectories (and, with `want_files`, the files) of `dir` that the filter keeps, loading
-/// the directory's own ignore files first so that they apply to its children.
-fn list_kept(filter: &mut Filter, dir: &Path, want_files: bool) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return (Vec::new(), Vec::new()) };
+/// the directory's own ignore files first so that they apply to its children. `None` when the
+/// directory cannot be read (but exists).
+fn list_kept(filter: &mut Filter, dir: &Path, want_files: bool) -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return None,
+        Err(_) => return Some((Vec::new(), Vec::new())),
+    };
     let entries: Vec<_> = entries.filter_map(Result::ok).collect();
     for entry in entries.iter().filter(|e| Filter::is_ignore_file(&e.path())) {
         filter.load_ignore_file(&entry.path());
@@ -244,7 +433,7 @@ fn list_kept(filter: &mut Filter, dir: &Path, want_files: bool) -> (Vec<PathBuf>
         }
         if is_dir { dirs.push(path) } else { files.push(path) }
     }
-    (dirs, files)
+    Some((dirs, files))
 }
 
 /// One line, with the fix when there is one.
