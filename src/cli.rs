@@ -3,13 +3,15 @@
 //! A mistake is one clear usage line (exit 2) before devserve binds, spawns or watches anything.
 
 use std::ffi::OsString;
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 use nix::sys::signal::Signal;
+
+use crate::control::ControlAction;
+use crate::output::LogFormat;
+use crate::sockets::{ListenSpec, parse_listen};
 
 /// Rebuild and swap a server on every save, without ever refusing a connection.
 #[derive(Parser, Debug, Clone)]
@@ -178,15 +180,6 @@ pub fn peer_flag_hint(args: &[OsString]) -> Option<String> {
     None
 }
 
-/// How devserve's own lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Short colored lines for people
-    Human,
-    /// One JSON object a line, for CI and editors
-    Json,
-}
-
 impl Cli {
     /// True for the invocations that print something and exit without running a server.
     pub fn completions_or_man(&self) -> bool {
@@ -219,47 +212,6 @@ pub fn check_env(key: &str, value: &str) -> Result<(), String> {
         return Err(format!("{key} is set by devserve itself and cannot be overridden"));
     }
     Ok(())
-}
-
-/// What `--signal` asks of a running devserve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ControlAction {
-    /// Build and start a new generation now (SIGHUP)
-    Reload,
-    /// Stop gracefully (SIGTERM)
-    Stop,
-    /// Stop at once (SIGQUIT)
-    Quit,
-    /// Print its status table here (SIGUSR1)
-    Status,
-}
-
-/// One `--listen` argument: an optional name for `LISTEN_FDNAMES` and the address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenSpec {
-    pub name: Option<String>,
-    pub addr: ListenAddr,
-}
-
-/// Where a held socket listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    /// One TCP address, IPv4 or IPv6.
-    Tcp(SocketAddr),
-    /// `:PORT`: every interface, IPv6 and IPv4 on one dual-stack socket where available.
-    AnyInterface(u16),
-    /// A Unix stream socket at this path.
-    Unix(PathBuf),
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
-            ListenAddr::AnyInterface(port) => write!(f, ":{port}"),
-            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
 }
 
 /// The longest duration any setting takes: a day is "never" for a dev loop, and keeps every
@@ -298,44 +250,6 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
     Ok(signal)
 }
 
-/// Parses one `--listen` value, with an optional `NAME=` prefix.
-pub fn parse_listen(text: &str) -> Result<ListenSpec, String> {
-    let (name, addr_text) = match text.split_once('=') {
-        Some((name, rest)) if !text.starts_with("unix:") => (Some(validate_fd_name(name)?), rest),
-        _ => (None, text),
-    };
-    let addr = parse_listen_addr(addr_text)?;
-    Ok(ListenSpec { name, addr })
-}
-
-fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
-    let bad = || {
-        format!(
-            "`{text}` is not a listen address; use e.g. 127.0.0.1:8080, [::1]:8080, :8080 or unix:/tmp/app.sock"
-        )
-    };
-    if let Some(path) = text.strip_prefix("unix:") {
-        if path.is_empty() {
-            return Err(bad());
-        }
-        if path.contains('\0') {
-            return Err(format!("`{}`: a socket path cannot contain a NUL byte", text.escape_debug()));
-        }
-        return Ok(ListenAddr::Unix(PathBuf::from(path)));
-    }
-    if let Some(port) = text.strip_prefix(':') {
-        return port.parse().map(ListenAddr::AnyInterface).map_err(|_| bad());
-    }
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(ListenAddr::Tcp(addr));
-    }
-    if let Some(port) = text.strip_prefix("localhost:") {
-        let port = port.parse().map_err(|_| bad())?;
-        return Ok(ListenAddr::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)));
-    }
-    Err(bad())
-}
-
 /// A file that may not exist yet, in a directory that must: absolute, symlinks of the
 /// directory resolved (so it matches the paths the watcher reports).
 pub fn absolute_file(path: &Path) -> Result<PathBuf, String> {
@@ -346,17 +260,6 @@ pub fn absolute_file(path: &Path) -> Result<PathBuf, String> {
         _ => Path::new("."),
     };
     Ok(parent.canonicalize().map_err(|_| missing())?.join(name))
-}
-
-/// systemd's rule for `LISTEN_FDNAMES` entries: printable ASCII, no `:`, at most 255 bytes.
-fn validate_fd_name(name: &str) -> Result<String, String> {
-    let printable = name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-    if name.is_empty() || name.len() > 255 || !printable {
-        return Err(format!(
-            "`{name}` is not a socket name; use printable ASCII without `:` (e.g. http=127.0.0.1:8080)"
-        ));
-    }
-    Ok(name.to_owned())
 }
 
 #[cfg(test)]
@@ -413,23 +316,5 @@ mod tests {
         assert!(parse_env("LISTEN_FDS=1").is_err());
         assert!(check_env("A=B", "x").is_err());
         assert!(check_env("A", "x\0").is_err());
-    }
-
-    #[test]
-    fn listen_addresses() {
-        let tcp = |s: &str| ListenAddr::Tcp(s.parse().expect("valid socket address"));
-        assert_eq!(parse_listen("127.0.0.1:8080").map(|s| s.addr), Ok(tcp("127.0.0.1:8080")));
-        assert_eq!(parse_listen("[::1]:8080").map(|s| s.addr), Ok(tcp("[::1]:8080")));
-        assert_eq!(parse_listen(":8080").map(|s| s.addr), Ok(ListenAddr::AnyInterface(8080)));
-        assert_eq!(
-            parse_listen("unix:/tmp/a.sock").map(|s| s.addr),
-            Ok(ListenAddr::Unix("/tmp/a.sock".into()))
-        );
-        let named = parse_listen("http=localhost:80").expect("named address");
-        assert_eq!(named.name.as_deref(), Some("http"));
-        assert!(parse_listen("8080x").is_err());
-        assert!(parse_listen("unix:").is_err());
-        assert!(parse_listen("a:b=127.0.0.1:1").is_err());
-        assert!(parse_listen("unix:/tmp/a\0b").is_err());
     }
 }

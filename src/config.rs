@@ -25,7 +25,9 @@ use nix::sys::signal::Signal;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::cli::{self, Cli, ListenSpec, LogFormat};
+use crate::cli::{self, Cli};
+use crate::output::LogFormat;
+use crate::sockets::{ListenSpec, parse_listen};
 use crate::spawn::Command;
 use crate::watch::WatchConfig;
 
@@ -221,7 +223,7 @@ impl Loader {
             (Some(spanned), false) => listen_texts
                 .unwrap_or_default()
                 .iter()
-                .filter_map(|text| match cli::parse_listen(text) {
+                .filter_map(|text| match parse_listen(text) {
                     Ok(spec) => Some(spec),
                     Err(e) => {
                         problems.push(at(&spanned.span(), format!("listen: {e}")));

@@ -22,9 +22,21 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cli::ControlAction;
 use crate::output::Output;
 use crate::runtime;
+
+/// What `--signal` asks of a running devserve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlAction {
+    /// Build and start a new generation now (SIGHUP)
+    Reload,
+    /// Stop gracefully (SIGTERM)
+    Stop,
+    /// Stop at once (SIGQUIT)
+    Quit,
+    /// Print its status table here (SIGUSR1)
+    Status,
+}
 
 /// How long `--signal status` waits for devserve to write its table.
 const STATUS_WAIT: Duration = Duration::from_secs(5);

@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
@@ -22,7 +22,82 @@ use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::cli::{ListenAddr, ListenSpec};
+/// One `--listen` argument: an optional name for `LISTEN_FDNAMES` and the address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub name: Option<String>,
+    pub addr: ListenAddr,
+}
+
+/// Where a held socket listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// One TCP address, IPv4 or IPv6.
+    Tcp(SocketAddr),
+    /// `:PORT`: every interface, IPv6 and IPv4 on one dual-stack socket where available.
+    AnyInterface(u16),
+    /// A Unix stream socket at this path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::AnyInterface(port) => write!(f, ":{port}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Parses one `--listen` value, with an optional `NAME=` prefix.
+pub fn parse_listen(text: &str) -> Result<ListenSpec, String> {
+    let (name, addr_text) = match text.split_once('=') {
+        Some((name, rest)) if !text.starts_with("unix:") => (Some(validate_fd_name(name)?), rest),
+        _ => (None, text),
+    };
+    let addr = parse_listen_addr(addr_text)?;
+    Ok(ListenSpec { name, addr })
+}
+
+fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
+    let bad = || {
+        format!(
+            "`{text}` is not a listen address; use e.g. 127.0.0.1:8080, [::1]:8080, :8080 or unix:/tmp/app.sock"
+        )
+    };
+    if let Some(path) = text.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(bad());
+        }
+        if path.contains('\0') {
+            return Err(format!("`{}`: a socket path cannot contain a NUL byte", text.escape_debug()));
+        }
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    if let Some(port) = text.strip_prefix(':') {
+        return port.parse().map(ListenAddr::AnyInterface).map_err(|_| bad());
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(ListenAddr::Tcp(addr));
+    }
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port = port.parse().map_err(|_| bad())?;
+        return Ok(ListenAddr::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)));
+    }
+    Err(bad())
+}
+
+/// systemd's rule for `LISTEN_FDNAMES` entries: printable ASCII, no `:`, at most 255 bytes.
+fn validate_fd_name(name: &str) -> Result<String, String> {
+    let printable = name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+    if name.is_empty() || name.len() > 255 || !printable {
+        return Err(format!(
+            "`{name}` is not a socket name; use printable ASCII without `:` (e.g. http=127.0.0.1:8080)"
+        ));
+    }
+    Ok(name.to_owned())
+}
 
 /// The backlog devserve asks for; the kernel caps it at `net.core.somaxconn`.
 const MAX_BACKLOG: i32 = 4096;
@@ -231,7 +306,24 @@ pub fn unix_paths(sockets: &[HeldSocket]) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::parse_listen;
+
+    #[test]
+    fn listen_addresses() {
+        let tcp = |s: &str| ListenAddr::Tcp(s.parse().expect("valid socket address"));
+        assert_eq!(parse_listen("127.0.0.1:8080").map(|s| s.addr), Ok(tcp("127.0.0.1:8080")));
+        assert_eq!(parse_listen("[::1]:8080").map(|s| s.addr), Ok(tcp("[::1]:8080")));
+        assert_eq!(parse_listen(":8080").map(|s| s.addr), Ok(ListenAddr::AnyInterface(8080)));
+        assert_eq!(
+            parse_listen("unix:/tmp/a.sock").map(|s| s.addr),
+            Ok(ListenAddr::Unix("/tmp/a.sock".into()))
+        );
+        let named = parse_listen("http=localhost:80").expect("named address");
+        assert_eq!(named.name.as_deref(), Some("http"));
+        assert!(parse_listen("8080x").is_err());
+        assert!(parse_listen("unix:").is_err());
+        assert!(parse_listen("a:b=127.0.0.1:1").is_err());
+        assert!(parse_listen("unix:/tmp/a\0b").is_err());
+    }
 
     #[test]
     fn port_zero_reports_the_port_it_got() {

@@ -22,6 +22,15 @@ use std::time::Duration;
 use owo_colors::OwoColorize;
 use serde::Serialize;
 
+/// How devserve's own lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Short colored lines for people
+    Human,
+    /// One JSON object a line, for CI and editors
+    Json,
+}
+
 /// The tone of a line, which picks its color.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {

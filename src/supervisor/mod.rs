@@ -28,11 +28,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use nix::unistd::Pid;
 
 use crate::build::Build;
-use crate::cli::LogFormat;
 use crate::config::{Config, Loader};
 use crate::control::Pidfile;
 use crate::event::{Event, ExitStatus};
 use crate::generation::{Generation, Launch, Phase};
+use crate::output::LogFormat;
 use crate::output::Output;
 use crate::runtime::RuntimeDir;
 use crate::sentinel::Sentinel;

@@ -1,0 +1,130 @@
+//! One invocation of devserve, from its arguments to its exit status: parse the command line,
+//! then hand over to [`supervisor::run`] to serve, to [`control::send`] for `--signal`, or print
+//! (`check`, `--completions`, `--man`). Usage errors are one line and exit 2; failures while
+//! starting or running are one line and exit 1 (see the README's exit codes).
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::output::{self, Output};
+use crate::{cli, config, control, sentinel, sockets, supervisor};
+
+/// Exit status for bad input (clap uses 2 as well).
+const USAGE_ERROR: u8 = 2;
+/// Exit status for a failure while starting or running (busy port, no devserve to signal, …).
+const RUN_ERROR: u8 = 1;
+
+/// Runs devserve with `args` (the program name first) and returns its exit status.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let code = run(args);
+    // The last lines (`stopped`, an error) are written unless stderr is stuck.
+    output::sink::flush(std::time::Duration::from_secs(2));
+    code
+}
+
+fn run(mut args: Vec<OsString>) -> ExitCode {
+    if args.get(1).is_some_and(|a| a == sentinel::SENTINEL_ARG) {
+        sentinel::run(args.split_off(2));
+        return ExitCode::SUCCESS;
+    }
+    // `devserve check …` validates like `nginx -t`; a program named `check` runs as `-- check`.
+    let check = args.get(1).is_some_and(|a| a == "check");
+    if check {
+        args.remove(1);
+    }
+    let out = Output::new(false);
+    let matches = match cli::Cli::command().try_get_matches_from(&args) {
+        Ok(matches) => matches,
+        // --help and --version print as clap prints them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let line = cli::peer_flag_hint(&args).unwrap_or_else(|| one_line(&e.to_string()));
+            return usage_error(&out, &[line]);
+        }
+    };
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&out, &[one_line(&e.to_string())]),
+    };
+    output::init_tracing(cli.verbose, cli.quiet);
+    if let Some(shell) = cli.completions {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cli::Cli::command(), "devserve", &mut script);
+        output::stdout(&script);
+        return ExitCode::SUCCESS;
+    }
+    if cli.man {
+        let mut page = Vec::new();
+        return match clap_mangen::Man::new(cli::Cli::command()).render(&mut page) {
+            Ok(()) => {
+                output::stdout(&page);
+                ExitCode::SUCCESS
+            }
+            Err(e) => run_error(&out, &format!("cannot write the man page: {e}")),
+        };
+    }
+    if let Some(action) = cli.signal {
+        return match &cli.pidfile {
+            Some(pidfile) => match control::send(action, pidfile) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => run_error(&out, &message),
+            },
+            None => usage_error(&out, &[control::without_pidfile(action)]),
+        };
+    }
+    let loader = config::Loader::new(cli, &matches);
+    let loaded = loader.load();
+    if check {
+        return check_and_describe(&out, loaded);
+    }
+    let config = match loaded {
+        Ok(config) => config,
+        Err(problems) => return usage_error(&out, &lines(&problems)),
+    };
+    match supervisor::run(loader, config) {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        Err(message) => run_error(&out, &message),
+    }
+}
+
+/// `devserve check`: every problem, or what would run; also tries to bind the addresses.
+fn check_and_describe(out: &Output, loaded: Result<config::Config, Vec<config::Problem>>) -> ExitCode {
+    let config = match loaded {
+        Ok(config) => config,
+        Err(problems) => return usage_error(out, &lines(&problems)),
+    };
+    if let Err(e) = sockets::bind_all(&config.listen) {
+        return usage_error(out, &[e.to_string()]);
+    }
+    output::stdout(format!("{}ok\n", config::describe(&config)).as_bytes());
+    ExitCode::SUCCESS
+}
+
+fn lines(problems: &[config::Problem]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
+}
+
+fn usage_error(out: &Output, problems: &[String]) -> ExitCode {
+    for problem in problems {
+        out.error(format!("error: {}", problem.strip_prefix("error: ").unwrap_or(problem)));
+    }
+    ExitCode::from(USAGE_ERROR)
+}
+
+fn run_error(out: &Output, message: &str) -> ExitCode {
+    out.error(format!("error: {message}"));
+    ExitCode::from(RUN_ERROR)
+}
+
+/// clap's message folded into one line, without the usage block that follows it.
+fn one_line(text: &str) -> String {
+    let message: Vec<&str> =
+        text.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:")).collect();
+    if message.is_empty() {
+        "invalid arguments (see --help)".into()
+    } else {
+        format!("{} (see --help)", message.join(" "))
+    }
+}
