@@ -204,6 +204,8 @@ struct Plan {
     sockets: Vec<RawFd>,
     /// Scratch space for the child's temporary socket dups (no allocation after fork).
     scratch: Vec<RawFd>,
+    /// One past the highest fd the child may hold (RLIMIT_NOFILE), for the close_range fallback.
+    max_fd: RawFd,
     dev_null: File,
 }
 
@@ -244,6 +246,7 @@ impl Plan {
             listen_pid_slot,
             sockets: command.sockets.clone(),
             scratch: vec![-1; command.sockets.len()],
+            max_fd: open_file_limit(),
             dev_null,
         };
         plan.argv_ptrs = plan._argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
@@ -268,10 +271,19 @@ impl Plan {
             unsafe { self.child_after_fork(parent, slot, report_write.as_raw_fd()) }
         }
         drop(report_write);
+        let pid = Pid::from_raw(pid);
         // Also set the group from the parent, so it exists before we signal it.
-        let _ = nix::unistd::setpgid(Pid::from_raw(pid), Pid::from_raw(pid));
-        read_exec_report(File::from(report_read)).map_err(ChildError::Exec)?;
-        Ok(Pid::from_raw(pid))
+        let _ = nix::unistd::setpgid(pid, pid);
+        match read_exec_report(File::from(report_read)) {
+            Ok(ExecReport::Started) => Ok(pid),
+            Ok(ExecReport::Failed(e)) => Err(ChildError::Exec(e)),
+            // Whether exec worked is unknown: the child must not run untracked. Its exit
+            // arrives at the reaper as that of a process nobody owns.
+            Err(e) => {
+                let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+                Err(ChildError::Setup(e))
+            }
+        }
     }
 
     /// Runs in the forked child. Only async-signal-safe libc calls from here to `execve`.
@@ -303,25 +315,34 @@ impl Plan {
             let first_free = 3 + self.sockets.len() as RawFd;
             // Two steps so that a source fd sitting in 3..first_free is never overwritten
             // before it is copied: first above the target range, then into place.
-            for (i, fd) in self.sockets.iter().enumerate() {
-                self.scratch[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, first_free);
-                if self.scratch[i] < 0 {
+            // Iterators, not indexing: nothing after fork may panic.
+            for (scratch, fd) in self.scratch.iter_mut().zip(&self.sockets) {
+                *scratch = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, first_free);
+                if *scratch < 0 {
                     fail_in_child(report);
                 }
             }
-            for (i, fd) in self.scratch.iter().enumerate() {
+            for (target, fd) in (3..).zip(&self.scratch) {
                 // dup2 leaves the new fd without FD_CLOEXEC: exactly the inherited sockets.
-                if libc::dup2(*fd, 3 + i as RawFd) < 0 {
+                if libc::dup2(*fd, target) < 0 {
                     fail_in_child(report);
                 }
             }
             #[cfg(target_os = "linux")]
-            libc::syscall(
+            let marked = libc::syscall(
                 libc::SYS_close_range,
                 first_free as libc::c_uint,
                 libc::c_uint::MAX,
                 libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-            );
+            ) == 0;
+            #[cfg(not(target_os = "linux"))]
+            let marked = false;
+            if !marked {
+                // close_range missing (before Linux 5.11) or failing: mark each fd in turn.
+                for fd in first_free..self.max_fd {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
             if let Some(slot) = slot {
                 let digits = std::slice::from_raw_parts_mut(slot.add(LISTEN_PID_PREFIX.len()), PID_DIGITS);
                 write_decimal(digits, libc::getpid() as u32);
@@ -358,8 +379,15 @@ unsafe fn errno_location() -> *mut libc::c_int {
     unsafe { libc::__error() }
 }
 
+/// What the child said about its exec.
+enum ExecReport {
+    Started,
+    Failed(io::Error),
+}
+
 /// Reads the child's exec report: end-of-file means exec succeeded, four bytes are an errno.
-fn read_exec_report(mut pipe: File) -> Result<(), io::Error> {
+/// An error reading the pipe itself is returned as such.
+fn read_exec_report(mut pipe: File) -> Result<ExecReport, io::Error> {
     let mut bytes = [0u8; 4];
     let mut filled = 0;
     loop {
@@ -374,27 +402,35 @@ fn read_exec_report(mut pipe: File) -> Result<(), io::Error> {
         }
     }
     if filled == bytes.len() {
-        return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(bytes)));
+        return Ok(ExecReport::Failed(io::Error::from_raw_os_error(i32::from_ne_bytes(bytes))));
     }
-    Ok(())
+    Ok(ExecReport::Started)
 }
 
-/// Writes `n` in decimal followed by a NUL into `out` without allocating (child-safe).
+/// RLIMIT_NOFILE's soft limit, capped so the fallback loop stays short.
+fn open_file_limit() -> RawFd {
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    RawFd::try_from(limit.min(1 << 20)).unwrap_or(1024)
+}
+
+/// Writes `n` in decimal followed by a NUL into `out` without allocating or panicking
+/// (child-safe): digits that do not fit are left out.
 fn write_decimal(out: &mut [u8], mut n: u32) {
     let mut reversed = [0u8; 10];
     let mut len = 0;
-    loop {
-        reversed[len] = b'0' + (n % 10) as u8;
+    for digit in reversed.iter_mut() {
+        *digit = b'0' + (n % 10) as u8;
         len += 1;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    for i in 0..len {
-        out[i] = reversed[len - 1 - i];
+    let digits = reversed.iter().take(len).rev().chain(std::iter::once(&0u8));
+    for (slot, digit) in out.iter_mut().zip(digits) {
+        *slot = *digit;
     }
-    out[len] = 0;
 }
 
 /// `KEY=VALUE\0`, as execve wants it.
