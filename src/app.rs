@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::output::{self, Output};
+use crate::output::{self, Output, Report};
 use crate::{cli, config, control, sentinel, sockets, supervisor};
 
 /// Exit status for bad input (clap uses 2 as well).
@@ -40,13 +40,13 @@ fn run(mut args: Vec<OsString>) -> ExitCode {
         // --help and --version print as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            let line = cli::peer_flag_hint(&args).unwrap_or_else(|| one_line(&e.to_string()));
+            let line = cli::peer_flag_hint(&args).unwrap_or_else(|| cli::one_line(&e.to_string()));
             return usage_error(&out, &[line]);
         }
     };
     let cli = match cli::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) => return usage_error(&out, &[one_line(&e.to_string())]),
+        Err(e) => return usage_error(&out, &[cli::one_line(&e.to_string())]),
     };
     output::init_tracing(cli.verbose, cli.quiet);
     if let Some(shell) = cli.completions {
@@ -69,12 +69,12 @@ fn run(mut args: Vec<OsString>) -> ExitCode {
         return match &cli.pidfile {
             Some(pidfile) => match control::send(action, pidfile) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(message) => run_error(&out, &message),
+                Err(error) => run_error(&out, &error.to_string()),
             },
             None => usage_error(&out, &[control::without_pidfile(action)]),
         };
     }
-    let loader = config::Loader::new(cli, &matches);
+    let loader = config::Loader::new(args, &cli, &matches);
     let loaded = loader.load();
     if check {
         return check_and_describe(&out, loaded);
@@ -83,9 +83,11 @@ fn run(mut args: Vec<OsString>) -> ExitCode {
         Ok(config) => config,
         Err(problems) => return usage_error(&out, &lines(&problems)),
     };
+    // From here the output format is known: a failure to start is a JSON event too.
+    let out = out.with_json(config.log_format == output::LogFormat::Json);
     match supervisor::run(loader, config) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
-        Err(message) => run_error(&out, &message),
+        Err(error) => run_error(&out, &error.to_string()),
     }
 }
 
@@ -108,23 +110,13 @@ fn lines(problems: &[config::Problem]) -> Vec<String> {
 
 fn usage_error(out: &Output, problems: &[String]) -> ExitCode {
     for problem in problems {
-        out.error(format!("error: {}", problem.strip_prefix("error: ").unwrap_or(problem)));
+        let text = problem.strip_prefix("error: ").unwrap_or(problem).to_owned();
+        out.report(Report::Error { text });
     }
     ExitCode::from(USAGE_ERROR)
 }
 
 fn run_error(out: &Output, message: &str) -> ExitCode {
-    out.error(format!("error: {message}"));
+    out.report(Report::Error { text: message.to_owned() });
     ExitCode::from(RUN_ERROR)
-}
-
-/// clap's message folded into one line, without the usage block that follows it.
-fn one_line(text: &str) -> String {
-    let message: Vec<&str> =
-        text.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:")).collect();
-    if message.is_empty() {
-        "invalid arguments (see --help)".into()
-    } else {
-        format!("{} (see --help)", message.join(" "))
-    }
 }

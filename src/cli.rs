@@ -13,6 +13,77 @@ use crate::control::ControlAction;
 use crate::output::LogFormat;
 use crate::sockets::{ListenSpec, parse_listen};
 
+/// Declares the command line. A field marked `@setting(APPLY)` is also a configuration-file key
+/// — its long flag name, or for a `--no-…` flag the positive boolean given as `inverted` — and
+/// a live edit of it applies as [`Apply`] says. So the field is the one declaration of a
+/// setting: flag, key, default, doc line and how an edit applies (`tests::docs_agree` checks
+/// the README and `devserve.example.toml` against it).
+macro_rules! command_line {
+    (
+        $(#[$meta:meta])*
+        pub struct Cli {
+            $(
+                $(#[$fmeta:meta])*
+                $(@setting($apply:ident $(, inverted = $key:literal)?))?
+                pub $field:ident : $ty:ty,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct Cli {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        /// Every setting, in the order of the command line.
+        pub const SETTINGS: &[Setting] = &[
+            $( $( Setting {
+                id: stringify!($field),
+                apply: Apply::$apply,
+                inverted: command_line!(@key $($key)?),
+            }, )? )*
+        ];
+    };
+    (@key $key:literal) => { Some($key) };
+    (@key) => { None };
+}
+
+/// How a live edit of a setting takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Apply {
+    /// At once (the watcher, timeouts, the next reload's rules).
+    AtOnce,
+    /// Through a new generation: it changes what workers are or get.
+    NextGeneration,
+    /// Only when devserve starts again (read once at start).
+    NextStart,
+}
+
+/// One setting: a command-line option that the configuration file may also set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The clap argument id (the field's name).
+    pub id: &'static str,
+    pub apply: Apply,
+    /// For a `--no-…` flag: the positive key the file uses (`vcs-ignore = false`).
+    pub inverted: Option<&'static str>,
+}
+
+impl Setting {
+    /// The configuration-file key: the long flag name (`ready-delay`), the positive form of a
+    /// `--no-…` flag, or the field name for the positional `command`.
+    pub fn key(&self, command: &clap::Command) -> String {
+        if let Some(key) = self.inverted {
+            return key.to_owned();
+        }
+        command
+            .get_arguments()
+            .find(|arg| arg.get_id() == self.id)
+            .and_then(clap::Arg::get_long)
+            .map_or_else(|| self.id.replace('_', "-"), str::to_owned)
+    }
+}
+
+command_line! {
 /// Rebuild and swap a server on every save, without ever refusing a connection.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "devserve", version, about, long_about = None)]
@@ -23,74 +94,91 @@ use crate::sockets::{ListenSpec, parse_listen};
 pub struct Cli {
     /// Path to watch, recursively (repeatable)
     #[arg(short = 'w', long = "watch", value_name = "PATH", default_value = ".")]
+    @setting(AtOnce)
     pub watch: Vec<PathBuf>,
 
     /// Only changes to files with these extensions count, e.g. `rs,toml`
     #[arg(short = 'e', long = "exts", value_name = "LIST", value_delimiter = ',')]
+    @setting(AtOnce)
     pub exts: Vec<String>,
 
     /// Ignore paths matching this glob (repeatable), e.g. `*.log` or `assets/**`
     #[arg(short = 'i', long = "ignore", value_name = "GLOB")]
+    @setting(AtOnce)
     pub ignore: Vec<String>,
 
     /// Do not honour .gitignore, .ignore and .git/info/exclude
     #[arg(long = "no-vcs-ignore")]
+    @setting(AtOnce, inverted = "vcs-ignore")
     pub no_vcs_ignore: bool,
 
     /// Quiet period that folds a burst of file events into one change
     #[arg(long, value_name = "DUR", default_value = "50ms", value_parser = parse_duration)]
+    @setting(AtOnce)
     pub debounce: Duration,
 
     /// Build command, run with `sh -c` before each new generation
     #[arg(short = 'b', long = "build", value_name = "CMD")]
+    @setting(NextGeneration)
     pub build: Option<String>,
 
     /// Socket to hold and pass to workers (repeatable): `127.0.0.1:8080`, `[::1]:8080`,
     /// `:8080` (all interfaces), `unix:/path/app.sock`; prefix `NAME=` to set its LISTEN_FDNAMES entry
     #[arg(short = 'l', long = "listen", value_name = "ADDR", value_parser = parse_listen)]
+    @setting(NextGeneration)
     pub listen: Vec<ListenSpec>,
 
     /// Worker processes per generation
     #[arg(short = 'n', long = "workers", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
+    @setting(NextGeneration)
     pub workers: u32,
 
     /// Leave LISTEN_PID out of the worker environment, for a wrapper that runs the app as its child
     /// (a script that does not `exec`); apps that insist on LISTEN_PID then find no sockets
     #[arg(long = "no-pid", alias = "no-listen-pid")]
+    @setting(NextGeneration, inverted = "listen-pid")
     pub no_pid: bool,
 
     /// A worker that never sends READY=1 counts as ready once it has stayed up this long
     #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    @setting(AtOnce)
     pub ready_delay: Duration,
 
     /// A new generation not ready within this time is stopped; the old one keeps serving
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    @setting(AtOnce)
     pub ready_timeout: Duration,
 
     /// Signal that asks a worker to drain and exit: `TERM`, `SIGTERM` or `15`
     #[arg(long, value_name = "SIG", default_value = "TERM", value_parser = parse_signal)]
+    @setting(AtOnce)
     pub stop_signal: Signal,
 
     /// Time a stopping worker gets before its whole process group is killed
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    @setting(AtOnce)
     pub stop_timeout: Duration,
 
     /// Crashes in a row (a 10s run resets the count) after which a serving generation's
     /// workers are no longer restarted, until the next change or HUP
     #[arg(long, value_name = "N", default_value_t = 10)]
+    @setting(AtOnce)
     pub max_restarts: u32,
 
     /// Swap one worker at a time: each new worker ready before the next old one stops
     #[arg(long)]
+    @setting(AtOnce)
     pub rolling: bool,
 
     /// Also reload when FILE is touched, even outside the watched paths or ignored (repeatable)
     #[arg(long = "touch-reload", value_name = "FILE")]
+    @setting(AtOnce)
     pub touch_reload: Vec<PathBuf>,
 
     /// Write devserve's pid here (atomically); removed at exit
     #[arg(long, value_name = "PATH")]
+    @setting(NextStart)
     pub pidfile: Option<PathBuf>,
 
     /// Control the devserve named by --pidfile instead of starting one
@@ -99,6 +187,7 @@ pub struct Cli {
 
     /// Extra environment for workers and the build (repeatable)
     #[arg(short = 'E', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    @setting(NextGeneration)
     pub env: Vec<(String, String)>,
 
     /// Configuration file [default: ./devserve.toml when it exists]
@@ -107,6 +196,7 @@ pub struct Cli {
 
     /// Clear the screen before each reload
     #[arg(long)]
+    @setting(AtOnce)
     pub clear: bool,
 
     /// CI smoke test: build, start one generation, wait until ready, run --probe, stop, exit
@@ -115,15 +205,18 @@ pub struct Cli {
 
     /// With --once: a shell command run once the generation is ready; its exit status decides
     /// (DEVSERVE_ADDR holds the first listen address)
-    #[arg(long, value_name = "CMD", requires = "once")]
+    #[arg(long, value_name = "CMD")]
+    @setting(AtOnce)
     pub probe: Option<String>,
 
     /// With --once: a probe still running after this long is killed and fails the run (exit 5)
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    @setting(AtOnce)
     pub probe_timeout: Duration,
 
     /// How devserve reports its own events
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    @setting(NextStart)
     pub log_format: LogFormat,
 
     /// Print a shell completion script and exit
@@ -144,7 +237,20 @@ pub struct Cli {
 
     /// The server to run, with its arguments
     #[arg(value_name = "COMMAND", trailing_var_arg = true)]
+    @setting(NextGeneration)
     pub command: Vec<OsString>,
+}
+}
+
+/// clap's message folded into one line, without the usage block that follows it.
+pub fn one_line(text: &str) -> String {
+    let message: Vec<&str> =
+        text.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:")).collect();
+    if message.is_empty() {
+        "invalid arguments (see --help)".into()
+    } else {
+        format!("{} (see --help)", message.join(" "))
+    }
 }
 
 /// For a command line clap refused: a one-line pointer to devserve's own way, when the user
@@ -265,6 +371,69 @@ pub fn absolute_file(path: &Path) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The declaration (the `@setting` fields) and the documents agree: every setting has its
+    /// row in the README's flag table with its default, its key in the README's TOML block and in
+    /// `devserve.example.toml`; and those documents name no key or flag that does not exist.
+    #[test]
+    fn docs_agree() {
+        use clap::CommandFactory;
+        let readme = include_str!("../README.md");
+        let example = include_str!("../devserve.example.toml");
+        let section = |title: &str| {
+            let start = readme.find(title).unwrap_or_else(|| panic!("README has {title}"));
+            let rest = &readme[start + title.len()..];
+            &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+        };
+        let flag_table: Vec<&str> =
+            section("## Command line").lines().filter(|l| l.starts_with("| `")).collect();
+        let config_section = section("## Configuration file");
+        let toml_start = config_section.find("```toml").expect("a TOML block") + 7;
+        let toml_block = &config_section[toml_start..];
+        let toml_block = &toml_block[..toml_block.find("```").expect("closed")];
+        let keys_in = |text: &str| -> Vec<String> {
+            text.lines()
+                .map(|l| l.trim_start_matches("# ").trim())
+                .take_while(|l| !l.starts_with("[env]"))
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim().to_owned()))
+                .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+                .collect()
+        };
+        let command = Cli::command();
+        let declared: Vec<String> = SETTINGS.iter().map(|s| s.key(&command)).collect();
+        for setting in SETTINGS {
+            let key = setting.key(&command);
+            let table_key = if key == "env" { "[env]".to_owned() } else { format!("{key} = ") };
+            assert!(toml_block.contains(&table_key), "README's TOML block lacks `{key}`");
+            assert!(example.contains(&table_key), "devserve.example.toml lacks `{key}`");
+            let arg = command.get_arguments().find(|a| a.get_id() == setting.id).expect("declared arg");
+            let Some(long) = arg.get_long() else { continue };
+            let row = flag_table
+                .iter()
+                .find(|row| row.split('|').nth(1).is_some_and(|cell| cell.contains(&format!("--{long}"))))
+                .unwrap_or_else(|| panic!("README's flag table has no row for --{long}"));
+            for default in arg.get_default_values() {
+                let default = default.to_string_lossy();
+                assert!(
+                    row.contains(&format!("`{default}`")),
+                    "README's row for --{long} says its default {default}"
+                );
+            }
+        }
+        for key in keys_in(toml_block).into_iter().chain(keys_in(example)) {
+            assert!(key == "command" || declared.contains(&key), "documented key `{key}` is not a setting");
+        }
+        let longs: Vec<&str> = command.get_arguments().filter_map(|a| a.get_long()).collect();
+        for row in &flag_table {
+            let cell = row.split('|').nth(1).unwrap_or_default();
+            for word in cell.split(['`', ' ', ',', '<']).filter(|w| w.starts_with("--")) {
+                let flag = word.trim_start_matches("--");
+                let known = longs.contains(&flag) || ["help", "version", "no-listen-pid"].contains(&flag);
+                assert!(known, "README's flag table documents --{flag}, which does not exist");
+            }
+        }
+    }
 
     #[test]
     fn durations_need_a_unit() {

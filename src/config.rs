@@ -2,32 +2,34 @@
 //! validated into the [`Config`] devserve runs with.
 //!
 //! Contract:
-//! - The file may hold every command-line option, under the flag's long name (`ready-delay`,
-//!   `touch-reload`, …), plus `command` (an array), `env` (a table) and the booleans
-//!   `vcs-ignore` / `listen-pid` (the positive forms of `--no-vcs-ignore` / `--no-pid`).
-//!   Unknown keys are errors. Relative paths are relative to the directory devserve runs in.
-//! - A flag given on the command line wins over the file; lists given on the command line
-//!   replace the file's list; `env` entries merge, the command line winning per key.
+//! - The file may hold every setting of the command line ([`cli::SETTINGS`]: the fields marked
+//!   `@setting`), under the flag's long name (`ready-delay`, `touch-reload`, …), plus `command`
+//!   (an array) and `env` (a table); `--no-vcs-ignore` / `--no-pid` are the positive booleans
+//!   `vcs-ignore` / `listen-pid`. Unknown keys are errors. Relative paths are relative to the
+//!   directory devserve runs in.
+//! - The file is merged by turning its keys into the words of the command line and parsing the
+//!   whole with clap: one parser per setting, the same errors, nothing declared twice. A flag
+//!   given on the command line wins over the file; lists given on the command line replace the
+//!   file's list; `env` entries merge, the command line winning per key.
 //! - Validation collects every problem, each one line; problems in the file carry
-//!   `file:line:col`. `devserve check` prints them all; a start stops at them; a live reload of
-//!   the file keeps the running config and prints them.
+//!   `file:line:col` ([`Location`]), in line order. `devserve check` prints them all; a start
+//!   stops at them; a live reload of the file keeps the running config and prints them.
+//! - The config file must be a regular file of at most 1 MiB; a dangling or looping symlink is
+//!   an error, a FIFO or device is refused before it is opened.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
-use std::ops::Range;
+use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use clap::ArgMatches;
 use clap::parser::ValueSource;
-use nix::sys::signal::Signal;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::cli::{self, Cli};
-use crate::output::LogFormat;
-use crate::sockets::{ListenSpec, parse_listen};
+pub use crate::cli::Apply;
+use crate::cli::{self, Cli, SETTINGS};
 use crate::spawn::Command;
 use crate::watch::WatchConfig;
 
@@ -72,29 +74,18 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// The validated settings devserve runs with.
-#[derive(Debug, Clone, PartialEq)]
+/// The validated settings devserve runs with: the merged command line ([`Cli`], reached
+/// through `Deref`: `config.workers`, `config.debounce`, …) plus what is derived from it.
+#[derive(Debug, Clone)]
 pub struct Config {
+    cli: Cli,
+    /// Each setting's raw values after the merge, by clap id: what a live edit is compared on.
+    raw: BTreeMap<&'static str, Vec<OsString>>,
+    /// The watch rules, roots made canonical (this field shadows the command line's list).
     pub watch: WatchConfig,
-    pub build: Option<String>,
-    pub listen: Vec<ListenSpec>,
-    pub command: Vec<OsString>,
-    /// Extra environment for workers and the build.
+    /// Extra environment for workers and the build, one entry per name, sorted.
     pub env: Vec<(String, String)>,
-    pub workers: u32,
     pub listen_pid: bool,
-    pub ready_delay: Duration,
-    pub ready_timeout: Duration,
-    pub stop_signal: Signal,
-    pub stop_timeout: Duration,
-    pub max_restarts: u32,
-    pub rolling: bool,
-    pub pidfile: Option<PathBuf>,
-    pub clear: bool,
-    pub once: bool,
-    pub probe: Option<String>,
-    pub probe_timeout: Duration,
-    pub log_format: LogFormat,
     pub quiet: bool,
     /// The configuration file in use, watched for live reloads.
     pub file: Option<PathBuf>,
@@ -102,29 +93,39 @@ pub struct Config {
     pub listen_location: Option<Location>,
 }
 
-impl Config {
-    /// Whether going from `self` to `new` needs a new generation (what workers are, or get).
-    pub fn needs_new_generation(&self, new: &Config) -> bool {
-        self.build != new.build
-            || self.command != new.command
-            || self.env != new.env
-            || self.workers != new.workers
-            || self.listen_pid != new.listen_pid
-            || self.listen != new.listen
+impl Deref for Config {
+    type Target = Cli;
+
+    fn deref(&self) -> &Cli {
+        &self.cli
     }
 }
 
-/// Everything needed to (re)build the [`Config`]: the command line as parsed, which of its
-/// options were given explicitly, and the file to read.
+impl Config {
+    /// The settings that differ between `self` and `new` (by their config key), and how each
+    /// applies. Empty for an edit that changes nothing (a comment, a reordering).
+    pub fn changes(&self, new: &Config) -> Vec<(String, Apply)> {
+        let command = Cli::command();
+        SETTINGS
+            .iter()
+            .filter(|setting| self.raw.get(setting.id) != new.raw.get(setting.id))
+            .map(|setting| (setting.key(&command), setting.apply))
+            .collect()
+    }
+}
+
+/// Everything needed to (re)build the [`Config`]: the command line's words, which options they
+/// gave explicitly, and the file to read.
 #[derive(Debug, Clone)]
 pub struct Loader {
-    cli: Cli,
+    /// The command line, program name first (`check` already taken out).
+    args: Vec<OsString>,
     explicit: BTreeSet<String>,
     file: Option<PathBuf>,
 }
 
 impl Loader {
-    pub fn new(cli: Cli, matches: &ArgMatches) -> Loader {
+    pub fn new(args: Vec<OsString>, cli: &Cli, matches: &ArgMatches) -> Loader {
         let explicit = matches
             .ids()
             .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
@@ -135,14 +136,14 @@ impl Loader {
             let default = PathBuf::from(DEFAULT_FILE);
             std::fs::symlink_metadata(&default).is_ok().then_some(default)
         });
-        Loader { cli, explicit, file }
+        Loader { args, explicit, file }
     }
 
     /// Reads the file (if any), merges and validates. `Err` lists every problem, those in the
     /// file in line order, then the others.
     pub fn load(&self) -> Result<Config, Vec<Problem>> {
         let file = match &self.file {
-            Some(path) => Some(FileSettings::read(path).map_err(|p| vec![p])?),
+            Some(path) => Some(FileTable::read(path).map_err(|p| vec![p])?),
             None => None,
         };
         let mut problems = Vec::new();
@@ -153,271 +154,285 @@ impl Loader {
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => std::cmp::Ordering::Equal,
         });
-        if problems.is_empty() { Ok(config) } else { Err(problems) }
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(problems),
+        }
     }
 
     fn given(&self, id: &str) -> bool {
         self.explicit.contains(id)
     }
 
-    /// The command line over the file; every parse or check failure goes into `problems`.
-    fn merge(&self, file: Option<&FileSettings>, problems: &mut Vec<Problem>) -> Config {
-        let cli = &self.cli;
-        let empty = FileSettings::default();
-        let f = file.unwrap_or(&empty);
-        let at = |span: &Range<usize>, message: String| f.locate(span, message);
-
-        macro_rules! pick {
-            ($id:literal, $cli:expr, $file:expr, $parse:expr) => {
-                match (&$file, self.given($id)) {
-                    (Some(value), false) => match $parse(value.get_ref()) {
-                        Ok(parsed) => parsed,
-                        Err(e) => {
-                            problems.push(at(&value.span(), format!("{}: {e}", $id.replace('_', "-"))));
-                            $cli
-                        }
-                    },
-                    _ => $cli,
+    /// The file's keys as command-line words, then the command line itself, parsed as one.
+    fn merge(&self, file: Option<&FileTable>, problems: &mut Vec<Problem>) -> Option<Config> {
+        let command = Cli::command();
+        let mut words: Vec<OsString> = self.args.iter().take(1).cloned().collect();
+        let mut file_command: Vec<OsString> = Vec::new();
+        // Which settings the file gave, and where: the place to blame for a later problem.
+        let mut from_file: BTreeMap<&'static str, Location> = BTreeMap::new();
+        for (key, value) in file.map(|f| f.entries.iter()).into_iter().flatten() {
+            let Some(file) = file else { continue };
+            let at = |message: String| file.locate(&value.span(), message);
+            if key == "command" {
+                match strings(value.get_ref()) {
+                    Some(program) if program.is_empty() => {
+                        problems.push(at("command: needs at least the program".into()))
+                    }
+                    Some(program) if !self.given("command") => {
+                        file_command = program.into_iter().map(OsString::from).collect();
+                        from_file.insert("command", file.location(&value.span()));
+                    }
+                    Some(_) => {}
+                    None => problems.push(at("command: expected an array of strings".into())),
                 }
+                continue;
+            }
+            if key == "env" {
+                match value.get_ref().as_table() {
+                    Some(table) => {
+                        for (name, entry) in table {
+                            match entry.as_str() {
+                                Some(text) => match cli::check_env(name, text) {
+                                    Ok(()) => words.extend(["--env".into(), format!("{name}={text}").into()]),
+                                    Err(e) => problems.push(at(format!("env: {e}"))),
+                                },
+                                None => {
+                                    problems.push(at(format!("env: the value of {name} must be a string")))
+                                }
+                            }
+                        }
+                        from_file.insert("env", file.location(&value.span()));
+                    }
+                    None => problems.push(at("env: expected a table of strings".into())),
+                }
+                continue;
+            }
+            let Some(setting) = SETTINGS.iter().find(|s| s.key(&command) == *key) else {
+                problems.push(file.locate_key(&value.span(), format!("unknown field `{key}`")));
+                continue;
             };
+            if self.given(setting.id) {
+                continue;
+            }
+            let Some(arg) = command.get_arguments().find(|a| a.get_id() == setting.id) else { continue };
+            match file_words(arg, setting, value.get_ref()) {
+                Ok(setting_words) => {
+                    words.extend(setting_words);
+                    from_file.insert(setting.id, file.location(&value.span()));
+                }
+                Err(e) => problems.push(at(format!("{key}: {e}"))),
+            }
         }
+        // Keys with a problem contributed no words: the rest is still checked, so that every
+        // problem is listed at once.
+        words.extend(self.args.iter().skip(1).cloned());
+        if !file_command.is_empty() {
+            words.push("--".into());
+            words.extend(file_command);
+        }
+        let matches = match command.try_get_matches_from(&words) {
+            Ok(matches) => matches,
+            Err(e) => {
+                problems.push(Problem::plain(cli::one_line(&e.to_string())));
+                return None;
+            }
+        };
+        let cli = match Cli::from_arg_matches(&matches) {
+            Ok(cli) => cli,
+            Err(e) => {
+                problems.push(Problem::plain(cli::one_line(&e.to_string())));
+                return None;
+            }
+        };
+        let raw = SETTINGS
+            .iter()
+            .map(|s| {
+                (s.id, matches.get_raw(s.id).map(|v| v.map(OsStr::to_owned).collect()).unwrap_or_default())
+            })
+            .collect();
+        Some(self.validate(cli, raw, file, &from_file, problems))
+    }
 
-        let watch: Vec<PathBuf> = pick!("watch", cli.watch.clone(), f.watch, same);
+    /// What the parsers cannot check: paths that must exist, globs, the command.
+    fn validate(
+        &self,
+        cli: Cli,
+        raw: BTreeMap<&'static str, Vec<OsString>>,
+        file: Option<&FileTable>,
+        from_file: &BTreeMap<&'static str, Location>,
+        problems: &mut Vec<Problem>,
+    ) -> Config {
+        let blame = |id: &str, message: String| Problem { location: from_file.get(id).cloned(), message };
         let mut roots: Vec<PathBuf> = Vec::new();
-        for path in &watch {
+        for path in &cli.watch {
             match path.canonicalize() {
                 // The same folder named twice is watched once.
                 Ok(root) if roots.contains(&root) => {}
                 Ok(root) => roots.push(root),
-                Err(e) => {
-                    let message = if e.raw_os_error() == Some(libc::ELOOP) {
+                Err(e) => problems.push(blame(
+                    "watch",
+                    if e.raw_os_error() == Some(libc::ELOOP) {
                         format!("watch path is a symlink loop: {}", path.display())
                     } else {
                         format!("watch path does not exist: {}", path.display())
-                    };
-                    problems.push(self.blame("watch", &f.watch, message, f));
-                }
+                    },
+                )),
             }
         }
-        let ignore: Vec<String> = pick!("ignore", cli.ignore.clone(), f.ignore, same);
-        for glob in &ignore {
+        for glob in &cli.ignore {
             if let Err(e) = globset::Glob::new(glob) {
-                problems.push(self.blame(
-                    "ignore",
-                    &f.ignore,
-                    format!("invalid ignore glob `{glob}`: {}", e.kind()),
-                    f,
-                ));
+                problems.push(blame("ignore", format!("invalid ignore glob `{glob}`: {}", e.kind())));
             }
         }
-        let touch_paths: Vec<PathBuf> = pick!("touch_reload", cli.touch_reload.clone(), f.touch_reload, same);
         let mut touch = Vec::new();
-        for path in &touch_paths {
+        for path in &cli.touch_reload {
             match cli::absolute_file(path) {
                 Ok(file) => touch.push(file),
-                Err(e) => problems.push(self.blame("touch_reload", &f.touch_reload, e, f)),
+                Err(_) => problems.push(blame(
+                    "touch_reload",
+                    format!("--touch-reload: the folder of {} does not exist", path.display()),
+                )),
             }
         }
-        let listen_texts: Option<Vec<String>> = f.listen.as_ref().map(|l| l.get_ref().clone());
-        let listen = match (&f.listen, self.given("listen")) {
-            (Some(spanned), false) => listen_texts
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|text| match parse_listen(text) {
-                    Ok(spec) => Some(spec),
-                    Err(e) => {
-                        problems.push(at(&spanned.span(), format!("listen: {e}")));
-                        None
-                    }
-                })
-                .collect(),
-            _ => cli.listen.clone(),
-        };
-        let command: Vec<OsString> = match (&f.command, self.given("command")) {
-            (Some(spanned), false) => {
-                if spanned.get_ref().is_empty() {
-                    problems.push(at(&spanned.span(), "command: needs at least the program".into()));
-                }
-                spanned.get_ref().iter().map(OsString::from).collect()
-            }
-            _ => cli.command.clone(),
-        };
-        if command.is_empty() && cli.signal.is_none() && !cli.completions_or_man() {
+        if cli.command.is_empty() && cli.signal.is_none() && !cli.completions_or_man() {
             problems.push(Problem::plain(
                 "missing COMMAND: give it after `--` or as `command = [...]` in the config file",
             ));
         }
-        let build: Option<String> =
-            pick!("build", cli.build.clone(), f.build, |v: &String| Ok::<_, String>(Some(v.clone())));
-        if build.as_deref().is_some_and(|b| b.trim().is_empty()) {
-            problems.push(self.blame("build", &f.build, "build: needs a command".into(), f));
+        if cli.build.as_deref().is_some_and(|b| b.trim().is_empty()) {
+            problems.push(blame("build", "build: needs a command".into()));
         }
-        if let Some(table) = &f.env {
-            for (key, value) in table.get_ref() {
-                if let Err(e) = cli::check_env(key, value) {
-                    problems.push(at(&table.span(), format!("env: {e}")));
-                }
-            }
+        if cli.probe.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            problems.push(blame("probe", "probe: needs a command".into()));
         }
-        let env = merge_env(f.env.as_ref().map(Spanned::get_ref), &cli.env);
-        let probe: Option<String> =
-            pick!("probe", cli.probe.clone(), f.probe, |v: &String| Ok::<_, String>(Some(v.clone())));
-        if probe.as_deref().is_some_and(|p| p.trim().is_empty()) {
-            problems.push(self.blame("probe", &f.probe, "probe: needs a command".into(), f));
+        // Without a build step the command must exist now; with one, the build may create it.
+        // An empty program name is wrong either way.
+        if let Some(program) = cli.command.first()
+            && (cli.build.is_none() || program.is_empty())
+            && let Err(e) = Command::new(program).resolve()
+        {
+            problems.push(blame("command", e.to_string()));
         }
-
-        let config = Config {
+        let env: BTreeMap<String, String> = cli.env.iter().cloned().collect();
+        let _ = file;
+        Config {
             watch: WatchConfig {
                 roots,
                 touch,
-                exts: pick!("exts", cli.exts.clone(), f.exts, same),
-                ignore,
-                vcs_ignore: pick!("no_vcs_ignore", !cli.no_vcs_ignore, f.vcs_ignore, same),
-                debounce: pick!("debounce", cli.debounce, f.debounce, |v: &String| cli::parse_duration(v)),
+                exts: cli.exts.clone(),
+                ignore: cli.ignore.clone(),
+                vcs_ignore: !cli.no_vcs_ignore,
+                debounce: cli.debounce,
                 config_file: self.file.as_ref().and_then(|p| cli::absolute_file(p).ok()),
             },
-            build,
-            listen,
-            command,
-            env,
-            workers: pick!("workers", cli.workers, f.workers, |v: &u32| if (1..=1024).contains(v) {
-                Ok(*v)
-            } else {
-                Err(format!("{v} is not in 1..=1024"))
-            }),
-            listen_pid: pick!("no_pid", !cli.no_pid, f.listen_pid, same),
-            ready_delay: pick!("ready_delay", cli.ready_delay, f.ready_delay, |v: &String| {
-                cli::parse_duration(v)
-            }),
-            ready_timeout: pick!("ready_timeout", cli.ready_timeout, f.ready_timeout, |v: &String| {
-                cli::parse_duration(v)
-            }),
-            stop_signal: pick!(
-                "stop_signal",
-                cli.stop_signal,
-                f.stop_signal,
-                |v: &String| cli::parse_signal(v)
-            ),
-            stop_timeout: pick!("stop_timeout", cli.stop_timeout, f.stop_timeout, |v: &String| {
-                cli::parse_duration(v)
-            }),
-            max_restarts: pick!("max_restarts", cli.max_restarts, f.max_restarts, same),
-            rolling: pick!("rolling", cli.rolling, f.rolling, same),
-            pidfile: pick!("pidfile", cli.pidfile.clone(), f.pidfile, |v: &PathBuf| Ok::<_, String>(Some(
-                v.clone()
-            ))),
-            clear: pick!("clear", cli.clear, f.clear, same),
-            once: cli.once,
-            probe,
-            probe_timeout: pick!("probe_timeout", cli.probe_timeout, f.probe_timeout, |v: &String| {
-                cli::parse_duration(v)
-            }),
-            log_format: pick!("log_format", cli.log_format, f.log_format, |v: &String| {
-                <LogFormat as clap::ValueEnum>::from_str(v, true)
-                    .map_err(|_| format!("`{v}` is not human or json"))
-            }),
+            env: env.into_iter().collect(),
+            listen_pid: !cli.no_pid,
             quiet: cli.quiet > 0,
             file: self.file.clone(),
-            listen_location: match (&f.listen, self.given("listen")) {
-                (Some(spanned), false) => f.locate(&spanned.span(), String::new()).location,
-                _ => None,
-            },
-        };
-        check_command(&config, &f.command, f, problems);
-        config
-    }
-
-    /// A problem about `key`: located in the file when the file set it, else plain.
-    fn blame<T>(&self, id: &str, value: &Option<Spanned<T>>, message: String, f: &FileSettings) -> Problem {
-        match value {
-            Some(spanned) if !self.given(id) => f.locate(&spanned.span(), message),
-            _ => Problem::plain(message),
+            listen_location: from_file.get("listen").cloned(),
+            raw,
+            cli,
         }
     }
 }
 
-/// A file value taken as it is.
-fn same<T: Clone>(value: &T) -> Result<T, String> {
-    Ok(value.clone())
-}
-
-/// Without a build step the command must exist now; with one, the build may create it. An
-/// empty program name is wrong either way.
-fn check_command(
-    config: &Config,
-    spanned: &Option<Spanned<Vec<String>>>,
-    f: &FileSettings,
-    problems: &mut Vec<Problem>,
-) {
-    let Some(program) = config.command.first() else { return };
-    if config.build.is_some() && !program.is_empty() {
-        return;
+/// A TOML value as the words of a command-line option: `--key value` per value, a flag for
+/// `true` (its `--no-…` form for `false` when the key is the positive one). Each value goes
+/// through the option's own parser here, so a bad one is blamed on its line.
+fn file_words(arg: &clap::Arg, setting: &cli::Setting, value: &toml::Value) -> Result<Vec<OsString>, String> {
+    let flag = match arg.get_long() {
+        Some(long) => format!("--{long}"),
+        None => return Err("cannot be set in the file".into()),
+    };
+    if !arg.get_action().takes_values() {
+        let on = value.as_bool().ok_or("expected true or false")?;
+        let wanted = if setting.inverted.is_some() { !on } else { on };
+        return Ok(if wanted { vec![flag.into()] } else { Vec::new() });
     }
-    if let Err(e) = Command::new(program).resolve() {
-        problems.push(match spanned {
-            Some(s) => f.locate(&s.span(), e.to_string()),
-            None => Problem::plain(e.to_string()),
-        });
+    let values: Vec<String> = match value {
+        toml::Value::Array(items)
+            if arg.get_num_args().is_some_and(|n| n.max_values() > 1) || is_list(arg) =>
+        {
+            items.iter().map(scalar).collect::<Option<_>>().ok_or("expected an array of strings")?
+        }
+        toml::Value::Array(_) => return Err("expected a single value, not an array".into()),
+        other => vec![scalar(other).ok_or("expected a string or a number")?],
+    };
+    let mut words = Vec::new();
+    for text in values {
+        words.push(OsString::from(&flag));
+        words.push(OsString::from(text));
+    }
+    // The option alone, through its own parser: a bad value is blamed on this key's line.
+    let alone = clap::Command::new("devserve").no_binary_name(true).arg(arg.clone());
+    alone.try_get_matches_from(&words).map_err(|e| {
+        use std::error::Error;
+        e.source().map_or_else(|| cli::one_line(&e.to_string()), ToString::to_string)
+    })?;
+    Ok(words)
+}
+
+/// Whether the option may be given more than once (a list).
+fn is_list(arg: &clap::Arg) -> bool {
+    matches!(arg.get_action(), clap::ArgAction::Append)
+}
+
+/// A string or number as its text.
+fn scalar(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(text) => Some(text.clone()),
+        toml::Value::Integer(number) => Some(number.to_string()),
+        _ => None,
     }
 }
 
-/// The file's env table under the command line's `--env KEY=VALUE`, sorted by key.
-fn merge_env(file: Option<&BTreeMap<String, String>>, cli: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env: BTreeMap<String, String> = file.cloned().unwrap_or_default();
-    env.extend(cli.iter().cloned());
-    env.into_iter().collect()
+/// An array of strings.
+fn strings(value: &toml::Value) -> Option<Vec<String>> {
+    value.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
 }
 
-/// `devserve.toml` as written: every field optional, spans kept for error messages.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileSettings {
-    command: Option<Spanned<Vec<String>>>,
-    watch: Option<Spanned<Vec<PathBuf>>>,
-    exts: Option<Spanned<Vec<String>>>,
-    ignore: Option<Spanned<Vec<String>>>,
-    vcs_ignore: Option<Spanned<bool>>,
-    debounce: Option<Spanned<String>>,
-    build: Option<Spanned<String>>,
-    listen: Option<Spanned<Vec<String>>>,
-    env: Option<Spanned<BTreeMap<String, String>>>,
-    workers: Option<Spanned<u32>>,
-    listen_pid: Option<Spanned<bool>>,
-    ready_delay: Option<Spanned<String>>,
-    ready_timeout: Option<Spanned<String>>,
-    stop_signal: Option<Spanned<String>>,
-    stop_timeout: Option<Spanned<String>>,
-    max_restarts: Option<Spanned<u32>>,
-    rolling: Option<Spanned<bool>>,
-    touch_reload: Option<Spanned<Vec<PathBuf>>>,
-    pidfile: Option<Spanned<PathBuf>>,
-    clear: Option<Spanned<bool>>,
-    probe: Option<Spanned<String>>,
-    probe_timeout: Option<Spanned<String>>,
-    log_format: Option<Spanned<String>>,
-    #[serde(skip)]
+/// `devserve.toml` as written: each key with the span of its value, for error messages.
+struct FileTable {
+    entries: BTreeMap<String, Spanned<toml::Value>>,
     path: PathBuf,
-    #[serde(skip)]
     text: String,
 }
 
-impl FileSettings {
-    fn read(path: &Path) -> Result<FileSettings, Problem> {
+impl FileTable {
+    fn read(path: &Path) -> Result<FileTable, Problem> {
         let text = read_config_text(path).map_err(|e| Problem::plain(format!("{}: {e}", path.display())))?;
-        let mut settings: FileSettings = toml::from_str(&text).map_err(|e| {
+        #[derive(Deserialize)]
+        #[serde(transparent)]
+        struct Table(BTreeMap<String, Spanned<toml::Value>>);
+        let Table(entries) = toml::from_str(&text).map_err(|e| {
             let message = e.message().trim().to_owned();
             match e.span() {
                 Some(span) => locate(path, &text, &span, message),
                 None => Problem::plain(format!("{}: {message}", path.display())),
             }
         })?;
-        settings.path = path.to_path_buf();
-        settings.text = text;
-        Ok(settings)
+        Ok(FileTable { entries, path: path.to_path_buf(), text })
+    }
+
+    fn location(&self, span: &Range<usize>) -> Location {
+        locate(&self.path, &self.text, span, String::new()).location.unwrap_or(Location {
+            file: self.path.clone(),
+            line: 1,
+            col: 1,
+        })
     }
 
     fn locate(&self, span: &Range<usize>, message: String) -> Problem {
         locate(&self.path, &self.text, span, message)
+    }
+
+    /// A problem about a key itself: the first character of the line its value is on.
+    fn locate_key(&self, value_span: &Range<usize>, message: String) -> Problem {
+        let before = self.text.get(..value_span.start.min(self.text.len())).unwrap_or_default();
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let indent = before.get(line_start..).map_or(0, |l| l.len() - l.trim_start().len());
+        locate(&self.path, &self.text, &(line_start + indent..line_start + indent), message)
     }
 }
 
@@ -500,7 +515,7 @@ pub fn describe(config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::{CommandFactory, FromArgMatches};
+    use std::time::Duration;
 
     fn load(args: &[&str], file_text: &str) -> Result<Config, Vec<String>> {
         load_problems(args, file_text).map_err(|problems| problems.iter().map(ToString::to_string).collect())
@@ -514,9 +529,9 @@ mod tests {
         std::fs::write(&path, file_text).expect("write config");
         let mut argv = vec!["devserve", "--config", path.to_str().expect("utf-8")];
         argv.extend_from_slice(args);
-        let matches = Cli::command().try_get_matches_from(argv).expect("parse");
+        let matches = Cli::command().try_get_matches_from(&argv).expect("parse");
         let cli = Cli::from_arg_matches(&matches).expect("cli");
-        Loader::new(cli, &matches).load()
+        Loader::new(argv.iter().map(OsString::from).collect(), &cli, &matches).load()
     }
 
     #[test]

@@ -22,7 +22,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::output::Output;
+use crate::output::{Output, Report};
 use crate::runtime;
 
 /// What `--signal` asks of a running devserve.
@@ -43,6 +43,60 @@ const STATUS_WAIT: Duration = Duration::from_secs(5);
 /// A pidfile is a pid and a newline; anything longer is not a pidfile.
 const MAX_PIDFILE: u64 = 64;
 
+/// Why a pidfile could not be claimed, or a running devserve not controlled. One line each.
+#[derive(Debug)]
+pub enum ControlError {
+    NotRegular { path: PathBuf },
+    AlreadyRunning { pid: Pid, path: PathBuf },
+    Write { path: PathBuf, error: io::Error },
+    Unreadable { path: PathBuf, error: io::Error },
+    Gone { pid: Pid, path: PathBuf },
+    NotDevserve { pid: Pid, path: PathBuf },
+    NoRuntimeDir { pid: Pid },
+    Signal { pid: Pid, error: Errno },
+    NoStatus { pid: Pid, file: PathBuf },
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::NotRegular { path } => {
+                write!(f, "pidfile {} is not a regular file; refusing to replace it", path.display())
+            }
+            ControlError::AlreadyRunning { pid, path } => {
+                write!(f, "devserve is already running (pid {pid}, pidfile {})", path.display())
+            }
+            ControlError::Write { path, error } => {
+                write!(f, "cannot write pidfile {}: {error}", path.display())
+            }
+            ControlError::Unreadable { path, error } => {
+                write!(f, "no devserve running: cannot read pidfile {}: {error}", path.display())
+            }
+            ControlError::Gone { pid, path } => {
+                write!(f, "no devserve running: pid {pid} from {} is gone (stale pidfile)", path.display())
+            }
+            ControlError::NotDevserve { pid, path } => write!(
+                f,
+                "pid {pid} from {} is not a devserve (a stale pidfile whose pid was reused); nothing signalled",
+                path.display()
+            ),
+            ControlError::NoRuntimeDir { pid } => write!(
+                f,
+                "cannot find the runtime directory of devserve pid {pid} (is /proc/{pid}/fd readable?)"
+            ),
+            ControlError::Signal { pid, error } => write!(f, "cannot signal pid {pid}: {error}"),
+            ControlError::NoStatus { pid, file } => write!(
+                f,
+                "devserve (pid {pid}) did not write its status to {} within {}s; its own output says why",
+                file.display(),
+                STATUS_WAIT.as_secs()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
 /// devserve's own pidfile, removed on drop.
 #[derive(Debug)]
 pub struct Pidfile {
@@ -51,28 +105,25 @@ pub struct Pidfile {
 
 impl Pidfile {
     /// Claims `path` for this process.
-    pub fn create(path: &Path, out: &Output) -> Result<Pidfile, String> {
+    pub fn create(path: &Path, out: &Output) -> Result<Pidfile, ControlError> {
         if let Ok(meta) = std::fs::symlink_metadata(path)
             && !meta.file_type().is_file()
         {
-            return Err(format!("pidfile {} is not a regular file; refusing to replace it", path.display()));
+            return Err(ControlError::NotRegular { path: path.into() });
         }
-        match read_pid(path) {
-            Ok(pid) if is_running(pid) && runtime::is_devserve(pid.as_raw() as u32) => {
-                return Err(format!("devserve is already running (pid {pid}, pidfile {})", path.display()));
+        if let Ok(pid) = read_pid(path) {
+            let running = is_running(pid);
+            if running && runtime::is_devserve(pid.as_raw() as u32) {
+                return Err(ControlError::AlreadyRunning { pid, path: path.into() });
             }
-            Ok(pid) if is_running(pid) => out.warn(format!(
-                "replacing stale pidfile {} (pid {pid} is now another program)",
-                path.display()
-            )),
-            Ok(pid) => out.warn(format!("replacing stale pidfile {} (pid {pid} is gone)", path.display())),
-            Err(_) => {}
+            let path = path.display().to_string();
+            out.report(Report::PidfileReplaced { path, pid: pid.as_raw(), reused: running });
         }
-        let temp = write_temp(path, format!("{}\n", std::process::id()).as_bytes())
-            .map_err(|e| format!("cannot write pidfile {}: {e}", path.display()))?;
-        std::fs::rename(&temp, path).map_err(|e| {
+        let write_error = |error| ControlError::Write { path: path.into(), error };
+        let temp = write_temp(path, format!("{}\n", std::process::id()).as_bytes()).map_err(write_error)?;
+        std::fs::rename(&temp, path).map_err(|error| {
             let _ = std::fs::remove_file(&temp);
-            format!("cannot write pidfile {}: {e}", path.display())
+            write_error(error)
         })?;
         Ok(Pidfile { path: path.to_path_buf() })
     }
@@ -124,20 +175,13 @@ impl Drop for Pidfile {
 }
 
 /// `--signal ACTION --pidfile PATH`: signals the devserve named there.
-pub fn send(action: ControlAction, pidfile: &Path) -> Result<(), String> {
-    let pid = read_pid(pidfile)
-        .map_err(|e| format!("no devserve running: cannot read pidfile {}: {e}", pidfile.display()))?;
+pub fn send(action: ControlAction, pidfile: &Path) -> Result<(), ControlError> {
+    let pid = read_pid(pidfile).map_err(|error| ControlError::Unreadable { path: pidfile.into(), error })?;
     if !is_running(pid) {
-        return Err(format!(
-            "no devserve running: pid {pid} from {} is gone (stale pidfile)",
-            pidfile.display()
-        ));
+        return Err(ControlError::Gone { pid, path: pidfile.into() });
     }
     if !runtime::is_devserve(pid.as_raw() as u32) {
-        return Err(format!(
-            "pid {pid} from {} is not a devserve (a stale pidfile whose pid was reused); nothing signalled",
-            pidfile.display()
-        ));
+        return Err(ControlError::NotDevserve { pid, path: pidfile.into() });
     }
     let signal = match action {
         ControlAction::Reload => Signal::SIGHUP,
@@ -146,15 +190,13 @@ pub fn send(action: ControlAction, pidfile: &Path) -> Result<(), String> {
         ControlAction::Status => Signal::SIGUSR1,
     };
     if action != ControlAction::Status {
-        return kill(pid, signal).map_err(|e| format!("cannot signal pid {pid}: {e}"));
+        return kill(pid, signal).map_err(|error| ControlError::Signal { pid, error });
     }
-    let dir = runtime::find(pid.as_raw() as u32).ok_or_else(|| {
-        format!("cannot find the runtime directory of devserve pid {pid} (is /proc/{pid}/fd readable?)")
-    })?;
+    let dir = runtime::find(pid.as_raw() as u32).ok_or(ControlError::NoRuntimeDir { pid })?;
     let status_file = dir.join("status");
     // File times are too coarse to tell an old table from a new one: start from none.
     let _ = std::fs::remove_file(&status_file);
-    kill(pid, signal).map_err(|e| format!("cannot signal pid {pid}: {e}"))?;
+    kill(pid, signal).map_err(|error| ControlError::Signal { pid, error })?;
     crate::output::stdout(wait_for_status(pid, &status_file)?.as_bytes());
     Ok(())
 }
@@ -200,7 +242,7 @@ fn devserves_in_this_directory() -> Vec<u32> {
 }
 
 /// Waits for the status file devserve writes on SIGUSR1 (written whole, then renamed).
-fn wait_for_status(pid: Pid, file: &Path) -> Result<String, String> {
+fn wait_for_status(pid: Pid, file: &Path) -> Result<String, ControlError> {
     let deadline = Instant::now() + STATUS_WAIT;
     while Instant::now() < deadline {
         if let Ok(table) = std::fs::read_to_string(file) {
@@ -208,11 +250,7 @@ fn wait_for_status(pid: Pid, file: &Path) -> Result<String, String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!(
-        "devserve (pid {pid}) did not write its status to {} within {}s; its own output says why",
-        file.display(),
-        STATUS_WAIT.as_secs()
-    ))
+    Err(ControlError::NoStatus { pid, file: file.into() })
 }
 
 /// The pid in a pidfile, read without following a symlink.

@@ -83,6 +83,5 @@ pub struct Notification {
     /// The sender's process group at receipt, to attribute a grandchild's message to its worker.
     pub sender_group: Option<Pid>,
     pub ready: bool,
-    pub stopping: bool,
     pub status: Option<String>,
 }

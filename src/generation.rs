@@ -2,21 +2,23 @@
 //! and one NOTIFY_SOCKET, and the state of each worker.
 //!
 //! This module knows how to start, signal and account for workers; it decides nothing. When to
-//! promote, roll back, restart or kill is the supervisor's call.
+//! promote, roll back, restart or kill is the supervisor's call. Processes are started and
+//! signalled only through the process table ([`Procs`]), so a generation can be driven in unit
+//! tests without any process. A generation holds the sockets its workers were given (through
+//! its [`Launch`]), so a socket replaced by a config edit closes when the last generation that
+//! uses it is gone.
 
 use std::ffi::OsString;
 use std::os::fd::RawFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::event::{Event, ExitStatus, Notification};
+use crate::event::{ExitStatus, Notification};
 use crate::output;
-use crate::readiness::NotifySocket;
-use crate::sentinel::Sentinel;
+use crate::procs::{NotifyEndpoint, Owner, Procs};
+use crate::sockets::NamedSocket;
 use crate::spawn::{Command, SpawnError};
 
 /// Restart delay after the first crash; doubles with each crash in a row.
@@ -31,21 +33,20 @@ pub struct Launch {
     pub command: Vec<OsString>,
     /// Extra environment (`--env`, the config file's `[env]`).
     pub env: Vec<(String, String)>,
-    pub sockets: Vec<RawFd>,
-    /// `LISTEN_FDNAMES`, colon-separated.
-    pub fd_names: String,
+    /// The held sockets, placed at fds 3, 4, … (shared: see the module doc).
+    pub sockets: Vec<NamedSocket>,
     pub listen_pid: bool,
 }
 
-/// Where a generation is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Started, not every worker ready yet.
-    Starting,
-    /// Every worker was ready; this generation answers requests.
-    Serving,
-    /// Told to stop; killed at the deadline.
-    Draining { deadline: Instant, killed: bool },
+impl Launch {
+    /// `LISTEN_FDNAMES`, colon-separated.
+    fn fd_names(&self) -> String {
+        self.sockets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(":")
+    }
+
+    fn raw_fds(&self) -> Vec<RawFd> {
+        self.sockets.iter().map(|s| s.raw_fd()).collect()
+    }
 }
 
 /// One worker slot's process and its history.
@@ -64,8 +65,8 @@ pub struct Worker {
 pub enum WorkerState {
     /// Running, not yet ready.
     Starting { pid: Pid, since: Instant },
-    /// Running and ready (READY=1, or up for the ready delay).
-    Ready { pid: Pid, since: Instant, started: Instant },
+    /// Running and ready (READY=1, or up for the ready delay) since it started at `started`.
+    Ready { pid: Pid, started: Instant },
     /// Exited; to be started again at `at` (serving generations only).
     Restarting { at: Instant },
     /// Told to stop on its own (one worker fewer, or a rolling swap); killed at `deadline`.
@@ -102,7 +103,7 @@ impl Worker {
         let up = |since: Instant| output::duration(now.duration_since(since));
         match self.state {
             WorkerState::Starting { pid, since } => format!("pid {pid} starting, up {}", up(since)),
-            WorkerState::Ready { pid, started, .. } => format!("pid {pid} ready, up {}", up(started)),
+            WorkerState::Ready { pid, started } => format!("pid {pid} ready, up {}", up(started)),
             WorkerState::Retiring { pid, .. } => format!("pid {pid} retiring"),
             WorkerState::Restarting { at } => {
                 format!("restarting in {}", output::duration(at.saturating_duration_since(now)))
@@ -125,7 +126,6 @@ pub enum WorkerExit {
 #[derive(Debug)]
 pub struct Generation {
     pub id: u64,
-    pub phase: Phase,
     pub workers: Vec<Worker>,
     pub started: Instant,
     /// When the change (or signal) that led to it arrived.
@@ -142,7 +142,7 @@ pub struct Generation {
     pub ready_by_delay: bool,
     /// How its workers are started (restarts too), fixed when it starts.
     launch: Launch,
-    notify: NotifySocket,
+    notify: NotifyEndpoint,
 }
 
 impl Generation {
@@ -152,17 +152,15 @@ impl Generation {
         id: u64,
         count: u32,
         launch: Launch,
-        runtime_dir: &Path,
-        events: Sender<Event>,
-        sentinel: &mut Sentinel,
+        procs: &mut dyn Procs,
+        now: Instant,
     ) -> Result<Generation, SpawnError> {
-        let notify = NotifySocket::open(runtime_dir, id, events).map_err(SpawnError::Setup)?;
+        let notify = procs.open_notify(id).map_err(SpawnError::Setup)?;
         let mut generation = Generation {
             id,
-            phase: Phase::Starting,
             workers: Vec::new(),
-            started: Instant::now(),
-            triggered: Instant::now(),
+            started: now,
+            triggered: now,
             build_took: None,
             cause: String::new(),
             gave_up: false,
@@ -172,8 +170,8 @@ impl Generation {
             notify,
         };
         for slot in 0..count {
-            if let Err(e) = generation.add_worker(slot, sentinel) {
-                generation.kill();
+            if let Err(e) = generation.add_worker(slot, procs, now) {
+                generation.kill(procs);
                 return Err(e);
             }
         }
@@ -181,9 +179,9 @@ impl Generation {
     }
 
     /// Starts a worker in `slot` (a new slot, or one waiting to restart).
-    pub fn add_worker(&mut self, slot: u32, sentinel: &mut Sentinel) -> Result<Pid, SpawnError> {
-        let pid = self.spawn(slot, sentinel)?;
-        let state = WorkerState::Starting { pid, since: Instant::now() };
+    pub fn add_worker(&mut self, slot: u32, procs: &mut dyn Procs, now: Instant) -> Result<Pid, SpawnError> {
+        let pid = procs.spawn(self.command(slot), Owner::Worker { generation: self.id, slot })?;
+        let state = WorkerState::Starting { pid, since: now };
         match self.workers.iter_mut().find(|w| w.slot == slot) {
             Some(worker) => worker.state = state,
             None => self.workers.push(Worker { slot, state, restarts: 0, last_exit: None }),
@@ -191,12 +189,17 @@ impl Generation {
         Ok(pid)
     }
 
-    fn spawn(&self, slot: u32, sentinel: &mut Sentinel) -> Result<Pid, SpawnError> {
+    /// The command for the worker in `slot`: the program, the generation's environment and the
+    /// held sockets.
+    fn command(&self, slot: u32) -> Command {
         let launch = &self.launch;
-        let (program, args) = launch.command.split_first().ok_or_else(|| SpawnError::NotFound("".into()))?;
+        let (program, args) = match launch.command.split_first() {
+            Some((program, args)) => (program.clone(), args),
+            None => (OsString::new(), &[][..]),
+        };
         let mut command = Command::new(program)
             .args(args)
-            .env("NOTIFY_SOCKET", self.notify.path())
+            .env("NOTIFY_SOCKET", &self.notify.path)
             .env("DEVSERVE_GENERATION", self.id.to_string())
             .env("DEVSERVE_WORKER", slot.to_string());
         for (key, value) in &launch.env {
@@ -205,13 +208,10 @@ impl Generation {
         if !launch.sockets.is_empty() {
             command = command
                 .env("LISTEN_FDS", launch.sockets.len().to_string())
-                .env("LISTEN_FDNAMES", &launch.fd_names)
-                .sockets(launch.sockets.clone(), launch.listen_pid);
+                .env("LISTEN_FDNAMES", launch.fd_names())
+                .sockets(launch.raw_fds(), launch.listen_pid);
         }
-        let pid = command.spawn()?;
-        sentinel.track(pid);
-        tracing::debug!("gen {} w{slot}: started pid {pid}", self.id);
-        Ok(pid)
+        command
     }
 
     pub fn has_pid(&self, pid: Pid) -> bool {
@@ -236,22 +236,28 @@ impl Generation {
     }
 
     /// Asks the longest-running active worker alone to stop (SIGTTOU, rolling swaps).
-    pub fn retire_oldest(&mut self, signal: Signal, timeout: Duration, now: Instant) -> Option<(u32, Pid)> {
+    pub fn retire_oldest(
+        &mut self,
+        signal: Signal,
+        timeout: Duration,
+        now: Instant,
+        procs: &mut dyn Procs,
+    ) -> Option<(u32, Pid)> {
         let worker = self.workers.iter_mut().filter(|w| w.is_active()).min_by_key(|w| w.started())?;
         let pid = worker.pid()?;
-        signal_group(self.id, pid, signal);
+        procs.signal(pid, signal);
         worker.state = WorkerState::Retiring { pid, deadline: deadline(now, timeout), killed: false };
         Some((worker.slot, pid))
     }
 
     /// Retiring workers past their deadline get SIGKILL; returns their pids.
-    pub fn kill_overdue_retirees(&mut self, now: Instant) -> Vec<Pid> {
+    pub fn kill_overdue_retirees(&mut self, now: Instant, procs: &mut dyn Procs) -> Vec<Pid> {
         let mut killed_now = Vec::new();
         for worker in &mut self.workers {
             if let WorkerState::Retiring { pid, deadline, killed: false } = worker.state
                 && now >= deadline
             {
-                signal_group(self.id, pid, Signal::SIGKILL);
+                procs.signal(pid, Signal::SIGKILL);
                 worker.state = WorkerState::Retiring { pid, deadline, killed: true };
                 killed_now.push(pid);
             }
@@ -315,7 +321,7 @@ impl Generation {
     }
 
     /// Applies a READY=1 (or other) notification; true if it made a worker ready.
-    pub fn notified(&mut self, note: &Notification, now: Instant) -> bool {
+    pub fn notified(&mut self, note: &Notification) -> bool {
         if !note.ready {
             return false;
         }
@@ -329,7 +335,7 @@ impl Generation {
             None => self.workers.iter().position(|w| matches!(w.state, WorkerState::Starting { .. })),
         };
         match index.map(|i| &mut self.workers[i]) {
-            Some(worker) => mark_ready(self.id, worker, now),
+            Some(worker) => mark_ready(self.id, worker),
             None => false,
         }
     }
@@ -338,7 +344,7 @@ impl Generation {
     pub fn apply_ready_delay(&mut self, delay: Duration, now: Instant) {
         for worker in &mut self.workers {
             if matches!(worker.state, WorkerState::Starting { since, .. } if now.duration_since(since) >= delay)
-                && mark_ready(self.id, worker, now)
+                && mark_ready(self.id, worker)
             {
                 self.ready_by_delay = true;
             }
@@ -379,25 +385,17 @@ impl Generation {
         self.workers.iter().filter_map(Worker::pid).collect()
     }
 
-    /// Sends `signal` to every worker's process group and starts the drain clock.
-    pub fn stop(&mut self, signal: Signal, timeout: Duration, now: Instant) {
+    /// Sends `signal` to every worker's process group; no restart follows.
+    pub fn stop(&mut self, signal: Signal, procs: &mut dyn Procs) {
         self.cancel_restarts();
-        self.signal_groups(signal);
-        self.phase = Phase::Draining { deadline: deadline(now, timeout), killed: false };
+        for pid in self.live_pids() {
+            procs.signal(pid, signal);
+        }
     }
 
     /// SIGKILL to every worker's process group.
-    pub fn kill(&mut self) {
-        self.signal_groups(Signal::SIGKILL);
-        if let Phase::Draining { deadline, .. } = self.phase {
-            self.phase = Phase::Draining { deadline, killed: true };
-        }
-    }
-
-    fn signal_groups(&self, signal: Signal) {
-        for pid in self.live_pids() {
-            signal_group(self.id, pid, signal);
-        }
+    pub fn kill(&mut self, procs: &mut dyn Procs) {
+        self.stop(Signal::SIGKILL, procs);
     }
 
     /// `pid 123, 124` for messages.
@@ -417,18 +415,11 @@ pub fn deadline(from: Instant, after: Duration) -> Instant {
     from.checked_add(after).or_else(|| from.checked_add(Duration::from_secs(365 * 24 * 3600))).unwrap_or(from)
 }
 
-/// `signal` to one worker's process group; a group already gone is worth a debug line only.
-fn signal_group(generation: u64, pid: Pid, signal: Signal) {
-    if let Err(e) = killpg(pid, signal) {
-        tracing::debug!("gen {generation}: killpg({pid}, {signal}) failed: {e}");
-    }
-}
-
-fn mark_ready(generation: u64, worker: &mut Worker, now: Instant) -> bool {
+fn mark_ready(generation: u64, worker: &mut Worker) -> bool {
     match worker.state {
         WorkerState::Starting { pid, since } => {
             tracing::debug!("gen {generation} w{} (pid {pid}) ready", worker.slot);
-            worker.state = WorkerState::Ready { pid, since: now, started: since };
+            worker.state = WorkerState::Ready { pid, started: since };
             true
         }
         _ => false,

@@ -98,12 +98,10 @@ fn receive(socket: &UnixDatagram, buffer: &mut [u8]) -> io::Result<(usize, Optio
 
 /// Parses newline-separated `KEY=VALUE` assignments; unknown keys are ignored, as systemd does.
 fn parse(generation: u64, sender: Option<Pid>, sender_group: Option<Pid>, text: &str) -> Notification {
-    let mut notification =
-        Notification { generation, sender, sender_group, ready: false, stopping: false, status: None };
+    let mut notification = Notification { generation, sender, sender_group, ready: false, status: None };
     for line in text.lines() {
         match line.split_once('=') {
             Some(("READY", "1")) => notification.ready = true,
-            Some(("STOPPING", "1")) => notification.stopping = true,
             Some(("STATUS", status)) => notification.status = Some(status.to_owned()),
             _ => {}
         }
@@ -120,7 +118,6 @@ mod tests {
     fn payload_lines() {
         let n = parse(3, None, None, "STATUS=warming up\nREADY=1\nMAINPID=7\n");
         assert!(n.ready);
-        assert!(!n.stopping);
         assert_eq!(n.status.as_deref(), Some("warming up"));
         assert!(!parse(3, None, None, "READY=0").ready);
     }

@@ -26,6 +26,56 @@ const LONGEST_ENTRY: &str = "notify-18446744073709551615.sock";
 /// How the directory's name starts, before the pid.
 const PREFIX: &str = "devserve-";
 
+/// Why no runtime directory could be made. Displayed as one line with the fix.
+#[derive(Debug)]
+pub enum RuntimeError {
+    /// No candidate parent leaves room for a socket path.
+    TooLong {
+        tried: Vec<PathBuf>,
+    },
+    Create {
+        parent: PathBuf,
+        error: io::Error,
+    },
+    Open {
+        path: PathBuf,
+        error: io::Error,
+    },
+    /// 100 fresh names were all taken.
+    Exhausted {
+        parent: PathBuf,
+    },
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeError::TooLong { tried } => {
+                let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+                write!(
+                    f,
+                    "no runtime directory with a path short enough for a Unix socket (tried {}); set TMPDIR \
+                     to a short path such as /tmp",
+                    tried.join(", ")
+                )
+            }
+            RuntimeError::Create { parent, error } => {
+                write!(f, "cannot create a runtime directory in {}: {error}", parent.display())
+            }
+            RuntimeError::Open { path, error } => write!(f, "cannot open {}: {error}", path.display()),
+            RuntimeError::Exhausted { parent } => {
+                write!(
+                    f,
+                    "cannot create a runtime directory in {}: every name tried exists",
+                    parent.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
 /// The directory, open for as long as this value lives; removed by [`RuntimeDir::remove`].
 #[derive(Debug)]
 pub struct RuntimeDir {
@@ -36,16 +86,11 @@ pub struct RuntimeDir {
 
 impl RuntimeDir {
     /// Creates this process's directory in the first candidate parent where socket paths fit.
-    pub fn create() -> Result<RuntimeDir, String> {
+    pub fn create() -> Result<RuntimeDir, RuntimeError> {
         let candidates = candidate_parents();
         let pid = std::process::id();
         let Some(parent) = candidates.iter().find(|p| fits(p, pid)) else {
-            let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-            return Err(format!(
-                "no runtime directory with a path short enough for a Unix socket (tried {}); \
-                 set TMPDIR to a short path such as /tmp",
-                tried.join(", ")
-            ));
+            return Err(RuntimeError::TooLong { tried: candidates });
         };
         for _ in 0..100 {
             let path = parent.join(format!("{PREFIX}{pid}-{:08x}", random_u64() as u32));
@@ -53,19 +98,17 @@ impl RuntimeDir {
                 Ok(()) => {
                     return match File::open(&path) {
                         Ok(handle) => Ok(RuntimeDir { path, handle: Some(handle) }),
-                        Err(e) => {
+                        Err(error) => {
                             let _ = std::fs::remove_dir(&path);
-                            Err(format!("cannot open {}: {e}", path.display()))
+                            Err(RuntimeError::Open { path, error })
                         }
                     };
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(format!("cannot create a runtime directory in {}: {e}", parent.display()));
-                }
+                Err(error) => return Err(RuntimeError::Create { parent: parent.clone(), error }),
             }
         }
-        Err(format!("cannot create a runtime directory in {}: every name tried exists", parent.display()))
+        Err(RuntimeError::Exhausted { parent: parent.clone() })
     }
 
     pub fn path(&self) -> &Path {

@@ -19,6 +19,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -102,12 +103,28 @@ fn validate_fd_name(name: &str) -> Result<String, String> {
 /// The backlog devserve asks for; the kernel caps it at `net.core.somaxconn`.
 const MAX_BACKLOG: i32 = 4096;
 
+/// A held socket with its `LISTEN_FDNAMES` entry. Clones share the socket: generations keep
+/// the ones they started with, so a socket replaced by a config edit closes (and its file goes)
+/// when the last generation using it is gone.
+#[derive(Debug, Clone)]
+pub struct NamedSocket {
+    pub socket: Arc<HeldSocket>,
+    /// The entry for `LISTEN_FDNAMES`.
+    pub name: String,
+}
+
+impl std::ops::Deref for NamedSocket {
+    type Target = HeldSocket;
+
+    fn deref(&self) -> &HeldSocket {
+        &self.socket
+    }
+}
+
 /// A bound, listening socket and how to describe it.
 #[derive(Debug)]
 pub struct HeldSocket {
     socket: Socket,
-    /// The entry for `LISTEN_FDNAMES`.
-    pub name: String,
     /// What the user asked for, e.g. `:8080`.
     pub requested: ListenAddr,
     /// What the kernel gave, e.g. `127.0.0.1:41234` after asking for port 0.
@@ -184,7 +201,7 @@ impl std::error::Error for BindError {}
 
 /// Binds every address in order; the first failure is returned and nothing stays bound (the
 /// sockets bound before it are dropped, their files removed).
-pub fn bind_all(specs: &[ListenSpec]) -> Result<Vec<HeldSocket>, BindError> {
+pub fn bind_all(specs: &[ListenSpec]) -> Result<Vec<NamedSocket>, BindError> {
     let backlog = backlog();
     let mut held = Vec::with_capacity(specs.len());
     for (index, spec) in specs.iter().enumerate() {
@@ -199,26 +216,25 @@ pub fn bind_all(specs: &[ListenSpec]) -> Result<Vec<HeldSocket>, BindError> {
         let bound = describe_local(&socket, &spec.addr);
         let name = spec.name.clone().unwrap_or_else(|| format!("listen{index}"));
         let local = socket.local_addr().ok().filter(|a| a.as_socket().is_some());
-        held.push(HeldSocket { socket, name, requested: spec.addr.clone(), bound, local });
+        let socket = Arc::new(HeldSocket { socket, requested: spec.addr.clone(), bound, local });
+        held.push(NamedSocket { socket, name });
     }
     Ok(held)
 }
 
-/// Changes the held set to `specs` (a config edit): sockets for addresses already held are kept
-/// (renamed if need be), new addresses are bound. Returns the held sockets no longer wanted. On a
-/// failure nothing changes.
-pub fn rebind(specs: &[ListenSpec], held: &mut Vec<HeldSocket>) -> Result<Vec<HeldSocket>, BindError> {
+/// The set of sockets for `specs` (a config edit): the sockets of addresses already held are
+/// kept (renamed if need be), new addresses are bound. On a failure nothing is bound.
+pub fn rebind(specs: &[ListenSpec], held: &[NamedSocket]) -> Result<Vec<NamedSocket>, BindError> {
     let is_held = |spec: &ListenSpec| held.iter().any(|h| h.requested == spec.addr);
     let fresh: Vec<ListenSpec> = specs.iter().filter(|spec| !is_held(spec)).cloned().collect();
     let mut fresh = bind_all(&fresh)?.into_iter();
-    let mut old = std::mem::take(held);
+    let mut set = Vec::with_capacity(specs.len());
     for (index, spec) in specs.iter().enumerate() {
-        let kept = old.iter().position(|h| h.requested == spec.addr).map(|i| old.remove(i));
-        let Some(mut socket) = kept.or_else(|| fresh.next()) else { continue };
-        socket.name = spec.name.clone().unwrap_or_else(|| format!("listen{index}"));
-        held.push(socket);
+        let kept = held.iter().find(|h| h.requested == spec.addr).map(|h| Arc::clone(&h.socket));
+        let Some(socket) = kept.or_else(|| fresh.next().map(|n| n.socket)) else { continue };
+        set.push(NamedSocket { socket, name: spec.name.clone().unwrap_or_else(|| format!("listen{index}")) });
     }
-    Ok(old)
+    Ok(set)
 }
 
 fn backlog() -> i32 {
@@ -299,7 +315,7 @@ fn describe(error: &io::Error) -> String {
 }
 
 /// Paths of Unix socket files, for the sentinel's clean-up list.
-pub fn unix_paths(sockets: &[HeldSocket]) -> Vec<PathBuf> {
+pub fn unix_paths(sockets: &[NamedSocket]) -> Vec<PathBuf> {
     sockets.iter().filter_map(|s| s.unix_path().map(Path::to_path_buf)).collect()
 }
 
@@ -357,17 +373,19 @@ mod tests {
 
     #[test]
     fn rebind_keeps_held_addresses_and_binds_new_ones() {
-        let mut held = bind_all(&[parse_listen("127.0.0.1:0").expect("valid")]).expect("binds");
+        let held = bind_all(&[parse_listen("127.0.0.1:0").expect("valid")]).expect("binds");
         let kept_fd = held[0].raw_fd();
         let specs =
             [parse_listen("web=127.0.0.1:0").expect("valid"), parse_listen("[::1]:0").expect("valid")];
-        let released = rebind(&specs, &mut held).expect("rebinds");
-        assert!(released.is_empty());
-        assert_eq!(held.len(), 2);
-        assert_eq!((held[0].raw_fd(), held[0].name.as_str()), (kept_fd, "web"), "same socket, new name");
-        let released = rebind(&specs[1..], &mut held).expect("rebinds");
-        assert_eq!(released.len(), 1, "the first address is no longer wanted");
-        assert_eq!(held[0].name, "listen0");
+        let set = rebind(&specs, &held).expect("rebinds");
+        assert_eq!(set.len(), 2);
+        assert_eq!((set[0].raw_fd(), set[0].name.as_str()), (kept_fd, "web"), "same socket, new name");
+        assert_eq!(held[0].name, "listen0", "the old set keeps its name");
+        let smaller = rebind(&specs[1..], &set).expect("rebinds");
+        assert_eq!(smaller.len(), 1, "the first address is no longer wanted");
+        assert_eq!(smaller[0].name, "listen0");
+        drop(held);
+        assert_eq!(Arc::strong_count(&set[0].socket), 1, "still open while a set holds it");
     }
 
     #[test]
@@ -388,12 +406,10 @@ mod tests {
 
     #[test]
     fn a_shut_down_socket_is_rearmed_on_the_same_port() {
-        use std::os::fd::AsRawFd;
         let held = bind_all(&[parse_listen("127.0.0.1:0").expect("valid")]).expect("binds");
         assert!(!held[0].rearm().expect("check"), "a listening socket is left alone");
         // What a worker calling shutdown() on its fd 3 does to everyone's socket.
-        nix::sys::socket::shutdown(held[0].socket.as_raw_fd(), nix::sys::socket::Shutdown::Both)
-            .expect("shutdown");
+        nix::sys::socket::shutdown(held[0].raw_fd(), nix::sys::socket::Shutdown::Both).expect("shutdown");
         assert!(std::net::TcpStream::connect(&held[0].bound).is_err(), "refused after shutdown");
         assert!(held[0].rearm().expect("rearm"), "it had stopped listening");
         assert!(std::net::TcpStream::connect(&held[0].bound).is_ok(), "listening again, same port");

@@ -123,6 +123,16 @@ impl Command {
         }
     }
 
+    /// The program as given.
+    pub fn program(&self) -> &OsStr {
+        &self.program
+    }
+
+    /// The program and its arguments, for messages and tests.
+    pub fn words(&self) -> Vec<String> {
+        std::iter::once(&self.program).chain(&self.args).map(|w| w.to_string_lossy().into_owned()).collect()
+    }
+
     /// The `sh -c SCRIPT` form used for build commands.
     pub fn shell(script: &str) -> Self {
         Command::new("sh").arg("-c").arg(script)

@@ -1,44 +1,53 @@
 //! The supervisor: one loop, one owner of all state, like gunicorn's arbiter.
 //!
-//! `run` sets the stage (signal thread, pidfile, held sockets, runtime directory, sentinel,
+//! [`run`] sets the stage (signal thread, pidfile, held sockets, runtime directory, sentinel,
 //! watcher) and then loops: wait for the next [`Event`] or the next deadline, react with a short
-//! named verb, repeat until everything it started is reaped. The verbs live in two files:
-//! `swap.rs` (trigger, build, start a generation, promote, roll back, restart, reap) and
+//! named verb, repeat until everything it started is reaped. The verbs live in `swap.rs`
+//! (trigger, build, start a generation, promote, roll back, restart, route exits) and
 //! `requests.rs` (signals, the config file, status, shutdown).
 //!
-//! State and its meaning:
-//! - `build`: the build in progress and the change it is for; a newer change cancels it.
+//! The state, as types:
+//! - `build`: the build in progress ([`BuildRun`]) and the change it is for; a newer change
+//!   cancels it and builds again. It may run while `next` starts from an earlier change.
+//! - `next`: what happens about the next generation ([`Next`]): nothing, all workers starting
+//!   at once, a rolling swap (one worker at a time), or — restart mode — queued until the old
+//!   generation is gone. Only `next` is ever promoted or rolled back.
 //! - `serving`: the generation answering requests; its crashed workers restart with backoff.
-//! - `next`: the generation starting; promoted when every worker is ready, rolled back when one
-//!   exits first or the ready timeout passes. The old one keeps serving meanwhile.
-//! - `draining`: generations told to stop; their process groups are killed at the deadline.
-//! - `queued`: restart mode only (no `--listen`): a generation waiting for the old one to exit,
-//!   since both would bind the same port.
-//! - `sockets` / `old_sockets`: the held sockets; after a config change of `listen`, the old ones
-//!   are kept until no generation started on them is left.
+//! - `draining`: generations told to stop ([`Draining`]); their groups are killed at the deadline.
+//! - `shutdown`: how devserve is stopping, once it is.
+//!
+//! Policy is separated from effects: every process is started, signalled and routed through a
+//! [`Procs`] table, every line goes to an [`Output`], and time comes in as `now`. The unit tests
+//! (`tests.rs`) drive the real policy with a [`FakeProcs`](crate::procs::FakeProcs) and
+//! synthetic events, without any process.
 
 mod requests;
 mod swap;
+#[cfg(test)]
+mod tests;
 mod trigger;
 
+use std::fmt;
+use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use nix::unistd::Pid;
 
 use crate::build::Build;
 use crate::config::{Config, Loader};
-use crate::control::Pidfile;
+use crate::control::{ControlError, Pidfile};
 use crate::event::{Event, ExitStatus};
-use crate::generation::{Generation, Launch, Phase};
-use crate::output::LogFormat;
-use crate::output::Output;
-use crate::runtime::RuntimeDir;
+use crate::generation::{Generation, Launch, deadline};
+use crate::output::{LogFormat, Output, Report};
+use crate::procs::{OsProcs, Procs};
+use crate::runtime::{RuntimeDir, RuntimeError};
 use crate::sentinel::Sentinel;
 use crate::signals;
-use crate::sockets::{self, HeldSocket};
-use crate::watch::{self, WatchHandle};
+use crate::sockets::{self, BindError, NamedSocket};
+use crate::spawn::SpawnError;
+use crate::watch::{self, WatchError, WatchHandle};
 use trigger::Trigger;
 
 /// How a run ended, for the exit status (distinct codes matter for `--once` in CI).
@@ -69,47 +78,82 @@ impl Outcome {
     }
 }
 
-/// Starts everything and supervises until stopped. Errors are one line for the user.
+/// Why devserve could not start, or had to stop at once. Displayed as one line.
+#[derive(Debug)]
+pub enum StartError {
+    Signals(io::Error),
+    Pidfile(ControlError),
+    Listen(BindError),
+    RuntimeDir(RuntimeError),
+    Sentinel(io::Error),
+    Watch(WatchError),
+    /// The command cannot be run at all (not found, not executable) at the first start.
+    Command(SpawnError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            StartError::Pidfile(e) => e.fmt(f),
+            StartError::Listen(e) => e.fmt(f),
+            StartError::RuntimeDir(e) => e.fmt(f),
+            StartError::Sentinel(e) => write!(f, "cannot start the sentinel: {e}"),
+            StartError::Watch(e) => e.fmt(f),
+            StartError::Command(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Starts everything and supervises until stopped.
 ///
 /// Whatever fails during set-up leaves nothing behind: the pidfile, the Unix socket files and
 /// the runtime directory are each removed when their owner is dropped.
-pub fn run(loader: Loader, config: Config) -> Result<Outcome, String> {
+pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     let out = Output::new(config.quiet).with_json(config.log_format == LogFormat::Json);
     let (events_tx, events) = crossbeam_channel::unbounded();
     // First, so that no child can exit before SIGCHLD is handled.
-    signals::spawn(events_tx.clone()).map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let pidfile = config.pidfile.as_deref().map(|p| Pidfile::create(p, &out)).transpose()?;
-    let sockets = sockets::bind_all(&config.listen).map_err(|e| e.to_string())?;
-    let runtime_dir = RuntimeDir::create()?;
-    let mut cleanup = sockets::unix_paths(&sockets);
+    signals::spawn(events_tx.clone()).map_err(StartError::Signals)?;
+    let pidfile = config
+        .pidfile
+        .as_deref()
+        .map(|p| Pidfile::create(p, &out))
+        .transpose()
+        .map_err(StartError::Pidfile)?;
+    let sockets = sockets::bind_all(&config.listen).map_err(StartError::Listen)?;
+    let runtime_dir = RuntimeDir::create().map_err(StartError::RuntimeDir)?;
+    let mut cleanup: Vec<PathBuf> = sockets.iter().filter_map(|s| s.unix_path().map(Into::into)).collect();
     cleanup.push(runtime_dir.path().to_path_buf());
     cleanup.extend(pidfile.as_ref().map(|p| p.path().to_path_buf()));
-    let sentinel = Sentinel::spawn(&cleanup).map_err(|e| format!("cannot start the sentinel: {e}"))?;
+    let sentinel = Sentinel::spawn(&cleanup).map_err(StartError::Sentinel)?;
     announce_sockets(&out, &sockets);
     // devserve's own files are never changes, wherever they are.
     let own_files = own_files(&cleanup);
     // `--once` reacts to nothing on disk.
-    let watcher = if config.once { None } else { Some(start_watcher(&config, &own_files, &events_tx)?) };
+    let watcher = if config.once {
+        None
+    } else {
+        Some(
+            watch::spawn(config.watch.clone(), own_files.clone(), events_tx.clone())
+                .map_err(StartError::Watch)?,
+        )
+    };
     if let Some(handle) = &watcher {
         announce_watcher(&out, &config, handle);
     }
 
-    let mut supervisor = Supervisor::new(loader, config, out, sockets, runtime_dir, sentinel, events_tx);
+    let procs = OsProcs::new(sentinel, runtime_dir.path(), events_tx.clone());
+    let mut supervisor = Supervisor::new(Some(loader), config, out, procs, sockets, events_tx);
+    supervisor.runtime_dir = Some(runtime_dir);
     supervisor.own_files = own_files;
     supervisor.watcher = watcher;
-    supervisor.trigger(Trigger::start());
+    supervisor.trigger(Trigger::start(Instant::now()));
     let result = supervisor.run(&events);
     supervisor.clean_up();
     drop(pidfile);
     result
-}
-
-fn start_watcher(
-    config: &Config,
-    own_files: &[PathBuf],
-    events: &Sender<Event>,
-) -> Result<WatchHandle, String> {
-    watch::spawn(config.watch.clone(), own_files.to_vec(), events.clone())
 }
 
 /// Canonical forms of devserve's own paths (runtime directory, pidfile, socket files).
@@ -120,32 +164,34 @@ fn own_files(paths: &[PathBuf]) -> Vec<PathBuf> {
 /// `watching src, Cargo.toml (12 folders)`
 fn announce_watcher(out: &Output, config: &Config, handle: &WatchHandle) {
     let cwd = std::env::current_dir().unwrap_or_default();
-    let roots: Vec<String> = config.watch.roots.iter().map(|r| trigger::relative_display(r, &cwd)).collect();
-    let folders = if handle.watched == 1 { "folder" } else { "folders" };
-    out.info(format!("watching {} ({} {folders})", roots.join(", "), handle.watched));
+    let roots = config.watch.roots.iter().map(|r| trigger::relative_display(r, &cwd)).collect();
+    out.report(Report::Watching { roots, folders: handle.watched });
 }
 
-fn announce_sockets(out: &Output, sockets: &[HeldSocket]) {
+fn announce_sockets(out: &Output, sockets: &[NamedSocket]) {
     announce_listening(out, sockets);
     if sockets.is_empty() {
-        out.info("no --listen: restart mode (the app binds its own port; old and new cannot overlap)");
+        out.report(Report::RestartMode);
     }
 }
 
 /// `listening on 127.0.0.1:8080 (fd 3, listen0)`, one line a socket.
-fn announce_listening(out: &Output, sockets: &[HeldSocket]) {
+fn announce_listening(out: &Output, sockets: &[NamedSocket]) {
     for (index, socket) in sockets.iter().enumerate() {
-        out.info(format!("listening on {} (fd {}, {})", socket.bound, 3 + index, socket.name));
+        out.report(Report::Listening {
+            address: socket.bound.clone(),
+            fd: 3 + index,
+            name: socket.name.clone(),
+        });
     }
 }
 
 /// How every process of a generation is started, from the config and the held sockets.
-fn launch_for(config: &Config, sockets: &[HeldSocket]) -> Launch {
+fn launch_for(config: &Config, sockets: &[NamedSocket]) -> Launch {
     Launch {
         command: config.command.clone(),
         env: config.env.clone(),
-        sockets: sockets.iter().map(HeldSocket::raw_fd).collect(),
-        fd_names: sockets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(":"),
+        sockets: sockets.to_vec(),
         listen_pid: config.listen_pid,
     }
 }
@@ -159,33 +205,103 @@ enum Shutdown {
     Immediate,
 }
 
-struct Supervisor {
-    loader: Loader,
+/// The build in progress and the change it is for.
+#[derive(Debug)]
+struct BuildRun {
+    build: Build,
+    trigger: Trigger,
+}
+
+/// What happens about the next generation.
+#[derive(Debug, Default)]
+enum Next {
+    /// Nothing is starting.
+    #[default]
+    Idle,
+    /// Every worker started at once; promoted when all are ready.
+    Starting(Generation),
+    /// A rolling swap: new workers start one at a time, each ready one retiring an old one.
+    Rolling(Generation),
+    /// Restart mode (no `--listen`): old and new would bind the same port, so the new
+    /// generation waits until the old one is gone.
+    Queued { trigger: Trigger, build_took: Option<Duration> },
+}
+
+impl Next {
+    fn generation(&self) -> Option<&Generation> {
+        match self {
+            Next::Starting(g) | Next::Rolling(g) => Some(g),
+            Next::Idle | Next::Queued { .. } => None,
+        }
+    }
+
+    fn generation_mut(&mut self) -> Option<&mut Generation> {
+        match self {
+            Next::Starting(g) | Next::Rolling(g) => Some(g),
+            Next::Idle | Next::Queued { .. } => None,
+        }
+    }
+
+    /// Takes the starting generation out, leaving nothing starting.
+    fn take_generation(&mut self) -> Option<Generation> {
+        match std::mem::take(self) {
+            Next::Starting(g) | Next::Rolling(g) => Some(g),
+            queued @ Next::Queued { .. } => {
+                *self = queued;
+                None
+            }
+            Next::Idle => None,
+        }
+    }
+}
+
+/// A generation told to stop, and when it gets SIGKILL.
+#[derive(Debug)]
+struct Draining {
+    generation: Generation,
+    deadline: Instant,
+    killed: bool,
+}
+
+/// `--once`'s probe, once the generation is ready.
+#[derive(Debug, Clone, Copy)]
+struct ProbeRun {
+    pid: Pid,
+    started: Instant,
+}
+
+/// Why the loop must wake up at some moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    ReadyTimeout,
+    ReadyDelay,
+    Restart,
+    RetireeKill,
+    DrainKill,
+    ProbeTimeout,
+}
+
+struct Supervisor<P: Procs> {
+    /// Re-reads the config file; `None` when there is nothing to re-read (tests).
+    loader: Option<Loader>,
     config: Config,
     out: Output,
-    sockets: Vec<HeldSocket>,
-    /// Sockets replaced by a config change, kept while generations older than the id live.
-    old_sockets: Vec<(u64, Vec<HeldSocket>)>,
+    procs: P,
+    /// The sockets new generations get; older generations keep theirs through their launch.
+    sockets: Vec<NamedSocket>,
     launch: Launch,
-    runtime_dir: RuntimeDir,
+    runtime_dir: Option<RuntimeDir>,
     /// Paths devserve itself writes (never changes).
     own_files: Vec<PathBuf>,
-    sentinel: Option<Sentinel>,
     events: Sender<Event>,
     watcher: Option<WatchHandle>,
-    build: Option<(Build, Trigger)>,
+    build: Option<BuildRun>,
+    next: Next,
+    serving: Option<Generation>,
+    draining: Vec<Draining>,
+    probe: Option<ProbeRun>,
     /// How the last finished build went, for the status table.
     last_build: Option<(ExitStatus, Duration, Instant)>,
-    /// Builds killed because a newer change arrived, not yet reaped.
-    cancelled_builds: Vec<Pid>,
-    /// `--once`: the probe command and when it started, once the generation is ready.
-    probe: Option<(Pid, Instant)>,
-    /// `--once`: the verdict is known (a TERM before it makes the run fail).
-    once_decided: bool,
-    serving: Option<Generation>,
-    next: Option<Generation>,
-    draining: Vec<Generation>,
-    queued: Option<(Trigger, Option<Duration>)>,
     next_id: u64,
     workers: u32,
     /// Learnt from the first READY=1: from then on the ready delay no longer applies.
@@ -194,83 +310,80 @@ struct Supervisor {
     started_once: bool,
     shutdown: Option<Shutdown>,
     outcome: Outcome,
-    fatal: Option<String>,
+    /// `--once`: the verdict is known (a TERM before it makes the run fail).
+    once_decided: bool,
+    fatal: Option<StartError>,
 }
 
-impl Supervisor {
+impl<P: Procs> Supervisor<P> {
     fn new(
-        loader: Loader,
+        loader: Option<Loader>,
         config: Config,
         out: Output,
-        sockets: Vec<HeldSocket>,
-        runtime_dir: RuntimeDir,
-        sentinel: Sentinel,
+        procs: P,
+        sockets: Vec<NamedSocket>,
         events: Sender<Event>,
-    ) -> Supervisor {
+    ) -> Supervisor<P> {
         let launch = launch_for(&config, &sockets);
         let workers = config.workers;
         Supervisor {
             loader,
             config,
             out,
+            procs,
             sockets,
-            old_sockets: Vec::new(),
             launch,
-            runtime_dir,
+            runtime_dir: None,
             own_files: Vec::new(),
-            sentinel: Some(sentinel),
             events,
             watcher: None,
             build: None,
-            last_build: None,
-            cancelled_builds: Vec::new(),
-            probe: None,
-            once_decided: false,
+            next: Next::Idle,
             serving: None,
-            next: None,
             draining: Vec::new(),
-            queued: None,
+            probe: None,
+            last_build: None,
             next_id: 1,
             workers,
             app_speaks_notify: false,
             started_once: false,
             shutdown: None,
             outcome: Outcome::Success,
+            once_decided: false,
             fatal: None,
         }
     }
 
-    fn run(&mut self, events: &Receiver<Event>) -> Result<Outcome, String> {
+    fn run(&mut self, events: &Receiver<Event>) -> Result<Outcome, StartError> {
         while !self.finished() {
+            // The channel cannot disconnect: `self.events` is a sender. So an error is a timeout.
             let received = match self.next_wakeup() {
-                Some(at) => events.recv_deadline(at),
-                None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => events.recv_deadline(at).ok(),
+                None => events.recv().ok(),
             };
-            match received {
-                Ok(event) => self.handle(event),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            if let Some(event) = received {
+                self.handle(event, Instant::now());
             }
             self.tick(Instant::now());
         }
         match self.fatal.take() {
-            Some(message) => Err(message),
+            Some(error) => Err(error),
             None => {
-                self.out.info("stopped");
+                self.out.report(Report::Stopped);
                 Ok(self.outcome)
             }
         }
     }
 
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event, now: Instant) {
         match event {
             Event::Change(change) => self.trigger(Trigger::change(change.paths, change.since)),
             Event::ConfigChanged => {
-                self.reload_config();
+                self.reload_config(now);
             }
-            Event::WatchProblem(text) => self.out.warn(text),
-            Event::Request(request) => self.on_request(request),
-            Event::Exited { pid, status } => self.on_exit(pid, status),
+            Event::WatchProblem(text) => self.out.report(Report::WatchProblem { text }),
+            Event::Request(request) => self.on_request(request, now),
+            Event::Exited { pid, status } => self.on_exit(pid, status, now),
             Event::Notify(note) => self.on_notify(&note),
         }
     }
@@ -281,75 +394,60 @@ impl Supervisor {
         self.check_probe(now);
         self.restart_workers(now);
         self.kill_overdue(now);
-        self.start_queued();
-        self.release_old_sockets();
+        self.start_queued(now);
     }
 
     fn finished(&self) -> bool {
         self.shutdown.is_some()
-            && self.build.is_none()
-            && self.cancelled_builds.is_empty()
-            && self.probe.is_none()
+            && self.procs.live() == 0
             && self.serving.is_none()
-            && self.next.is_none()
+            && matches!(self.next, Next::Idle)
             && self.draining.is_empty()
     }
 
-    /// The earliest deadline the loop must wake up for.
-    fn next_wakeup(&self) -> Option<Instant> {
+    /// Every moment the loop must wake up for, and why: the one list of deadlines.
+    fn deadlines(&self) -> Vec<(Instant, Deadline)> {
         let mut times = Vec::new();
-        if let Some(next) = &self.next {
-            times.push(crate::generation::deadline(next.started, self.config.ready_timeout));
+        if let Some(next) = self.next.generation() {
+            times.push((deadline(next.started, self.config.ready_timeout), Deadline::ReadyTimeout));
             if !self.app_speaks_notify {
-                times.extend(next.next_ready_delay(self.config.ready_delay));
+                times.extend(
+                    next.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)),
+                );
             }
         }
         if let Some(serving) = &self.serving {
-            times.extend(serving.next_restart());
-            times.extend(serving.next_retiree_deadline());
-            times.extend(serving.next_ready_delay(self.config.ready_delay));
+            times.extend(serving.next_restart().map(|t| (t, Deadline::Restart)));
+            times.extend(serving.next_retiree_deadline().map(|t| (t, Deadline::RetireeKill)));
+            times
+                .extend(serving.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)));
         }
-        for generation in &self.draining {
-            if let Phase::Draining { deadline, killed: false } = generation.phase {
-                times.push(deadline);
-            }
-        }
-        if let Some((_, started)) = self.probe
+        times.extend(self.draining.iter().filter(|d| !d.killed).map(|d| (d.deadline, Deadline::DrainKill)));
+        if let Some(probe) = self.probe
             && !self.once_decided
         {
-            times.push(crate::generation::deadline(started, self.config.probe_timeout));
+            times.push((deadline(probe.started, self.config.probe_timeout), Deadline::ProbeTimeout));
         }
-        times.into_iter().min()
+        times
     }
 
-    /// Drops sockets replaced by a config change once no generation started on them is left.
-    fn release_old_sockets(&mut self) {
-        if self.old_sockets.is_empty() {
-            return;
-        }
-        let oldest = self.next.iter().chain(&self.serving).chain(&self.draining).map(|g| g.id).min();
-        let (keep, release): (Vec<_>, Vec<_>) = std::mem::take(&mut self.old_sockets)
-            .into_iter()
-            .partition(|(first_on_new, _)| oldest.is_some_and(|id| id < *first_on_new));
-        self.old_sockets = keep;
-        for (_, released) in release {
-            // Dropping them closes them and removes their files.
-            tracing::debug!("released {} socket(s) replaced by the config change", released.len());
-        }
+    /// The earliest deadline.
+    fn next_wakeup(&self) -> Option<Instant> {
+        self.deadlines().into_iter().map(|(at, _)| at).min()
     }
 
     /// Removes what devserve created; the sentinel has nothing left to do.
     fn clean_up(&mut self) {
         self.watcher = None;
-        // Dropping a held socket removes its file.
-        self.sockets.clear();
-        self.old_sockets.clear();
         self.serving = None;
-        self.next = None;
+        self.next = Next::Idle;
         self.draining.clear();
-        self.runtime_dir.remove();
-        if let Some(sentinel) = self.sentinel.take() {
-            sentinel.disarm();
+        // Dropping the held sockets (the generations held copies) removes their files.
+        self.launch.sockets.clear();
+        self.sockets.clear();
+        if let Some(dir) = self.runtime_dir.as_mut() {
+            dir.remove();
         }
+        self.procs.disarm();
     }
 }

@@ -4,64 +4,66 @@
 use std::time::Instant;
 
 use super::trigger::Trigger;
-use super::{Outcome, Shutdown, Supervisor, announce_listening, announce_watcher, launch_for, start_watcher};
-use crate::config::Config;
+use super::{Next, Outcome, Shutdown, Supervisor, announce_listening, announce_watcher, launch_for};
+use crate::config::{Apply, Config};
 use crate::event::Request;
-use crate::output;
+use crate::output::{self, Report};
+use crate::procs::Procs;
 use crate::sockets;
+use crate::watch;
 
-impl Supervisor {
-    pub(super) fn on_request(&mut self, request: Request) {
+impl<P: Procs> Supervisor<P> {
+    pub(super) fn on_request(&mut self, request: Request, now: Instant) {
         match request {
             Request::Reload => {
                 // As nginx does, HUP also re-reads the configuration file; one new generation either way.
-                let applied = self.config.file.is_some() && self.reload_config();
+                let applied = self.config.file.is_some() && self.reload_config(now);
                 if !applied {
-                    self.trigger(Trigger::reload("SIGHUP"));
+                    self.trigger(Trigger::reload("SIGHUP", now));
                 }
             }
-            Request::Stop if self.shutdown.is_some() => self.begin_shutdown(Shutdown::Immediate),
-            Request::Stop => self.begin_shutdown(Shutdown::Graceful),
-            Request::Kill => self.begin_shutdown(Shutdown::Immediate),
-            Request::Status => self.print_status(),
-            Request::MoreWorkers => self.resize(1),
-            Request::FewerWorkers => self.resize(-1),
+            Request::Stop if self.shutdown.is_some() => self.begin_shutdown(Shutdown::Immediate, now),
+            Request::Stop => self.begin_shutdown(Shutdown::Graceful, now),
+            Request::Kill => self.begin_shutdown(Shutdown::Immediate, now),
+            Request::Status => self.print_status(now),
+            Request::MoreWorkers => self.resize(1, now),
+            Request::FewerWorkers => self.resize(-1, now),
         }
     }
 
-    pub(super) fn begin_shutdown(&mut self, mode: Shutdown) {
-        let now = Instant::now();
+    pub(super) fn begin_shutdown(&mut self, mode: Shutdown, now: Instant) {
         if self.config.once && !self.once_decided && self.fatal.is_none() {
             self.once_decided = true;
             self.outcome = Outcome::Interrupted;
-            self.out.warn("--once: stopped before a verdict");
+            self.out.report(Report::OnceInterrupted);
         }
         // The probe decides nothing any more.
-        if let Some((probe, _)) = self.probe {
-            let _ = nix::sys::signal::killpg(probe, nix::sys::signal::Signal::SIGKILL);
+        if let Some(probe) = self.probe {
+            self.procs.signal(probe.pid, nix::sys::signal::Signal::SIGKILL);
         }
         self.shutdown = Some(mode);
-        self.queued = None;
-        self.watcher = None;
-        if let Some((build, _)) = self.build.take() {
-            build.cancel();
-            self.cancelled_builds.push(build.pid);
+        if let Next::Queued { .. } = self.next {
+            self.next = Next::Idle;
         }
-        for generation in self.next.take().into_iter().chain(self.serving.take()) {
+        self.watcher = None;
+        if let Some(run) = self.build.take() {
+            run.build.cancel(&mut self.procs);
+        }
+        for generation in self.next.take_generation().into_iter().chain(self.serving.take()) {
             self.retire(generation, now);
         }
         match mode {
-            Shutdown::Graceful => self.out.info(format!(
-                "stopping ({} to workers, SIGKILL after {}; again to kill now)",
-                self.config.stop_signal.as_str(),
-                output::duration(self.config.stop_timeout)
-            )),
+            Shutdown::Graceful => self.out.report(Report::Stopping {
+                signal: self.config.stop_signal.as_str().to_owned(),
+                timeout_ms: self.config.stop_timeout.as_millis(),
+            }),
             Shutdown::Immediate => {
-                for generation in &mut self.draining {
-                    generation.kill();
+                for draining in &mut self.draining {
+                    draining.generation.kill(&mut self.procs);
+                    draining.killed = true;
                 }
                 if self.fatal.is_none() {
-                    self.out.info("stopping now (SIGKILL)");
+                    self.out.report(Report::StoppingNow);
                 }
             }
         }
@@ -69,82 +71,89 @@ impl Supervisor {
 
     /// SIGTTIN / SIGTTOU: one worker more or fewer (never under 1), at once in the serving
     /// generation; later generations keep the new count. TTOU retires the oldest worker.
-    fn resize(&mut self, delta: i32) {
+    fn resize(&mut self, delta: i32, now: Instant) {
         let wanted = self.workers.saturating_add_signed(delta).max(1);
         if wanted == self.workers {
-            self.out.info(format!("workers: already {wanted}, the minimum"));
+            self.out.report(Report::WorkersChanged { workers: wanted, at_minimum: true });
             return;
         }
         self.workers = wanted;
-        self.out.info(format!("workers: {wanted}"));
-        let now = Instant::now();
+        self.out.report(Report::WorkersChanged { workers: wanted, at_minimum: false });
         if delta > 0 {
-            self.top_up_serving();
+            self.top_up_serving(now);
         } else if let Some(serving) = self.serving.as_mut()
             && serving.active_count() > wanted as usize
             && let Some((slot, pid)) =
-                serving.retire_oldest(self.config.stop_signal, self.config.stop_timeout, now)
+                serving.retire_oldest(self.config.stop_signal, self.config.stop_timeout, now, &mut self.procs)
         {
-            self.out.info(format!("gen {} w{slot} (pid {pid}) stopping", serving.id));
+            let generation = serving.id;
+            self.out.report(Report::WorkerStopping {
+                generation,
+                worker: slot,
+                pid: pid.as_raw(),
+                rolling: false,
+            });
         }
     }
 
     /// The configuration file changed: validate it whole; apply it, or keep the running config.
     /// True if that started a new generation.
-    pub(super) fn reload_config(&mut self) -> bool {
+    pub(super) fn reload_config(&mut self, now: Instant) -> bool {
         if self.shutdown.is_some() {
             return false;
         }
+        let Some(loader) = &self.loader else { return false };
         let file = self.config.file.as_ref().map_or_else(String::new, |p| p.display().to_string());
-        match self.loader.load() {
+        match loader.load() {
             Err(problems) => {
-                for problem in &problems {
-                    self.out.error(problem.to_string());
-                }
-                self.out.warn(format!("{file}: not applied; the running config stays"));
+                let problems = problems.iter().map(ToString::to_string).collect();
+                self.out.report(Report::ConfigRejected { file, problems });
                 false
             }
-            Ok(new) if new == self.config => {
-                self.out.info(format!("{file}: no change"));
+            Ok(new) if self.config.changes(&new).is_empty() => {
+                // A comment or a reordering: nothing to apply.
+                self.out.report(Report::ConfigUnchanged { file });
                 false
             }
-            Ok(new) => self.apply_config(new),
+            Ok(new) => self.apply_config(new, now),
         }
     }
 
     /// Applies a valid new config, all or nothing: a new watcher (if the watch rules changed) and
     /// the sockets for new addresses are made first, and a failure of either drops what was
     /// made and keeps the running config. What workers are or get goes through a normal swap.
-    fn apply_config(&mut self, new: Config) -> bool {
+    fn apply_config(&mut self, new: Config, now: Instant) -> bool {
         let file = new.file.as_ref().map_or_else(String::new, |p| p.display().to_string());
-        let reject = |out: &crate::output::Output, problem: String| {
-            out.error(problem);
-            out.warn(format!("{file}: not applied; the running config stays"));
-            false
-        };
+        let changes = self.config.changes(&new);
         let watcher = if new.watch == self.config.watch {
             None
         } else {
-            match start_watcher(&new, &self.own_files, &self.events) {
+            match watch::spawn(new.watch.clone(), self.own_files.clone(), self.events.clone()) {
                 Ok(handle) => Some(handle),
-                Err(e) => return reject(&self.out, format!("{file}: {e}")),
+                Err(e) => {
+                    let problems = vec![format!("{file}: {e}")];
+                    self.out.report(Report::ConfigRejected { file, problems });
+                    return false;
+                }
             }
         };
         if new.listen != self.config.listen {
-            match sockets::rebind(&new.listen, &mut self.sockets) {
-                // Kept until no generation started on them is left.
-                Ok(released) => self.old_sockets.push((self.next_id, released)),
+            match sockets::rebind(&new.listen, &self.sockets) {
+                // The replaced sockets close when no generation started on them is left.
+                Ok(set) => self.sockets = set,
                 Err(e) => {
                     let at = new.listen_location.as_ref().map_or_else(|| file.clone(), ToString::to_string);
-                    return reject(&self.out, format!("{at}: listen: {e}"));
+                    self.out.report(Report::ConfigRejected {
+                        file,
+                        problems: vec![format!("{at}: listen: {e}")],
+                    });
+                    return false;
                 }
             }
             announce_listening(&self.out, &self.sockets);
             // New socket files are removed by the sentinel too, should devserve be killed.
-            if let Some(sentinel) = self.sentinel.as_mut() {
-                for path in sockets::unix_paths(&self.sockets) {
-                    sentinel.add_cleanup(&path);
-                }
+            for path in sockets::unix_paths(&self.sockets) {
+                self.procs.add_cleanup(&path);
             }
         }
         if let Some(handle) = watcher {
@@ -152,43 +161,52 @@ impl Supervisor {
             // The old watcher stops as its handle is dropped.
             self.watcher = Some(handle);
         }
-        let new_generation = self.config.needs_new_generation(&new);
-        self.workers = if new.workers != self.config.workers { new.workers } else { self.workers };
+        let new_generation = changes.iter().any(|(_, apply)| *apply == Apply::NextGeneration);
+        if new.workers != self.config.workers {
+            self.workers = new.workers;
+        }
         self.launch = launch_for(&new, &self.sockets);
         self.config = new;
-        self.out.info(format!("{file}: applied"));
+        let next_start = changes
+            .iter()
+            .filter(|(_, apply)| *apply == Apply::NextStart)
+            .map(|(key, _)| (*key).to_owned())
+            .collect();
+        let changed = changes.iter().map(|(key, _)| (*key).to_owned()).collect();
+        self.out.report(Report::ConfigApplied { file, changed, next_start });
         if new_generation {
-            self.trigger(Trigger::reload("config changed"));
+            self.trigger(Trigger::reload("config changed", now));
         }
         new_generation
     }
 
     /// SIGUSR1: the status table, on the terminal and in the runtime dir's `status` file (where
     /// `devserve --signal status` picks it up).
-    fn print_status(&self) {
-        let now = Instant::now();
+    fn print_status(&self, now: Instant) {
         let mut lines =
             vec![format!("status: pid {}, {} worker(s) per generation", std::process::id(), self.workers)];
         match (&self.build, &self.last_build) {
-            (Some((build, trigger)), _) => lines.push(format!(
+            (Some(run), _) => lines.push(format!(
                 "  build: running for {} ({})",
-                output::duration(build.took()),
-                trigger.describe()
+                output::duration(run.build.took(now)),
+                run.trigger.describe()
             )),
             (None, Some((status, took, at))) => lines.push(format!(
                 "  build: last {} in {}, {} ago",
                 if status.success() { "ok".to_string() } else { status.to_string() },
                 output::duration(*took),
-                output::duration(now.duration_since(*at))
+                output::duration(now.saturating_duration_since(*at))
             )),
             (None, None) => {}
         }
+        let next_label =
+            if matches!(self.next, Next::Rolling(_)) { "starting (rolling)" } else { "starting" };
         let labelled = self
             .serving
             .iter()
             .map(|g| (if g.gave_up { "serving, crash loop: not restarting" } else { "serving" }, g))
-            .chain(self.next.iter().map(|g| ("starting", g)))
-            .chain(self.draining.iter().map(|g| ("draining", g)));
+            .chain(self.next.generation().map(|g| (next_label, g)))
+            .chain(self.draining.iter().map(|d| ("draining", &d.generation)));
         for (label, generation) in labelled {
             lines.push(format!("  gen {} {label}", generation.id));
             for worker in &generation.workers {
@@ -201,19 +219,29 @@ impl Supervisor {
                 ));
             }
         }
+        if let Next::Queued { trigger, .. } = &self.next {
+            lines.push(format!(
+                "  next generation queued ({}): waits for the old one to exit",
+                trigger.describe()
+            ));
+        }
         let (dropped, write_errors) = output::sink::losses();
         if dropped + write_errors > 0 {
             lines.push(format!("  output: {dropped} lines dropped, {write_errors} failed writes to stderr"));
         }
-        let table = lines.join("\n");
-        // Written whole, then renamed, so a reader never sees half a table.
-        let dir = self.runtime_dir.path();
-        let (temp, file) = (dir.join("status.tmp"), dir.join("status"));
-        if let Err(e) =
-            std::fs::write(&temp, format!("{table}\n")).and_then(|()| std::fs::rename(&temp, &file))
-        {
-            self.out.warn(format!("cannot write the status file {}: {e}", file.display()));
+        if let Some(dir) = &self.runtime_dir {
+            // Written whole, then renamed, so a reader never sees half a table.
+            let (temp, file) = (dir.path().join("status.tmp"), dir.path().join("status"));
+            let table = lines.join("\n");
+            if let Err(e) =
+                std::fs::write(&temp, format!("{table}\n")).and_then(|()| std::fs::rename(&temp, &file))
+            {
+                self.out.report(Report::StatusNotWritten {
+                    file: file.display().to_string(),
+                    error: e.to_string(),
+                });
+            }
         }
-        self.out.lines(output::Tone::Info, &lines);
+        self.out.report(Report::Status { lines });
     }
 }

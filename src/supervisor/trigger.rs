@@ -15,13 +15,13 @@ pub(super) struct Trigger {
 }
 
 impl Trigger {
-    pub(super) fn start() -> Trigger {
-        Trigger { at: Instant::now(), paths: BTreeSet::new(), reload: None, initial: true }
+    pub(super) fn start(at: Instant) -> Trigger {
+        Trigger { at, paths: BTreeSet::new(), reload: None, initial: true }
     }
 
     /// A reload without a file change; `why` is e.g. `SIGHUP` or `config changed`.
-    pub(super) fn reload(why: &'static str) -> Trigger {
-        Trigger { reload: Some(why), initial: false, ..Trigger::start() }
+    pub(super) fn reload(why: &'static str, at: Instant) -> Trigger {
+        Trigger { reload: Some(why), initial: false, ..Trigger::start(at) }
     }
 
     /// Files changed; the first event came `since` (before the debounce wait).

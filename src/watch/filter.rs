@@ -92,7 +92,7 @@ impl Filter {
         globs: &[String],
         exts: &[String],
         vcs_ignore: bool,
-    ) -> Result<Filter, String> {
+    ) -> Result<Filter, super::WatchError> {
         let roots = roots.iter().map(|p| to_root(p)).chain(touch.iter().map(|p| file_root(p))).collect();
         let mut filter = Filter {
             roots,
@@ -260,12 +260,13 @@ fn file_root(path: &Path) -> Root {
     Root { dir, only: Some(path.to_path_buf()) }
 }
 
-fn glob_set<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet, String> {
+fn glob_set<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet, super::WatchError> {
+    let bad = |glob: &str, reason: String| super::WatchError::Glob { glob: glob.to_owned(), reason };
     let mut builder = GlobSetBuilder::new();
     for glob in globs {
-        builder.add(Glob::new(glob).map_err(|e| format!("invalid --ignore glob `{glob}`: {}", e.kind()))?);
+        builder.add(Glob::new(glob).map_err(|e| bad(glob, e.kind().to_string()))?);
     }
-    builder.build().map_err(|e| e.to_string())
+    builder.build().map_err(|e| bad("(all)", e.to_string()))
 }
 
 /// True when a directory between the root and the path holds a `CACHEDIR.TAG`.
@@ -354,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_bad_glob_is_one_line() {
-        let error = Filter::new(&[], &[], &["a[".into()], &[], true).expect_err("unclosed class");
+        let error = Filter::new(&[], &[], &["a[".into()], &[], true).expect_err("unclosed class").to_string();
         assert!(error.starts_with("invalid --ignore glob `a[`"), "{error}");
     }
 }

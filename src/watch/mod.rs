@@ -52,6 +52,37 @@ pub struct WatchConfig {
     pub debounce: std::time::Duration,
 }
 
+/// Why the watcher could not start. Displayed as one line, with the fix when there is one.
+#[derive(Debug)]
+pub enum WatchError {
+    /// An `--ignore` glob does not parse.
+    Glob {
+        glob: String,
+        reason: String,
+    },
+    /// The file-system notification layer refused (watch limit, …).
+    Notify(String),
+    Thread(std::io::Error),
+}
+
+impl std::fmt::Display for WatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchError::Glob { glob, reason } => write!(f, "invalid --ignore glob `{glob}`: {reason}"),
+            WatchError::Notify(text) => f.write_str(text),
+            WatchError::Thread(e) => write!(f, "cannot start the watcher thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WatchError {}
+
+impl From<&notify::Error> for WatchError {
+    fn from(error: &notify::Error) -> WatchError {
+        WatchError::Notify(describe_notify_error(error))
+    }
+}
+
 /// The running watcher; dropping it stops the thread and every watch.
 #[derive(Debug)]
 pub struct WatchHandle {
@@ -69,7 +100,7 @@ pub fn spawn(
     config: WatchConfig,
     own_files: Vec<PathBuf>,
     events: Sender<Event>,
-) -> Result<WatchHandle, String> {
+) -> Result<WatchHandle, WatchError> {
     let mut touch = config.touch.clone();
     touch.extend(config.config_file.clone());
     let mut filter = Filter::new(&config.roots, &touch, &config.ignore, &config.exts, config.vcs_ignore)?
@@ -94,16 +125,16 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("watch".into())
         .spawn(move || thread.run(&raw_rx, &stop_rx))
-        .map_err(|e| format!("cannot start the watcher thread: {e}"))?;
+        .map_err(WatchError::Thread)?;
     Ok(WatchHandle { _stop: stop_tx, watched })
 }
 
-fn new_watcher(raw: &Sender<notify::Result<notify::Event>>) -> Result<RecommendedWatcher, String> {
+fn new_watcher(raw: &Sender<notify::Result<notify::Event>>) -> Result<RecommendedWatcher, WatchError> {
     let raw = raw.clone();
     notify::recommended_watcher(move |result| {
         let _ = raw.send(result);
     })
-    .map_err(|e| describe_notify_error(&e))
+    .map_err(|e| WatchError::from(&e))
 }
 
 /// Watches every root that exists; returns how many directories are watched.
@@ -111,7 +142,7 @@ fn watch_roots(
     watcher: &mut RecommendedWatcher,
     filter: &mut Filter,
     unreadable: &mut Vec<PathBuf>,
-) -> Result<usize, String> {
+) -> Result<usize, WatchError> {
     let mut watched = 0;
     for root in filter.roots().to_vec() {
         if !root.dir.is_dir() {
@@ -121,9 +152,7 @@ fn watch_roots(
             // A single file is watched through its directory, so an atomic save (a new inode
             // renamed over it) is still seen.
             Some(_) => {
-                watcher
-                    .watch(&root.dir, RecursiveMode::NonRecursive)
-                    .map_err(|e| describe_notify_error(&e))?;
+                watcher.watch(&root.dir, RecursiveMode::NonRecursive).map_err(|e| WatchError::from(&e))?;
                 1
             }
             None => register_tree(watcher, filter, &root.dir, false, unreadable)?.0,
@@ -244,7 +273,7 @@ impl WatchThread {
         match result {
             // The old watcher and its watches go with the old value.
             Ok(watcher) => self.watcher = watcher,
-            Err(problem) => self.problem(problem),
+            Err(problem) => self.problem(problem.to_string()),
         }
     }
 
@@ -309,7 +338,7 @@ impl WatchThread {
                     self.debouncer.add(file, true, now);
                 }
             }
-            Err(problem) => self.problem(problem),
+            Err(problem) => self.problem(problem.to_string()),
         }
         report_unreadable(&self.events, &unreadable);
     }
@@ -341,9 +370,9 @@ fn register_tree(
     dir: &Path,
     want_files: bool,
     unreadable: &mut Vec<PathBuf>,
-) -> Result<(usize, Vec<PathBuf>), String> {
+) -> Result<(usize, Vec<PathBuf>), WatchError> {
     if !cfg!(target_os = "linux") {
-        watcher.watch(dir, RecursiveMode::Recursive).map_err(|e| describe_notify_error(&e))?;
+        watcher.watch(dir, RecursiveMode::Recursive).map_err(|e| WatchError::from(&e))?;
         return Ok((1, Vec::new()));
     }
     let mut watched = 0;
@@ -357,7 +386,7 @@ fn register_tree(
         match watcher.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => watched += 1,
             Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
-                return Err(describe_notify_error(&e));
+                return Err(WatchError::from(&e));
             }
             Err(notify::Error { kind: notify::ErrorKind::Io(io), .. })
                 if io.kind() == std::io::ErrorKind::PermissionDenied =>

@@ -1,0 +1,468 @@
+//! Every line devserve prints, as a typed event: [`Report`]. The JSON form is the variant's name
+//! in snake case under `event`, with the fields as they are; the human form is one or more short
+//! lines with a [`Tone`] that picks the colour.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::duration;
+
+/// The tone of a line, which picks its color.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Progress: a change, a build starting, a generation starting.
+    Info,
+    /// Something worked: a build, a generation ready.
+    Good,
+    /// Something failed but devserve carries on (the old generation keeps serving).
+    Warn,
+    /// devserve cannot carry on, or a thing the user must act on.
+    Error,
+}
+
+/// Why a worker was started outside a generation's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerStart {
+    /// A rolling swap's next step.
+    Rolling,
+    /// After a crash, once its backoff passed.
+    Restart,
+    /// One more worker (TTIN, or capacity restored after a rolled-back rolling swap).
+    Added,
+}
+
+/// Something devserve tells its user. See the README's "JSON output" for the fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Report {
+    Listening {
+        address: String,
+        fd: usize,
+        name: String,
+    },
+    RestartMode,
+    Watching {
+        roots: Vec<String>,
+        folders: usize,
+    },
+    WatchProblem {
+        text: String,
+    },
+    PidfileReplaced {
+        path: String,
+        pid: i32,
+        reused: bool,
+    },
+    /// Files changed, a reload was asked for, or the first start.
+    ChangeDetected {
+        cause: String,
+        files: usize,
+    },
+    BuildStarted {
+        cause: String,
+        command: String,
+    },
+    /// A newer change cancelled the build in progress; it starts again.
+    BuildRestarted {
+        cause: String,
+    },
+    BuildFinished {
+        ok: bool,
+        status: String,
+        duration_ms: u128,
+        serving: Option<u64>,
+    },
+    BuildNotStarted {
+        error: String,
+    },
+    GenerationStarting {
+        generation: u64,
+        pids: Vec<i32>,
+    },
+    GenerationSuperseded {
+        generation: u64,
+        by_build: bool,
+    },
+    GenerationReady {
+        generation: u64,
+        total_ms: u128,
+        /// Only when files changed: a first start or a signal has no debounce wait.
+        debounce_ms: Option<u128>,
+        build_ms: Option<u128>,
+        start_ms: u128,
+        /// Set when no worker sent READY=1 and readiness was assumed after `--ready-delay`:
+        /// `start_ms` is then that delay, not a measurement.
+        assumed_after_ms: Option<u128>,
+        cause: String,
+    },
+    GenerationFailed {
+        generation: u64,
+        reason: String,
+        serving: Option<u64>,
+    },
+    /// A generation is told to stop: after a swap, or first in restart mode.
+    GenerationStopping {
+        generation: u64,
+        signal: String,
+        restart_mode: bool,
+    },
+    /// A stopping generation outlived `--stop-timeout`: its process groups get SIGKILL.
+    GenerationKilled {
+        generation: u64,
+        pids: Vec<i32>,
+        after_ms: u128,
+    },
+    GenerationStopped {
+        generation: u64,
+    },
+    WorkerStarted {
+        generation: u64,
+        worker: u32,
+        pid: i32,
+        why: WorkerStart,
+    },
+    WorkerNotStarted {
+        generation: u64,
+        worker: u32,
+        error: String,
+        retry_in_ms: Option<u128>,
+    },
+    WorkerStopping {
+        generation: u64,
+        worker: u32,
+        pid: i32,
+        rolling: bool,
+    },
+    WorkerStopped {
+        generation: u64,
+        worker: u32,
+        pid: i32,
+    },
+    /// A serving worker ended on its own. `restart_in_ms` is `None` when it is not restarted:
+    /// `crash_loop` says whether this exit hit `--max-restarts`.
+    WorkerExited {
+        generation: u64,
+        worker: u32,
+        pid: i32,
+        status: String,
+        crashes_in_a_row: u32,
+        restart_in_ms: Option<u128>,
+        crash_loop: bool,
+    },
+    /// A worker told to stop alone outlived `--stop-timeout`.
+    WorkerKilled {
+        generation: u64,
+        pid: i32,
+        after_ms: u128,
+    },
+    WorkersChanged {
+        workers: u32,
+        at_minimum: bool,
+    },
+    ConfigRejected {
+        file: String,
+        problems: Vec<String>,
+    },
+    ConfigUnchanged {
+        file: String,
+    },
+    /// `changed` lists the settings the edit changed; `next_start` those of them that wait for
+    /// devserve's next start.
+    ConfigApplied {
+        file: String,
+        changed: Vec<String>,
+        next_start: Vec<String>,
+    },
+    SocketRearmed {
+        address: String,
+        generation: Option<u64>,
+    },
+    SocketRearmFailed {
+        address: String,
+        error: String,
+    },
+    SentinelRestarted {
+        old_pid: i32,
+        status: String,
+        new_pid: Option<i32>,
+        error: Option<String>,
+    },
+    Status {
+        lines: Vec<String>,
+    },
+    StatusNotWritten {
+        file: String,
+        error: String,
+    },
+    ProbeStarted {
+        command: String,
+    },
+    ProbeNotStarted {
+        error: String,
+    },
+    ProbeFinished {
+        ok: bool,
+        status: String,
+    },
+    ProbeTimedOut {
+        after_ms: u128,
+    },
+    OnceInterrupted,
+    Stopping {
+        signal: String,
+        timeout_ms: u128,
+    },
+    StoppingNow,
+    Stopped,
+    /// devserve cannot go on, or the command line is wrong: one line, then it exits.
+    Error {
+        text: String,
+    },
+}
+
+impl Report {
+    /// The human lines, if any, and their tone.
+    pub fn human(&self) -> Option<(Tone, Vec<String>)> {
+        let one = |tone, text: String| Some((tone, vec![text]));
+        let ms = |ms: u128| duration(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)));
+        let serving_note = |serving: &Option<u64>| match serving {
+            Some(id) => format!("gen {id} still serving"),
+            None => "nothing is serving; waiting for a change".into(),
+        };
+        match self {
+            Report::Listening { address, fd, name } => {
+                one(Tone::Info, format!("listening on {address} (fd {fd}, {name})"))
+            }
+            Report::RestartMode => one(
+                Tone::Info,
+                "no --listen: restart mode (the app binds its own port; old and new cannot overlap)".into(),
+            ),
+            Report::Watching { roots, folders } => {
+                let noun = if *folders == 1 { "folder" } else { "folders" };
+                one(Tone::Info, format!("watching {} ({folders} {noun})", roots.join(", ")))
+            }
+            Report::WatchProblem { text } => one(Tone::Warn, text.clone()),
+            Report::PidfileReplaced { path, pid, reused } => {
+                let why = if *reused { "is now another program" } else { "is gone" };
+                one(Tone::Warn, format!("replacing stale pidfile {path} (pid {pid} {why})"))
+            }
+            Report::ChangeDetected { .. } => None,
+            Report::BuildStarted { cause, command } => {
+                one(Tone::Info, format!("{cause}: building ({command})"))
+            }
+            Report::BuildRestarted { cause } => one(Tone::Info, format!("{cause}: restarting the build")),
+            Report::BuildFinished { ok: true, duration_ms, .. } => {
+                one(Tone::Info, format!("build ok in {}", ms(*duration_ms)))
+            }
+            Report::BuildFinished { ok: false, status, duration_ms, serving } => one(
+                Tone::Warn,
+                format!("build failed in {} ({status}); {}", ms(*duration_ms), serving_note(serving)),
+            ),
+            Report::BuildNotStarted { error } => one(Tone::Error, format!("cannot run the build: {error}")),
+            Report::GenerationStarting { generation, pids } => {
+                let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
+                let label = if pids.len() == 1 { "pid" } else { "pids" };
+                one(Tone::Info, format!("gen {generation} starting ({label} {})", pids.join(", ")))
+            }
+            Report::GenerationSuperseded { generation, by_build } => {
+                let newer = if *by_build { "build" } else { "change" };
+                one(Tone::Info, format!("gen {generation} superseded by a newer {newer}; stopping it"))
+            }
+            Report::GenerationReady {
+                generation,
+                total_ms,
+                debounce_ms,
+                build_ms,
+                start_ms,
+                assumed_after_ms,
+                cause,
+            } => {
+                let mut phases = Vec::new();
+                if let Some(debounce) = debounce_ms {
+                    phases.push(format!("debounce {}", ms(*debounce)));
+                }
+                if let Some(build) = build_ms {
+                    phases.push(format!("build {}", ms(*build)));
+                }
+                if let Some(delay) = assumed_after_ms {
+                    // Not a measurement: say what it is.
+                    let before =
+                        if phases.is_empty() { String::new() } else { format!("; {}", phases.join(", ")) };
+                    return one(
+                        Tone::Good,
+                        format!(
+                            "gen {generation} ready: assumed after {} up (no READY=1){before} · {cause}",
+                            ms(*delay)
+                        ),
+                    );
+                }
+                phases.push(format!("start {}", ms(*start_ms)));
+                let phases = phases.join(", ");
+                one(Tone::Good, format!("gen {generation} ready in {} ({phases}) · {cause}", ms(*total_ms)))
+            }
+            Report::GenerationFailed { generation, reason, serving } => {
+                one(Tone::Warn, format!("gen {generation} failed: {reason}; {}", serving_note(serving)))
+            }
+            Report::GenerationStopping { generation, restart_mode: true, .. } => {
+                one(Tone::Info, format!("gen {generation} stopping (restart mode: the new one starts after)"))
+            }
+            Report::GenerationStopping { generation, signal, .. } => {
+                one(Tone::Info, format!("gen {generation} stopping ({signal})"))
+            }
+            Report::GenerationKilled { generation, pids, after_ms } => {
+                let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
+                let which = match pids.len() {
+                    0 => "no process".to_owned(),
+                    1 => format!("pid {}", pids.join("")),
+                    _ => format!("pids {}", pids.join(", ")),
+                };
+                one(
+                    Tone::Warn,
+                    format!("gen {generation} still running after {}; killing {which}", ms(*after_ms)),
+                )
+            }
+            Report::GenerationStopped { generation } => one(Tone::Info, format!("gen {generation} stopped")),
+            Report::WorkerStarted { generation, worker, pid, why } => {
+                let verb = match why {
+                    WorkerStart::Rolling => format!("starting (pid {pid})"),
+                    WorkerStart::Restart => format!("restarted (pid {pid})"),
+                    WorkerStart::Added => format!("started (pid {pid})"),
+                };
+                one(Tone::Info, format!("gen {generation} w{worker} {verb}"))
+            }
+            Report::WorkerNotStarted { generation, worker, error, retry_in_ms } => match retry_in_ms {
+                Some(retry) => one(
+                    Tone::Warn,
+                    format!(
+                        "gen {generation} w{worker} could not restart: {error}; next try in {}",
+                        ms(*retry)
+                    ),
+                ),
+                None => one(Tone::Warn, format!("gen {generation} w{worker} could not start: {error}")),
+            },
+            Report::WorkerStopping { generation, worker, pid, rolling } => {
+                let rolling = if *rolling { " (rolling)" } else { "" };
+                one(Tone::Info, format!("gen {generation} w{worker} (pid {pid}) stopping{rolling}"))
+            }
+            Report::WorkerStopped { generation, worker, pid } => {
+                one(Tone::Info, format!("gen {generation} w{worker} (pid {pid}) stopped"))
+            }
+            Report::WorkerExited {
+                generation,
+                worker,
+                pid,
+                status,
+                crashes_in_a_row,
+                restart_in_ms,
+                crash_loop,
+            } => {
+                let head = format!("gen {generation} w{worker} (pid {pid}) {status}");
+                match (restart_in_ms, crash_loop) {
+                    (Some(delay), _) => one(Tone::Warn, format!("{head}; restarting in {}", ms(*delay))),
+                    (None, true) => one(
+                        Tone::Error,
+                        format!(
+                            "{head}: {crashes_in_a_row} crashes in a row; no more restarts until the next \
+                             change or HUP"
+                        ),
+                    ),
+                    (None, false) => one(Tone::Warn, format!("{head}; not restarted (crash loop)")),
+                }
+            }
+            Report::WorkerKilled { generation, pid, after_ms } => one(
+                Tone::Warn,
+                format!("gen {generation} pid {pid} still running after {}; killed", ms(*after_ms)),
+            ),
+            Report::WorkersChanged { workers, at_minimum: true } => {
+                one(Tone::Info, format!("workers: already {workers}, the minimum"))
+            }
+            Report::WorkersChanged { workers, .. } => one(Tone::Info, format!("workers: {workers}")),
+            Report::ConfigRejected { file, problems } => {
+                let mut lines = problems.clone();
+                lines.push(format!("{file}: not applied; the running config stays"));
+                Some((Tone::Error, lines))
+            }
+            Report::ConfigUnchanged { file } => one(Tone::Info, format!("{file}: no change")),
+            Report::ConfigApplied { file, changed, next_start } => {
+                let mut text = format!("{file}: applied ({})", changed.join(", "));
+                if !next_start.is_empty() {
+                    text.push_str(&format!("; from the next start: {}", next_start.join(", ")));
+                }
+                one(Tone::Info, text)
+            }
+            Report::SocketRearmed { address, generation } => {
+                let by = generation.map(|id| format!(" by gen {id}")).unwrap_or_default();
+                one(
+                    Tone::Warn,
+                    format!(
+                        "{address} was shut down{by} (a worker called shutdown() on its fd); listening again"
+                    ),
+                )
+            }
+            Report::SocketRearmFailed { address, error } => {
+                one(Tone::Warn, format!("{address}: cannot check or re-arm the socket: {error}"))
+            }
+            Report::SentinelRestarted { old_pid, status, new_pid: Some(new), .. } => {
+                one(Tone::Warn, format!("sentinel (pid {old_pid}) {status}; restarted (pid {new})"))
+            }
+            Report::SentinelRestarted { old_pid, status, error, .. } => one(
+                Tone::Error,
+                format!(
+                    "sentinel (pid {old_pid}) {status} and cannot be restarted: {}; a SIGKILL of devserve may \
+                     now leave processes behind",
+                    error.as_deref().unwrap_or("unknown error")
+                ),
+            ),
+            Report::Status { lines } => Some((Tone::Info, lines.clone())),
+            Report::StatusNotWritten { file, error } => {
+                one(Tone::Warn, format!("cannot write the status file {file}: {error}"))
+            }
+            Report::ProbeStarted { command } => one(Tone::Info, format!("probe: {command}")),
+            Report::ProbeNotStarted { error } => one(Tone::Error, format!("cannot run the probe: {error}")),
+            Report::ProbeFinished { ok: true, .. } => one(Tone::Good, "probe ok".into()),
+            Report::ProbeFinished { ok: false, status } => {
+                one(Tone::Error, format!("probe failed ({status})"))
+            }
+            Report::ProbeTimedOut { after_ms } => {
+                one(Tone::Error, format!("probe did not finish within {}; killed", ms(*after_ms)))
+            }
+            Report::OnceInterrupted => one(Tone::Warn, "--once: stopped before a verdict".into()),
+            Report::Stopping { signal, timeout_ms } => one(
+                Tone::Info,
+                format!(
+                    "stopping ({signal} to workers, SIGKILL after {}; again to kill now)",
+                    ms(*timeout_ms)
+                ),
+            ),
+            Report::StoppingNow => one(Tone::Info, "stopping now (SIGKILL)".into()),
+            Report::Stopped => one(Tone::Info, "stopped".into()),
+            Report::Error { text } => one(Tone::Error, format!("error: {text}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_names_the_event_and_keeps_the_fields() {
+        let report = Report::WorkerStarted { generation: 3, worker: 1, pid: 42, why: WorkerStart::Restart };
+        let json = serde_json::to_string(&report).expect("json");
+        assert_eq!(json, r#"{"event":"worker_started","generation":3,"worker":1,"pid":42,"why":"restart"}"#);
+        assert_eq!(serde_json::to_string(&Report::Stopped).expect("json"), r#"{"event":"stopped"}"#);
+    }
+
+    #[test]
+    fn a_config_edit_says_what_waits_for_the_next_start() {
+        let report = Report::ConfigApplied {
+            file: "devserve.toml".into(),
+            changed: vec!["workers".into(), "pidfile".into()],
+            next_start: vec!["pidfile".into()],
+        };
+        let (_, lines) = report.human().expect("a line");
+        assert_eq!(lines, vec!["devserve.toml: applied (workers, pidfile); from the next start: pidfile"]);
+    }
+}

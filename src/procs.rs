@@ -1,0 +1,248 @@
+//! The process table: every child devserve starts, who owns it, and the one way to signal,
+//! track and route them.
+//!
+//! Contract:
+//! - Every child (worker, build, probe) is started here, leads its own process group, and is
+//!   declared to the sentinel at once; its owner is recorded in one pid → [`Owner`] map.
+//! - An exit is routed by one lookup ([`Procs::reaped`]): the rest of the child's group is
+//!   SIGKILLed, the sentinel forgets the group, and the owner is returned. A pid nobody owns is an
+//!   orphaned descendant that devserve, as subreaper, reaped.
+//! - Signals go to whole process groups ([`Procs::signal`]).
+//! - The sentinel itself is a child: [`Procs::reaped`] answers [`Owner::Sentinel`] for it, and
+//!   [`Procs::restart_sentinel`] starts a new one that knows every group.
+//!
+//! [`Procs`] is a trait so that the supervisor's policy can be driven in unit tests by a fake
+//! table that records what it was asked to do ([`FakeProcs`]), without any process.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::Sender;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::event::Event;
+use crate::readiness::NotifySocket;
+use crate::sentinel::Sentinel;
+use crate::spawn::{Command, SpawnError};
+
+/// Who a child process belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// A worker of a generation, in a slot (`DEVSERVE_WORKER`).
+    Worker { generation: u64, slot: u32 },
+    /// The build in progress.
+    Build,
+    /// A build cancelled by a newer change, not yet reaped.
+    CancelledBuild,
+    /// `--once`'s probe.
+    Probe,
+    /// The sentinel (see [`crate::sentinel`]).
+    Sentinel,
+}
+
+/// A generation's `NOTIFY_SOCKET`: its path, and the socket kept open while it lives.
+#[derive(Debug)]
+pub struct NotifyEndpoint {
+    pub path: PathBuf,
+    _socket: Option<NotifySocket>,
+}
+
+/// What the supervisor may do to processes.
+pub trait Procs {
+    /// Starts `command` as the child owned by `owner`.
+    fn spawn(&mut self, command: Command, owner: Owner) -> Result<Pid, SpawnError>;
+    /// Sends `signal` to the process group led by `leader`.
+    fn signal(&mut self, leader: Pid, signal: Signal);
+    /// Records that the child was reaped: kills what is left of its group, forgets it, and says
+    /// whose it was (`None`: an orphaned descendant).
+    fn reaped(&mut self, pid: Pid) -> Option<Owner>;
+    /// Changes the owner of a live child (a build that was cancelled).
+    fn reassign(&mut self, pid: Pid, owner: Owner);
+    /// Children still running, the sentinel aside.
+    fn live(&self) -> usize;
+    /// Opens a generation's notify socket.
+    fn open_notify(&mut self, generation: u64) -> io::Result<NotifyEndpoint>;
+    /// The sentinel died: start a new one with everything it must know. Returns its pid.
+    fn restart_sentinel(&mut self) -> io::Result<Pid>;
+    /// Another path for the sentinel to remove should devserve die.
+    fn add_cleanup(&mut self, path: &Path);
+    /// Clean exit: the sentinel has nothing left to do.
+    fn disarm(&mut self);
+}
+
+/// The real table, on the OS.
+pub struct OsProcs {
+    owners: HashMap<Pid, Owner>,
+    sentinel: Option<Sentinel>,
+    runtime_dir: PathBuf,
+    events: Sender<Event>,
+}
+
+impl OsProcs {
+    pub fn new(sentinel: Sentinel, runtime_dir: &Path, events: Sender<Event>) -> OsProcs {
+        let mut owners = HashMap::new();
+        owners.insert(sentinel.pid(), Owner::Sentinel);
+        OsProcs { owners, sentinel: Some(sentinel), runtime_dir: runtime_dir.to_path_buf(), events }
+    }
+}
+
+impl Procs for OsProcs {
+    fn spawn(&mut self, command: Command, owner: Owner) -> Result<Pid, SpawnError> {
+        let pid = command.spawn()?;
+        if let Some(sentinel) = self.sentinel.as_mut() {
+            sentinel.track(pid);
+        }
+        self.owners.insert(pid, owner);
+        tracing::debug!("started pid {pid} for {owner:?}");
+        Ok(pid)
+    }
+
+    fn signal(&mut self, leader: Pid, signal: Signal) {
+        if let Err(e) = killpg(leader, signal) {
+            tracing::debug!("killpg({leader}, {signal}) failed: {e}");
+        }
+    }
+
+    fn reaped(&mut self, pid: Pid) -> Option<Owner> {
+        let owner = self.owners.remove(&pid)?;
+        if owner != Owner::Sentinel {
+            let _ = killpg(pid, Signal::SIGKILL);
+            if let Some(sentinel) = self.sentinel.as_mut() {
+                sentinel.untrack(pid);
+            }
+        }
+        Some(owner)
+    }
+
+    fn reassign(&mut self, pid: Pid, owner: Owner) {
+        if let Some(known) = self.owners.get_mut(&pid) {
+            *known = owner;
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.owners.values().filter(|o| **o != Owner::Sentinel).count()
+    }
+
+    fn open_notify(&mut self, generation: u64) -> io::Result<NotifyEndpoint> {
+        let socket = NotifySocket::open(&self.runtime_dir, generation, self.events.clone())?;
+        Ok(NotifyEndpoint { path: socket.path().to_path_buf(), _socket: Some(socket) })
+    }
+
+    fn restart_sentinel(&mut self) -> io::Result<Pid> {
+        let sentinel = self.sentinel.as_mut().ok_or_else(|| io::Error::other("no sentinel"))?;
+        let pid = sentinel.respawn()?;
+        self.owners.insert(pid, Owner::Sentinel);
+        Ok(pid)
+    }
+
+    fn add_cleanup(&mut self, path: &Path) {
+        if let Some(sentinel) = self.sentinel.as_mut() {
+            sentinel.add_cleanup(path);
+        }
+    }
+
+    fn disarm(&mut self) {
+        if let Some(sentinel) = self.sentinel.take() {
+            sentinel.disarm();
+        }
+    }
+}
+
+/// A table without processes, for unit tests of the policy: pids are handed out in order,
+/// and every spawn and signal is recorded.
+#[derive(Debug, Default)]
+pub struct FakeProcs {
+    next_pid: i32,
+    pub owners: HashMap<Pid, Owner>,
+    /// Every signal sent, in order: (group leader, signal).
+    pub signals: Vec<(Pid, Signal)>,
+    /// Every spawn, in order: (pid, owner, program and arguments).
+    pub spawned: Vec<(Pid, Owner, Vec<String>)>,
+    /// Spawns that fail from now on (a missing program, say).
+    pub fail_spawns: bool,
+}
+
+impl FakeProcs {
+    pub fn new() -> FakeProcs {
+        FakeProcs { next_pid: 1000, ..FakeProcs::default() }
+    }
+
+    /// Registers a sentinel, as the real table has one; returns its pid.
+    pub fn add_sentinel(&mut self) -> Pid {
+        self.next_pid += 1;
+        let pid = Pid::from_raw(self.next_pid);
+        self.owners.insert(pid, Owner::Sentinel);
+        pid
+    }
+
+    /// The live pids owned by a worker of `generation`.
+    pub fn workers_of(&self, generation: u64) -> Vec<Pid> {
+        let mut pids: Vec<Pid> = self
+            .owners
+            .iter()
+            .filter(|(_, owner)| matches!(owner, Owner::Worker { generation: g, .. } if *g == generation))
+            .map(|(pid, _)| *pid)
+            .collect();
+        pids.sort();
+        pids
+    }
+
+    /// The live pid with this owner.
+    pub fn pid_of(&self, owner: Owner) -> Option<Pid> {
+        self.owners.iter().find(|(_, o)| **o == owner).map(|(pid, _)| *pid)
+    }
+
+    /// Whether `signal` was sent to `pid`'s group.
+    pub fn was_signalled(&self, pid: Pid, signal: Signal) -> bool {
+        self.signals.contains(&(pid, signal))
+    }
+}
+
+impl Procs for FakeProcs {
+    fn spawn(&mut self, command: Command, owner: Owner) -> Result<Pid, SpawnError> {
+        if self.fail_spawns {
+            return Err(SpawnError::NotFound(command.program().into()));
+        }
+        self.next_pid += 1;
+        let pid = Pid::from_raw(self.next_pid);
+        self.owners.insert(pid, owner);
+        self.spawned.push((pid, owner, command.words()));
+        Ok(pid)
+    }
+
+    fn signal(&mut self, leader: Pid, signal: Signal) {
+        self.signals.push((leader, signal));
+    }
+
+    fn reaped(&mut self, pid: Pid) -> Option<Owner> {
+        self.owners.remove(&pid)
+    }
+
+    fn reassign(&mut self, pid: Pid, owner: Owner) {
+        if let Some(known) = self.owners.get_mut(&pid) {
+            *known = owner;
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.owners.values().filter(|o| **o != Owner::Sentinel).count()
+    }
+
+    fn open_notify(&mut self, generation: u64) -> io::Result<NotifyEndpoint> {
+        Ok(NotifyEndpoint { path: PathBuf::from(format!("/fake/notify-{generation}.sock")), _socket: None })
+    }
+
+    fn restart_sentinel(&mut self) -> io::Result<Pid> {
+        self.next_pid += 1;
+        let pid = Pid::from_raw(self.next_pid);
+        self.owners.insert(pid, Owner::Sentinel);
+        Ok(pid)
+    }
+
+    fn add_cleanup(&mut self, _path: &Path) {}
+
+    fn disarm(&mut self) {}
+}

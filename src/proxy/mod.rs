@@ -1,0 +1,344 @@
+//! The front door (`--proxy`): devserve accepts every client connection itself and routes each
+//! request (or, in [`ProxyMode::Tcp`], each connection) only to a *ready* generation's workers.
+//!
+//! This module owns the public listening socket once it is handed to [`ProxyHandle::start`], one
+//! thread (`devserve-proxy`) running a tokio current-thread runtime, the routing table, the pooled
+//! connections to upstreams and the per-generation in-flight accounting. It knows nothing else of
+//! devserve: the supervisor drives it only through [`ProxyCommand`]s and hears back only through
+//! [`ProxyEvent`]s (and reads [`ProxyStats`] for its status table).
+//!
+//! # Contract
+//! - **Hold, never refuse.** Before the first [`ProxyCommand::Serve`], after a
+//!   [`ProxyCommand::Hold`], and while the serving set is empty, a new request waits (up to
+//!   [`ProxyConfig::hold_timeout`], then `503` with the hold reason). If the last build failed
+//!   ([`ProxyCommand::BuildFailed`], and no `Hold` came after it) and nothing serves, requests get a
+//!   `502` page with the build's output at once.
+//! - **Routing.** New requests go only to the serving set; among its upstreams the one with the
+//!   fewest outstanding exchanges wins, ties broken round robin. Least-outstanding rather than plain
+//!   round robin because a dev app often has one slow endpoint (an SSE stream, a long poll, a
+//!   debugger stopped on a breakpoint): requests should flow around a busy worker, and with no load
+//!   the round-robin tie-break still spreads sequential requests evenly.
+//! - **Retry what the app dropped.** A connection refused is retried once on another ready upstream
+//!   whatever the request (its body was never touched). A request written to an upstream that
+//!   reset or closed before any response byte is retried once only when it is idempotent (RFC 9110
+//!   §9.2.2) and its body is empty or was buffered (≤ [`ProxyConfig::retry_body_limit`], known
+//!   `Content-Length`); otherwise the client gets `502` with the reason.
+//! - **Drain.** [`ProxyCommand::Drain`] stops routing to a generation and closes its idle pooled
+//!   connections at once; [`ProxyEvent::Drained`] follows when its last exchange ends. An exchange
+//!   is a request until its response body is complete, an upgraded (WebSocket) connection until
+//!   either side closes it, or a raw TCP connection. [`ProxyCommand::Close`] ends those that
+//!   remain.
+//!
+//! # Layout
+//! [`state`] holds the routing table, the pool and the counters behind one mutex (never held across
+//! an `.await`); [`http`] serves HTTP/1.1 clients and forwards to upstreams; [`tcp`] does the same
+//! for raw TCP; [`headers`] rewrites forwarding and hop-by-hop headers; [`pages`] renders the
+//! error pages; [`body`] holds the body types that carry accounting.
+//!
+//! # Runtime
+//! One `std::thread` runs a tokio *current-thread* runtime: a dev proxy on loopback is bound by the
+//! app, not by the proxy, and one thread keeps the resident memory low (no per-worker stacks or
+//! per-worker allocator arenas) and makes every state change happen on one thread.
+
+mod body;
+mod headers;
+mod http;
+mod pages;
+mod state;
+mod tcp;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use self::state::Shared;
+
+/// The default [`ProxyConfig::hold_timeout`].
+pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default [`ProxyConfig::retry_body_limit`]: 64 KiB, enough for any form post or JSON call a
+/// dev app sees, small enough that buffering it costs nothing noticeable.
+pub const DEFAULT_RETRY_BODY_LIMIT: usize = 64 * 1024;
+
+/// How the proxy behaves; fixed for the proxy's life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// How long a request (or a TCP connection) waits for a ready upstream before it is answered
+    /// `503` (or closed). Default [`DEFAULT_HOLD_TIMEOUT`].
+    pub hold_timeout: Duration,
+    /// Request bodies with a `Content-Length` up to this size are read whole before forwarding, so
+    /// that an idempotent request can be resent if the upstream drops it. Larger or chunked bodies
+    /// are streamed. Default [`DEFAULT_RETRY_BODY_LIMIT`].
+    pub retry_body_limit: usize,
+    /// HTTP reverse proxy, or connection-level raw TCP forwarding.
+    pub mode: ProxyMode,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            hold_timeout: DEFAULT_HOLD_TIMEOUT,
+            retry_body_limit: DEFAULT_RETRY_BODY_LIMIT,
+            mode: ProxyMode::Http,
+        }
+    }
+}
+
+/// What the proxy routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyMode {
+    /// HTTP/1.1 reverse proxy: each request is routed on its own.
+    #[default]
+    Http,
+    /// Raw TCP: each connection is routed once and its bytes copied both ways. The same hold
+    /// rules apply; a connection that waited past the hold timeout is closed.
+    Tcp,
+}
+
+/// What the supervisor tells the proxy. Commands are applied in order, on the proxy thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyCommand {
+    /// New requests go to these ready upstreams of `generation` (replaces the routing set; the
+    /// previous generation gets no NEW request from now on). Also reports and resets the counters
+    /// ([`ProxyEvent::Counters`]). An empty list behaves like [`ProxyCommand::Hold`] with a default
+    /// reason, but keeps `generation` as the one [`ProxyCommand::AddUpstream`] applies to.
+    Serve {
+        /// The generation that now serves.
+        generation: u64,
+        /// Its ready workers' private addresses.
+        upstreams: Vec<SocketAddr>,
+    },
+    /// Add one upstream to the serving generation (a worker restarted on a new port, TTIN,
+    /// a rolling step). Ignored unless `generation` is the serving one.
+    AddUpstream {
+        /// The serving generation.
+        generation: u64,
+        /// The worker's address.
+        upstream: SocketAddr,
+    },
+    /// Remove one upstream of the serving generation (TTOU, a worker that exited). Requests in
+    /// flight on it finish; its idle pooled connections are closed. Ignored unless `generation`
+    /// is the serving one.
+    RemoveUpstream {
+        /// The serving generation.
+        generation: u64,
+        /// The worker's address.
+        upstream: SocketAddr,
+    },
+    /// Nothing is ready: hold new requests (up to the hold timeout, then `503` with this reason in
+    /// the body). Stops routing to the serving generation.
+    Hold {
+        /// Why nothing is ready, for the user ("building", "gen 3 starting").
+        reason: String,
+    },
+    /// The last build failed: when nothing serves, requests get an error page with this (status
+    /// text and output tail; the output may contain ANSI colour codes).
+    BuildFailed {
+        /// The build command as the user wrote it.
+        command: String,
+        /// How it ended ("exit status: 101").
+        status: String,
+        /// The tail of its output.
+        output: String,
+    },
+    /// Clear the build failure (a build succeeded).
+    BuildOk,
+    /// Stop routing to `generation` (if still routed), close its idle pooled upstream connections,
+    /// and send [`ProxyEvent::Drained`] once its in-flight exchanges reach zero (at once if none).
+    Drain {
+        /// The generation to drain.
+        generation: u64,
+    },
+    /// Close every connection still open to `generation` now (long-lived: WebSocket, SSE, raw TCP;
+    /// the stop timeout passed); also stops routing to it. Replies [`ProxyEvent::Closed`].
+    Close {
+        /// The generation whose connections to close.
+        generation: u64,
+    },
+    /// Stop the proxy: the thread ends, every connection it holds is dropped, and the listener is
+    /// closed (pass a `try_clone` of it to [`ProxyHandle::start`] to keep it open).
+    Shutdown,
+}
+
+/// What the proxy tells the supervisor. Sent from the proxy thread through the callback given
+/// to [`ProxyHandle::start`]; none is sent after [`ProxyCommand::Shutdown`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyEvent {
+    /// A generation asked to drain has no exchange in flight any more: it can be stopped.
+    Drained {
+        /// The drained generation.
+        generation: u64,
+    },
+    /// The answer to [`ProxyCommand::Close`]: how many exchanges (upgraded connections, streaming
+    /// responses, requests awaiting a response, raw TCP connections) were open and are now closed.
+    Closed {
+        /// The generation.
+        generation: u64,
+        /// The number of exchanges closed.
+        connections: usize,
+    },
+    /// Counters since the previous [`ProxyCommand::Serve`] (or the start), sent when a `Serve`
+    /// arrives, before it applies (for the swap line "held 3, retried 1").
+    Counters(Counters),
+    /// The proxy could not do its job (an accept error, …): one line for the user.
+    Problem(String),
+}
+
+/// Request counters over some period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Requests (or TCP connections) that had to wait for a ready upstream.
+    pub held: u64,
+    /// Requests resent to another upstream after the first one dropped them.
+    pub retried: u64,
+    /// Requests answered by the proxy itself with an error (`502`/`503`), or TCP connections
+    /// closed without reaching an upstream.
+    pub failed: u64,
+}
+
+/// A snapshot for the status table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProxyStats {
+    /// The generation new requests go to, if any.
+    pub serving: Option<u64>,
+    /// Its upstreams.
+    pub upstreams: Vec<SocketAddr>,
+    /// Exchanges in flight, per generation that has any (or is draining), by generation.
+    pub generations: Vec<GenerationStats>,
+    /// Requests waiting for a ready upstream right now.
+    pub held_now: usize,
+    /// Counters since the proxy started.
+    pub total: Counters,
+}
+
+/// One generation's line in [`ProxyStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenerationStats {
+    /// The generation.
+    pub generation: u64,
+    /// Exchanges in flight (requests, streaming responses, upgraded or TCP connections).
+    pub in_flight: usize,
+    /// A [`ProxyCommand::Drain`] was received and [`ProxyEvent::Drained`] not yet sent.
+    pub draining: bool,
+}
+
+/// The callback that receives [`ProxyEvent`]s (called on the proxy thread; keep it short).
+pub type EventSink = Box<dyn Fn(ProxyEvent) + Send + Sync>;
+
+/// The running proxy: sends commands to its thread. Dropping it (or sending
+/// [`ProxyCommand::Shutdown`]) stops the thread; the drop waits for the thread to end.
+pub struct ProxyHandle {
+    commands: mpsc::UnboundedSender<ProxyCommand>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ProxyHandle {
+    /// Starts the proxy thread on `listener`, which devserve has already bound (and is
+    /// listening). Errors come from making the socket non-blocking, building the runtime or
+    /// spawning the thread; after that, problems are reported as [`ProxyEvent::Problem`].
+    pub fn start(
+        listener: std::net::TcpListener,
+        config: ProxyConfig,
+        events: EventSink,
+    ) -> std::io::Result<ProxyHandle> {
+        listener.set_nonblocking(true)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let shared = Arc::new(Shared::new(config, events));
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new().name("devserve-proxy".into()).spawn(move || {
+            runtime.block_on(run(thread_shared, listener, receiver));
+            // Dropping the runtime here drops every connection task, and with them the sockets.
+            drop(runtime);
+        })?;
+        Ok(ProxyHandle { commands, shared, thread: Some(thread) })
+    }
+
+    /// Queues a command for the proxy thread. A command sent after the proxy stopped is ignored.
+    pub fn send(&self, command: ProxyCommand) {
+        // The only failure is a stopped proxy thread, where there is nothing left to command.
+        let _ = self.commands.send(command);
+    }
+
+    /// Counters for the status table: in flight per generation, held now, totals.
+    pub fn stats(&self) -> ProxyStats {
+        self.shared.stats()
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        let _ = self.commands.send(ProxyCommand::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            // A panic on the proxy thread has already been reported by the panic hook.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The proxy thread's main task: accepts connections and applies commands until `Shutdown` (or
+/// until every [`ProxyHandle`] sender is gone).
+async fn run(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    mut commands: mpsc::UnboundedReceiver<ProxyCommand>,
+) {
+    let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener));
+    while let Some(command) = commands.recv().await {
+        if command == ProxyCommand::Shutdown {
+            break;
+        }
+        shared.apply(command);
+    }
+    shared.shut_down();
+    accept.abort();
+}
+
+/// Accepts client connections forever, one task each.
+async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
+    let mut last_problem: Option<(std::io::ErrorKind, tokio::time::Instant)> = None;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                match shared.config.mode {
+                    ProxyMode::Http => {
+                        tokio::spawn(http::serve_client(Arc::clone(&shared), stream, peer));
+                    }
+                    ProxyMode::Tcp => {
+                        tokio::spawn(tcp::serve_client(Arc::clone(&shared), stream));
+                    }
+                }
+            }
+            Err(error) if is_transient_accept_error(&error) => {}
+            Err(error) => {
+                // Out of file descriptors or memory: say so (once per kind per minute) and back off
+                // so that the loop does not spin; the connection stays in the kernel queue.
+                let now = tokio::time::Instant::now();
+                let repeat = last_problem
+                    .is_some_and(|(kind, at)| kind == error.kind() && now - at < Duration::from_secs(60));
+                if !repeat {
+                    shared.problem(format!("proxy: cannot accept a connection: {error}"));
+                    last_problem = Some((error.kind(), now));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Errors about one connection that died in the queue, not about the listener.
+fn is_transient_accept_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted, WouldBlock};
+    matches!(error.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
+}

@@ -1,0 +1,381 @@
+//! The swap policy, driven by synthetic events against a fake process table: no process is
+//! started, no signal sent. Each test names the transition of the README's "How it works" it
+//! covers.
+
+use std::ffi::OsString;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{CommandFactory, FromArgMatches};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::trigger::Trigger;
+use super::{Next, Outcome, Supervisor};
+use crate::cli::Cli;
+use crate::config::Loader;
+use crate::event::{Change, Event, ExitStatus, Notification, Request};
+use crate::output::Output;
+use crate::procs::{FakeProcs, Owner};
+use crate::sockets;
+
+struct Harness {
+    sup: Supervisor<FakeProcs>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+fn harness(args: &[&str]) -> Harness {
+    let mut argv: Vec<&str> = vec!["devserve"];
+    argv.extend_from_slice(args);
+    if !args.contains(&"--") {
+        argv.extend(["--", "true"]);
+    }
+    let matches = Cli::command().try_get_matches_from(&argv).expect("arguments");
+    let cli = Cli::from_arg_matches(&matches).expect("cli");
+    let loader = Loader::new(argv.iter().map(OsString::from).collect(), &cli, &matches);
+    let config = loader.load().expect("valid config");
+    let sockets = sockets::bind_all(&config.listen).expect("bind");
+    let (out, lines) = Output::captured(true);
+    let (events, _) = crossbeam_channel::unbounded();
+    let sup = Supervisor::new(None, config, out, FakeProcs::new(), sockets, events);
+    Harness { sup, lines }
+}
+
+impl Harness {
+    fn start(&mut self) {
+        self.sup.trigger(Trigger::start(Instant::now()));
+        self.sup.tick(Instant::now());
+    }
+
+    fn change(&mut self) {
+        let change = Change { paths: vec!["/src/main.rs".into()], since: Instant::now() };
+        self.event(Event::Change(change));
+    }
+
+    fn event(&mut self, event: Event) {
+        self.sup.handle(event, Instant::now());
+        self.sup.tick(Instant::now());
+    }
+
+    fn at(&mut self, later: Duration) {
+        self.sup.tick(Instant::now() + later);
+    }
+
+    fn ready(&mut self, generation: u64) {
+        for pid in self.sup.procs.workers_of(generation) {
+            let note = Notification {
+                generation,
+                sender: Some(pid),
+                sender_group: Some(pid),
+                ready: true,
+                status: None,
+            };
+            self.event(Event::Notify(note));
+        }
+    }
+
+    fn exit(&mut self, pid: Pid, status: ExitStatus) {
+        self.event(Event::Exited { pid, status });
+    }
+
+    fn exit_all(&mut self, generation: u64) {
+        for pid in self.sup.procs.workers_of(generation) {
+            self.exit(pid, ExitStatus::Code(0));
+        }
+    }
+
+    fn workers(&self, generation: u64) -> Vec<Pid> {
+        self.sup.procs.workers_of(generation)
+    }
+
+    fn serving(&self) -> Option<u64> {
+        self.sup.serving.as_ref().map(|g| g.id)
+    }
+
+    fn next(&self) -> Option<u64> {
+        self.sup.next.generation().map(|g| g.id)
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        let lines = self.lines.lock().expect("lines");
+        lines.iter().map(|l| serde_json::from_str(l).expect("JSON")).collect()
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.events().iter().filter(|e| e["event"] == kind).count()
+    }
+
+    fn last(&self, kind: &str) -> serde_json::Value {
+        self.events().into_iter().rev().find(|e| e["event"] == kind).unwrap_or_default()
+    }
+
+    fn term_sent(&self, pid: Pid) -> bool {
+        self.sup.procs.was_signalled(pid, Signal::SIGTERM)
+    }
+}
+
+const CRASH: ExitStatus = ExitStatus::Code(1);
+
+#[test]
+fn swap_the_ready_generation_serves_and_the_old_one_drains() {
+    let mut h = harness(&["-l", "127.0.0.1:0"]);
+    h.start();
+    assert_eq!(h.next(), Some(1));
+    h.ready(1);
+    assert_eq!(h.serving(), Some(1));
+    let old = h.workers(1);
+    h.change();
+    assert_eq!((h.serving(), h.next()), (Some(1), Some(2)), "the old one serves while the new one starts");
+    assert!(!h.term_sent(old[0]));
+    h.ready(2);
+    assert_eq!(h.serving(), Some(2));
+    assert!(h.term_sent(old[0]), "the old generation is told to stop");
+    assert_eq!(h.last("generation_ready")["debounce_ms"].as_u64().is_some(), true);
+    h.exit_all(1);
+    assert_eq!(h.last("generation_stopped")["generation"], 1);
+    assert!(h.sup.draining.is_empty());
+}
+
+#[test]
+fn rollback_when_the_new_generation_crashes_before_it_is_ready() {
+    let mut h = harness(&["-l", "127.0.0.1:0"]);
+    h.start();
+    h.ready(1);
+    h.change();
+    let new = h.workers(2);
+    h.exit(new[0], CRASH);
+    assert_eq!((h.serving(), h.next()), (Some(1), None));
+    let failed = h.last("generation_failed");
+    assert_eq!((failed["generation"].as_u64(), failed["serving"].as_u64()), (Some(2), Some(1)));
+    assert!(!h.term_sent(h.workers(1)[0]), "the old generation is left alone");
+}
+
+#[test]
+fn rollback_when_the_new_generation_is_not_ready_in_time() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "--ready-timeout", "5s", "--ready-delay", "1h"]);
+    h.start();
+    h.ready(1);
+    h.change();
+    let new = h.workers(2);
+    h.at(Duration::from_secs(4));
+    assert_eq!(h.next(), Some(2), "still within the timeout");
+    h.at(Duration::from_secs(6));
+    assert_eq!((h.serving(), h.next()), (Some(1), None));
+    assert!(h.term_sent(new[0]), "the late generation is stopped");
+    assert!(
+        h.last("generation_failed")["reason"].as_str().is_some_and(|r| r.contains("not ready within 5.00s"))
+    );
+}
+
+#[test]
+fn rollback_when_the_build_fails() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "-b", "make"]);
+    h.start();
+    let build = h.sup.procs.pid_of(Owner::Build).expect("first build");
+    h.exit(build, ExitStatus::Code(0));
+    h.ready(1);
+    h.change();
+    let build = h.sup.procs.pid_of(Owner::Build).expect("second build");
+    h.exit(build, ExitStatus::Code(2));
+    assert_eq!((h.serving(), h.next()), (Some(1), None), "no generation starts from a failed build");
+    let finished = h.last("build_finished");
+    assert_eq!((finished["ok"].as_bool(), finished["serving"].as_u64()), (Some(false), Some(1)));
+}
+
+#[test]
+fn a_change_during_a_build_cancels_it_and_builds_again() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "-b", "make"]);
+    h.start();
+    let first = h.sup.procs.pid_of(Owner::Build).expect("build");
+    h.change();
+    assert!(h.sup.procs.was_signalled(first, Signal::SIGKILL), "the stale build is killed");
+    assert_eq!(h.sup.procs.owners.get(&first), Some(&Owner::CancelledBuild));
+    assert_eq!(h.count("build_restarted"), 1);
+    h.exit(first, ExitStatus::Signal(Signal::SIGKILL));
+    assert_eq!(h.next(), None, "a cancelled build starts nothing");
+}
+
+#[test]
+fn supersede_a_newer_change_replaces_the_generation_still_starting() {
+    let mut h = harness(&["-l", "127.0.0.1:0"]);
+    h.start();
+    h.ready(1);
+    h.change();
+    let starting = h.workers(2);
+    h.change();
+    assert_eq!(h.next(), Some(3));
+    assert!(h.term_sent(starting[0]));
+    assert_eq!(h.last("generation_superseded")["by_build"], false);
+    assert_eq!(h.serving(), Some(1));
+}
+
+#[test]
+fn rolling_one_old_worker_stops_per_ready_new_worker() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "-n", "2", "--rolling"]);
+    h.start();
+    assert_eq!(h.workers(1).len(), 2, "a first start is not rolling");
+    h.ready(1);
+    h.change();
+    assert!(matches!(h.sup.next, Next::Rolling(_)));
+    assert_eq!(h.workers(2).len(), 1, "one new worker first");
+    h.ready(2);
+    let stopped: Vec<Pid> = h.workers(1).into_iter().filter(|p| h.term_sent(*p)).collect();
+    assert_eq!(stopped.len(), 1, "one old worker stops for the ready new one");
+    assert_eq!(h.workers(2).len(), 2, "and the next new worker starts");
+    h.ready(2);
+    assert_eq!(h.serving(), Some(2));
+    assert!(h.workers(1).iter().all(|p| h.term_sent(*p)));
+}
+
+#[test]
+fn restart_mode_queues_the_new_generation_until_the_old_one_is_gone() {
+    let mut h = harness(&[]);
+    h.start();
+    h.ready(1);
+    h.change();
+    assert!(matches!(h.sup.next, Next::Queued { .. }));
+    assert!(h.term_sent(h.workers(1)[0]), "the old one stops first: both would bind the port");
+    assert!(h.workers(2).is_empty());
+    h.exit_all(1);
+    assert_eq!(h.next(), Some(2), "started once the old one is gone");
+    assert_eq!(h.last("generation_stopping")["restart_mode"], true);
+}
+
+#[test]
+fn crash_backoff_then_the_crash_loop_limit() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "--max-restarts", "2"]);
+    h.start();
+    h.ready(1);
+    let mut delays = Vec::new();
+    for _ in 0..2 {
+        let pid = h.workers(1)[0];
+        h.exit(pid, CRASH);
+        let exited = h.last("worker_exited");
+        delays.push(exited["restart_in_ms"].as_u64().expect("restart scheduled"));
+        assert!(h.workers(1).is_empty(), "not before the backoff");
+        h.at(Duration::from_secs(11));
+        assert_eq!(h.workers(1).len(), 1, "restarted after the backoff");
+    }
+    assert_eq!(delays, vec![100, 200], "the backoff doubles");
+    let pid = h.workers(1)[0];
+    h.exit(pid, CRASH);
+    let exited = h.last("worker_exited");
+    assert_eq!((exited["crash_loop"].as_bool(), exited["restart_in_ms"].is_null()), (Some(true), true));
+    h.at(Duration::from_secs(60));
+    assert!(h.workers(1).is_empty(), "no more restarts");
+    assert!(h.sup.serving.as_ref().is_some_and(|g| g.gave_up));
+}
+
+#[test]
+fn ttin_during_a_start_is_no_rolling_step() {
+    let mut h = harness(&["-l", "127.0.0.1:0"]);
+    h.start();
+    h.ready(1);
+    h.change();
+    h.event(Event::Request(Request::MoreWorkers));
+    assert_eq!(h.workers(1).len(), 2, "the serving generation grows at once");
+    assert!(matches!(h.sup.next, Next::Starting(_)));
+    h.ready(2);
+    assert_eq!(h.serving(), Some(2), "promoted, not rolled");
+    assert!(h.workers(1).iter().all(|p| h.term_sent(*p)), "the old generation stops whole");
+    assert_eq!(h.workers(2).len(), 2, "the new one is topped up to the new count");
+}
+
+#[test]
+fn ttou_retires_the_oldest_worker_and_never_goes_under_one() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "-n", "2"]);
+    h.start();
+    h.ready(1);
+    h.event(Event::Request(Request::FewerWorkers));
+    let stopped: Vec<Pid> = h.workers(1).into_iter().filter(|p| h.term_sent(*p)).collect();
+    assert_eq!(stopped.len(), 1);
+    h.exit(stopped[0], ExitStatus::Code(0));
+    assert_eq!(h.last("worker_stopped")["pid"], stopped[0].as_raw());
+    h.event(Event::Request(Request::FewerWorkers));
+    assert_eq!(h.last("workers_changed")["at_minimum"], true);
+}
+
+#[test]
+fn shutdown_while_serving_stops_gracefully_then_kills() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "--stop-timeout", "2s"]);
+    h.start();
+    h.ready(1);
+    let pid = h.workers(1)[0];
+    h.event(Event::Request(Request::Stop));
+    assert!(h.term_sent(pid));
+    assert!(!h.sup.finished());
+    h.at(Duration::from_secs(3));
+    assert!(h.sup.procs.was_signalled(pid, Signal::SIGKILL), "killed at the stop timeout");
+    h.exit(pid, ExitStatus::Signal(Signal::SIGKILL));
+    assert!(h.sup.finished());
+}
+
+#[test]
+fn shutdown_during_a_build_a_start_or_a_queue() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "-b", "make"]);
+    h.start();
+    let build = h.sup.procs.pid_of(Owner::Build).expect("build");
+    h.event(Event::Request(Request::Stop));
+    assert!(h.sup.procs.was_signalled(build, Signal::SIGKILL));
+    assert!(!h.sup.finished(), "waits for the build to be reaped");
+    h.exit(build, ExitStatus::Signal(Signal::SIGKILL));
+    assert!(h.sup.finished());
+
+    let mut h = harness(&["-l", "127.0.0.1:0"]);
+    h.start();
+    h.ready(1);
+    h.change();
+    h.event(Event::Request(Request::Stop));
+    assert!(h.workers(1).iter().chain(&h.workers(2)).all(|p| h.term_sent(*p)), "both generations stop");
+    h.change();
+    assert_eq!(h.next(), None, "no new generation once stopping");
+    h.event(Event::Request(Request::Stop));
+    assert!(
+        h.workers(2).iter().all(|p| h.sup.procs.was_signalled(*p, Signal::SIGKILL)),
+        "a second TERM kills"
+    );
+
+    let mut h = harness(&[]);
+    h.start();
+    h.ready(1);
+    h.change();
+    h.event(Event::Request(Request::Stop));
+    h.exit_all(1);
+    assert!(h.sup.finished(), "the queued generation never starts");
+    assert!(h.workers(2).is_empty());
+}
+
+#[test]
+fn once_succeeds_interrupts_or_times_out_its_probe() {
+    let mut h = harness(&["--once", "-l", "127.0.0.1:0"]);
+    h.start();
+    h.ready(1);
+    assert_eq!(h.sup.outcome, Outcome::Success);
+    assert!(h.sup.shutdown.is_some());
+
+    let mut h = harness(&["--once", "-l", "127.0.0.1:0", "--probe", "curl x", "--probe-timeout", "1s"]);
+    h.start();
+    h.ready(1);
+    let probe = h.sup.procs.pid_of(Owner::Probe).expect("probe");
+    h.at(Duration::from_secs(2));
+    assert!(h.sup.procs.was_signalled(probe, Signal::SIGKILL));
+    assert_eq!(h.sup.outcome, Outcome::ProbeFailed);
+
+    let mut h = harness(&["--once", "-l", "127.0.0.1:0", "--probe", "curl x"]);
+    h.start();
+    h.ready(1);
+    h.event(Event::Request(Request::Stop));
+    assert_eq!(h.sup.outcome, Outcome::Interrupted);
+}
+
+#[test]
+fn a_killed_sentinel_is_restarted_and_a_stranger_is_ignored() {
+    let mut h = harness(&["-l", "127.0.0.1:0"]);
+    let sentinel = h.sup.procs.add_sentinel();
+    h.start();
+    h.exit(sentinel, ExitStatus::Signal(Signal::SIGKILL));
+    let restarted = h.last("sentinel_restarted");
+    assert!(restarted["new_pid"].as_i64().is_some(), "{restarted}");
+    h.exit(Pid::from_raw(4_000_000), ExitStatus::Code(0));
+    assert_eq!(h.next(), Some(1), "an orphan's exit changes nothing");
+}
