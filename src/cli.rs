@@ -128,9 +128,8 @@ pub struct Cli {
     @setting(NextGeneration)
     pub listen: Vec<ListenSpec>,
 
-    /// Worker processes per generation
-    #[arg(short = 'n', long = "workers", value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Worker processes per generation (1 to 1024), or `auto` (also `0`): one per available CPU
+    #[arg(short = 'n', long = "workers", value_name = "N", default_value = "1", value_parser = parse_workers)]
     @setting(NextGeneration)
     pub workers: u32,
 
@@ -159,6 +158,11 @@ pub struct Cli {
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     @setting(AtOnce)
     pub stop_timeout: Duration,
+
+    /// Kill and restart a ready worker that sends no WATCHDOG=1 for this long (sets WATCHDOG_USEC)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    @setting(NextGeneration)
+    pub watchdog: Option<Duration>,
 
     /// Crashes in a row (a 10s run resets the count) after which a serving generation's
     /// workers are no longer restarted, until the next change or HUP
@@ -320,6 +324,21 @@ pub fn check_env(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Parses `-n`: 1 to 1024, or `auto` / `0` for one worker per CPU this process may use (its
+/// affinity mask and cgroup CPU quota, as nginx's `worker_processes auto`).
+pub fn parse_workers(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    if text == "auto" || text == "0" {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        return Ok(u32::try_from(cpus).unwrap_or(1024).clamp(1, 1024));
+    }
+    match text.parse::<u32>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("{n} is not in 1..=1024 (or auto)")),
+        Err(_) => Err(format!("`{text}` is not a worker count; use 1 to 1024, or auto")),
+    }
+}
+
 /// The longest duration any setting takes: a day is "never" for a dev loop, and keeps every
 /// deadline devserve computes far from overflowing.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -473,6 +492,16 @@ mod tests {
         assert!(hint(&["--signal", "SIGTERM"]).is_some_and(|h| h.contains("--stop-signal SIGTERM")));
         assert!(hint(&["--signal", "reload"]).is_none(), "devserve's own --signal");
         assert!(hint(&["--", "app", "-r"]).is_none(), "the app's own flags are not devserve's");
+    }
+
+    #[test]
+    fn worker_counts() {
+        assert_eq!(parse_workers("4"), Ok(4));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        assert_eq!(parse_workers("auto"), Ok(cpus));
+        assert_eq!(parse_workers("0"), Ok(cpus));
+        assert!(parse_workers("1025").is_err());
+        assert!(parse_workers("many").is_err());
     }
 
     #[test]

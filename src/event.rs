@@ -83,5 +83,13 @@ pub struct Notification {
     /// The sender's process group at receipt, to attribute a grandchild's message to its worker.
     pub sender_group: Option<Pid>,
     pub ready: bool,
+    /// `WATCHDOG=1`: the worker is alive (with `--watchdog`).
+    pub watchdog: bool,
+    /// `RELOADING=1`: the worker is reloading itself (until its next `READY=1`).
+    pub reloading: bool,
+    /// `STOPPING=1`: the worker is shutting down.
+    pub stopping: bool,
+    /// `EXTEND_TIMEOUT_USEC=N`: the starting worker asks for this much more time to be ready.
+    pub extend_timeout: Option<std::time::Duration>,
     pub status: Option<String>,
 }

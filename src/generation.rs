@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use crate::event::{ExitStatus, Notification};
 use crate::output;
-use crate::procs::{NotifyEndpoint, Owner, Procs};
+use crate::procs::{NotifyEndpoint, Owner, Procs, Snapshot};
 use crate::sockets::NamedSocket;
 use crate::spawn::{Command, SpawnError};
 
@@ -36,6 +36,8 @@ pub struct Launch {
     /// The held sockets, placed at fds 3, 4, … (shared: see the module doc).
     pub sockets: Vec<NamedSocket>,
     pub listen_pid: bool,
+    /// `--watchdog`: given to workers as `WATCHDOG_USEC`.
+    pub watchdog: Option<Duration>,
 }
 
 impl Launch {
@@ -58,6 +60,12 @@ pub struct Worker {
     /// Crashes in a row (reset once a run lasted [`STABLE_UPTIME`]).
     pub restarts: u32,
     pub last_exit: Option<ExitStatus>,
+    /// The last `WATCHDOG=1` of the current process.
+    pub last_ping: Option<Instant>,
+    /// What the app said it is doing (`RELOADING=1`, `STOPPING=1`), for the status table.
+    pub app_state: Option<&'static str>,
+    /// The current process was killed for missing its watchdog.
+    pub missed_watchdog: bool,
 }
 
 /// A worker's process, if any.
@@ -103,7 +111,10 @@ impl Worker {
         let up = |since: Instant| output::duration(now.duration_since(since));
         match self.state {
             WorkerState::Starting { pid, since } => format!("pid {pid} starting, up {}", up(since)),
-            WorkerState::Ready { pid, started } => format!("pid {pid} ready, up {}", up(started)),
+            WorkerState::Ready { pid, started } => match self.app_state {
+                Some(doing) => format!("pid {pid} ready ({doing}), up {}", up(started)),
+                None => format!("pid {pid} ready, up {}", up(started)),
+            },
             WorkerState::Retiring { pid, .. } => format!("pid {pid} retiring"),
             WorkerState::Restarting { at } => {
                 format!("restarting in {}", output::duration(at.saturating_duration_since(now)))
@@ -136,12 +147,16 @@ pub struct Generation {
     pub cause: String,
     /// Crash-loop policy hit: its workers are no longer restarted.
     pub gave_up: bool,
+    /// A worker asked for more time to get ready (`EXTEND_TIMEOUT_USEC`).
+    pub extended_until: Option<Instant>,
     /// Files changed before it (so there was a debounce wait to report).
     pub debounced: bool,
     /// A worker was taken as ready after `--ready-delay` rather than by READY=1.
     pub ready_by_delay: bool,
     /// How its workers are started (restarts too), fixed when it starts.
     launch: Launch,
+    /// The copy of a compiled program its workers run (see [`snapshot_wanted`]).
+    snapshot: Option<Snapshot>,
     notify: NotifyEndpoint,
 }
 
@@ -156,6 +171,16 @@ impl Generation {
         now: Instant,
     ) -> Result<Generation, SpawnError> {
         let notify = procs.open_notify(id).map_err(SpawnError::Setup)?;
+        let snapshot = snapshot_wanted(&launch).and_then(|program| match procs.snapshot(id, &program) {
+            Ok(snapshot) => Some(snapshot),
+            Err(e) => {
+                tracing::warn!(
+                    "gen {id}: no copy of {}: {e}; workers run the file itself",
+                    program.display()
+                );
+                None
+            }
+        });
         let mut generation = Generation {
             id,
             workers: Vec::new(),
@@ -164,9 +189,11 @@ impl Generation {
             build_took: None,
             cause: String::new(),
             gave_up: false,
+            extended_until: None,
             debounced: false,
             ready_by_delay: false,
             launch,
+            snapshot,
             notify,
         };
         for slot in 0..count {
@@ -180,11 +207,36 @@ impl Generation {
 
     /// Starts a worker in `slot` (a new slot, or one waiting to restart).
     pub fn add_worker(&mut self, slot: u32, procs: &mut dyn Procs, now: Instant) -> Result<Pid, SpawnError> {
-        let pid = procs.spawn(self.command(slot), Owner::Worker { generation: self.id, slot })?;
+        let owner = Owner::Worker { generation: self.id, slot };
+        let pid = match (&self.snapshot, procs.spawn(self.command(slot), owner)) {
+            // The copy cannot be executed (a runtime dir on a noexec mount): the file itself.
+            (Some(_), Err(SpawnError::Exec(_, e))) if e.raw_os_error() == Some(libc::EACCES) => {
+                tracing::warn!(
+                    "gen {}: cannot execute the program's copy ({e}); running the file itself",
+                    self.id
+                );
+                self.snapshot = None;
+                procs.spawn(self.command(slot), owner)?
+            }
+            (_, spawned) => spawned?,
+        };
         let state = WorkerState::Starting { pid, since: now };
         match self.workers.iter_mut().find(|w| w.slot == slot) {
-            Some(worker) => worker.state = state,
-            None => self.workers.push(Worker { slot, state, restarts: 0, last_exit: None }),
+            Some(worker) => {
+                worker.state = state;
+                worker.last_ping = None;
+                worker.app_state = None;
+                worker.missed_watchdog = false;
+            }
+            None => self.workers.push(Worker {
+                slot,
+                state,
+                restarts: 0,
+                last_exit: None,
+                last_ping: None,
+                app_state: None,
+                missed_watchdog: false,
+            }),
         }
         Ok(pid)
     }
@@ -197,13 +249,20 @@ impl Generation {
             Some((program, args)) => (program.clone(), args),
             None => (OsString::new(), &[][..]),
         };
-        let mut command = Command::new(program)
+        let mut command = Command::new(program);
+        if let Some(snapshot) = &self.snapshot {
+            command = command.exec_path(&snapshot.path);
+        }
+        let mut command = command
             .args(args)
             .env("NOTIFY_SOCKET", &self.notify.path)
             .env("DEVSERVE_GENERATION", self.id.to_string())
             .env("DEVSERVE_WORKER", slot.to_string());
         for (key, value) in &launch.env {
             command = command.env(key, value);
+        }
+        if let Some(watchdog) = launch.watchdog {
+            command = command.env("WATCHDOG_USEC", watchdog.as_micros().to_string());
         }
         if !launch.sockets.is_empty() {
             command = command
@@ -321,23 +380,74 @@ impl Generation {
     }
 
     /// Applies a READY=1 (or other) notification; true if it made a worker ready.
-    pub fn notified(&mut self, note: &Notification) -> bool {
-        if !note.ready {
-            return false;
-        }
+    pub fn notified(&mut self, note: &Notification, now: Instant) -> bool {
         let by_sender = |w: &Worker| {
             let pid = w.pid();
             pid.is_some() && (pid == note.sender || pid == note.sender_group)
         };
         let index = match note.sender {
             Some(_) => self.workers.iter().position(by_sender),
-            // No credentials (not Linux): the first worker still starting.
-            None => self.workers.iter().position(|w| matches!(w.state, WorkerState::Starting { .. })),
+            // No credentials (not Linux): READY=1 goes to the first worker still starting.
+            None if note.ready => {
+                self.workers.iter().position(|w| matches!(w.state, WorkerState::Starting { .. }))
+            }
+            None => None,
         };
-        match index.map(|i| &mut self.workers[i]) {
-            Some(worker) => mark_ready(self.id, worker),
-            None => false,
+        if let Some(extra) = note.extend_timeout {
+            let until = deadline(now, extra);
+            self.extended_until = Some(self.extended_until.map_or(until, |known| known.max(until)));
         }
+        let Some(worker) = index.and_then(|i| self.workers.get_mut(i)) else { return false };
+        if note.watchdog {
+            worker.last_ping = Some(now);
+        }
+        if note.reloading {
+            worker.app_state = Some("reloading");
+        }
+        if note.stopping {
+            worker.app_state = Some("stopping");
+        }
+        if !note.ready {
+            return false;
+        }
+        worker.app_state = None;
+        mark_ready(self.id, worker)
+    }
+
+    /// When the ready timeout passes: `--ready-timeout` after the start, or later if a worker
+    /// asked for more time (`EXTEND_TIMEOUT_USEC`).
+    pub fn ready_deadline(&self, timeout: Duration) -> Instant {
+        let normal = deadline(self.started, timeout);
+        self.extended_until.map_or(normal, |until| until.max(normal))
+    }
+
+    /// Ready workers whose last `WATCHDOG=1` (or start) is older than `timeout`: each is marked
+    /// and returned once.
+    pub fn missed_watchdogs(&mut self, timeout: Duration, now: Instant) -> Vec<(u32, Pid)> {
+        let mut missed = Vec::new();
+        for worker in &mut self.workers {
+            if let WorkerState::Ready { pid, started } = worker.state
+                && !worker.missed_watchdog
+                && now >= deadline(worker.last_ping.map_or(started, |ping| ping.max(started)), timeout)
+            {
+                worker.missed_watchdog = true;
+                missed.push((worker.slot, pid));
+            }
+        }
+        missed
+    }
+
+    /// The earliest moment a ready worker's watchdog runs out.
+    pub fn next_watchdog(&self, timeout: Duration) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter_map(|w| match w.state {
+                WorkerState::Ready { started, .. } if !w.missed_watchdog => {
+                    Some(deadline(w.last_ping.map_or(started, |ping| ping.max(started)), timeout))
+                }
+                _ => None,
+            })
+            .min()
     }
 
     /// Marks ready every worker that has been up for `delay`.
@@ -407,6 +517,31 @@ impl Generation {
             _ => format!("pids {}", pids.join(", ")),
         }
     }
+}
+
+/// The program to keep a copy of, if it is worth one: a compiled executable (ELF or Mach-O)
+/// named by a path (`./app`, `target/debug/app`), which a build may replace. Not a program found
+/// on PATH (an interpreter: `python3`, `node`, whose source files a copy would not cover), and
+/// not a script: its interpreter would see the copy's path as `$0`.
+fn snapshot_wanted(launch: &Launch) -> Option<std::path::PathBuf> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let program = launch.command.first()?;
+    if !program.as_bytes().contains(&b'/') {
+        return None;
+    }
+    let path = std::path::PathBuf::from(program);
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(&path).ok()?;
+    file.read_exact(&mut magic).ok()?;
+    const MAGICS: [[u8; 4]; 5] = [
+        *b"\x7fELF",
+        [0xcf, 0xfa, 0xed, 0xfe],
+        [0xce, 0xfa, 0xed, 0xfe],
+        [0xca, 0xfe, 0xba, 0xbe],
+        [0xfe, 0xed, 0xfa, 0xcf],
+    ];
+    MAGICS.contains(&magic).then_some(path)
 }
 
 /// `from + after` without the panic of `Instant + Duration` on overflow: an unreachable moment

@@ -8,6 +8,8 @@
 //!   SIGKILLed, the sentinel forgets the group, and the owner is returned. A pid nobody owns is an
 //!   orphaned descendant that devserve, as subreaper, reaped.
 //! - Signals go to whole process groups ([`Procs::signal`]).
+//! - Every child carries the run's marker in `DEVSERVE_RUN`; at a clean exit [`Procs::disarm`]
+//!   kills whatever still carries it (the sentinel does the same if devserve dies).
 //! - The sentinel itself is a child: [`Procs::reaped`] answers [`Owner::Sentinel`] for it, and
 //!   [`Procs::restart_sentinel`] starts a new one that knows every group.
 //!
@@ -49,6 +51,21 @@ pub struct NotifyEndpoint {
     _socket: Option<NotifySocket>,
 }
 
+/// A generation's copy of its program (see [`crate::generation`]); the file goes with the value.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub path: PathBuf,
+    remove: bool,
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// What the supervisor may do to processes.
 pub trait Procs {
     /// Starts `command` as the child owned by `owner`.
@@ -66,6 +83,9 @@ pub trait Procs {
     fn open_notify(&mut self, generation: u64) -> io::Result<NotifyEndpoint>;
     /// The sentinel died: start a new one with everything it must know. Returns its pid.
     fn restart_sentinel(&mut self) -> io::Result<Pid>;
+    /// A private copy of `program` for `generation` to start (and restart) its workers from,
+    /// removed when the returned value is dropped.
+    fn snapshot(&mut self, generation: u64, program: &Path) -> io::Result<Snapshot>;
     /// Another path for the sentinel to remove should devserve die.
     fn add_cleanup(&mut self, path: &Path);
     /// Clean exit: the sentinel has nothing left to do.
@@ -76,21 +96,33 @@ pub trait Procs {
 pub struct OsProcs {
     owners: HashMap<Pid, Owner>,
     sentinel: Option<Sentinel>,
+    /// This run's marker (see [`crate::sentinel::sweep`]), and the value children get.
+    marker: String,
+    marker_value: String,
     runtime_dir: PathBuf,
     events: Sender<Event>,
 }
 
 impl OsProcs {
-    pub fn new(sentinel: Sentinel, runtime_dir: &Path, events: Sender<Event>) -> OsProcs {
+    /// `marker` must be the one the sentinel was started with.
+    pub fn new(sentinel: Sentinel, marker: String, runtime_dir: &Path, events: Sender<Event>) -> OsProcs {
         let mut owners = HashMap::new();
         owners.insert(sentinel.pid(), Owner::Sentinel);
-        OsProcs { owners, sentinel: Some(sentinel), runtime_dir: runtime_dir.to_path_buf(), events }
+        let marker_value = crate::sentinel::marker_value(&marker);
+        OsProcs {
+            owners,
+            sentinel: Some(sentinel),
+            marker,
+            marker_value,
+            runtime_dir: runtime_dir.to_path_buf(),
+            events,
+        }
     }
 }
 
 impl Procs for OsProcs {
     fn spawn(&mut self, command: Command, owner: Owner) -> Result<Pid, SpawnError> {
-        let pid = command.spawn()?;
+        let pid = command.env(crate::sentinel::MARKER_VAR, &self.marker_value).spawn()?;
         if let Some(sentinel) = self.sentinel.as_mut() {
             sentinel.track(pid);
         }
@@ -131,6 +163,16 @@ impl Procs for OsProcs {
         Ok(NotifyEndpoint { path: socket.path().to_path_buf(), _socket: Some(socket) })
     }
 
+    fn snapshot(&mut self, generation: u64, program: &Path) -> io::Result<Snapshot> {
+        let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = self.runtime_dir.join(format!("gen-{generation}-{name}"));
+        // A copy, not a hard link: a build that rewrites the file in place (`cp new app`) would
+        // change a hard link too. std::fs::copy uses copy_file_range, a reflink where the file
+        // system can.
+        std::fs::copy(program, &path)?;
+        Ok(Snapshot { path, remove: true })
+    }
+
     fn restart_sentinel(&mut self) -> io::Result<Pid> {
         let sentinel = self.sentinel.as_mut().ok_or_else(|| io::Error::other("no sentinel"))?;
         let pid = sentinel.respawn()?;
@@ -145,6 +187,11 @@ impl Procs for OsProcs {
     }
 
     fn disarm(&mut self) {
+        // Whatever escaped its process group (setsid) but carries the marker goes too.
+        let swept = crate::sentinel::sweep(&self.marker);
+        if swept > 0 {
+            tracing::debug!("swept {swept} process(es) that had left their group");
+        }
         if let Some(sentinel) = self.sentinel.take() {
             sentinel.disarm();
         }
@@ -233,6 +280,11 @@ impl Procs for FakeProcs {
 
     fn open_notify(&mut self, generation: u64) -> io::Result<NotifyEndpoint> {
         Ok(NotifyEndpoint { path: PathBuf::from(format!("/fake/notify-{generation}.sock")), _socket: None })
+    }
+
+    fn snapshot(&mut self, generation: u64, program: &Path) -> io::Result<Snapshot> {
+        let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Snapshot { path: PathBuf::from(format!("/fake/gen-{generation}-{name}")), remove: false })
     }
 
     fn restart_sentinel(&mut self) -> io::Result<Pid> {

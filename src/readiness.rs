@@ -98,10 +98,27 @@ fn receive(socket: &UnixDatagram, buffer: &mut [u8]) -> io::Result<(usize, Optio
 
 /// Parses newline-separated `KEY=VALUE` assignments; unknown keys are ignored, as systemd does.
 fn parse(generation: u64, sender: Option<Pid>, sender_group: Option<Pid>, text: &str) -> Notification {
-    let mut notification = Notification { generation, sender, sender_group, ready: false, status: None };
+    let mut notification = Notification {
+        generation,
+        sender,
+        sender_group,
+        ready: false,
+        watchdog: false,
+        reloading: false,
+        stopping: false,
+        extend_timeout: None,
+        status: None,
+    };
     for line in text.lines() {
         match line.split_once('=') {
             Some(("READY", "1")) => notification.ready = true,
+            Some(("WATCHDOG", "1")) => notification.watchdog = true,
+            Some(("RELOADING", "1")) => notification.reloading = true,
+            Some(("STOPPING", "1")) => notification.stopping = true,
+            Some(("EXTEND_TIMEOUT_USEC", usec)) => {
+                notification.extend_timeout =
+                    usec.trim().parse::<u64>().ok().map(std::time::Duration::from_micros)
+            }
             Some(("STATUS", status)) => notification.status = Some(status.to_owned()),
             _ => {}
         }
@@ -120,6 +137,9 @@ mod tests {
         assert!(n.ready);
         assert_eq!(n.status.as_deref(), Some("warming up"));
         assert!(!parse(3, None, None, "READY=0").ready);
+        let n = parse(3, None, None, "WATCHDOG=1\nRELOADING=1\nSTOPPING=1\nEXTEND_TIMEOUT_USEC=2500000");
+        assert!(n.watchdog && n.reloading && n.stopping);
+        assert_eq!(n.extend_timeout, Some(Duration::from_millis(2500)));
     }
 
     #[test]

@@ -13,8 +13,13 @@
 //! If the sentinel itself is killed, devserve learns it like any child's exit and starts a new
 //! one at once with everything the old one knew ([`Sentinel::respawn`]).
 //!
-//! Limits, stated: a grandchild that leaves its process group (setsid, setpgid) escapes, as it
-//! would escape systemd's KillMode=process-group; only cgroups would catch it.
+//! Every process devserve starts carries `DEVSERVE_RUN=…:MARKER` in its environment, a marker
+//! unique to the run, and so does every descendant that inherits its environment. After the
+//! groups, the sentinel (and devserve itself at a clean exit) [`sweep`]s: every process whose
+//! environment carries the marker gets SIGKILL, whatever its process group or session — a
+//! daemonising helper that called `setsid` included. What it cannot catch: a descendant that
+//! execs with a cleared environment (`env -i`), or one running as another user whose
+//! `/proc/PID/environ` devserve may not read.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -34,13 +39,21 @@ pub struct Sentinel {
     pid: Pid,
     groups: BTreeSet<Pid>,
     cleanup: Vec<PathBuf>,
+    marker: String,
 }
 
 impl Sentinel {
-    /// Starts the sentinel; `cleanup` lists paths it removes if devserve dies uncleanly.
-    pub fn spawn(cleanup: &[PathBuf]) -> io::Result<Sentinel> {
-        let (pipe, pid) = start(cleanup)?;
-        Ok(Sentinel { pipe: Some(pipe), pid, groups: BTreeSet::new(), cleanup: cleanup.to_vec() })
+    /// Starts the sentinel; `cleanup` lists paths it removes if devserve dies uncleanly, and
+    /// `marker` is the run's marker it sweeps for.
+    pub fn spawn(cleanup: &[PathBuf], marker: &str) -> io::Result<Sentinel> {
+        let (pipe, pid) = start(cleanup, marker)?;
+        Ok(Sentinel {
+            pipe: Some(pipe),
+            pid,
+            groups: BTreeSet::new(),
+            cleanup: cleanup.to_vec(),
+            marker: marker.to_owned(),
+        })
     }
 
     /// The sentinel's pid: its exit means it was killed.
@@ -50,7 +63,7 @@ impl Sentinel {
 
     /// Starts a new sentinel after the old one died, and tells it every group and path.
     pub fn respawn(&mut self) -> io::Result<Pid> {
-        let (pipe, pid) = start(&self.cleanup)?;
+        let (pipe, pid) = start(&self.cleanup, &self.marker)?;
         self.pipe = Some(pipe);
         self.pid = pid;
         for group in self.groups.clone() {
@@ -100,11 +113,12 @@ impl Sentinel {
     }
 }
 
-fn start(cleanup: &[PathBuf]) -> io::Result<(ChildStdin, Pid)> {
+fn start(cleanup: &[PathBuf], marker: &str) -> io::Result<(ChildStdin, Pid)> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .arg(SENTINEL_ARG)
+        .arg(marker)
         .args(cleanup)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -116,8 +130,10 @@ fn start(cleanup: &[PathBuf]) -> io::Result<(ChildStdin, Pid)> {
 }
 
 /// The sentinel process's whole life. Never returns an error: it has nobody to report to.
-pub fn run(cleanup: Vec<OsString>) {
-    let mut cleanup: Vec<PathBuf> = cleanup.into_iter().map(PathBuf::from).collect();
+pub fn run(args: Vec<OsString>) {
+    let mut args = args.into_iter();
+    let marker = args.next().map(|m| m.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut cleanup: Vec<PathBuf> = args.map(PathBuf::from).collect();
     let mut groups = BTreeSet::new();
     let stdin = io::stdin();
     for line in stdin.lock().lines() {
@@ -142,9 +158,63 @@ pub fn run(cleanup: Vec<OsString>) {
     for pgid in groups {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
+    sweep(&marker);
     for path in cleanup {
         let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
     }
+}
+
+/// The name of the environment variable that carries run markers, `:`-separated (a devserve
+/// run under another devserve adds its own to the outer one's).
+pub const MARKER_VAR: &str = "DEVSERVE_RUN";
+
+/// The value of [`MARKER_VAR`] for this run's children: the inherited markers and `marker`.
+pub fn marker_value(marker: &str) -> String {
+    match std::env::var(MARKER_VAR) {
+        Ok(outer) if !outer.is_empty() => format!("{outer}:{marker}"),
+        _ => marker.to_owned(),
+    }
+}
+
+/// A marker unique to this run: the pid and 64 random bits.
+pub fn new_marker() -> String {
+    format!("{}-{:016x}", std::process::id(), crate::runtime::random_u64())
+}
+
+/// SIGKILL to every process (but this one) whose environment carries `marker`; returns how
+/// many. Repeated until a pass finds none, since a killed parent cannot fork any more but a
+/// pass may race with a fork in progress.
+pub fn sweep(marker: &str) -> usize {
+    if marker.is_empty() {
+        return 0;
+    }
+    let needle = format!("{MARKER_VAR}=");
+    let me = std::process::id();
+    let mut killed = 0;
+    for _ in 0..5 {
+        let Ok(procs) = std::fs::read_dir("/proc") else { return killed };
+        let mut found = 0;
+        for entry in procs.filter_map(Result::ok) {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            if pid as u32 == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+            let carries = environ.split(|b| *b == 0).any(|entry| {
+                entry
+                    .strip_prefix(needle.as_bytes())
+                    .is_some_and(|value| value.split(|b| *b == b':').any(|token| token == marker.as_bytes()))
+            });
+            if carries && nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                found += 1;
+            }
+        }
+        killed += found;
+        if found == 0 {
+            break;
+        }
+    }
+    killed
 }
 
 fn from_hex(hex: &str) -> Option<PathBuf> {

@@ -40,8 +40,11 @@ pub const ACTIVATION_VARS: &[&str] = &[
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
     "DEVSERVE_GENERATION",
     "DEVSERVE_WORKER",
+    "DEVSERVE_RUN",
 ];
 
 const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
@@ -52,6 +55,9 @@ const PID_DIGITS: usize = 21;
 #[derive(Debug, Clone)]
 pub struct Command {
     program: OsString,
+    /// The file to execute instead of resolving `program` (a generation's copy of it);
+    /// `argv[0]` stays `program`.
+    exec_path: Option<PathBuf>,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     sockets: Vec<RawFd>,
@@ -116,11 +122,18 @@ impl Command {
     pub fn new(program: impl Into<OsString>) -> Self {
         Command {
             program: program.into(),
+            exec_path: None,
             args: Vec::new(),
             env: Vec::new(),
             sockets: Vec::new(),
             listen_pid: false,
         }
+    }
+
+    /// Executes `path` instead of the program as resolved; `argv[0]` is unchanged.
+    pub fn exec_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.exec_path = Some(path.into());
+        self
     }
 
     /// The program as given.
@@ -226,7 +239,10 @@ enum ChildError {
 
 impl Plan {
     fn new(command: &Command) -> Result<Plan, SpawnError> {
-        let resolved = resolve_program(&command.program)?;
+        let resolved = match &command.exec_path {
+            Some(path) => path.clone(),
+            None => resolve_program(&command.program)?,
+        };
         let program = c_string(resolved.as_os_str().as_bytes())?;
         let argv = std::iter::once(&command.program)
             .chain(&command.args)

@@ -55,6 +55,15 @@ pub enum Report {
         pid: i32,
         reused: bool,
     },
+    /// The same paths changed right after each of the last `starts` starts: a loop the app makes
+    /// by writing into the watched tree. They no longer reload until a change that does not
+    /// follow a start; `fix` and `key` say how to ignore them for good.
+    LoopMuted {
+        paths: Vec<String>,
+        starts: u32,
+        fix: String,
+        key: String,
+    },
     /// Files changed, a reload was asked for, or the first start.
     ChangeDetected {
         cause: String,
@@ -150,6 +159,13 @@ pub enum Report {
         crashes_in_a_row: u32,
         restart_in_ms: Option<u128>,
         crash_loop: bool,
+    },
+    /// A ready worker sent no `WATCHDOG=1` within `--watchdog`: killed, then restarted like a crash.
+    WatchdogMissed {
+        generation: u64,
+        worker: u32,
+        pid: i32,
+        after_ms: u128,
     },
     /// A worker told to stop alone outlived `--stop-timeout`.
     WorkerKilled {
@@ -248,6 +264,14 @@ impl Report {
                 let why = if *reused { "is now another program" } else { "is gone" };
                 one(Tone::Warn, format!("replacing stale pidfile {path} (pid {pid} {why})"))
             }
+            Report::LoopMuted { paths, starts, fix, key } => one(
+                Tone::Warn,
+                format!(
+                    "{} changed right after each of the last {starts} starts: a reload loop; ignoring it until \
+                     another change. Fix: {fix} (or {key} in devserve.toml)",
+                    paths.join(", ")
+                ),
+            ),
             Report::ChangeDetected { .. } => None,
             Report::BuildStarted { cause, command } => {
                 one(Tone::Info, format!("{cause}: building ({command})"))
@@ -371,6 +395,13 @@ impl Report {
                     (None, false) => one(Tone::Warn, format!("{head}; not restarted (crash loop)")),
                 }
             }
+            Report::WatchdogMissed { generation, worker, pid, after_ms } => one(
+                Tone::Warn,
+                format!(
+                    "gen {generation} w{worker} (pid {pid}) missed its watchdog (no WATCHDOG=1 for {}); killed",
+                    ms(*after_ms)
+                ),
+            ),
             Report::WorkerKilled { generation, pid, after_ms } => one(
                 Tone::Warn,
                 format!("gen {generation} pid {pid} still running after {}; killed", ms(*after_ms)),

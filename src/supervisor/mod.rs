@@ -21,6 +21,7 @@
 //! (`tests.rs`) drive the real policy with a [`FakeProcs`](crate::procs::FakeProcs) and
 //! synthetic events, without any process.
 
+mod loops;
 mod requests;
 mod swap;
 #[cfg(test)]
@@ -127,10 +128,14 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     let mut cleanup: Vec<PathBuf> = sockets.iter().filter_map(|s| s.unix_path().map(Into::into)).collect();
     cleanup.push(runtime_dir.path().to_path_buf());
     cleanup.extend(pidfile.as_ref().map(|p| p.path().to_path_buf()));
-    let sentinel = Sentinel::spawn(&cleanup).map_err(StartError::Sentinel)?;
+    let marker = crate::sentinel::new_marker();
+    let sentinel = Sentinel::spawn(&cleanup, &marker).map_err(StartError::Sentinel)?;
     announce_sockets(&out, &sockets);
-    // devserve's own files are never changes, wherever they are.
-    let own_files = own_files(&cleanup);
+    // devserve's own files are never changes, wherever they are: also the files its stdout and
+    // stderr go to (`devserve … > devserve.log 2>&1` inside the watched tree).
+    let mut own = cleanup.clone();
+    own.extend(output_files());
+    let own_files = own_files(&own);
     // `--once` reacts to nothing on disk.
     let watcher = if config.once {
         None
@@ -144,7 +149,7 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
         announce_watcher(&out, &config, handle);
     }
 
-    let procs = OsProcs::new(sentinel, runtime_dir.path(), events_tx.clone());
+    let procs = OsProcs::new(sentinel, marker, runtime_dir.path(), events_tx.clone());
     let mut supervisor = Supervisor::new(Some(loader), config, out, procs, sockets, events_tx);
     supervisor.runtime_dir = Some(runtime_dir);
     supervisor.own_files = own_files;
@@ -154,6 +159,18 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     supervisor.clean_up();
     drop(pidfile);
     result
+}
+
+/// The regular files devserve's stdout and stderr are redirected to, if any.
+fn output_files() -> Vec<PathBuf> {
+    [1, 2]
+        .into_iter()
+        .filter_map(|fd| {
+            let link = PathBuf::from(format!("/proc/self/fd/{fd}"));
+            let is_file = std::fs::metadata(&link).is_ok_and(|m| m.is_file());
+            is_file.then(|| std::fs::read_link(&link).ok()).flatten()
+        })
+        .collect()
 }
 
 /// Canonical forms of devserve's own paths (runtime directory, pidfile, socket files).
@@ -193,6 +210,7 @@ fn launch_for(config: &Config, sockets: &[NamedSocket]) -> Launch {
         env: config.env.clone(),
         sockets: sockets.to_vec(),
         listen_pid: config.listen_pid,
+        watchdog: config.watchdog,
     }
 }
 
@@ -279,6 +297,7 @@ enum Deadline {
     RetireeKill,
     DrainKill,
     ProbeTimeout,
+    Watchdog,
 }
 
 struct Supervisor<P: Procs> {
@@ -313,6 +332,8 @@ struct Supervisor<P: Procs> {
     /// `--once`: the verdict is known (a TERM before it makes the run fail).
     once_decided: bool,
     fatal: Option<StartError>,
+    /// Self-triggered reload loops.
+    loops: loops::LoopGuard,
 }
 
 impl<P: Procs> Supervisor<P> {
@@ -351,6 +372,7 @@ impl<P: Procs> Supervisor<P> {
             outcome: Outcome::Success,
             once_decided: false,
             fatal: None,
+            loops: loops::LoopGuard::default(),
         }
     }
 
@@ -377,19 +399,20 @@ impl<P: Procs> Supervisor<P> {
 
     fn handle(&mut self, event: Event, now: Instant) {
         match event {
-            Event::Change(change) => self.trigger(Trigger::change(change.paths, change.since)),
+            Event::Change(change) => self.on_change(change.paths, change.since),
             Event::ConfigChanged => {
                 self.reload_config(now);
             }
             Event::WatchProblem(text) => self.out.report(Report::WatchProblem { text }),
             Event::Request(request) => self.on_request(request, now),
             Event::Exited { pid, status } => self.on_exit(pid, status, now),
-            Event::Notify(note) => self.on_notify(&note),
+            Event::Notify(note) => self.on_notify(&note, now),
         }
     }
 
     /// Time-driven transitions; safe to call at any moment.
     fn tick(&mut self, now: Instant) {
+        self.check_watchdogs(now);
         self.check_next(now);
         self.check_probe(now);
         self.restart_workers(now);
@@ -408,8 +431,14 @@ impl<P: Procs> Supervisor<P> {
     /// Every moment the loop must wake up for, and why: the one list of deadlines.
     fn deadlines(&self) -> Vec<(Instant, Deadline)> {
         let mut times = Vec::new();
+        if let Some(watchdog) = self.config.watchdog {
+            let generations = self.next.generation().into_iter().chain(&self.serving);
+            times.extend(
+                generations.filter_map(|g| g.next_watchdog(watchdog)).map(|t| (t, Deadline::Watchdog)),
+            );
+        }
         if let Some(next) = self.next.generation() {
-            times.push((deadline(next.started, self.config.ready_timeout), Deadline::ReadyTimeout));
+            times.push((next.ready_deadline(self.config.ready_timeout), Deadline::ReadyTimeout));
             if !self.app_speaks_notify {
                 times.extend(
                     next.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::loops::Verdict;
 use super::trigger::Trigger;
 use super::{BuildRun, Draining, Next, Outcome, ProbeRun, Shutdown, StartError, Supervisor};
 use crate::build::Build;
@@ -22,6 +23,31 @@ fn ms(d: Duration) -> u128 {
 
 impl<P: Procs> Supervisor<P> {
     // ----- changes and builds -------------------------------------------------------------
+
+    /// Files changed: reload, unless only paths of a self-triggered loop did (see `loops`).
+    pub(super) fn on_change(&mut self, paths: Vec<std::path::PathBuf>, since: Instant) {
+        match self.loops.judge(paths, since) {
+            Verdict::Reload(paths) => self.trigger(Trigger::change(paths, since)),
+            Verdict::Ignore => {}
+            Verdict::Muted(paths) => {
+                let cwd = std::env::current_dir().unwrap_or_default();
+                let globs: Vec<String> = paths
+                    .iter()
+                    .map(|path| {
+                        let root = self.config.watch.roots.iter().find(|r| path.starts_with(r));
+                        root.and_then(|r| path.strip_prefix(r).ok()).unwrap_or(path).display().to_string()
+                    })
+                    .collect();
+                let shown = paths.iter().map(|p| super::trigger::relative_display(p, &cwd)).collect();
+                let fix = globs.iter().map(|g| format!("--ignore '{g}'")).collect::<Vec<_>>().join(" ");
+                let key = format!(
+                    "ignore = [{}]",
+                    globs.iter().map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ")
+                );
+                self.out.report(Report::LoopMuted { paths: shown, starts: super::loops::STARTS, fix, key });
+            }
+        }
+    }
 
     /// A change, a reload or the first start: build (cancelling a build in progress), then start
     /// a generation.
@@ -114,6 +140,7 @@ impl<P: Procs> Supervisor<P> {
                 generation.debounced = trigger.file_count() > 0;
                 let pids = generation.live_pids().iter().map(|p| p.as_raw()).collect();
                 self.out.report(Report::GenerationStarting { generation: id, pids });
+                self.loops.started(now);
                 self.next = if rolling { Next::Rolling(generation) } else { Next::Starting(generation) };
             }
             Err(e) if e.is_bad_command() && !self.started_once => {
@@ -157,7 +184,7 @@ impl<P: Procs> Supervisor<P> {
             next.apply_ready_delay(ready_delay, now);
         }
         let all_ready = next.all_ready();
-        let timed_out = now >= deadline(next.started, ready_timeout);
+        let timed_out = now >= next.ready_deadline(ready_timeout);
         let rolling_short = matches!(self.next, Next::Rolling(ref g) if g.workers.len() < workers as usize);
         if all_ready && rolling_short && self.serving.is_some() {
             self.roll_one(now);
@@ -166,6 +193,24 @@ impl<P: Procs> Supervisor<P> {
         } else if timed_out {
             let reason = format!("not ready within {}", crate::output::duration(ready_timeout));
             self.roll_back(&reason, now);
+        }
+    }
+
+    /// `--watchdog`: a ready worker silent for that long is killed; its exit then counts as a
+    /// crash (restart with backoff when serving, rollback when starting).
+    pub(super) fn check_watchdogs(&mut self, now: Instant) {
+        let Some(watchdog) = self.config.watchdog else { return };
+        let generations = self.next.generation_mut().into_iter().chain(self.serving.as_mut());
+        for generation in generations {
+            for (slot, pid) in generation.missed_watchdogs(watchdog, now) {
+                self.procs.signal(pid, Signal::SIGKILL);
+                self.out.report(Report::WatchdogMissed {
+                    generation: generation.id,
+                    worker: slot,
+                    pid: pid.as_raw(),
+                    after_ms: ms(watchdog),
+                });
+            }
         }
     }
 
@@ -202,6 +247,7 @@ impl<P: Procs> Supervisor<P> {
     fn promote(&mut self, now: Instant) {
         let Some(generation) = self.next.take_generation() else { return };
         self.started_once = true;
+        self.loops.started(now);
         self.rearm_sockets(Some(generation.id));
         self.out.report(ready_report(&generation, now, self.config.ready_delay));
         if let Some(old) = self.serving.replace(generation) {
@@ -477,13 +523,13 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
-    pub(super) fn on_notify(&mut self, note: &Notification) {
+    pub(super) fn on_notify(&mut self, note: &Notification, now: Instant) {
         if let Some(status) = &note.status {
             tracing::info!("gen {}: STATUS={status}", note.generation);
         }
         let generations = self.next.generation_mut().into_iter().chain(self.serving.as_mut());
         for generation in generations.filter(|g| g.id == note.generation) {
-            if generation.notified(note) {
+            if generation.notified(note, now) {
                 tracing::debug!("gen {}: READY=1 from {:?}", generation.id, note.sender);
                 self.app_speaks_notify = true;
             }

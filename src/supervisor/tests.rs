@@ -68,6 +68,10 @@ impl Harness {
                 sender: Some(pid),
                 sender_group: Some(pid),
                 ready: true,
+                watchdog: false,
+                reloading: false,
+                stopping: false,
+                extend_timeout: None,
                 status: None,
             };
             self.event(Event::Notify(note));

@@ -1,0 +1,118 @@
+//! Self-triggered reload loops: an app that writes a file in the watched tree each time it
+//! starts (a log, a SQLite database, an upload) would reload itself for ever.
+//!
+//! Rule: a change whose first event comes within [`WINDOW`] after a generation started or became
+//! ready is a *suspect*. When the same paths are the suspect after [`STARTS`] starts in a row,
+//! with no other change in between, those paths are muted: devserve says so once, with the
+//! `--ignore` that fixes it for good, and their changes no longer reload. A muted path counts
+//! again at the next change that does not follow a start (the user edited something), so an
+//! explicit edit of it is never lost for long. A real edit of any other file still reloads.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How soon after a start (or ready) a change counts as caused by it.
+pub(super) const WINDOW: Duration = Duration::from_secs(1);
+/// How many starts in a row the same paths must follow before they are muted.
+pub(super) const STARTS: u32 = 4;
+
+/// What to do about a change.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Reload for these paths.
+    Reload(Vec<PathBuf>),
+    /// Only muted paths changed: nothing to do.
+    Ignore,
+    /// These paths were just muted: say so, do not reload.
+    Muted(Vec<PathBuf>),
+}
+
+#[derive(Debug, Default)]
+pub(super) struct LoopGuard {
+    last_start: Option<Instant>,
+    streak: u32,
+    suspects: BTreeSet<PathBuf>,
+    muted: BTreeSet<PathBuf>,
+}
+
+impl LoopGuard {
+    /// A generation started or became ready at `at`.
+    pub(super) fn started(&mut self, at: Instant) {
+        self.last_start = Some(at);
+    }
+
+    /// Judges a change of `paths` whose first event came at `since`.
+    pub(super) fn judge(&mut self, paths: Vec<PathBuf>, since: Instant) -> Verdict {
+        let after_start = self
+            .last_start
+            .is_some_and(|start| since.checked_duration_since(start).is_some_and(|gap| gap <= WINDOW));
+        if !after_start {
+            // Not from the loop: everything counts again.
+            self.muted.clear();
+            self.streak = 0;
+            self.suspects.clear();
+            return Verdict::Reload(paths);
+        }
+        let fresh: BTreeSet<PathBuf> = paths.into_iter().filter(|p| !self.muted.contains(p)).collect();
+        if fresh.is_empty() {
+            return Verdict::Ignore;
+        }
+        if fresh == self.suspects {
+            self.streak += 1;
+        } else {
+            self.suspects = fresh.clone();
+            self.streak = 1;
+        }
+        if self.streak >= STARTS {
+            self.muted.extend(fresh.iter().cloned());
+            self.streak = 0;
+            self.suspects.clear();
+            return Verdict::Muted(fresh.into_iter().collect());
+        }
+        Verdict::Reload(fresh.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log() -> Vec<PathBuf> {
+        vec![PathBuf::from("/app/logs/app.log")]
+    }
+
+    #[test]
+    fn the_same_file_after_each_start_is_muted_then_counts_again() {
+        let mut guard = LoopGuard::default();
+        let start = Instant::now();
+        for n in 0..STARTS - 1 {
+            let at = start + Duration::from_secs(u64::from(n) * 10);
+            guard.started(at);
+            assert_eq!(guard.judge(log(), at + Duration::from_millis(100)), Verdict::Reload(log()));
+        }
+        let at = start + Duration::from_secs(100);
+        guard.started(at);
+        assert_eq!(guard.judge(log(), at + Duration::from_millis(100)), Verdict::Muted(log()));
+        guard.started(at + Duration::from_secs(1));
+        assert_eq!(guard.judge(log(), at + Duration::from_millis(1200)), Verdict::Ignore, "muted");
+        let edit = vec![PathBuf::from("/app/src/main.py")];
+        assert_eq!(guard.judge(edit.clone(), at + Duration::from_millis(1300)), Verdict::Reload(edit));
+        assert_eq!(
+            guard.judge(log(), at + Duration::from_secs(30)),
+            Verdict::Reload(log()),
+            "a change long after a start is the user's: the log counts again"
+        );
+    }
+
+    #[test]
+    fn changes_away_from_starts_are_never_suspects() {
+        let mut guard = LoopGuard::default();
+        let start = Instant::now();
+        for n in 0..10 {
+            let at = start + Duration::from_secs(n * 10);
+            guard.started(at);
+            assert_eq!(guard.judge(log(), at + Duration::from_secs(5)), Verdict::Reload(log()));
+        }
+    }
+}
