@@ -30,7 +30,9 @@ pub(super) enum Verdict {
 
 #[derive(Debug, Default)]
 pub(super) struct LoopGuard {
-    last_start: Option<Instant>,
+    /// The latest starts and readies (a change is judged against any of them: its first event
+    /// may come before the ready that followed the start it belongs to).
+    recent: [Option<Instant>; 3],
     streak: u32,
     suspects: BTreeSet<PathBuf>,
     muted: BTreeSet<PathBuf>,
@@ -39,14 +41,17 @@ pub(super) struct LoopGuard {
 impl LoopGuard {
     /// A generation started or became ready at `at`.
     pub(super) fn started(&mut self, at: Instant) {
-        self.last_start = Some(at);
+        self.recent.rotate_right(1);
+        self.recent[0] = Some(at);
     }
 
     /// Judges a change of `paths` whose first event came at `since`.
     pub(super) fn judge(&mut self, paths: Vec<PathBuf>, since: Instant) -> Verdict {
         let after_start = self
-            .last_start
-            .is_some_and(|start| since.checked_duration_since(start).is_some_and(|gap| gap <= WINDOW));
+            .recent
+            .iter()
+            .flatten()
+            .any(|start| since.checked_duration_since(*start).is_some_and(|gap| gap <= WINDOW));
         if !after_start {
             // Not from the loop: everything counts again.
             self.muted.clear();
@@ -94,10 +99,12 @@ mod tests {
         let at = start + Duration::from_secs(100);
         guard.started(at);
         assert_eq!(guard.judge(log(), at + Duration::from_millis(100)), Verdict::Muted(log()));
-        guard.started(at + Duration::from_secs(1));
-        assert_eq!(guard.judge(log(), at + Duration::from_millis(1200)), Verdict::Ignore, "muted");
+        // The user's edit lands between that start and its ready: still judged, not a reset.
         let edit = vec![PathBuf::from("/app/src/main.py")];
-        assert_eq!(guard.judge(edit.clone(), at + Duration::from_millis(1300)), Verdict::Reload(edit));
+        assert_eq!(guard.judge(edit.clone(), at + Duration::from_millis(150)), Verdict::Reload(edit));
+        guard.started(at + Duration::from_millis(200));
+        guard.started(at + Duration::from_secs(1));
+        assert_eq!(guard.judge(log(), at + Duration::from_millis(1200)), Verdict::Ignore, "still muted");
         assert_eq!(
             guard.judge(log(), at + Duration::from_secs(30)),
             Verdict::Reload(log()),
