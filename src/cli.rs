@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 
 use crate::control::ControlAction;
 use crate::output::LogFormat;
-use crate::sockets::{ListenSpec, parse_listen};
+use crate::sockets::{ListenSpec, ProxySpec, parse_listen, parse_proxy};
 
 /// Declares the command line. A field marked `@setting(APPLY)` is also a configuration-file key
 /// — its long flag name, or for a `--no-…` flag the positive boolean given as `inverted` — and
@@ -127,6 +127,29 @@ pub struct Cli {
     #[arg(short = 'l', long = "listen", value_name = "ADDR", value_parser = parse_listen)]
     @setting(NextGeneration)
     pub listen: Vec<ListenSpec>,
+
+    /// Front door: accept every connection on ADDR and route it to a ready generation's workers,
+    /// each on a port of its own (`PORT`, `{port}` in COMMAND); `tcp:ADDR` for raw TCP
+    #[arg(long, value_name = "ADDR", value_parser = parse_proxy, conflicts_with = "listen")]
+    @setting(NextStart)
+    pub proxy: Option<ProxySpec>,
+
+    /// With --proxy, for an app whose port is fixed in its code: generations cannot overlap, so the
+    /// old one stops first and requests are held until the new one is ready
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    @setting(NextGeneration)
+    pub app_port: Option<u16>,
+
+    /// With --proxy: a worker is ready when `GET PATH` on its port answers below 500 (default:
+    /// when its port accepts a connection, or READY=1)
+    #[arg(long, value_name = "PATH", value_parser = parse_ready_path)]
+    @setting(AtOnce)
+    pub ready_path: Option<String>,
+
+    /// With --proxy: how long a request waits for a ready generation before a 503 that says why
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    @setting(NextStart)
+    pub hold_timeout: Duration,
 
     /// Worker processes per generation (1 to 1024), or `auto` (also `0`): one per available CPU
     #[arg(short = 'n', long = "workers", value_name = "N", default_value = "1", value_parser = parse_workers)]
@@ -324,6 +347,16 @@ pub fn check_env(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Parses `--ready-path`: an absolute path, printable, no spaces (`/health`, `/ready?deep=1`).
+pub fn parse_ready_path(text: &str) -> Result<String, String> {
+    let ok = text.starts_with('/') && text.chars().all(|c| c.is_ascii_graphic());
+    if ok && text.parse::<hyper::Uri>().is_ok() {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("`{}` is not a request path; use e.g. /health", text.escape_debug()))
+    }
+}
+
 /// Parses `-n`: 1 to 1024, or `auto` / `0` for one worker per CPU this process may use (its
 /// affinity mask and cgroup CPU quota, as nginx's `worker_processes auto`).
 pub fn parse_workers(text: &str) -> Result<u32, String> {
@@ -492,6 +525,15 @@ mod tests {
         assert!(hint(&["--signal", "SIGTERM"]).is_some_and(|h| h.contains("--stop-signal SIGTERM")));
         assert!(hint(&["--signal", "reload"]).is_none(), "devserve's own --signal");
         assert!(hint(&["--", "app", "-r"]).is_none(), "the app's own flags are not devserve's");
+    }
+
+    #[test]
+    fn ready_paths() {
+        assert_eq!(parse_ready_path("/health"), Ok("/health".into()));
+        assert!(parse_ready_path("/ready?deep=1").is_ok());
+        assert!(parse_ready_path("health").is_err());
+        assert!(parse_ready_path("/a b").is_err());
+        assert!(parse_ready_path("/a\nb").is_err());
     }
 
     #[test]

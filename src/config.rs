@@ -300,6 +300,20 @@ impl Loader {
                 "missing COMMAND: give it after `--` or as `command = [...]` in the config file",
             ));
         }
+        if cli.proxy.is_none() {
+            for (id, flag) in [("app_port", "--app-port"), ("ready_path", "--ready-path")] {
+                let given = if id == "app_port" { cli.app_port.is_some() } else { cli.ready_path.is_some() };
+                if given {
+                    problems.push(blame(id, format!("{flag} needs --proxy")));
+                }
+            }
+        }
+        if cli.app_port.is_some() && cli.command.iter().any(|a| a.to_string_lossy().contains("{port}")) {
+            problems.push(blame(
+                "command",
+                "`{port}` cannot be used with --app-port: the app's port is fixed (drop one of them)".into(),
+            ));
+        }
         if cli.build.as_deref().is_some_and(|b| b.trim().is_empty()) {
             problems.push(blame("build", "build: needs a command".into()));
         }

@@ -24,6 +24,23 @@ pub enum Event {
     Exited { pid: Pid, status: ExitStatus },
     /// A datagram arrived on a generation's NOTIFY_SOCKET.
     Notify(Notification),
+    /// Behind the front door: a worker's port accepts (and `--ready-path` answers below 500).
+    UpstreamReady { generation: u64, pid: Pid },
+    /// The front door reports.
+    Front(FrontEvent),
+}
+
+/// What the front door (`--proxy`) tells the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrontEvent {
+    /// A generation asked to drain has nothing in flight any more: it can be stopped.
+    Drained { generation: u64 },
+    /// Connections still open to a generation at its stop timeout were closed.
+    Closed { generation: u64, connections: usize },
+    /// Requests held and retried since the previous routing change.
+    Counters { held: u64, retried: u64, failed: u64 },
+    /// The front door could not do its job: one line for the user.
+    Problem(String),
 }
 
 /// A debounced set of changed paths.

@@ -38,6 +38,33 @@ pub struct Launch {
     pub listen_pid: bool,
     /// `--watchdog`: given to workers as `WATCHDOG_USEC`.
     pub watchdog: Option<Duration>,
+    /// Behind the front door: the port each worker listens on.
+    pub upstream: Upstream,
+    /// `--ready-path`: readiness by an HTTP GET on the worker's port.
+    pub ready_path: Option<String>,
+}
+
+/// Where a worker behind the front door (`--proxy`) listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    /// Not behind the front door.
+    None,
+    /// A free loopback port picked for each worker as it starts (`PORT`, `{port}`).
+    PerWorker,
+    /// `--app-port`: the port the app binds whatever it is told.
+    Fixed(u16),
+}
+
+/// A loopback port that was free a moment ago. The app binds it a few milliseconds later, so
+/// another process can take it in between; a worker that then exits before it is ready, with its
+/// port now taken, is started again on another port instead of counting as a crash.
+pub fn pick_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// Whether someone else now listens on `port` (a lost race for a picked port).
+pub fn port_taken(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
 }
 
 impl Launch {
@@ -66,6 +93,8 @@ pub struct Worker {
     pub app_state: Option<&'static str>,
     /// The current process was killed for missing its watchdog.
     pub missed_watchdog: bool,
+    /// Behind the front door: the loopback port the current process listens on.
+    pub port: Option<u16>,
 }
 
 /// A worker's process, if any.
@@ -208,7 +237,12 @@ impl Generation {
     /// Starts a worker in `slot` (a new slot, or one waiting to restart).
     pub fn add_worker(&mut self, slot: u32, procs: &mut dyn Procs, now: Instant) -> Result<Pid, SpawnError> {
         let owner = Owner::Worker { generation: self.id, slot };
-        let pid = match (&self.snapshot, procs.spawn(self.command(slot), owner)) {
+        let port = match self.launch.upstream {
+            Upstream::None => None,
+            Upstream::PerWorker => Some(pick_port().map_err(SpawnError::Setup)?),
+            Upstream::Fixed(port) => Some(port),
+        };
+        let pid = match (&self.snapshot, procs.spawn(self.command(slot, port), owner)) {
             // The copy cannot be executed (a runtime dir on a noexec mount): the file itself.
             (Some(_), Err(SpawnError::Exec(_, e))) if e.raw_os_error() == Some(libc::EACCES) => {
                 tracing::warn!(
@@ -216,7 +250,7 @@ impl Generation {
                     self.id
                 );
                 self.snapshot = None;
-                procs.spawn(self.command(slot), owner)?
+                procs.spawn(self.command(slot, port), owner)?
             }
             (_, spawned) => spawned?,
         };
@@ -227,6 +261,7 @@ impl Generation {
                 worker.last_ping = None;
                 worker.app_state = None;
                 worker.missed_watchdog = false;
+                worker.port = port;
             }
             None => self.workers.push(Worker {
                 slot,
@@ -236,18 +271,27 @@ impl Generation {
                 last_ping: None,
                 app_state: None,
                 missed_watchdog: false,
+                port,
             }),
+        }
+        if let Some(port) = port {
+            procs.probe_upstream(self.id, pid, port, self.launch.ready_path.clone());
         }
         Ok(pid)
     }
 
     /// The command for the worker in `slot`: the program, the generation's environment and the
-    /// held sockets.
-    fn command(&self, slot: u32) -> Command {
+    /// held sockets, or behind the front door its port (`PORT`, `DEVSERVE_UPSTREAM` and `{port}`
+    /// in the arguments).
+    fn command(&self, slot: u32, port: Option<u16>) -> Command {
         let launch = &self.launch;
         let (program, args) = match launch.command.split_first() {
             Some((program, args)) => (program.clone(), args),
             None => (OsString::new(), &[][..]),
+        };
+        let args: Vec<OsString> = match port {
+            Some(port) => args.iter().map(|a| with_port(a, port)).collect(),
+            None => args.to_vec(),
         };
         let mut command = Command::new(program);
         if let Some(snapshot) = &self.snapshot {
@@ -263,6 +307,10 @@ impl Generation {
         }
         if let Some(watchdog) = launch.watchdog {
             command = command.env("WATCHDOG_USEC", watchdog.as_micros().to_string());
+        }
+        if let Some(port) = port {
+            command =
+                command.env("PORT", port.to_string()).env("DEVSERVE_UPSTREAM", format!("127.0.0.1:{port}"));
         }
         if !launch.sockets.is_empty() {
             command = command
@@ -411,7 +459,36 @@ impl Generation {
             return false;
         }
         worker.app_state = None;
+        // With --ready-path the app's own word is not enough: the probe's answer decides.
+        if self.launch.ready_path.is_some() {
+            return false;
+        }
         mark_ready(self.id, worker)
+    }
+
+    /// The front door's prober found the worker's port accepting (and `--ready-path` answering):
+    /// that worker is ready. True if it made a worker ready.
+    pub fn upstream_ready(&mut self, pid: Pid) -> bool {
+        let id = self.id;
+        match self.workers.iter_mut().find(|w| w.pid() == Some(pid)) {
+            Some(worker) => mark_ready(id, worker),
+            None => false,
+        }
+    }
+
+    /// The private addresses of the ready workers, for the front door.
+    pub fn ready_upstreams(&self) -> Vec<std::net::SocketAddr> {
+        self.workers
+            .iter()
+            .filter(|w| matches!(w.state, WorkerState::Ready { .. }))
+            .filter_map(|w| w.port)
+            .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .collect()
+    }
+
+    /// The port of the worker running as `pid`.
+    pub fn port_of(&self, pid: Pid) -> Option<u16> {
+        self.workers.iter().find(|w| w.pid() == Some(pid)).and_then(|w| w.port)
     }
 
     /// When the ready timeout passes: `--ready-timeout` after the start, or later if a worker
@@ -516,6 +593,14 @@ impl Generation {
             1 => format!("pid {}", pids[0]),
             _ => format!("pids {}", pids.join(", ")),
         }
+    }
+}
+
+/// `arg` with every `{port}` replaced by the worker's port.
+fn with_port(arg: &OsString, port: u16) -> OsString {
+    match arg.to_str() {
+        Some(text) if text.contains("{port}") => text.replace("{port}", &port.to_string()).into(),
+        _ => arg.clone(),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod event;
 pub mod generation;
 pub mod output;
 pub mod procs;
+pub mod proxy;
 pub mod readiness;
 pub mod runtime;
 pub mod sentinel;

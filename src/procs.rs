@@ -51,7 +51,7 @@ pub struct NotifyEndpoint {
     _socket: Option<NotifySocket>,
 }
 
-/// A generation's copy of its program (see [`crate::generation`]); the file goes with the value.
+/// A generation's copy of its program (made when it starts); the file goes with the value.
 #[derive(Debug)]
 pub struct Snapshot {
     pub path: PathBuf,
@@ -86,6 +86,9 @@ pub trait Procs {
     /// A private copy of `program` for `generation` to start (and restart) its workers from,
     /// removed when the returned value is dropped.
     fn snapshot(&mut self, generation: u64, program: &Path) -> io::Result<Snapshot>;
+    /// Watches a worker behind the front door until its port accepts (and `ready_path` answers
+    /// below 500): then [`Event::UpstreamReady`] arrives. Gives up when the worker is gone.
+    fn probe_upstream(&mut self, generation: u64, pid: Pid, port: u16, ready_path: Option<String>);
     /// Another path for the sentinel to remove should devserve die.
     fn add_cleanup(&mut self, path: &Path);
     /// Clean exit: the sentinel has nothing left to do.
@@ -173,6 +176,10 @@ impl Procs for OsProcs {
         Ok(Snapshot { path, remove: true })
     }
 
+    fn probe_upstream(&mut self, generation: u64, pid: Pid, port: u16, ready_path: Option<String>) {
+        crate::readiness::probe_upstream(generation, pid, port, ready_path, self.events.clone());
+    }
+
     fn restart_sentinel(&mut self) -> io::Result<Pid> {
         let sentinel = self.sentinel.as_mut().ok_or_else(|| io::Error::other("no sentinel"))?;
         let pid = sentinel.respawn()?;
@@ -210,6 +217,8 @@ pub struct FakeProcs {
     pub spawned: Vec<(Pid, Owner, Vec<String>)>,
     /// Spawns that fail from now on (a missing program, say).
     pub fail_spawns: bool,
+    /// Upstream probes asked for: (generation, pid, port).
+    pub probes: Vec<(u64, Pid, u16)>,
 }
 
 impl FakeProcs {
@@ -285,6 +294,10 @@ impl Procs for FakeProcs {
     fn snapshot(&mut self, generation: u64, program: &Path) -> io::Result<Snapshot> {
         let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         Ok(Snapshot { path: PathBuf::from(format!("/fake/gen-{generation}-{name}")), remove: false })
+    }
+
+    fn probe_upstream(&mut self, generation: u64, pid: Pid, port: u16, _ready_path: Option<String>) {
+        self.probes.push((generation, pid, port));
     }
 
     fn restart_sentinel(&mut self) -> io::Result<Pid> {

@@ -96,6 +96,77 @@ fn receive(socket: &UnixDatagram, buffer: &mut [u8]) -> io::Result<(usize, Optio
     Ok((socket.recv(buffer)?, None))
 }
 
+/// How long a worker behind the front door may take to open its port; the supervisor's ready
+/// timeout (at most 24h) decides earlier, this only bounds the prober thread.
+const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Behind the front door: polls `127.0.0.1:port` (every 5 ms, backing off to 50 ms) until it
+/// accepts a connection and, with `ready_path`, a `GET` there answers below 500; then sends
+/// [`Event::UpstreamReady`]. Ends when the worker is gone or the supervisor stopped listening.
+pub fn probe_upstream(
+    generation: u64,
+    pid: Pid,
+    port: u16,
+    ready_path: Option<String>,
+    events: Sender<Event>,
+) {
+    let spawned = std::thread::Builder::new().name(format!("probe-{port}")).spawn(move || {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(5);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        while started.elapsed() < PROBE_LIMIT {
+            // Gone (or a zombie about to be reaped): nothing to wait for.
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(cfg!(not(target_os = "linux")), |stat| {
+                    !stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'))
+                });
+            if !alive {
+                return;
+            }
+            let accepting =
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok();
+            if accepting && ready_path.as_deref().is_none_or(|path| http_ok(addr, path)) {
+                let _ = events.send(Event::UpstreamReady { generation, pid });
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the readiness probe for port {port}: {e}");
+    }
+}
+
+/// `GET path` on `addr` answers with a status below 500, within two seconds (hyper's client over
+/// one connection; no HTTP is parsed here).
+fn http_ok(addr: std::net::SocketAddr, path: &str) -> bool {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() else {
+        return false;
+    };
+    runtime.block_on(async move {
+        let exchange = async {
+            let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
+            tokio::spawn(connection);
+            let request = hyper::Request::get(path)
+                .header(hyper::header::HOST, addr.to_string())
+                .body(Empty::<Bytes>::new())
+                .ok()?;
+            let response = sender.send_request(request).await.ok()?;
+            Some(response.status().as_u16() < 500)
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(2), exchange)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    })
+}
+
 /// Parses newline-separated `KEY=VALUE` assignments; unknown keys are ignored, as systemd does.
 fn parse(generation: u64, sender: Option<Pid>, sender_group: Option<Pid>, text: &str) -> Notification {
     let mut notification = Notification {

@@ -51,6 +51,29 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+/// The front door's address (`--proxy`): a TCP address as for `--listen`, with `tcp:` in front
+/// for raw TCP forwarding instead of HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySpec {
+    pub addr: ListenAddr,
+    /// `tcp:ADDR`: connections are forwarded as bytes (gRPC/h2c, databases), not as HTTP.
+    pub raw_tcp: bool,
+}
+
+/// Parses `--proxy`: `127.0.0.1:8080`, `:8080`, `[::1]:0`, `tcp:127.0.0.1:5432`.
+pub fn parse_proxy(text: &str) -> Result<ProxySpec, String> {
+    let (raw_tcp, rest) = match text.strip_prefix("tcp:") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    match parse_listen_addr(rest)? {
+        ListenAddr::Unix(_) => {
+            Err(format!("`{text}`: the front door listens on TCP; use e.g. 127.0.0.1:8080"))
+        }
+        addr => Ok(ProxySpec { addr, raw_tcp }),
+    }
+}
+
 /// Parses one `--listen` value, with an optional `NAME=` prefix.
 pub fn parse_listen(text: &str) -> Result<ListenSpec, String> {
     let (name, addr_text) = match text.split_once('=') {
@@ -137,6 +160,11 @@ impl HeldSocket {
     /// The fd devserve holds (CLOEXEC); `spawn` dups it into place for workers.
     pub fn raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+
+    /// A second handle on the socket as a std listener (for the front door's own thread).
+    pub fn std_listener(&self) -> io::Result<std::net::TcpListener> {
+        Ok(self.socket.try_clone()?.into())
     }
 
     /// The socket file to remove at exit, for a Unix socket.
@@ -339,6 +367,15 @@ mod tests {
         assert!(parse_listen("unix:").is_err());
         assert!(parse_listen("a:b=127.0.0.1:1").is_err());
         assert!(parse_listen("unix:/tmp/a\0b").is_err());
+    }
+
+    #[test]
+    fn proxy_addresses() {
+        let spec = parse_proxy("tcp:127.0.0.1:0").expect("raw tcp");
+        assert!(spec.raw_tcp);
+        assert_eq!(parse_proxy(":8080").map(|s| s.addr), Ok(ListenAddr::AnyInterface(8080)));
+        assert!(parse_proxy("unix:/tmp/a.sock").is_err());
+        assert!(parse_proxy("nowhere").is_err());
     }
 
     #[test]

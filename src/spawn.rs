@@ -62,6 +62,8 @@ pub struct Command {
     env: Vec<(OsString, OsString)>,
     sockets: Vec<RawFd>,
     listen_pid: bool,
+    /// Where the child's stdout and stderr go instead of devserve's own.
+    output: Option<RawFd>,
 }
 
 /// Why a child could not be started.
@@ -127,6 +129,7 @@ impl Command {
             env: Vec::new(),
             sockets: Vec::new(),
             listen_pid: false,
+            output: None,
         }
     }
 
@@ -165,8 +168,11 @@ impl Command {
         self
     }
 
+    /// Sets a variable for the child; a later value for the same name replaces an earlier one.
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
-        self.env.push((key.into(), value.into()));
+        let key = key.into();
+        self.env.retain(|(known, _)| *known != key);
+        self.env.push((key, value.into()));
         self
     }
 
@@ -175,6 +181,12 @@ impl Command {
     pub fn sockets(mut self, fds: Vec<RawFd>, listen_pid: bool) -> Self {
         self.sockets = fds;
         self.listen_pid = listen_pid;
+        self
+    }
+
+    /// Sends the child's stdout and stderr to `fd` (a pipe devserve reads) instead of its own.
+    pub fn output_to(mut self, fd: RawFd) -> Self {
+        self.output = Some(fd);
         self
     }
 
@@ -230,6 +242,7 @@ struct Plan {
     /// One past the highest fd the child may hold (RLIMIT_NOFILE), for the close_range fallback.
     max_fd: RawFd,
     dev_null: File,
+    output: Option<RawFd>,
 }
 
 enum ChildError {
@@ -274,6 +287,7 @@ impl Plan {
             scratch: vec![-1; command.sockets.len()],
             max_fd: open_file_limit(),
             dev_null,
+            output: command.output,
         };
         plan.argv_ptrs = plan._argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
         plan.envp_ptrs = plan.env.iter().map(|e| e.as_ptr().cast()).chain([std::ptr::null()]).collect();
@@ -336,6 +350,11 @@ impl Plan {
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             if libc::dup2(self.dev_null.as_raw_fd(), 0) < 0 {
+                fail_in_child(report);
+            }
+            if let Some(output) = self.output
+                && (libc::dup2(output, 1) < 0 || libc::dup2(output, 2) < 0)
+            {
                 fail_in_child(report);
             }
             let first_free = 3 + self.sockets.len() as RawFd;

@@ -2,28 +2,15 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
-/// Runs devserve to completion and returns (exit code, stderr).
-fn run(args: &[&str]) -> (i32, String) {
-    let dir = temp_dir("bad-input");
-    let output = Command::new(devserve_bin())
-        .args(args)
-        .current_dir(&dir)
-        .env("NO_COLOR", "1")
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run devserve");
-    let code = output.status.code().expect("exited, not killed");
-    (code, String::from_utf8_lossy(&output.stderr).into_owned())
-}
-
 /// Exactly one error line, which names `culprit`.
 fn assert_one_line_error(args: &[&str], culprit: &str) -> i32 {
-    let (code, stderr) = run(args);
+    let dir = temp_dir("bad-input");
+    let finished = run_devserve(&dir, args, &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_ne!(code, 0, "{args:?} must fail");
     assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
@@ -102,13 +89,18 @@ fn inotify_watch_limit_is_one_line_with_the_fix() {
         devserve_bin(),
         dir.display()
     );
-    let probe = Command::new("unshare").args(["-U", "-r", "true"]).status();
-    if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: this machine does not allow user namespaces");
-        return;
-    }
-    let output = Command::new("unshare").args(["-U", "-r", "sh", "-c", &script]).output().expect("unshare");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Not a skip: on a machine without user namespaces this test fails, and says why.
+    let probe = run_to_completion(Command::new("unshare").args(["-U", "-r", "true"]));
+    assert!(
+        probe.status.success(),
+        "this test needs user namespaces, and `unshare -U -r true` failed ({}): {}\n\
+         allow them (`sysctl user.max_user_namespaces=10000`, and on Debian kernels \
+         `kernel.unprivileged_userns_clone=1`)",
+        probe.status,
+        probe.stderr.trim()
+    );
+    let output = run_to_completion(Command::new("unshare").args(["-U", "-r", "sh", "-c", &script]));
+    let stderr = output.stderr;
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");

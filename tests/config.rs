@@ -4,8 +4,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -14,23 +14,6 @@ fn config_text(env: &str) -> String {
     format!(
         "command = [\"{}\"]\nwatch = [\"src\"]\nlisten = [\"127.0.0.1:0\"]\n[env]\nFIXTURE_NOTIFY = \"1\"\n{env}",
         rust_fixture().display()
-    )
-}
-
-fn run(dir: &Path, args: &[&str]) -> (i32, String, String, Duration) {
-    let started = Instant::now();
-    let out = Command::new(devserve_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run devserve");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        started.elapsed(),
     )
 }
 
@@ -91,7 +74,8 @@ fn check_lists_every_problem_or_what_would_run() {
     let dir = temp_dir("check");
     write(&dir.join("src/keep"), "");
     write(&dir.join("devserve.toml"), &format!("workers = 2\n{}", config_text("")));
-    let (code, stdout, stderr, _) = run(&dir, &["check"]);
+    let finished = run_devserve(&dir, &["check"], &[]);
+    let (code, stdout, stderr) = (finished.code(), finished.stdout, finished.stderr);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("workers: 2") && stdout.contains("listen: 127.0.0.1:0") && stdout.ends_with("ok\n"),
@@ -101,7 +85,8 @@ fn check_lists_every_problem_or_what_would_run() {
         &dir.join("devserve.toml"),
         "command = [\"devserve-no-such-app\"]\nready-delay = \"soon\"\nwatch = [\"gone\"]\n",
     );
-    let (code, _, stderr, _) = run(&dir, &["check"]);
+    let finished = run_devserve(&dir, &["check"], &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 2);
     for problem in [
         "devserve.toml:2:15: ready-delay",
@@ -111,7 +96,8 @@ fn check_lists_every_problem_or_what_would_run() {
         assert!(stderr.contains(problem), "{problem:?} missing from:\n{stderr}");
     }
     // The command line wins over the file.
-    let (code, stdout, stderr, _) = run(&dir, &["check", "-w", "src", "--ready-delay", "2s", "--", "true"]);
+    let finished = run_devserve(&dir, &["check", "-w", "src", "--ready-delay", "2s", "--", "true"], &[]);
+    let (code, stdout, stderr) = (finished.code(), finished.stdout, finished.stderr);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("ready-delay 2s"), "{stdout}");
 }
@@ -148,7 +134,8 @@ fn once_exit_codes_for_each_outcome() {
         let mut args: Vec<&str> = base.to_vec();
         args.extend_from_slice(extra);
         args.extend(["--", fixture]);
-        let (code, _, stderr, took) = run(&dir, &args);
+        let finished = run_devserve(&dir, &args, &[]);
+        let (code, stderr, took) = (finished.code(), finished.stderr, finished.took);
         assert_eq!(code, expected, "{extra:?} with version {version}:\n{stderr}");
         assert!(took < Duration::from_secs(30), "{extra:?} took {took:?}");
     }
@@ -162,7 +149,8 @@ fn json_events_parse_and_carry_timings() {
         ["--once", "--log-format", "json", "-b", "true", "-l", "127.0.0.1:0", "-E", "FIXTURE_NOTIFY=1", "--"];
     let mut args: Vec<&str> = args.to_vec();
     args.push(fixture.to_str().expect("utf-8"));
-    let (code, _, stderr, _) = run(&dir, &args);
+    let finished = run_devserve(&dir, &args, &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 0, "{stderr}");
     let events: Vec<serde_json::Value> = stderr
         .lines()
@@ -201,28 +189,28 @@ fn json_events_parse_and_carry_timings() {
 fn cargo_devserve_cargo_run_completions_and_man_page() {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_cargo-devserve")).parent().expect("bin dir").to_path_buf();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let out = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-        .args(["devserve", "--help"])
-        .env("PATH", path)
-        .output()
-        .expect("cargo devserve");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: devserve"));
+    let out = run_to_completion(
+        Command::new(option_env!("CARGO").unwrap_or("cargo")).args(["devserve", "--help"]).env("PATH", path),
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("Usage: devserve"));
 
     // The README's quick start is `cargo run -- …`: with two binaries, devserve is the default.
-    let out = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-        .args(["run", "-q", "--", "--version"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("devserve "));
+    let out = run_to_completion(
+        Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .args(["run", "-q", "--", "--version"])
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.starts_with("devserve "));
 
     let dir = temp_dir("completions");
-    let (code, stdout, _, _) = run(&dir, &["--completions", "bash"]);
+    let finished = run_devserve(&dir, &["--completions", "bash"], &[]);
+    let (code, stdout) = (finished.code(), finished.stdout);
     assert_eq!(code, 0);
     assert!(stdout.contains("--ready-timeout") && stdout.contains("complete"), "{stdout}");
-    let (code, stdout, _, _) = run(&dir, &["--man"]);
+    let finished = run_devserve(&dir, &["--man"], &[]);
+    let (code, stdout) = (finished.code(), finished.stdout);
     assert_eq!(code, 0);
     assert!(
         stdout.starts_with(".ie") || stdout.contains(".TH devserve"),
@@ -273,12 +261,7 @@ fn a_new_listen_address_is_bound_first_and_the_old_released_after_the_swap() {
 #[test]
 fn clear_wipes_the_screen_before_each_reload_but_not_the_first_start() {
     let dir = temp_dir("clear");
-    let fixture = rust_fixture();
-    let devserve = Devserve::start(
-        &dir,
-        &["--clear", "-l", "127.0.0.1:0", "--", fixture.to_str().expect("utf-8")],
-        &[("FIXTURE_NOTIFY", "1")],
-    );
+    let devserve = Fixture::rust().notify().start(&dir, &["--clear", "-l", "127.0.0.1:0"]);
     devserve.wait_for("gen 1 ready");
     assert!(!devserve.output().contains("\x1b[2J"), "no clear at the first start");
     write(&dir.join("changed"), "x");
@@ -315,12 +298,8 @@ fn a_listen_edit_keeps_the_addresses_already_held() {
 #[test]
 fn env_given_to_workers_replaces_devserves_own_value() {
     let dir = temp_dir("env-override");
-    let fixture = rust_fixture();
-    let devserve = Devserve::start(
-        &dir,
-        &["-l", "127.0.0.1:0", "-E", "FIXTURE_EXTRA=from-flag", "--", fixture.to_str().expect("utf-8")],
-        &[("FIXTURE_NOTIFY", "1"), ("FIXTURE_EXTRA", "from-devserve")],
-    );
+    let fixture = Fixture::rust().notify().env("FIXTURE_EXTRA", "from-devserve");
+    let devserve = fixture.start(&dir, &["-l", "127.0.0.1:0", "-E", "FIXTURE_EXTRA=from-flag"]);
     let addr = devserve.listen_addr(0);
     devserve.wait_for("gen 1 ready");
     let env = http_get(&addr, "/env").expect("GET /env");

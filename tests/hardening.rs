@@ -11,20 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Runs devserve to completion in `dir`; returns (exit code, stderr).
-fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut command = Command::new(devserve_bin());
-    command.args(args).current_dir(dir).env("NO_COLOR", "1").stdin(Stdio::null());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = command.output().expect("run devserve");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
-}
-
 /// Exactly one error line naming `culprit`, no panic, and the exit code.
 fn one_error(dir: &Path, args: &[&str], culprit: &str) -> i32 {
-    let (code, stderr) = run_in(dir, args, &[]);
+    let finished = run_devserve(dir, args, &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_ne!(code, 0, "{args:?} must fail:\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
@@ -40,12 +30,6 @@ fn next_pids(count: u32) -> Vec<u32> {
         .and_then(|t| t.trim().parse().ok())
         .expect("ns_last_pid");
     (last + 1..last + 1 + count).collect()
-}
-
-fn python_args<'a>(fixture: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = extra.to_vec();
-    args.extend(["--", "python3", fixture.to_str().expect("utf-8")]);
-    args
 }
 
 // ----- 1. the pidfile ----------------------------------------------------------------------------
@@ -64,10 +48,10 @@ fn pidfile_never_follows_a_planted_symlink() {
         let _ = symlink(&victim, shared.join(format!("app.tmp.{pid}")));
     }
     let pidfile = shared.join("app.pid");
-    let fixture = python_fixture();
     let pidfile_arg = pidfile.to_str().expect("utf-8");
-    let args = python_args(&fixture, &["-w", "shared", "-l", "127.0.0.1:0", "--pidfile", pidfile_arg]);
-    let mut devserve = Devserve::start(&dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    let mut devserve = Fixture::python()
+        .notify()
+        .start(&dir, &["-w", "shared", "-l", "127.0.0.1:0", "--pidfile", pidfile_arg]);
     devserve.wait_for("gen 1 ready");
     assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n", "the victim is untouched");
     let written = std::fs::read_to_string(&pidfile).expect("pidfile");
@@ -90,32 +74,22 @@ fn a_failing_stderr_neither_panics_nor_stops_the_serving_generation() {
     let dir = temp_dir("stderr-full");
     let port = free_port().to_string();
     let addr = format!("127.0.0.1:{port}");
-    let fixture = python_fixture();
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
-    let listen = addr.clone();
-    let args = python_args(&fixture, &["-w", ".", "-l", &listen]);
-    let mut child = Command::new(devserve_bin())
-        .args(&args)
-        .current_dir(&dir)
-        .env("FIXTURE_NOTIFY", "1")
-        .env("FIXTURE_VERSION", "v1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(full)
-        .spawn()
-        .expect("spawn");
+    let fixture = Fixture::python().notify().version("v1");
+    let mut command =
+        devserve_command(&dir, &fixture.devserve_args(&["-w", ".", "-l", &addr]), &fixture.env_pairs());
+    let mut devserve = Process::adopt(command.stdout(Stdio::null()).stderr(full).spawn().expect("spawn"));
     wait_for_version(&addr, "v1");
     // Each reload prints lines that cannot be written.
     for _ in 0..3 {
-        let status = Command::new("kill").args(["-HUP", &child.id().to_string()]).status();
-        assert!(status.is_ok_and(|s| s.success()));
+        devserve.signal("HUP");
         assert!(http_get(&addr, "/").is_ok());
     }
-    assert!(child.try_wait().expect("try_wait").is_none(), "devserve is still running");
+    assert!(devserve.try_wait().is_none(), "devserve is still running");
     let generation = wait_until(WAIT, || http_get(&addr, "/").is_ok_and(|b| field(&b, "gen") == "4"));
     assert!(generation, "the reloads went through");
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let status = wait_child(&mut child);
+    devserve.signal("TERM");
+    let status = devserve.wait_exit();
     assert_eq!(status.code(), Some(0), "a clean stop, not a panic (101)");
 }
 
@@ -124,30 +98,23 @@ fn a_stalled_stderr_does_not_freeze_the_supervisor() {
     let dir = temp_dir("stderr-stalled");
     let port = free_port().to_string();
     let addr = format!("127.0.0.1:{port}");
-    let fixture = python_fixture();
-    let args = python_args(&fixture, &["-w", ".", "-l", &addr, "--stop-timeout", "2s"]);
-    let mut child = Command::new(devserve_bin())
-        .args(&args)
-        .current_dir(&dir)
-        .env("NO_COLOR", "1")
-        .env("FIXTURE_NOTIFY", "1")
-        .env("FIXTURE_VERSION", "v1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let fixture = Fixture::python().notify().version("v1");
+    let args = fixture.devserve_args(&["-w", ".", "-l", &addr, "--stop-timeout", "2s"]);
+    let mut command = devserve_command(&dir, &args, &fixture.env_pairs());
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
     let mut stderr = child.stderr.take().expect("stderr pipe");
+    let mut devserve = Process::adopt(child);
     // The smallest pipe the kernel allows, and nobody reads it for now.
     let _ = nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096));
     wait_for_version(&addr, "v1");
-    let pid = child.id().to_string();
-    // Thousands of status lines: far more than the pipe and devserve's queue hold.
+    let pid = devserve.pid().to_string();
+    // Thousands of status lines: far more than the pipe and devserve's queue hold. One `kill`
+    // process each, so each signal is handled before the next comes (sent at once, they merge).
     for _ in 0..1500 {
         let _ = Command::new("kill").args(["-USR1", &pid]).status();
     }
     // The loop still reacts while stderr is stuck: a reload goes through.
-    let _ = Command::new("kill").args(["-HUP", &pid]).status();
+    devserve.signal("HUP");
     let reloaded = wait_until(WAIT, || http_get(&addr, "/").is_ok_and(|b| field(&b, "gen") == "2"));
     assert!(reloaded, "a HUP is handled while stderr is stalled");
     // Now read: the writer catches up and says what was dropped.
@@ -157,26 +124,12 @@ fn a_stalled_stderr_does_not_freeze_the_supervisor() {
         text
     });
     let asked = Instant::now();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = wait_child(&mut child);
+    devserve.signal("TERM");
+    let status = devserve.wait_exit();
     assert!(asked.elapsed() < Duration::from_secs(20), "TERM and --stop-timeout are obeyed");
     assert_eq!(status.code(), Some(0));
     let text = reader.join().expect("reader");
     assert!(text.contains("lines dropped (stderr was not read)"), "the reader is told what it missed");
-}
-
-fn wait_child(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("devserve did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 // ----- 3. a worker that shuts the shared socket down ---------------------------------------------
@@ -185,10 +138,10 @@ fn wait_child(child: &mut std::process::Child) -> std::process::ExitStatus {
 fn a_socket_shut_down_by_a_worker_is_rearmed_for_later_generations() {
     let dir = temp_dir("shutdown-socket");
     write(&dir.join("version"), "v1");
-    let fixture = python_fixture();
-    let args = python_args(&fixture, &["-w", ".", "-i", "version.*", "-l", "127.0.0.1:0"]);
-    let devserve =
-        Devserve::start(&dir, &args, &[("FIXTURE_VERSION_FILE", "version"), ("FIXTURE_NOTIFY", "1")]);
+    let devserve = Fixture::python()
+        .version_file("version")
+        .notify()
+        .start(&dir, &["-w", ".", "-i", "version.*", "-l", "127.0.0.1:0"]);
     let addr = devserve.listen_addr(0);
     wait_for_version(&addr, "v1");
     write(&dir.join("version"), "shutdown-socket");
@@ -214,9 +167,8 @@ fn signal_refuses_a_pid_that_is_not_a_devserve() {
 
     // A stale pidfile whose pid now belongs to another program does not block a start.
     write(&pidfile, &format!("{}\n", sleeper.id()));
-    let fixture = python_fixture();
-    let args = python_args(&fixture, &["-w", ".", "-l", "127.0.0.1:0", "--pidfile", pidfile_arg]);
-    let devserve = Devserve::start(&dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    let devserve =
+        Fixture::python().notify().start(&dir, &["-w", ".", "-l", "127.0.0.1:0", "--pidfile", pidfile_arg]);
     devserve.wait_for("gen 1 ready");
     assert!(devserve.output().contains("is now another program"), "{}", devserve.output());
     let written = std::fs::read_to_string(&pidfile).expect("pidfile");
@@ -269,13 +221,15 @@ fn once_fails_fast_when_the_build_cannot_start() {
         &format!("build = \"true\"\ncommand = [\"true\"]\n[env]\nBIG = \"{big}\"\n"),
     );
     let started = Instant::now();
-    let (code, stderr) = run_in(&dir, &["--once"], &[]);
+    let finished = run_devserve(&dir, &["--once"], &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("cannot run the build"), "{stderr}");
     assert!(started.elapsed() < WAIT);
     // A NUL byte in the build command.
     write(&dir.join("devserve.toml"), "build = \"tr\\u0000ue\"\ncommand = [\"true\"]\n");
-    let (code, stderr) = run_in(&dir, &["--once"], &[]);
+    let finished = run_devserve(&dir, &["--once"], &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("NUL"), "{stderr}");
 }
@@ -283,19 +237,25 @@ fn once_fails_fast_when_the_build_cannot_start() {
 #[test]
 fn once_kills_a_hung_probe_and_a_term_ends_the_run() {
     let dir = temp_dir("once-probe");
-    let fixture = python_fixture();
-    let args = python_args(
-        &fixture,
-        &["--once", "-l", "127.0.0.1:0", "--probe", "sleep 600", "--probe-timeout", "500ms"],
-    );
+    let fixture = Fixture::python().notify();
+    let args = fixture.devserve_args(&[
+        "--once",
+        "-l",
+        "127.0.0.1:0",
+        "--probe",
+        "sleep 600",
+        "--probe-timeout",
+        "500ms",
+    ]);
     let started = Instant::now();
-    let (code, stderr) = run_in(&dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    let finished = run_devserve(&dir, &args, &fixture.env_pairs());
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 5, "{stderr}");
     assert!(stderr.contains("probe did not finish within 500ms; killed"), "{stderr}");
     assert!(started.elapsed() < WAIT);
 
-    let args = python_args(&fixture, &["--once", "-l", "127.0.0.1:0", "--probe", "echo probing; sleep 600"]);
-    let mut devserve = Devserve::start(&dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    let mut devserve =
+        fixture.start(&dir, &["--once", "-l", "127.0.0.1:0", "--probe", "echo probing; sleep 600"]);
     devserve.wait_for("probing");
     devserve.signal("TERM");
     let status = devserve.wait_exit();
@@ -310,17 +270,12 @@ fn a_runtime_dir_inside_the_watched_tree_is_no_change() {
     let dir = temp_dir("tmpdir-inside");
     let tmp = dir.join("tmp");
     std::fs::create_dir(&tmp).expect("mkdir");
-    let fixture = python_fixture();
     let pidfile = dir.join("devserve.pid");
-    let args = python_args(
-        &fixture,
-        &["-w", ".", "-l", "127.0.0.1:0", "--pidfile", pidfile.to_str().expect("utf-8")],
-    );
     let tmp_text = tmp.to_str().expect("utf-8");
-    let devserve = Devserve::start(
+    let devserve = Fixture::python().notify().start_with(
         &dir,
-        &args,
-        &[("TMPDIR", tmp_text), ("XDG_RUNTIME_DIR", tmp_text), ("FIXTURE_NOTIFY", "1")],
+        &["-w", ".", "-l", "127.0.0.1:0", "--pidfile", pidfile.to_str().expect("utf-8")],
+        &[("TMPDIR", tmp_text), ("XDG_RUNTIME_DIR", tmp_text)],
     );
     devserve.wait_for("gen 1 ready");
     write(&dir.join("real.txt"), "edit");
@@ -336,9 +291,7 @@ fn a_runtime_dir_inside_the_watched_tree_is_no_change() {
 fn a_replaced_watch_root_is_watched_again() {
     let dir = temp_dir("root-replaced");
     std::fs::create_dir(dir.join("src")).expect("mkdir");
-    let fixture = python_fixture();
-    let args = python_args(&fixture, &["-w", "src", "-l", "127.0.0.1:0"]);
-    let devserve = Devserve::start(&dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    let devserve = Fixture::python().notify().start(&dir, &["-w", "src", "-l", "127.0.0.1:0"]);
     devserve.wait_for("gen 1 ready");
     std::fs::rename(dir.join("src"), dir.join("src_old")).expect("mv");
     std::fs::create_dir(dir.join("src")).expect("mkdir");
@@ -357,19 +310,17 @@ fn a_replaced_watch_root_is_watched_again() {
 #[test]
 fn a_tmpdir_too_long_for_socket_paths_falls_back() {
     let dir = temp_dir("long-tmpdir");
-    let mut long = dir.clone();
+    let mut long = dir.to_path_buf();
     while long.as_os_str().len() < 99 {
         long.push("deeper-and-deeper");
     }
     std::fs::create_dir_all(&long).expect("mkdir");
-    let fixture = python_fixture();
     // Ready only through READY=1 on the notify socket: the socket path must work.
-    let args = python_args(&fixture, &["-w", ".", "-l", "127.0.0.1:0", "--ready-delay", "1h"]);
     let long_text = long.to_str().expect("utf-8");
-    let devserve = Devserve::start(
+    let devserve = Fixture::python().notify().start_with(
         &dir,
-        &args,
-        &[("TMPDIR", long_text), ("XDG_RUNTIME_DIR", long_text), ("FIXTURE_NOTIFY", "1")],
+        &["-w", ".", "-l", "127.0.0.1:0", "--ready-delay", "1h"],
+        &[("TMPDIR", long_text), ("XDG_RUNTIME_DIR", long_text)],
     );
     devserve.wait_for("gen 1 ready");
 }
@@ -379,9 +330,7 @@ fn a_tmpdir_too_long_for_socket_paths_falls_back() {
 #[test]
 fn control_characters_in_file_names_are_escaped() {
     let dir = temp_dir("control-names");
-    let fixture = python_fixture();
-    let args = python_args(&fixture, &["-w", ".", "-l", "127.0.0.1:0"]);
-    let devserve = Devserve::start(&dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    let devserve = Fixture::python().notify().start(&dir, &["-w", ".", "-l", "127.0.0.1:0"]);
     devserve.wait_for("gen 1 ready");
     write(&dir.join("a\n[devserve] gen 99 ready \u{1b}[31mred"), "forged");
     devserve.wait_for("gen 2 ready");
@@ -418,15 +367,15 @@ fn no_start_failure_leaves_a_runtime_dir_or_socket_file() {
             "ulimit -n {limit} && exec {} --once --ready-delay 10ms -l {unix} -- sleep 5",
             devserve_bin()
         );
-        let output = Command::new("sh")
-            .args(["-c", &script])
-            .current_dir(&dir)
-            .env("TMPDIR", &tmp)
-            .env("XDG_RUNTIME_DIR", &tmp)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("sh");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let output = run_to_completion(
+            Command::new("sh")
+                .args(["-c", &script])
+                .current_dir(&dir)
+                .env("TMPDIR", &tmp)
+                .env("XDG_RUNTIME_DIR", &tmp)
+                .env("NO_COLOR", "1"),
+        );
+        let stderr = output.stderr;
         assert!(!stderr.contains("panicked"), "limit {limit}: {stderr}");
         if output.status.code() != Some(0) {
             failures += 1;
@@ -473,7 +422,8 @@ fn sockets_added_by_a_live_edit_are_removed_after_a_kill() {
 fn config_files_and_env_are_validated() {
     let dir = temp_dir("config-files");
     write(&dir.join("devserve.toml"), "command = [\"true\"]\n[env]\n\"\" = \"x\"\n");
-    let (code, stderr) = run_in(&dir, &["check"], &[]);
+    let finished = run_devserve(&dir, &["check"], &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("devserve.toml:") && stderr.contains("is not a variable name"), "{stderr}");
     std::fs::remove_file(dir.join("devserve.toml")).expect("rm");
@@ -503,25 +453,23 @@ fn status_is_found_through_the_pid_whatever_the_clients_tmpdir() {
     let (server_tmp, client_tmp) = (dir.join("server-tmp"), dir.join("client-tmp"));
     std::fs::create_dir(&server_tmp).expect("mkdir");
     std::fs::create_dir(&client_tmp).expect("mkdir");
-    let fixture = python_fixture();
     let pidfile = dir.join("devserve.pid");
     let pidfile_arg = pidfile.to_str().expect("utf-8");
-    let args = python_args(&fixture, &["-w", "server-tmp", "-l", "127.0.0.1:0", "--pidfile", pidfile_arg]);
     let server_tmp_text = server_tmp.to_str().expect("utf-8");
-    let devserve = Devserve::start(
+    let devserve = Fixture::python().notify().start_with(
         &dir,
-        &args,
-        &[("TMPDIR", server_tmp_text), ("XDG_RUNTIME_DIR", server_tmp_text), ("FIXTURE_NOTIFY", "1")],
+        &["-w", "server-tmp", "-l", "127.0.0.1:0", "--pidfile", pidfile_arg],
+        &[("TMPDIR", server_tmp_text), ("XDG_RUNTIME_DIR", server_tmp_text)],
     );
     devserve.wait_for("gen 1 ready");
-    let output = Command::new(devserve_bin())
-        .args(["-s", "status", "--pidfile", pidfile_arg])
-        .env("TMPDIR", &client_tmp)
-        .env("XDG_RUNTIME_DIR", &client_tmp)
-        .output()
-        .expect("status");
-    let table = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let client_tmp_text = client_tmp.to_str().expect("utf-8");
+    let output = run_devserve(
+        &dir,
+        &["-s", "status", "--pidfile", pidfile_arg],
+        &[("TMPDIR", client_tmp_text), ("XDG_RUNTIME_DIR", client_tmp_text)],
+    );
+    let table = output.stdout;
+    assert!(output.status.success(), "{}", output.stderr);
     assert!(table.contains("gen 1 serving"), "{table}");
 }
 
@@ -546,37 +494,20 @@ fn an_unreadable_folder_gets_one_warning_line() {
     let tmp = dir.join("tmp");
     std::fs::create_dir(&tmp).expect("mkdir");
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    let mut child = command
+    command
         .args(["--ready-delay", "10ms", "-w", ".", "--", "sleep", "600"])
         .current_dir(&dir)
         .env("TMPDIR", &tmp)
         .env_remove("XDG_RUNTIME_DIR")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    let stderr = child.stderr.take().expect("stderr");
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
+        .env("NO_COLOR", "1");
+    let mut devserve = Process::spawn(command);
     // The warning comes from the walk, before the first generation is ready.
-    while let Ok(line) = lines.recv_timeout(WAIT) {
-        let ready = line.contains("gen 1 ready");
-        seen.push(line);
-        if ready {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    devserve.wait_for("gen 1 ready");
+    devserve.kill();
+    let output = devserve.output();
+    let seen: Vec<&str> = output.lines().collect();
     let _ = std::fs::set_permissions(dir.join("locked"), std::fs::Permissions::from_mode(0o755));
-    let warnings: Vec<&String> = seen.iter().filter(|l| l.contains("cannot read")).collect();
+    let warnings: Vec<&str> = seen.iter().copied().filter(|l| l.contains("cannot read")).collect();
     assert_eq!(warnings.len(), 1, "{seen:#?}");
     assert!(warnings[0].contains("locked"), "{seen:#?}");
 }
@@ -586,9 +517,7 @@ fn an_unreadable_folder_gets_one_warning_line() {
 #[test]
 fn a_killed_sentinel_is_restarted_and_still_cleans_up() {
     let dir = temp_dir("sentinel-killed");
-    let fixture = python_fixture();
-    let args = python_args(&fixture, &["-w", ".", "-l", "127.0.0.1:0"]);
-    let mut devserve = Devserve::start(&dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    let mut devserve = Fixture::python().notify().start(&dir, &["-w", ".", "-l", "127.0.0.1:0"]);
     let addr = devserve.listen_addr(0);
     devserve.wait_for("gen 1 ready");
     let worker: i32 = field(&http_get(&addr, "/").expect("GET"), "pid").parse().expect("pid");
@@ -622,14 +551,11 @@ fn a_planted_runtime_dir_name_is_not_used() {
             let _ = std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700));
         }
     }
-    let fixture = python_fixture();
-    let args =
-        python_args(&fixture, &["-w", ".", "-i", "tmp/**", "-l", "127.0.0.1:0", "--ready-delay", "1h"]);
     let tmp_text = tmp.to_str().expect("utf-8");
-    let devserve = Devserve::start(
+    let devserve = Fixture::python().notify().start_with(
         &dir,
-        &args,
-        &[("TMPDIR", tmp_text), ("XDG_RUNTIME_DIR", tmp_text), ("FIXTURE_NOTIFY", "1")],
+        &["-w", ".", "-i", "tmp/**", "-l", "127.0.0.1:0", "--ready-delay", "1h"],
+        &[("TMPDIR", tmp_text), ("XDG_RUNTIME_DIR", tmp_text)],
     );
     devserve.wait_for("gen 1 ready");
 }
@@ -652,9 +578,8 @@ fn small_mistakes_get_one_clear_line() {
 #[test]
 fn duplicate_roots_are_merged() {
     let dir = temp_dir("duplicate-roots");
-    let fixture = python_fixture();
-    let args = python_args(&fixture, &["-w", ".", "-w", ".", "-w", "./", "-l", "127.0.0.1:0"]);
-    let devserve = Devserve::start(&dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    let devserve =
+        Fixture::python().notify().start(&dir, &["-w", ".", "-w", ".", "-w", "./", "-l", "127.0.0.1:0"]);
     devserve.wait_for("gen 1 ready");
     assert!(devserve.output().contains("watching . ("), "{}", devserve.output());
 }
@@ -662,10 +587,10 @@ fn duplicate_roots_are_merged() {
 #[test]
 fn a_superseded_start_without_a_build_says_newer_change() {
     let dir = temp_dir("superseded");
-    let fixture = python_fixture();
-    let args = python_args(&fixture, &["-w", ".", "-l", "127.0.0.1:0"]);
-    let devserve =
-        Devserve::start(&dir, &args, &[("FIXTURE_NOTIFY", "1"), ("FIXTURE_START_DELAY_MS", "3000")]);
+    let devserve = Fixture::python()
+        .notify()
+        .env("FIXTURE_START_DELAY_MS", "3000")
+        .start(&dir, &["-w", ".", "-l", "127.0.0.1:0"]);
     devserve.wait_for("gen 1 ready");
     write(&dir.join("one.txt"), "1");
     devserve.wait_for("gen 2 starting");

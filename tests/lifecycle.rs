@@ -3,21 +3,22 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 /// devserve on the Rust fixture wrapped in `sh -c` that leaves a grandchild (`sleep`) in the
 /// worker's process group and writes its pid to `grandchild.pid`. `exec` keeps LISTEN_PID right.
-fn serve_with_grandchild(dir: &std::path::Path, extra: &[&str], version: &str) -> (Devserve, String, i32) {
-    let fixture = rust_fixture();
-    let script = format!("sleep 1000 & echo $! > grandchild.pid; exec {}", fixture.display());
-    let mut args = vec!["-w", ".", "-i", "*.pid", "-l", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    args.extend(["--", "sh", "-c", &script]);
-    let devserve = Devserve::start(dir, &args, &[("FIXTURE_VERSION", version), ("FIXTURE_NOTIFY", "1")]);
-    let addr = devserve.listen_addr(0);
-    devserve.wait_for("gen 1 ready");
+fn serve_with_grandchild(dir: &Path, extra: &[&str], version: &str) -> (Devserve, String, i32) {
+    serve_with_grandchild_in(dir, extra, Fixture::rust().version(version))
+}
+
+/// [`serve_with_grandchild`] with more environment in `fixture`.
+fn serve_with_grandchild_in(dir: &Path, extra: &[&str], fixture: Fixture) -> (Devserve, String, i32) {
+    let fixture = fixture.in_shell("sleep 1000 & echo $! > grandchild.pid;").notify();
+    let (devserve, addr) =
+        fixture.serve(dir, &[&["-w", ".", "-i", "*.pid", "-l", "127.0.0.1:0"], extra].concat());
     let pid_file = dir.join("grandchild.pid");
     assert!(wait_until(WAIT, || std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))));
     let grandchild = std::fs::read_to_string(&pid_file).expect("pid").trim().parse().expect("pid number");
@@ -41,15 +42,25 @@ fn term_stops_everything_gracefully_and_exits_zero() {
 /// devserve dies by `signal` without any chance to clean up; the sentinel must.
 fn dies_without_orphans(signal: &str) {
     let dir = temp_dir(&format!("die-{signal}"));
-    let (devserve, addr, grandchild) = serve_with_grandchild(&dir, &[], "k1");
+    // A runtime dir of its own, where the test can see it come and go.
+    let runtime = temp_dir(&format!("die-{signal}-runtime"));
+    let runtime_text = runtime.to_str().expect("utf-8");
+    let fixture =
+        Fixture::rust().version("k1").env("TMPDIR", runtime_text).env("XDG_RUNTIME_DIR", runtime_text);
+    let (devserve, addr, grandchild) = serve_with_grandchild_in(&dir, &[], fixture);
+    let prefix = format!("devserve-{}-", devserve.pid());
+    let runtime_dirs = || -> Vec<PathBuf> {
+        let entries = std::fs::read_dir(&runtime).expect("runtime parent").filter_map(Result::ok);
+        entries.filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()).collect()
+    };
+    assert_eq!(runtime_dirs().len(), 1, "devserve's runtime dir {prefix}… in {runtime_text}");
     let worker: i32 = field(&http_get(&addr, "/").expect("GET"), "pid").parse().expect("pid");
     devserve.signal(signal);
     assert!(
         wait_until(WAIT, || !is_alive(worker) && !is_alive(grandchild)),
         "worker {worker} or grandchild {grandchild} outlived devserve ({signal})"
     );
-    let runtime_dir = std::env::temp_dir().join(format!("devserve-{}", devserve.pid()));
-    assert!(wait_until(WAIT, || !runtime_dir.exists()), "the sentinel removes the runtime dir");
+    assert!(wait_until(WAIT, || runtime_dirs().is_empty()), "the sentinel removes the runtime dir");
 }
 
 #[test]
@@ -93,12 +104,8 @@ fn a_worker_ignoring_the_stop_signal_is_killed_after_the_stop_timeout() {
 fn swaps_leave_no_zombie_and_no_stray_child() {
     let dir = temp_dir("zombies");
     write(&dir.join("version"), "z1");
-    let fixture = rust_fixture();
-    let devserve = Devserve::start(
-        &dir,
-        &["-w", ".", "-l", "127.0.0.1:0", "--", fixture.to_str().expect("utf-8")],
-        &[("FIXTURE_VERSION_FILE", "version"), ("FIXTURE_NOTIFY", "1")],
-    );
+    let devserve =
+        Fixture::rust().version_file("version").notify().start(&dir, &["-w", ".", "-l", "127.0.0.1:0"]);
     devserve.wait_for("gen 1 ready");
     for round in 2..=4 {
         write(&dir.join("version"), &format!("z{round}"));

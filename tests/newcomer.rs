@@ -3,21 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use common::*;
-
-/// Runs devserve to completion in `dir`; returns (exit code, stderr).
-fn run_in(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let output = Command::new(devserve_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run devserve");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
-}
 
 #[test]
 fn flags_from_other_tools_get_one_line_pointing_to_devserves_way() {
@@ -34,7 +20,8 @@ fn flags_from_other_tools_get_one_line_pointing_to_devserves_way() {
         (&["--signal", "SIGTERM", "--", "true"], "--stop-signal SIGTERM"),
     ];
     for (args, hint) in cases {
-        let (code, stderr) = run_in(&dir, args);
+        let finished = run_devserve(&dir, args, &[]);
+        let (code, stderr) = (finished.code(), finished.stderr);
         assert_eq!(code, 2, "{args:?}: {stderr}");
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{args:?}: one line:\n{stderr}");
@@ -45,17 +32,17 @@ fn flags_from_other_tools_get_one_line_pointing_to_devserves_way() {
 #[test]
 fn signal_without_a_pidfile_names_the_kill_to_use() {
     let dir = temp_dir("signal-no-pidfile");
-    let (code, stderr) = run_in(&dir, &["-s", "reload"]);
+    let finished = run_devserve(&dir, &["-s", "reload"], &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("--signal needs --pidfile PATH") && stderr.contains("no devserve runs"),
         "{stderr}"
     );
-    let fixture = python_fixture();
-    let args = ["-w", ".", "-l", "127.0.0.1:0", "--", "python3", fixture.to_str().expect("utf-8")];
-    let devserve = Devserve::start(&dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    let devserve = Fixture::python().notify().start(&dir, &["-w", ".", "-l", "127.0.0.1:0"]);
     devserve.wait_for("gen 1 ready");
-    let (code, stderr) = run_in(&dir, &["-s", "reload"]);
+    let finished = run_devserve(&dir, &["-s", "reload"], &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains(&format!("`kill -HUP {}`", devserve.pid())), "{stderr}");
 }
@@ -63,20 +50,9 @@ fn signal_without_a_pidfile_names_the_kill_to_use() {
 #[test]
 fn an_assumed_readiness_is_not_shown_as_a_measurement() {
     let dir = temp_dir("assumed-ready");
-    let fixture = python_fixture();
-    let args = [
-        "-w",
-        ".",
-        "-l",
-        "127.0.0.1:0",
-        "--ready-delay",
-        "300ms",
-        "--",
-        "python3",
-        fixture.to_str().expect("utf-8"),
-    ];
+    let args = ["-w", ".", "-l", "127.0.0.1:0", "--ready-delay", "300ms"];
     // No FIXTURE_NOTIFY: the fixture never sends READY=1.
-    let devserve = Devserve::start(&dir, &args, &[]);
+    let devserve = Fixture::python().start(&dir, &args);
     devserve.wait_for("gen 1 ready");
     let output = devserve.output();
     let line = output.lines().find(|l| l.contains("gen 1 ready")).expect("ready line");
@@ -85,7 +61,7 @@ fn an_assumed_readiness_is_not_shown_as_a_measurement() {
 
     // With READY=1 the ready line is a measurement, and a first start shows no debounce phase.
     let dir = temp_dir("measured-ready");
-    let devserve = Devserve::start(&dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    let devserve = Fixture::python().notify().start(&dir, &args);
     devserve.wait_for("gen 1 ready in");
     let output = devserve.output();
     let line = output.lines().find(|l| l.contains("gen 1 ready in")).expect("ready line");

@@ -10,25 +10,12 @@ use std::process::Command;
 
 use common::*;
 
-/// devserve with `n` Rust fixture workers (READY=1), version from `dir/version`.
+/// devserve with `n` Rust fixture workers (READY=1), version from `dir/version` (`v1` unless it
+/// exists already), watching `dir/src`; gen 1 is ready.
 fn pool(dir: &Path, n: &str, extra: &[&str]) -> (Devserve, String) {
     write(&dir.join("src/keep"), "");
-    if !dir.join("version").exists() {
-        write(&dir.join("version"), "v1");
-    }
-    let fixture = rust_fixture();
-    let mut args = vec!["-w", "src", "-l", "127.0.0.1:0", "-n", n];
-    args.extend_from_slice(extra);
-    args.extend(["--", fixture.to_str().expect("utf-8")]);
-    let version = dir.join("version");
-    let devserve = Devserve::start(
-        dir,
-        &args,
-        &[("FIXTURE_VERSION_FILE", version.to_str().expect("utf-8")), ("FIXTURE_NOTIFY", "1")],
-    );
-    let addr = devserve.listen_addr(0);
-    devserve.wait_for("gen 1 ready");
-    (devserve, addr)
+    let fixture = Fixture::rust().notify().versioned(dir, "v1");
+    fixture.serve(dir, &[&["-w", "src", "-l", "127.0.0.1:0", "-n", n], extra].concat())
 }
 
 /// Waits until requests have been answered by exactly `n` distinct pids among the last
@@ -48,15 +35,6 @@ fn wait_for_pids(addr: &str, n: usize) -> BTreeSet<String> {
     let pids: BTreeSet<String> = recent.into_iter().collect();
     assert!(found, "never saw exactly {n} pids answering; last window had {pids:?}");
     pids
-}
-
-fn run_devserve(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(devserve_bin()).args(args).env("NO_COLOR", "1").output().expect("run devserve");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -104,13 +82,6 @@ fn a_killed_worker_is_replaced_alone() {
     assert_eq!(after.intersection(&before).count(), 2, "the siblings kept serving: {before:?} → {after:?}");
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat.rsplit(')').next().expect("fields").split_whitespace().collect();
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
 #[test]
 fn a_crash_loop_stops_after_the_limit_without_burning_cpu() {
     let dir = temp_dir("crash-loop");
@@ -118,13 +89,13 @@ fn a_crash_loop_stops_after_the_limit_without_burning_cpu() {
     let pid = field(&http_get(&addr, "/").expect("GET"), "pid");
     // From now on every start crashes; the version file is outside the watched `src`.
     write(&dir.join("version"), "crash");
-    let ticks_before = cpu_ticks(devserve.pid());
+    let ticks_before = cpu_ticks(devserve.pid()).expect("cpu ticks");
     assert!(Command::new("kill").args(["-KILL", &pid]).status().expect("kill").success());
     devserve.wait_for("4 crashes in a row; no more restarts until the next change or HUP");
     devserve.signal("USR1");
     devserve.wait_for("serving, crash loop: not restarting");
     assert_eq!(devserve.count("restarting in"), 3, "{}", devserve.output());
-    let used = cpu_ticks(devserve.pid()) - ticks_before;
+    let used = cpu_ticks(devserve.pid()).expect("cpu ticks") - ticks_before;
     assert!(used < 100, "devserve used {used} CPU ticks during the crash loop");
     // A change gets a new generation going again.
     write(&dir.join("version"), "v2");
@@ -160,25 +131,30 @@ fn pidfile_lifecycle_and_control_commands() {
     assert_eq!(std::fs::read_to_string(&pidfile).expect("pidfile"), format!("{}\n", devserve.pid()));
 
     // Live: a second devserve refuses.
-    let (code, _, stderr) = run_devserve(&["--pidfile", &pidfile_arg, "-l", "127.0.0.1:0", "--", "true"]);
+    let finished = run_devserve(&dir, &["--pidfile", &pidfile_arg, "-l", "127.0.0.1:0", "--", "true"], &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 1);
     assert!(stderr.contains(&format!("devserve is already running (pid {}", devserve.pid())), "{stderr}");
 
     // Control: status, reload, stop.
     let worker = field(&http_get(&addr, "/").expect("GET"), "pid");
-    let (code, stdout, stderr) = run_devserve(&["--signal", "status", "--pidfile", &pidfile_arg]);
+    let finished = run_devserve(&dir, &["--signal", "status", "--pidfile", &pidfile_arg], &[]);
+    let (code, stdout, stderr) = (finished.code(), finished.stdout, finished.stderr);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains(&format!("pid {worker} ready")), "{stdout}");
-    let (code, _, _) = run_devserve(&["--signal", "reload", "--pidfile", &pidfile_arg]);
+    let finished = run_devserve(&dir, &["--signal", "reload", "--pidfile", &pidfile_arg], &[]);
+    let code = finished.code();
     assert_eq!(code, 0);
     devserve.wait_for("gen 2 ready");
-    let (code, _, _) = run_devserve(&["-s", "stop", "--pidfile", &pidfile_arg]);
+    let finished = run_devserve(&dir, &["-s", "stop", "--pidfile", &pidfile_arg], &[]);
+    let code = finished.code();
     assert_eq!(code, 0);
     assert!(devserve.wait_exit().success());
     assert!(!pidfile.exists(), "the pidfile is removed at exit");
 
     // Nobody there any more.
-    let (code, _, stderr) = run_devserve(&["-s", "reload", "--pidfile", &pidfile_arg]);
+    let finished = run_devserve(&dir, &["-s", "reload", "--pidfile", &pidfile_arg], &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 1);
     assert!(stderr.contains("no devserve running"), "{stderr}");
 }
@@ -233,13 +209,13 @@ fn a_rolling_swap_keeps_n_workers_answering() {
 fn a_hundred_reloads_leave_fds_and_children_unchanged() {
     let dir = temp_dir("hundred");
     let (devserve, _addr) = pool(&dir, "2", &[]);
-    let fd_count = || std::fs::read_dir(format!("/proc/{}/fd", devserve.pid())).expect("fd dir").count();
-    let (fds_before, children_before) = (fd_count(), devserve.children().len());
+    let fds = || fd_count(devserve.pid()).expect("fd dir");
+    let (fds_before, children_before) = (fds(), devserve.children().len());
     for generation in 2..=101 {
         devserve.signal("HUP");
         devserve.wait_for(&format!("gen {generation} ready"));
     }
     devserve.wait_for("gen 100 stopped");
-    assert_eq!(fd_count(), fds_before, "open fds grew");
+    assert_eq!(fds(), fds_before, "open fds grew");
     assert_eq!(devserve.children().len(), children_before, "children: {:?}", devserve.children());
 }

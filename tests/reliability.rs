@@ -73,7 +73,8 @@ fn a_rollback_survives_a_crash_of_the_old_generation() {
         good.display()
     );
     let args = ["-w", ".", "-i", "app*", "-b", &build, "-l", "127.0.0.1:0", "--", "./app"];
-    let devserve = Devserve::start(dir.path(), &args, &[("FIXTURE_NOTIFY", "1"), ("FIXTURE_VERSION", "good")]);
+    let devserve =
+        Devserve::start(dir.path(), &args, &[("FIXTURE_NOTIFY", "1"), ("FIXTURE_VERSION", "good")]);
     let addr = devserve.listen_addr(0);
     wait_for_version(&addr, "good");
     write(&dir.path().join("choice"), "bad");
@@ -117,7 +118,8 @@ fn a_worker_that_stops_sending_watchdog_is_restarted() {
                 s.sendto(b'READY=1\\nWATCHDOG=1', os.environ['NOTIFY_SOCKET'])\n\
                 print('hung worker', os.environ['WATCHDOG_USEC'], flush=True)\n\
                 time.sleep(600)\n";
-    let args = ["-w", "nothing-here", "--watchdog", "1s", "--log-format", "json", "--", "python3", "-c", hang];
+    let args =
+        ["-w", "nothing-here", "--watchdog", "1s", "--log-format", "json", "--", "python3", "-c", hang];
     std::fs::create_dir(dir.path().join("nothing-here")).expect("mkdir");
     let devserve = Devserve::start(dir.path(), &args, &[]);
     let ready = devserve.wait_event("generation_ready", |_| true);
@@ -127,7 +129,9 @@ fn a_worker_that_stops_sending_watchdog_is_restarted() {
     devserve.wait_event("worker_started", |e| e["why"] == "restart");
     let _ = ready;
     // Within twice the watchdog interval of the ready event.
-    let times = devserve.capture().times(0, |l| l.contains("\"generation_ready\"") || l.contains("\"watchdog_missed\""));
+    let times = devserve
+        .capture()
+        .times(0, |l| l.contains("\"generation_ready\"") || l.contains("\"watchdog_missed\""));
     assert!(times.len() >= 2 && times[1] - times[0] < Duration::from_secs(2), "{times:?}");
 }
 
@@ -135,7 +139,8 @@ fn a_worker_that_stops_sending_watchdog_is_restarted() {
 fn workers_auto_starts_one_per_cpu() {
     let dir = temp_dir("auto");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut args = vec!["-w".to_owned(), ".".into(), "-n".into(), "auto".into(), "-l".into(), "127.0.0.1:0".into()];
+    let mut args =
+        vec!["-w".to_owned(), ".".into(), "-n".into(), "auto".into(), "-l".into(), "127.0.0.1:0".into()];
     args.extend(["--log-format".into(), "json".into(), "--".into()]);
     args.extend(python_command());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -14,17 +14,17 @@ fn build_axum_example() -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = repo.join("target/axum-app");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(&cargo)
-        .args(["build", "--locked", "--manifest-path"])
-        .arg(repo.join("fixtures/axum-app/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .expect("run cargo");
+    let output = run_to_completion(
+        Command::new(&cargo)
+            .args(["build", "--locked", "--manifest-path"])
+            .arg(repo.join("fixtures/axum-app/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target),
+    );
     assert!(
         output.status.success(),
         "building fixtures/axum-app failed ({}):\n{}",
         output.status,
-        String::from_utf8_lossy(&output.stderr)
+        output.stderr
     );
     let binary = target.join("debug/axum-example");
     assert!(binary.exists(), "{} missing after the build", binary.display());

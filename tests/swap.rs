@@ -5,35 +5,26 @@ mod common;
 
 use common::*;
 
-/// devserve on the Rust fixture, reading its version from `dir/version`, sending READY=1.
+/// devserve on the Rust fixture, reading its version (`v1`) from `dir/version`, sending READY=1;
+/// gen 1 is ready.
 fn serve_rust(dir: &std::path::Path, extra: &[&str]) -> (Devserve, String) {
-    write(&dir.join("version"), "v1");
-    let version_file = dir.join("version");
-    let fixture = rust_fixture();
-    let mut args = vec!["-w", ".", "-l", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    args.extend(["--", fixture.to_str().expect("utf-8 path")]);
-    let devserve = Devserve::start(
-        dir,
-        &args,
-        &[("FIXTURE_VERSION_FILE", version_file.to_str().expect("utf-8")), ("FIXTURE_NOTIFY", "1")],
-    );
-    let addr = devserve.listen_addr(0);
-    devserve.wait_for("gen 1 ready");
-    (devserve, addr)
+    Fixture::rust()
+        .notify()
+        .versioned(dir, "v1")
+        .serve(dir, &[&["-w", ".", "-l", "127.0.0.1:0"], extra].concat())
 }
 
 #[test]
 fn zero_refused_connections_across_repeated_swaps_under_load() {
     let dir = temp_dir("load");
-    let (devserve, addr) = serve_rust(&dir, &[]);
+    let (devserve, addr) = serve_rust(&dir, &["--log-format", "json"]);
     let load = Load::start(&addr, 2);
     for round in 2..=6 {
         let version = format!("v{round}");
         write(&dir.join("version"), &version);
-        devserve.wait_for(&format!("gen {round} ready"));
+        devserve.wait_event("generation_ready", |e| e["generation"] == round);
         wait_for_version(&addr, &version);
-        devserve.wait_for(&format!("gen {} stopped", round - 1));
+        devserve.wait_event("generation_stopped", |e| e["generation"] == round - 1);
     }
     let result = load.stop();
     assert!(
@@ -104,12 +95,8 @@ fn a_failed_build_keeps_the_old_generation() {
     let dir = temp_dir("build-fails");
     write(&dir.join("src/version"), "v1");
     let build = "test \"$(cat src/version)\" != broken && mkdir -p out && cp src/version out/version";
-    let fixture = python_fixture();
-    let devserve = Devserve::start(
-        &dir,
-        &["-w", "src", "-b", build, "-l", "127.0.0.1:0", "--", fixture.to_str().expect("utf-8")],
-        &[("FIXTURE_VERSION_FILE", "out/version"), ("FIXTURE_NOTIFY", "1")],
-    );
+    let fixture = Fixture::at(&python_fixture()).version_file("out/version").notify();
+    let devserve = fixture.start(&dir, &["-w", "src", "-b", build, "-l", "127.0.0.1:0"]);
     let addr = devserve.listen_addr(0);
     devserve.wait_for("gen 1 ready");
     assert_eq!(field(&http_get(&addr, "/").expect("GET"), "version"), "v1");
@@ -177,12 +164,8 @@ fn restart_mode_stops_the_old_generation_before_starting_the_new() {
     write(&dir.join("version"), "v1");
     let port = free_port().to_string();
     let bind = format!("127.0.0.1:{port}");
-    let fixture = rust_fixture();
-    let devserve = Devserve::start(
-        &dir,
-        &["-w", ".", "--", fixture.to_str().expect("utf-8")],
-        &[("FIXTURE_VERSION_FILE", "version"), ("FIXTURE_BIND", &bind), ("FIXTURE_NOTIFY", "1")],
-    );
+    let fixture = Fixture::rust().version_file("version").env("FIXTURE_BIND", &bind).notify();
+    let devserve = fixture.start(&dir, &["-w", "."]);
     devserve.wait_for("gen 1 ready");
     wait_for_version(&bind, "v1");
     write(&dir.join("version"), "v2");
@@ -199,12 +182,10 @@ fn unix_socket_listening_and_removal_at_exit() {
     let dir = temp_dir("unix");
     let socket = dir.join("app.sock");
     let listen = format!("unix:{}", socket.display());
-    let fixture = python_fixture();
-    let mut devserve = Devserve::start(
-        &dir,
-        &["-w", ".", "-i", "*.sock", "-l", &listen, "--", fixture.to_str().expect("utf-8")],
-        &[("FIXTURE_VERSION", "u1"), ("FIXTURE_NOTIFY", "1")],
-    );
+    let mut devserve = Fixture::at(&python_fixture())
+        .version("u1")
+        .notify()
+        .start(&dir, &["-w", ".", "-i", "*.sock", "-l", &listen]);
     devserve.wait_for("gen 1 ready");
     let body = http_get_unix(&socket, "/").expect("GET over the unix socket");
     assert_eq!(field(&body, "version"), "u1");
@@ -217,12 +198,8 @@ fn unix_socket_listening_and_removal_at_exit() {
 fn an_old_generation_ignoring_the_stop_signal_delays_only_its_own_exit() {
     let dir = temp_dir("ignore-term");
     write(&dir.join("version"), "ignore-term");
-    let fixture = rust_fixture();
-    let devserve = Devserve::start(
-        &dir,
-        &["-w", ".", "-l", "127.0.0.1:0", "--stop-timeout", "3s", "--", fixture.to_str().expect("utf-8")],
-        &[("FIXTURE_VERSION_FILE", "version"), ("FIXTURE_NOTIFY", "1")],
-    );
+    let fixture = Fixture::rust().version_file("version").notify();
+    let devserve = fixture.start(&dir, &["-w", ".", "-l", "127.0.0.1:0", "--stop-timeout", "3s"]);
     let addr = devserve.listen_addr(0);
     devserve.wait_for("gen 1 ready");
     write(&dir.join("version"), "v2");

@@ -10,13 +10,8 @@ use common::*;
 
 /// devserve with a build step that announces itself, on the Rust fixture (READY=1).
 fn serve(dir: &Path, extra: &[&str]) -> Devserve {
-    let fixture = rust_fixture();
-    let mut args = vec!["-w", ".", "-l", "127.0.0.1:0", "-b", "echo build-ran"];
-    args.extend_from_slice(extra);
-    args.extend(["--", fixture.to_str().expect("utf-8")]);
-    let devserve = Devserve::start(dir, &args, &[("FIXTURE_NOTIFY", "1")]);
-    devserve.wait_for("gen 1 ready");
-    devserve
+    let args = [&["-w", ".", "-l", "127.0.0.1:0", "-b", "echo build-ran"], extra].concat();
+    Fixture::rust().notify().serve(dir, &args).0
 }
 
 /// Writes `marker` and waits until that one file, alone, has triggered a build; every change
@@ -105,13 +100,8 @@ fn new_directories_are_watched() {
 #[test]
 fn a_build_writing_into_the_tree_does_not_loop() {
     let dir = temp_dir("self-write");
-    let fixture = rust_fixture();
     let build = "echo build-ran; mkdir -p target/debug && date +%N > target/debug/stamp";
-    let devserve = Devserve::start(
-        &dir,
-        &["-w", ".", "-l", "127.0.0.1:0", "-b", build, "--", fixture.to_str().expect("utf-8")],
-        &[("FIXTURE_NOTIFY", "1")],
-    );
+    let devserve = Fixture::rust().notify().start(&dir, &["-w", ".", "-l", "127.0.0.1:0", "-b", build]);
     devserve.wait_for("gen 1 ready");
     change_only(&devserve, &dir, "marker");
     devserve.wait_for("gen 2 ready");
@@ -123,13 +113,9 @@ fn a_build_writing_into_the_tree_does_not_loop() {
 fn a_change_during_a_build_restarts_it_and_the_latest_save_wins() {
     let dir = temp_dir("cancel");
     write(&dir.join("src/version"), "v1");
-    let fixture = rust_fixture();
     let build = "echo \"build-start $(cat src/version)\"; sleep 2; mkdir -p out; cp src/version out/version";
-    let devserve = Devserve::start(
-        &dir,
-        &["-w", "src", "-l", "127.0.0.1:0", "-b", build, "--", fixture.to_str().expect("utf-8")],
-        &[("FIXTURE_NOTIFY", "1"), ("FIXTURE_VERSION_FILE", "out/version")],
-    );
+    let fixture = Fixture::rust().notify().version_file("out/version");
+    let devserve = fixture.start(&dir, &["-w", "src", "-l", "127.0.0.1:0", "-b", build]);
     let addr = devserve.listen_addr(0);
     devserve.wait_for("gen 1 ready");
     write(&dir.join("src/version"), "v2");

@@ -42,6 +42,37 @@ pub enum Report {
         fd: usize,
         name: String,
     },
+    /// The front door listens (`--proxy`).
+    ProxyListening {
+        address: String,
+        raw_tcp: bool,
+    },
+    /// New requests now go to `generation`'s workers; `held`, `retried` and `failed` count the
+    /// requests of the period before (the swap).
+    ProxyRouting {
+        address: String,
+        generation: u64,
+        upstreams: Vec<String>,
+        held: u64,
+        retried: u64,
+        failed: u64,
+    },
+    /// Long-lived connections (WebSocket, SSE) still open to a generation at its stop timeout were
+    /// closed.
+    ProxyClosed {
+        generation: u64,
+        connections: usize,
+    },
+    ProxyProblem {
+        text: String,
+    },
+    /// A worker's picked port was taken before it bound it: started again on another port.
+    PortTaken {
+        generation: u64,
+        worker: u32,
+        port: u16,
+        pid: i32,
+    },
     RestartMode,
     Watching {
         roots: Vec<String>,
@@ -251,6 +282,30 @@ impl Report {
             Report::Listening { address, fd, name } => {
                 one(Tone::Info, format!("listening on {address} (fd {fd}, {name})"))
             }
+            Report::ProxyListening { address, raw_tcp } => {
+                let kind = if *raw_tcp { "raw TCP" } else { "HTTP" };
+                one(Tone::Info, format!("proxy on {address} ({kind}; each worker gets a port of its own)"))
+            }
+            Report::ProxyRouting { address, generation, upstreams, held, retried, failed } => {
+                let mut text = format!("proxy on {address} → gen {generation} ({})", upstreams.join(", "));
+                if held + retried + failed > 0 {
+                    text.push_str(&format!(" · held {held}, retried {retried}, failed {failed}"));
+                }
+                one(Tone::Info, text)
+            }
+            Report::ProxyClosed { generation, connections } => one(
+                Tone::Warn,
+                format!(
+                    "proxy: closed {connections} long-lived connection(s) to gen {generation} at its stop timeout"
+                ),
+            ),
+            Report::ProxyProblem { text } => one(Tone::Warn, format!("proxy: {text}")),
+            Report::PortTaken { generation, worker, port, pid } => one(
+                Tone::Info,
+                format!(
+                    "gen {generation} w{worker}: port {port} was taken by another program; started again (pid {pid})"
+                ),
+            ),
             Report::RestartMode => one(
                 Tone::Info,
                 "no --listen: restart mode (the app binds its own port; old and new cannot overlap)".into(),

@@ -21,6 +21,7 @@
 //! (`tests.rs`) drive the real policy with a [`FakeProcs`](crate::procs::FakeProcs) and
 //! synthetic events, without any process.
 
+mod front;
 mod loops;
 mod requests;
 mod swap;
@@ -39,14 +40,16 @@ use nix::unistd::Pid;
 use crate::build::Build;
 use crate::config::{Config, Loader};
 use crate::control::{ControlError, Pidfile};
+use crate::event::FrontEvent;
 use crate::event::{Event, ExitStatus};
-use crate::generation::{Generation, Launch, deadline};
+use crate::generation::{Generation, Launch, Upstream, deadline};
 use crate::output::{LogFormat, Output, Report};
 use crate::procs::{OsProcs, Procs};
+use crate::proxy::{ProxyConfig, ProxyEvent, ProxyHandle, ProxyMode};
 use crate::runtime::{RuntimeDir, RuntimeError};
 use crate::sentinel::Sentinel;
 use crate::signals;
-use crate::sockets::{self, BindError, NamedSocket};
+use crate::sockets::{self, BindError, ListenSpec, NamedSocket, ProxySpec};
 use crate::spawn::SpawnError;
 use crate::watch::{self, WatchError, WatchHandle};
 use trigger::Trigger;
@@ -88,6 +91,8 @@ pub enum StartError {
     RuntimeDir(RuntimeError),
     Sentinel(io::Error),
     Watch(WatchError),
+    /// The front door could not start.
+    Proxy(io::Error),
     /// The command cannot be run at all (not found, not executable) at the first start.
     Command(SpawnError),
 }
@@ -101,6 +106,7 @@ impl fmt::Display for StartError {
             StartError::RuntimeDir(e) => e.fmt(f),
             StartError::Sentinel(e) => write!(f, "cannot start the sentinel: {e}"),
             StartError::Watch(e) => e.fmt(f),
+            StartError::Proxy(e) => write!(f, "cannot start the proxy: {e}"),
             StartError::Command(e) => e.fmt(f),
         }
     }
@@ -130,7 +136,10 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     cleanup.extend(pidfile.as_ref().map(|p| p.path().to_path_buf()));
     let marker = crate::sentinel::new_marker();
     let sentinel = Sentinel::spawn(&cleanup, &marker).map_err(StartError::Sentinel)?;
-    announce_sockets(&out, &sockets);
+    announce_listening(&out, &sockets);
+    if sockets.is_empty() && config.proxy.is_none() {
+        out.report(Report::RestartMode);
+    }
     // devserve's own files are never changes, wherever they are: also the files its stdout and
     // stderr go to (`devserve … > devserve.log 2>&1` inside the watched tree).
     let mut own = cleanup.clone();
@@ -149,8 +158,18 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
         announce_watcher(&out, &config, handle);
     }
 
+    let front = match &config.proxy {
+        Some(spec) => Some(start_front(spec, &config, &out, &events_tx)?),
+        None => None,
+    };
     let procs = OsProcs::new(sentinel, marker, runtime_dir.path(), events_tx.clone());
     let mut supervisor = Supervisor::new(Some(loader), config, out, procs, sockets, events_tx);
+    if let Some((handle, socket)) = front {
+        supervisor.front_address = Some(socket.bound.clone());
+        supervisor.front = Some(Box::new(handle));
+        supervisor.front_socket = Some(socket);
+        supervisor.hold("starting: the first generation is not ready yet".into());
+    }
     supervisor.runtime_dir = Some(runtime_dir);
     supervisor.own_files = own_files;
     supervisor.watcher = watcher;
@@ -159,6 +178,39 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     supervisor.clean_up();
     drop(pidfile);
     result
+}
+
+/// Binds the front door's address and starts the proxy thread on it; the proxy's events come
+/// back as [`Event::Front`].
+fn start_front(
+    spec: &ProxySpec,
+    config: &Config,
+    out: &Output,
+    events: &Sender<Event>,
+) -> Result<(ProxyHandle, NamedSocket), StartError> {
+    let listen = ListenSpec { name: Some("proxy".into()), addr: spec.addr.clone() };
+    let socket = sockets::bind_all(std::slice::from_ref(&listen))
+        .map_err(StartError::Listen)?
+        .pop()
+        .ok_or_else(|| StartError::Proxy(io::Error::other("no socket")))?;
+    let listener = socket.std_listener().map_err(StartError::Proxy)?;
+    let mode = if spec.raw_tcp { ProxyMode::Tcp } else { ProxyMode::Http };
+    let proxy_config = ProxyConfig { hold_timeout: config.hold_timeout, mode, ..ProxyConfig::default() };
+    let events = events.clone();
+    let sink = Box::new(move |event: ProxyEvent| {
+        let event = match event {
+            ProxyEvent::Drained { generation } => FrontEvent::Drained { generation },
+            ProxyEvent::Closed { generation, connections } => FrontEvent::Closed { generation, connections },
+            ProxyEvent::Counters(c) => {
+                FrontEvent::Counters { held: c.held, retried: c.retried, failed: c.failed }
+            }
+            ProxyEvent::Problem(text) => FrontEvent::Problem(text),
+        };
+        let _ = events.send(Event::Front(event));
+    });
+    let handle = ProxyHandle::start(listener, proxy_config, sink).map_err(StartError::Proxy)?;
+    out.report(Report::ProxyListening { address: socket.bound.clone(), raw_tcp: spec.raw_tcp });
+    Ok((handle, socket))
 }
 
 /// The regular files devserve's stdout and stderr are redirected to, if any.
@@ -185,13 +237,6 @@ fn announce_watcher(out: &Output, config: &Config, handle: &WatchHandle) {
     out.report(Report::Watching { roots, folders: handle.watched });
 }
 
-fn announce_sockets(out: &Output, sockets: &[NamedSocket]) {
-    announce_listening(out, sockets);
-    if sockets.is_empty() {
-        out.report(Report::RestartMode);
-    }
-}
-
 /// `listening on 127.0.0.1:8080 (fd 3, listen0)`, one line a socket.
 fn announce_listening(out: &Output, sockets: &[NamedSocket]) {
     for (index, socket) in sockets.iter().enumerate() {
@@ -211,6 +256,12 @@ fn launch_for(config: &Config, sockets: &[NamedSocket]) -> Launch {
         sockets: sockets.to_vec(),
         listen_pid: config.listen_pid,
         watchdog: config.watchdog,
+        upstream: match (&config.proxy, config.app_port) {
+            (None, _) => Upstream::None,
+            (Some(_), None) => Upstream::PerWorker,
+            (Some(_), Some(port)) => Upstream::Fixed(port),
+        },
+        ready_path: config.ready_path.clone(),
     }
 }
 
@@ -273,11 +324,13 @@ impl Next {
     }
 }
 
-/// A generation told to stop, and when it gets SIGKILL.
+/// A generation told to stop, and when it gets SIGKILL. Behind the front door it is first
+/// drained (`signalled` false): the stop signal waits for the proxy, until `deadline`.
 #[derive(Debug)]
 struct Draining {
     generation: Generation,
     deadline: Instant,
+    signalled: bool,
     killed: bool,
 }
 
@@ -334,6 +387,15 @@ struct Supervisor<P: Procs> {
     fatal: Option<StartError>,
     /// Self-triggered reload loops.
     loops: loops::LoopGuard,
+    /// The front door (`--proxy`) and the address it listens on.
+    front: Option<Box<dyn front::FrontDoor>>,
+    front_address: Option<String>,
+    /// The front door's listening socket, held open for devserve's whole life.
+    front_socket: Option<NamedSocket>,
+    /// The generation the front door routes to.
+    routed: Option<u64>,
+    /// Generations asked to drain whose `Drained` has not come yet.
+    drained_pending: std::collections::BTreeSet<u64>,
 }
 
 impl<P: Procs> Supervisor<P> {
@@ -373,6 +435,11 @@ impl<P: Procs> Supervisor<P> {
             once_decided: false,
             fatal: None,
             loops: loops::LoopGuard::default(),
+            front: None,
+            front_address: None,
+            front_socket: None,
+            routed: None,
+            drained_pending: std::collections::BTreeSet::new(),
         }
     }
 
@@ -407,6 +474,8 @@ impl<P: Procs> Supervisor<P> {
             Event::Request(request) => self.on_request(request, now),
             Event::Exited { pid, status } => self.on_exit(pid, status, now),
             Event::Notify(note) => self.on_notify(&note, now),
+            Event::UpstreamReady { generation, pid } => self.on_upstream_ready(generation, pid),
+            Event::Front(event) => self.on_front(event, now),
         }
     }
 
@@ -439,7 +508,8 @@ impl<P: Procs> Supervisor<P> {
         }
         if let Some(next) = self.next.generation() {
             times.push((next.ready_deadline(self.config.ready_timeout), Deadline::ReadyTimeout));
-            if !self.app_speaks_notify {
+            // Behind the front door readiness is observed, never assumed after a delay.
+            if !self.app_speaks_notify && self.front.is_none() {
                 times.extend(
                     next.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)),
                 );
@@ -448,8 +518,11 @@ impl<P: Procs> Supervisor<P> {
         if let Some(serving) = &self.serving {
             times.extend(serving.next_restart().map(|t| (t, Deadline::Restart)));
             times.extend(serving.next_retiree_deadline().map(|t| (t, Deadline::RetireeKill)));
-            times
-                .extend(serving.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)));
+            if self.front.is_none() {
+                times.extend(
+                    serving.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)),
+                );
+            }
         }
         times.extend(self.draining.iter().filter(|d| !d.killed).map(|d| (d.deadline, Deadline::DrainKill)));
         if let Some(probe) = self.probe
@@ -468,6 +541,9 @@ impl<P: Procs> Supervisor<P> {
     /// Removes what devserve created; the sentinel has nothing left to do.
     fn clean_up(&mut self) {
         self.watcher = None;
+        // The proxy thread ends (its connections are dropped) before the socket closes.
+        self.front = None;
+        self.front_socket = None;
         self.serving = None;
         self.next = Next::Idle;
         self.draining.clear();

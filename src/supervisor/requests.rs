@@ -219,6 +219,7 @@ impl<P: Procs> Supervisor<P> {
                 ));
             }
         }
+        lines.extend(self.front_status());
         if let Next::Queued { trigger, .. } = &self.next {
             lines.push(format!(
                 "  next generation queued ({}): waits for the old one to exit",

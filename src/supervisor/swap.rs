@@ -75,7 +75,8 @@ impl<P: Procs> Supervisor<P> {
 
     fn start_build(&mut self, script: &str, trigger: Trigger, now: Instant) {
         self.out.report(Report::BuildStarted { cause: trigger.describe(), command: script.to_owned() });
-        match Build::start(script, &self.config.env, &mut self.procs, now) {
+        self.hold(format!("building ({script})"));
+        match Build::start(script, &self.config.env, self.front.is_some(), &mut self.procs, now) {
             Ok(build) => self.build = Some(BuildRun { build, trigger }),
             Err(e) => {
                 self.out.report(Report::BuildNotStarted { error: e.to_string() });
@@ -95,6 +96,9 @@ impl<P: Procs> Supervisor<P> {
             duration_ms: ms(took),
             serving: self.serving.as_ref().map(|g| g.id),
         });
+        let script = self.config.build.clone().unwrap_or_default();
+        let output = if status.success() { String::new() } else { run.build.output_tail() };
+        self.build_result(&script, status.success(), status.to_string(), output);
         if status.success() {
             self.start_generation(run.trigger, Some(took), now);
         } else if self.config.once {
@@ -105,7 +109,9 @@ impl<P: Procs> Supervisor<P> {
     // ----- generations ---------------------------------------------------------------------
 
     pub(super) fn start_generation(&mut self, trigger: Trigger, build_took: Option<Duration>, now: Instant) {
-        let restart_mode = self.launch.sockets.is_empty();
+        // Without held sockets and without a port of its own per worker, old and new would bind
+        // the same port: the old one stops first.
+        let restart_mode = self.launch.sockets.is_empty() && !self.behind_front();
         if let Some(superseded) = self.next.take_generation() {
             let by_build = self.config.build.is_some();
             self.out.report(Report::GenerationSuperseded { generation: superseded.id, by_build });
@@ -113,15 +119,20 @@ impl<P: Procs> Supervisor<P> {
         }
         if restart_mode && (self.serving.is_some() || !self.draining.is_empty()) {
             if let Some(old) = self.serving.take() {
-                let signal = self.config.stop_signal.as_str().to_owned();
-                self.out.report(Report::GenerationStopping {
-                    generation: old.id,
-                    signal,
-                    restart_mode: true,
-                });
-                self.retire(old, now);
+                let (id, signal) = (old.id, self.config.stop_signal.as_str().to_owned());
+                // Behind the front door it drains first; the line comes with the signal.
+                if !self.retire(old, now) {
+                    self.out.report(Report::GenerationStopping {
+                        generation: id,
+                        signal,
+                        restart_mode: true,
+                    });
+                }
             }
             self.next = Next::Queued { trigger, build_took };
+            self.hold(
+                "restarting: with --app-port the old generation stops before the new one starts".into(),
+            );
             return;
         }
         let id = self.next_id;
@@ -130,7 +141,8 @@ impl<P: Procs> Supervisor<P> {
             self.serving.as_ref().map(|g| g.id).or(self.draining.iter().map(|d| d.generation.id).max());
         self.rearm_sockets(culprit);
         // A rolling swap starts one worker and adds the others one by one (`roll_one`).
-        let rolling = self.config.rolling && self.serving.is_some();
+        // Behind the front door a swap is already one atomic switch: no rolling.
+        let rolling = self.config.rolling && self.serving.is_some() && self.front.is_none();
         let count = if rolling { 1 } else { self.workers };
         match Generation::start(id, count, self.launch.clone(), &mut self.procs, now) {
             Ok(mut generation) => {
@@ -173,14 +185,20 @@ impl<P: Procs> Supervisor<P> {
 
     /// Readiness and ready timeout of the starting generation.
     pub(super) fn check_next(&mut self, now: Instant) {
-        if let Some(serving) = self.serving.as_mut() {
+        // Behind the front door readiness is observed (the port, --ready-path, READY=1), never
+        // assumed after a delay.
+        let assume = self.front.is_none();
+        if let Some(serving) = self.serving.as_mut()
+            && assume
+        {
             serving.apply_ready_delay(self.config.ready_delay, now);
         }
         let (ready_delay, ready_timeout, workers) =
             (self.config.ready_delay, self.config.ready_timeout, self.workers);
-        let speaks_notify = self.app_speaks_notify;
+        let speaks_notify = self.app_speaks_notify || !assume;
         let Some(next) = self.next.generation_mut() else { return };
-        if !speaks_notify {
+        // Up for the ready delay counts only before the ready timeout (equal ones: not ready).
+        if !speaks_notify && now < next.ready_deadline(ready_timeout) {
             next.apply_ready_delay(ready_delay, now);
         }
         let all_ready = next.all_ready();
@@ -247,13 +265,17 @@ impl<P: Procs> Supervisor<P> {
     fn promote(&mut self, now: Instant) {
         let Some(generation) = self.next.take_generation() else { return };
         self.started_once = true;
-        self.loops.started(now);
+        self.loops.ready(now);
         self.rearm_sockets(Some(generation.id));
         self.out.report(ready_report(&generation, now, self.config.ready_delay));
-        if let Some(old) = self.serving.replace(generation) {
-            let signal = self.config.stop_signal.as_str().to_owned();
-            self.out.report(Report::GenerationStopping { generation: old.id, signal, restart_mode: false });
-            self.retire(old, now);
+        let old = self.serving.replace(generation);
+        // New requests go to the new generation before the old one drains.
+        self.route();
+        if let Some(old) = old {
+            let (id, signal) = (old.id, self.config.stop_signal.as_str().to_owned());
+            if !self.retire(old, now) {
+                self.out.report(Report::GenerationStopping { generation: id, signal, restart_mode: false });
+            }
         }
         // A TTIN while it started: the serving generation grows to the wanted count.
         self.top_up_serving(now);
@@ -270,6 +292,7 @@ impl<P: Procs> Supervisor<P> {
             reason: reason.to_owned(),
             serving: self.serving.as_ref().map(|g| g.id),
         });
+        self.hold(format!("gen {} failed: {reason}; waiting for a change", failed.id));
         self.retire(failed, now);
         // A rolling swap may have stopped old workers already: bring them back.
         self.top_up_serving(now);
@@ -278,13 +301,19 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
-    /// Sends a generation its stop signal and keeps it until its processes are reaped.
-    pub(super) fn retire(&mut self, mut generation: Generation, now: Instant) {
-        generation.stop(self.config.stop_signal, &mut self.procs);
+    /// Sends a generation its stop signal and keeps it until its processes are reaped. Behind the
+    /// front door a generation requests were routed to drains first: the signal waits for the
+    /// proxy (or the stop timeout). True when the signal waits.
+    pub(super) fn retire(&mut self, mut generation: Generation, now: Instant) -> bool {
+        let wait = self.drain_first(generation.id);
+        if !wait {
+            generation.stop(self.config.stop_signal, &mut self.procs);
+        }
         if !generation.is_empty() {
             let deadline = deadline(now, self.config.stop_timeout);
-            self.draining.push(Draining { generation, deadline, killed: false });
+            self.draining.push(Draining { generation, deadline, signalled: !wait, killed: false });
         }
+        wait
     }
 
     /// Serving workers whose backoff has passed start again.
@@ -355,8 +384,19 @@ impl<P: Procs> Supervisor<P> {
                 self.out.report(Report::WorkerKilled { generation, pid: pid.as_raw(), after_ms });
             }
         }
+        let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
+        let mut timed_out = Vec::new();
         for draining in &mut self.draining {
-            if !draining.killed && now >= draining.deadline {
+            if !draining.signalled && now >= draining.deadline {
+                // The proxy still had requests for it: close them, then the stop signal.
+                timed_out.push(draining.generation.id);
+                draining.generation.stop(signal, &mut self.procs);
+                draining.signalled = true;
+                draining.deadline = deadline(now, timeout);
+                let signal = signal.as_str().to_owned();
+                let generation = draining.generation.id;
+                self.out.report(Report::GenerationStopping { generation, signal, restart_mode: false });
+            } else if !draining.killed && now >= draining.deadline {
                 let pids = draining.generation.live_pids().iter().map(|p| p.as_raw()).collect();
                 self.out.report(Report::GenerationKilled {
                     generation: draining.generation.id,
@@ -366,6 +406,9 @@ impl<P: Procs> Supervisor<P> {
                 draining.generation.kill(&mut self.procs);
                 draining.killed = true;
             }
+        }
+        for generation in timed_out {
+            self.drain_timed_out(generation);
         }
     }
 
@@ -377,7 +420,10 @@ impl<P: Procs> Supervisor<P> {
             self.finish_once(Outcome::Success);
             return;
         };
-        let addr = self.sockets.first().map(|s| s.bound.clone()).unwrap_or_default();
+        let addr = match &self.front_address {
+            Some(front) => front.clone(),
+            None => self.sockets.first().map(|s| s.bound.clone()).unwrap_or_default(),
+        };
         self.out.report(Report::ProbeStarted { command: script.clone() });
         match self.procs.spawn(Command::shell(&script).env("DEVSERVE_ADDR", addr), Owner::Probe) {
             Ok(pid) => self.probe = Some(ProbeRun { pid, started: now }),
@@ -439,13 +485,18 @@ impl<P: Procs> Supervisor<P> {
     }
 
     fn worker_exited(&mut self, generation: u64, slot: u32, pid: Pid, status: ExitStatus, now: Instant) {
+        let port = self.port_of(generation, pid);
         if self.next.generation().is_some_and(|g| g.id == generation) {
             if let Some(next) = self.next.generation_mut() {
                 next.worker_exited(pid, status, now);
             }
+            if self.lost_port_race(generation, slot, port, now) {
+                return;
+            }
             self.roll_back(&format!("w{slot} (pid {pid}) {status} before it was ready"), now);
             self.rearm_sockets(Some(generation));
         } else if self.serving.as_ref().is_some_and(|g| g.id == generation) {
+            self.upstream_removed(generation, port);
             self.serving_worker_exited(pid, status, now);
             self.rearm_sockets(Some(generation));
         } else if let Some(index) = self.draining.iter().position(|d| d.generation.id == generation) {
@@ -527,12 +578,33 @@ impl<P: Procs> Supervisor<P> {
         if let Some(status) = &note.status {
             tracing::info!("gen {}: STATUS={status}", note.generation);
         }
+        let mut ready_again = None;
+        let serving = self.serving.as_ref().map(|g| g.id);
         let generations = self.next.generation_mut().into_iter().chain(self.serving.as_mut());
         for generation in generations.filter(|g| g.id == note.generation) {
             if generation.notified(note, now) {
                 tracing::debug!("gen {}: READY=1 from {:?}", generation.id, note.sender);
                 self.app_speaks_notify = true;
+                if Some(generation.id) == serving {
+                    ready_again = note.sender.and_then(|pid| generation.port_of(pid));
+                }
             }
+        }
+        if let (Some(generation), Some(port)) = (serving, ready_again) {
+            self.upstream_added(generation, Some(port));
+        }
+    }
+
+    /// Behind the front door: a worker's port accepts. A starting generation counts it toward
+    /// its promotion; a serving one (a restarted or added worker) gets the upstream back.
+    pub(super) fn on_upstream_ready(&mut self, generation: u64, pid: Pid) {
+        if let Some(next) = self.next.generation_mut().filter(|g| g.id == generation) {
+            next.upstream_ready(pid);
+        } else if let Some(serving) = self.serving.as_mut().filter(|g| g.id == generation)
+            && serving.upstream_ready(pid)
+        {
+            let port = serving.port_of(pid);
+            self.upstream_added(generation, port);
         }
     }
 }

@@ -1,0 +1,69 @@
+//! 1. Fresh latency: save → first response with the new version, for `BENCH_SAVES` saves 300 ms
+//!    apart; for devserve, its overhead beyond the debounce and the app's start-up.
+
+use std::thread;
+use std::time::Duration;
+
+use crate::client::poll_for_version;
+use crate::config::Config;
+use crate::report::{Better, Cell, Scenario, Unit, figure, percentile};
+use crate::tools::{Ctx, Running, Tool, scratch, write_version};
+use crate::{DEBOUNCE, SAVE_GAP, SAVE_TIMEOUT};
+
+pub fn scenario(config: &Config) -> Scenario {
+    Scenario {
+        name: "fresh latency",
+        key: "fresh",
+        figures: vec![
+            figure(
+                format!("fresh latency, median of {} saves (save → new version served)", config.saves),
+                Better::Lower,
+            ),
+            figure("fresh latency, p90", Better::Lower),
+            figure("devserve overhead, median (latency − 50 ms debounce − app start)", Better::Neither),
+        ],
+        measure: fresh_latency,
+        devserve_only: false,
+        uses_tree: false,
+    }
+}
+
+fn fresh_latency(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
+    let scratch = scratch("fresh", tool)?;
+    let mut run = Running::start(ctx, tool, &scratch)?;
+    let mut latencies = Vec::new();
+    let mut starts = Vec::new();
+    for n in 1..=ctx.config.saves {
+        thread::sleep(SAVE_GAP);
+        let version = format!("v{n}");
+        let mark = run.log().len();
+        let written = write_version(&scratch, &version)?;
+        let served = poll_for_version(run.port, &version, SAVE_TIMEOUT)?;
+        latencies.push(served - written);
+        if tool == Tool::Devserve {
+            // The app's start-up as devserve measured it (from the spawn to READY=1).
+            let ready = run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", &|_| true)?.item;
+            if !ready["assumed_after_ms"].is_null() {
+                return Err(format!("readiness was assumed, not measured: {ready}"));
+            }
+            let start_ms = ready["start_ms"].as_u64().ok_or_else(|| format!("no start_ms in {ready}"))?;
+            starts.push(Duration::from_millis(start_ms));
+        }
+    }
+    run.stop();
+    let overheads = latencies.iter().zip(&starts).map(|(latency, start)| {
+        (latency.as_secs_f64() - DEBOUNCE.as_secs_f64() - start.as_secs_f64()) * 1000.0
+    });
+    let mut overheads: Vec<f64> = overheads.collect();
+    overheads.sort_by(f64::total_cmp);
+    latencies.sort();
+    let overhead = match percentile(&overheads, 50.0) {
+        Some(ms) if tool == Tool::Devserve => Cell::Num(ms, Unit::Ms),
+        _ => Cell::NotApplicable,
+    };
+    Ok(vec![
+        percentile(&latencies, 50.0).map_or(Cell::NotApplicable, Cell::ms),
+        percentile(&latencies, 90.0).map_or(Cell::NotApplicable, Cell::ms),
+        overhead,
+    ])
+}

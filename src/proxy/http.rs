@@ -1,0 +1,363 @@
+//! The HTTP/1.1 reverse proxy: one task per client connection, one [`Exchange`] per request.
+//!
+//! Owns the life of a request from the client's head to the upstream's last body frame:
+//! - **Parsing** is hyper's, both ways. A malformed request gets hyper's `400` (or a close) and
+//!   touches nothing else: routing state changes only through commands.
+//! - **Bodies stream.** A request body is buffered only when it is small enough to be resent
+//!   (`Content-Length` ≤ the retry limit); anything else, and every response body, is forwarded
+//!   frame by frame.
+//! - **Connections to upstreams** come from the pool (per generation and upstream, see
+//!   [`super::state`]) or are opened; a connection goes back to the pool only after its response
+//!   body ended cleanly.
+//! - **Retries** follow the rules of the [`crate::proxy`] contract: refused → once more anywhere;
+//!   sent and dropped before any response byte → once more only for an idempotent request with a
+//!   resendable body.
+//!   A pooled connection that turns out closed before the request was written is not a retry: the
+//!   request goes on a fresh connection.
+//! - **Upgrades** (`101`): both sides' upgraded sockets are joined and copied both ways until one
+//!   closes or `Close` arrives for the generation.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::header::HeaderMap;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::body::{ResponseBody, Tracked, full};
+use super::state::{Avoid, Flight, Refusal, Shared};
+use super::upstream::{UpBody, UpstreamConn};
+use super::{headers, pages};
+
+/// A client that has not sent a complete request head within this time is disconnected.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest read or write buffer of one connection (either side). hyper's default (~410 KiB)
+/// lets a busy connection's buffers grow far beyond what a dev proxy needs; 64 KiB still holds any
+/// sane request head and keeps memory flat with many keep-alive clients.
+pub(crate) const MAX_BUF_SIZE: usize = 64 * 1024;
+
+/// Pooled connections idle longer than this are not reused for a request that could be resent.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// …and longer than this for one that could not: many servers close idle connections after a few
+/// seconds (Node after 5 s), and a request written just as the server closes is lost.
+const POOL_IDLE_UNSAFE: Duration = Duration::from_secs(1);
+
+/// How long a pooled connection may take to report ready before it is given up.
+const POOL_READY_WAIT: Duration = Duration::from_secs(1);
+
+/// How many closed-before-written pooled connections one request may run into.
+const STALE_LIMIT: u32 = 3;
+
+/// Serves one client connection until it closes.
+pub(crate) async fn serve_client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let service = service_fn(move |request| handle(Arc::clone(&shared), peer, request));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true)
+        .max_buf_size(MAX_BUF_SIZE);
+    // A failed client connection (garbage, a reset) concerns that client only.
+    let _ = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let html = pages::wants_html(request.headers());
+    let upgrade = headers::is_upgrade_request(request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    headers::prepare_request(&mut parts, peer, upgrade);
+    let payload = match Payload::read(body, upgrade, shared.config.retry_body_limit).await {
+        Ok(payload) => payload,
+        Err(error) => {
+            shared.count_failed();
+            let reason = format!("could not read the request body: {}", chain(&error));
+            return Ok(pages::bad_request(&reason, html));
+        }
+    };
+    let exchange = Exchange {
+        shared,
+        method: parts.method,
+        uri: parts.uri,
+        headers: parts.headers,
+        payload,
+        html,
+        client_upgrade,
+    };
+    Ok(exchange.run().await)
+}
+
+/// The request body as it will be sent upstream.
+enum Payload {
+    /// Empty or read whole: can be sent again.
+    Buffered(Bytes),
+    /// Streamed from the client: can be sent once (`None` once taken).
+    Streamed(Option<Incoming>),
+}
+
+impl Payload {
+    async fn read(body: Incoming, upgrade: bool, limit: usize) -> Result<Payload, hyper::Error> {
+        if body.is_end_stream() {
+            return Ok(Payload::Buffered(Bytes::new()));
+        }
+        let small = body.size_hint().exact().is_some_and(|length| length <= limit as u64);
+        if small && !upgrade {
+            return Ok(Payload::Buffered(body.collect().await?.to_bytes()));
+        }
+        Ok(Payload::Streamed(Some(body)))
+    }
+
+    fn resendable(&self) -> bool {
+        matches!(self, Payload::Buffered(_))
+    }
+
+    fn take(&mut self) -> Option<UpBody> {
+        match self {
+            Payload::Buffered(bytes) => Some(Either::Left(Full::new(bytes.clone()))),
+            Payload::Streamed(body) => body.take().map(Either::Right),
+        }
+    }
+
+    /// Puts back a body hyper returned unsent.
+    fn restore(&mut self, body: UpBody) {
+        if let (Payload::Streamed(slot), Either::Right(body)) = (self, body) {
+            *slot = Some(body);
+        }
+    }
+}
+
+/// One request on its way to an upstream.
+struct Exchange {
+    shared: Arc<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    payload: Payload,
+    html: bool,
+    client_upgrade: Option<OnUpgrade>,
+}
+
+/// How one attempt ended, when it did not produce a response.
+enum Attempt {
+    /// The upstream cannot have read the request: resend it, whatever it is.
+    Unread { upstream: SocketAddr, why: String },
+    /// A pooled connection was found closed before the request was written: try a fresh one.
+    Stale,
+    /// The request was written and the connection failed before any response byte.
+    Dropped { upstream: SocketAddr, error: hyper::Error },
+    /// Give up with this response.
+    Done(Response<ResponseBody>),
+}
+
+impl Exchange {
+    async fn run(mut self) -> Response<ResponseBody> {
+        let idempotent = is_idempotent(&self.method);
+        let mut retried = false;
+        let mut avoid: Option<Avoid> = None;
+        let mut stale = 0;
+        loop {
+            let flight = match self.shared.route(avoid).await {
+                Ok(flight) => flight,
+                Err(refusal) => return self.refused(refusal),
+            };
+            let upstream = flight.upstream;
+            let attempt = match self.attempt(flight, stale > 0).await {
+                Ok(response) => return response,
+                Err(attempt) => attempt,
+            };
+            let why = match attempt {
+                Attempt::Done(response) => return response,
+                Attempt::Stale if stale < STALE_LIMIT => {
+                    stale += 1;
+                    continue;
+                }
+                Attempt::Stale => format!("{upstream} kept closing connections before the request was sent"),
+                Attempt::Unread { .. } if !retried => {
+                    retried = true;
+                    self.shared.count_retry();
+                    avoid = Some(self.shared.avoid(upstream));
+                    continue;
+                }
+                Attempt::Unread { upstream, why } => format!("the app at {upstream} {why}"),
+                Attempt::Dropped { upstream, error } => {
+                    let cause = chain(&error);
+                    let resend = if retried {
+                        Err("it was already resent once".to_string())
+                    } else if !idempotent {
+                        Err(format!("{} is not idempotent", self.method))
+                    } else if !self.payload.resendable() {
+                        Err("its body was streamed, not kept".to_string())
+                    } else if error.is_parse() || error.is_user() {
+                        Err("the failure was not a dropped connection".to_string())
+                    } else {
+                        Ok(())
+                    };
+                    match resend {
+                        Ok(()) => {
+                            retried = true;
+                            self.shared.count_retry();
+                            avoid = Some(self.shared.avoid(upstream));
+                            continue;
+                        }
+                        Err(not) => format!(
+                            "the app at {upstream} dropped the request before answering ({cause}); \
+                             not resent: {not}"
+                        ),
+                    }
+                }
+            };
+            return self.fail(&why);
+        }
+    }
+
+    /// One try on the routed upstream.
+    async fn attempt(&mut self, flight: Flight, fresh: bool) -> Result<Response<ResponseBody>, Attempt> {
+        let upstream = flight.upstream;
+        let resendable = is_idempotent(&self.method) && self.payload.resendable();
+        let (mut conn, pooled) = match acquire(&flight, fresh, resendable).await {
+            Ok(found) => found,
+            Err(error) => {
+                return Err(Attempt::Unread { upstream, why: format!("refused the connection ({error})") });
+            }
+        };
+        let Some(body) = self.payload.take() else {
+            return Err(Attempt::Done(self.fail("the request body was already sent")));
+        };
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        let closed = flight.closed();
+        let sent = tokio::select! {
+            sent = conn.sender().try_send_request(request) => sent,
+            () = closed => {
+                conn.close();
+                let why = format!("closed by devserve: generation {} was stopped", flight.generation);
+                return Err(Attempt::Done(self.fail(&why)));
+            }
+        };
+        match sent {
+            Ok(response) => Ok(self.respond(response, flight, conn)),
+            Err(mut error) => {
+                conn.close();
+                if let Some(unsent) = error.take_message() {
+                    self.payload.restore(unsent.into_body());
+                    if pooled {
+                        return Err(Attempt::Stale);
+                    }
+                    let why = "closed the connection before the request was sent".to_string();
+                    return Err(Attempt::Unread { upstream, why });
+                }
+                Err(Attempt::Dropped { upstream, error: error.into_error() })
+            }
+        }
+    }
+
+    fn respond(
+        &mut self,
+        mut response: Response<Incoming>,
+        flight: Flight,
+        conn: UpstreamConn,
+    ) -> Response<ResponseBody> {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client) = self.client_upgrade.take()
+        {
+            let upstream = hyper::upgrade::on(&mut response);
+            headers::prepare_response(response.headers_mut(), true);
+            conn.detach();
+            tokio::spawn(tunnel(flight, client, upstream));
+            return response.map(|_| full(Bytes::new()));
+        }
+        headers::prepare_response(response.headers_mut(), false);
+        response.map(|body| Tracked::new(body, flight, conn).boxed_unsync())
+    }
+
+    fn refused(&self, refusal: Refusal) -> Response<ResponseBody> {
+        self.shared.count_failed();
+        match refusal {
+            Refusal::NotReady { reason } => pages::not_ready(&reason, self.html),
+            Refusal::BuildFailed(failure) => pages::build_failed(&failure, self.html),
+            Refusal::ShuttingDown => pages::not_ready("devserve is stopping", self.html),
+        }
+    }
+
+    fn fail(&self, why: &str) -> Response<ResponseBody> {
+        self.shared.count_failed();
+        pages::bad_gateway(why, self.html)
+    }
+}
+
+/// A ready connection to the flight's upstream: a pooled one idle for not too long (unless
+/// `fresh`), else a new one. The flag says whether it came from the pool.
+async fn acquire(
+    flight: &Flight,
+    fresh: bool,
+    resendable: bool,
+) -> Result<(UpstreamConn, bool), super::upstream::ConnectError> {
+    let max_idle = if resendable { POOL_IDLE } else { POOL_IDLE_UNSAFE };
+    while !fresh
+        && let Some(mut conn) = flight.shared().checkout(flight.generation, flight.upstream, max_idle)
+    {
+        match tokio::time::timeout(POOL_READY_WAIT, conn.sender().ready()).await {
+            Ok(Ok(())) => return Ok((conn, true)),
+            _ => conn.close(),
+        }
+    }
+    UpstreamConn::open(flight.upstream).await.map(|conn| (conn, false))
+}
+
+/// Copies bytes between the client's and the upstream's upgraded connections until either side
+/// closes or the generation is closed.
+async fn tunnel(flight: Flight, client: OnUpgrade, upstream: OnUpgrade) {
+    let closed = flight.closed();
+    let copy = async move {
+        let Ok((client, upstream)) = tokio::try_join!(client, upstream) else {
+            return;
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        // Either side closing ends the tunnel; errors are the peers' business.
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    };
+    tokio::select! {
+        () = copy => {}
+        () = closed => {}
+    }
+    drop(flight);
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// An error and its sources, `: `-separated, for the user.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,220 @@
+//! The front door (`--proxy`), as the supervisor drives it: what the proxy routes to, when it
+//! holds, and how an old generation drains through it before it is signalled.
+//!
+//! The proxy itself ([`crate::proxy`]) runs on its own thread and only obeys [`ProxyCommand`]s
+//! and answers with events; every decision is here:
+//! - a generation is routed to ([`Supervisor::route`]) when it is promoted, so a starting
+//!   generation never sees a request; its workers' ports come and go as they restart or scale;
+//! - while nothing serves, the proxy holds requests, with the reason a 503 would give;
+//! - a routed generation that retires is first drained (no new request, idle upstream
+//!   connections closed, in-flight requests finished), and signalled only once the proxy says it
+//!   is drained, or at `--stop-timeout`, when its long-lived connections are closed.
+
+use std::time::Instant;
+
+use nix::unistd::Pid;
+
+use super::Supervisor;
+use crate::event::FrontEvent;
+use crate::generation::{Upstream, deadline};
+use crate::output::Report;
+use crate::procs::Procs;
+use crate::proxy::{ProxyCommand, ProxyHandle, ProxyStats};
+
+/// What the supervisor needs of the proxy: a seam, so that the policy can be tested with a fake.
+pub(crate) trait FrontDoor {
+    fn send(&self, command: ProxyCommand);
+    fn stats(&self) -> ProxyStats;
+}
+
+impl FrontDoor for ProxyHandle {
+    fn send(&self, command: ProxyCommand) {
+        ProxyHandle::send(self, command);
+    }
+
+    fn stats(&self) -> ProxyStats {
+        ProxyHandle::stats(self)
+    }
+}
+
+impl<P: Procs> Supervisor<P> {
+    /// Whether generations overlap behind the front door (each worker on its own port).
+    pub(super) fn behind_front(&self) -> bool {
+        self.front.is_some() && self.launch.upstream == Upstream::PerWorker
+    }
+
+    fn tell(&self, command: ProxyCommand) {
+        if let Some(front) = &self.front {
+            front.send(command);
+        }
+    }
+
+    /// The serving generation (just promoted, or its set of ready workers changed) is what new
+    /// requests go to.
+    pub(super) fn route(&mut self) {
+        let Some(serving) = &self.serving else { return };
+        let (generation, upstreams) = (serving.id, serving.ready_upstreams());
+        self.routed = Some(generation);
+        self.tell(ProxyCommand::Serve { generation, upstreams });
+    }
+
+    /// A worker of `generation` became ready on `port`: the serving generation gains an upstream.
+    pub(super) fn upstream_added(&mut self, generation: u64, port: Option<u16>) {
+        if self.routed == Some(generation)
+            && let Some(port) = port
+        {
+            let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            self.tell(ProxyCommand::AddUpstream { generation, upstream });
+        }
+    }
+
+    /// A worker of `generation` on `port` stops or exited: no more requests for it.
+    pub(super) fn upstream_removed(&mut self, generation: u64, port: Option<u16>) {
+        if self.routed == Some(generation)
+            && let Some(port) = port
+        {
+            let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            self.tell(ProxyCommand::RemoveUpstream { generation, upstream });
+        }
+    }
+
+    /// Nothing serves: requests wait, and a 503 after `--hold-timeout` says `reason`.
+    pub(super) fn hold(&mut self, reason: String) {
+        if self.front.is_some() && self.serving.is_none() {
+            self.routed = None;
+            self.tell(ProxyCommand::Hold { reason });
+        }
+    }
+
+    /// How the last build went, for the proxy's error page while nothing serves.
+    pub(super) fn build_result(&mut self, command: &str, ok: bool, status: String, output: String) {
+        if ok {
+            self.tell(ProxyCommand::BuildOk);
+        } else {
+            self.tell(ProxyCommand::BuildFailed { command: command.to_owned(), status, output });
+        }
+    }
+
+    /// A generation that requests were routed to is retiring: drain it through the proxy first.
+    /// True if it must wait for [`FrontEvent::Drained`] before it is signalled.
+    pub(super) fn drain_first(&mut self, generation: u64) -> bool {
+        if self.front.is_none() {
+            return false;
+        }
+        let was_routed = self.routed == Some(generation) || self.drained_pending.contains(&generation);
+        if self.routed == Some(generation) {
+            self.routed = None;
+        }
+        if was_routed {
+            self.drained_pending.insert(generation);
+            self.tell(ProxyCommand::Drain { generation });
+        }
+        was_routed
+    }
+
+    /// The stop timeout passed while the proxy still had requests for `generation`: its
+    /// connections are closed (the proxy reports how many) and it is signalled now.
+    pub(super) fn drain_timed_out(&mut self, generation: u64) {
+        self.drained_pending.remove(&generation);
+        self.tell(ProxyCommand::Close { generation });
+    }
+
+    pub(super) fn on_front(&mut self, event: FrontEvent, now: Instant) {
+        match event {
+            FrontEvent::Drained { generation } => {
+                if !self.drained_pending.remove(&generation) {
+                    return;
+                }
+                let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
+                if let Some(draining) =
+                    self.draining.iter_mut().find(|d| d.generation.id == generation && !d.signalled)
+                {
+                    draining.generation.stop(signal, &mut self.procs);
+                    draining.signalled = true;
+                    draining.deadline = deadline(now, timeout);
+                    let signal = signal.as_str().to_owned();
+                    let restart_mode = matches!(self.next, super::Next::Queued { .. });
+                    self.out.report(Report::GenerationStopping { generation, signal, restart_mode });
+                }
+            }
+            FrontEvent::Closed { generation, connections } => {
+                if connections > 0 {
+                    self.out.report(Report::ProxyClosed { generation, connections });
+                }
+            }
+            FrontEvent::Counters { held, retried, failed } => {
+                let Some(generation) = self.routed else { return };
+                let upstreams = self
+                    .serving
+                    .as_ref()
+                    .map(|g| g.ready_upstreams().iter().map(ToString::to_string).collect())
+                    .unwrap_or_default();
+                let address = self.front_address.clone().unwrap_or_default();
+                self.out.report(Report::ProxyRouting {
+                    address,
+                    generation,
+                    upstreams,
+                    held,
+                    retried,
+                    failed,
+                });
+            }
+            FrontEvent::Problem(text) => self.out.report(Report::ProxyProblem { text }),
+        }
+    }
+
+    /// Behind the front door a picked port can be taken by another program before the worker
+    /// binds it. A worker that exits before it is ready while its port is now taken lost that
+    /// race: it starts again on another port, and this is no crash. True if it was restarted.
+    pub(super) fn lost_port_race(
+        &mut self,
+        generation: u64,
+        slot: u32,
+        port: Option<u16>,
+        now: Instant,
+    ) -> bool {
+        if !self.behind_front() || !port.is_some_and(crate::generation::port_taken) {
+            return false;
+        }
+        let Some(next) = self.next.generation_mut().filter(|g| g.id == generation) else { return false };
+        match next.add_worker(slot, &mut self.procs, now) {
+            Ok(pid) => {
+                let port = port.unwrap_or_default();
+                self.out.report(Report::PortTaken { generation, worker: slot, port, pid: pid.as_raw() });
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A line for the status table.
+    pub(super) fn front_status(&self) -> Option<String> {
+        let front = self.front.as_ref()?;
+        let stats = front.stats();
+        let serving = stats.serving.map_or("nothing (holding)".to_owned(), |g| format!("gen {g}"));
+        let in_flight: Vec<String> = stats
+            .generations
+            .iter()
+            .map(|g| format!("gen {} {} in flight", g.generation, g.in_flight))
+            .collect();
+        Some(format!(
+            "  proxy {}: to {serving}; {} held now; total held {}, retried {}, failed {}{}",
+            self.front_address.as_deref().unwrap_or_default(),
+            stats.held_now,
+            stats.total.held,
+            stats.total.retried,
+            stats.total.failed,
+            if in_flight.is_empty() { String::new() } else { format!("; {}", in_flight.join(", ")) }
+        ))
+    }
+
+    /// The pid's port in the generation it belongs to.
+    pub(super) fn port_of(&self, generation: u64, pid: Pid) -> Option<u16> {
+        self.next
+            .generation()
+            .into_iter()
+            .chain(&self.serving)
+            .find(|g| g.id == generation)
+            .and_then(|g| g.port_of(pid))
+    }
+}
