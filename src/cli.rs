@@ -410,14 +410,13 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 
 /// A file that may not exist yet, in a directory that must: absolute, symlinks of the
 /// directory resolved (so it matches the paths the watcher reports).
-pub fn absolute_file(path: &Path) -> Result<PathBuf, String> {
-    let missing = || format!("--touch-reload: the folder of {} does not exist", path.display());
-    let name = path.file_name().ok_or_else(missing)?;
+pub fn absolute_file(path: &Path) -> std::io::Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    Ok(parent.canonicalize().map_err(|_| missing())?.join(name))
+    Ok(parent.canonicalize()?.join(name))
 }
 
 #[cfg(test)]

@@ -453,31 +453,53 @@ impl FileTable {
 /// The file's text: a regular file (symlinks followed, but a dangling or looping one is an
 /// error), at most [`MAX_FILE`] bytes. A FIFO or a device is refused before it is opened, so a
 /// FIFO cannot hang devserve.
-fn read_config_text(path: &Path) -> Result<String, String> {
+fn read_config_text(path: &Path) -> Result<String, FileError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let meta = std::fs::metadata(path).map_err(|e| {
         let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
         match e.raw_os_error() {
-            Some(libc::ELOOP) => "is a symlink loop".to_owned(),
-            Some(libc::ENOENT) if link => "is a symlink to nothing (dangling)".to_owned(),
-            _ => format!("cannot read: {e}"),
+            Some(libc::ELOOP) => FileError::Loop,
+            Some(libc::ENOENT) if link => FileError::Dangling,
+            _ => FileError::Read(e),
         }
     })?;
     if !meta.is_file() {
-        return Err("is not a regular file".into());
+        return Err(FileError::NotRegular);
     }
     if meta.len() > MAX_FILE {
-        return Err(format!("is too large ({} bytes; at most {MAX_FILE})", meta.len()));
+        return Err(FileError::TooLarge(meta.len()));
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(FileError::Read)?;
     let mut text = String::new();
-    file.take(MAX_FILE + 1).read_to_string(&mut text).map_err(|e| format!("cannot read: {e}"))?;
+    file.take(MAX_FILE + 1).read_to_string(&mut text).map_err(FileError::Read)?;
     Ok(text)
+}
+
+/// Why the configuration file cannot be read.
+#[derive(Debug)]
+enum FileError {
+    Loop,
+    Dangling,
+    NotRegular,
+    TooLarge(u64),
+    Read(std::io::Error),
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileError::Loop => f.write_str("is a symlink loop"),
+            FileError::Dangling => f.write_str("is a symlink to nothing (dangling)"),
+            FileError::NotRegular => f.write_str("is not a regular file"),
+            FileError::TooLarge(size) => write!(f, "is too large ({size} bytes; at most {MAX_FILE})"),
+            FileError::Read(e) => write!(f, "cannot read: {e}"),
+        }
+    }
 }
 
 /// A problem at a byte span of the file: 1-based line and column.

@@ -44,6 +44,14 @@ pub struct Launch {
     pub ready_path: Option<String>,
 }
 
+/// What it takes to start a generation again the way an earlier one was started: its launch
+/// and its program copy (kept alive by this value).
+#[derive(Debug)]
+pub struct Relaunch {
+    pub launch: Launch,
+    pub snapshot: Option<Snapshot>,
+}
+
 /// Where a worker behind the front door (`--proxy`) listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upstream {
@@ -199,16 +207,31 @@ impl Generation {
         procs: &mut dyn Procs,
         now: Instant,
     ) -> Result<Generation, SpawnError> {
+        Generation::start_from(id, count, Relaunch { launch, snapshot: None }, procs, now)
+    }
+
+    /// [`Generation::start`] from a previous generation's launch and program copy (a rollback
+    /// that restarts the old command); without a copy, one is made as usual.
+    pub fn start_from(
+        id: u64,
+        count: u32,
+        previous: Relaunch,
+        procs: &mut dyn Procs,
+        now: Instant,
+    ) -> Result<Generation, SpawnError> {
+        let Relaunch { launch, snapshot: kept } = previous;
         let notify = procs.open_notify(id).map_err(SpawnError::Setup)?;
-        let snapshot = snapshot_wanted(&launch).and_then(|program| match procs.snapshot(id, &program) {
-            Ok(snapshot) => Some(snapshot),
-            Err(e) => {
-                tracing::warn!(
-                    "gen {id}: no copy of {}: {e}; workers run the file itself",
-                    program.display()
-                );
-                None
-            }
+        let snapshot = kept.or_else(|| {
+            snapshot_wanted(&launch).and_then(|program| match procs.snapshot(id, &program) {
+                Ok(snapshot) => Some(snapshot),
+                Err(e) => {
+                    tracing::warn!(
+                        "gen {id}: no copy of {}: {e}; workers run the file itself",
+                        program.display()
+                    );
+                    None
+                }
+            })
         });
         let mut generation = Generation {
             id,
@@ -464,6 +487,11 @@ impl Generation {
             return false;
         }
         mark_ready(self.id, worker)
+    }
+
+    /// How to start this generation's command again later; its program copy moves along.
+    pub fn relaunch(&mut self) -> Relaunch {
+        Relaunch { launch: self.launch.clone(), snapshot: self.snapshot.take() }
     }
 
     /// The front door's prober found the worker's port accepting (and `--ready-path` answering):

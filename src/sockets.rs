@@ -216,7 +216,27 @@ impl Drop for HeldSocket {
 #[derive(Debug)]
 pub struct BindError {
     addr: ListenAddr,
-    reason: String,
+    reason: BindFailure,
+}
+
+/// What went wrong binding one address.
+#[derive(Debug)]
+enum BindFailure {
+    Io(io::Error),
+    /// A file that is not a socket is where the Unix socket should go.
+    NotASocket,
+    /// A stale Unix socket file could not be removed.
+    StaleFile(io::Error),
+}
+
+impl fmt::Display for BindFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindFailure::Io(e) => f.write_str(&describe(e)),
+            BindFailure::NotASocket => f.write_str("a file that is not a socket is in the way"),
+            BindFailure::StaleFile(e) => write!(f, "cannot remove stale socket file: {e}"),
+        }
+    }
 }
 
 impl fmt::Display for BindError {
@@ -233,7 +253,7 @@ pub fn bind_all(specs: &[ListenSpec]) -> Result<Vec<NamedSocket>, BindError> {
     let backlog = backlog();
     let mut held = Vec::with_capacity(specs.len());
     for (index, spec) in specs.iter().enumerate() {
-        let fail = |e: io::Error| BindError { addr: spec.addr.clone(), reason: describe(&e) };
+        let fail = |e: io::Error| BindError { addr: spec.addr.clone(), reason: BindFailure::Io(e) };
         let socket = match &spec.addr {
             ListenAddr::Tcp(addr) => bind_tcp(*addr, backlog).map_err(fail)?,
             ListenAddr::AnyInterface(port) => bind_any_interface(*port, backlog).map_err(fail)?,
@@ -303,15 +323,15 @@ fn bind_any_interface(port: u16, backlog: i32) -> io::Result<Socket> {
 
 /// A Unix socket; a stale socket file (nobody accepting) is replaced, a live one or a
 /// non-socket file is an error.
-fn bind_unix(path: &Path, backlog: i32) -> Result<Socket, String> {
+fn bind_unix(path: &Path, backlog: i32) -> Result<Socket, BindFailure> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            return Err("a file that is not a socket is in the way".into());
+            return Err(BindFailure::NotASocket);
         }
         if UnixStream::connect(path).is_ok() {
-            return Err(describe(&io::Error::from(io::ErrorKind::AddrInUse)));
+            return Err(BindFailure::Io(io::Error::from(io::ErrorKind::AddrInUse)));
         }
-        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket file: {e}"))?;
+        std::fs::remove_file(path).map_err(BindFailure::StaleFile)?;
     }
     let bind = || -> io::Result<Socket> {
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
@@ -319,7 +339,7 @@ fn bind_unix(path: &Path, backlog: i32) -> Result<Socket, String> {
         socket.listen(backlog)?;
         Ok(socket)
     };
-    bind().map_err(|e| describe(&e))
+    bind().map_err(BindFailure::Io)
 }
 
 fn describe_local(socket: &Socket, requested: &ListenAddr) -> String {

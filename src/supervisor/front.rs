@@ -54,7 +54,12 @@ impl<P: Procs> Supervisor<P> {
     pub(super) fn route(&mut self) {
         let Some(serving) = &self.serving else { return };
         let (generation, upstreams) = (serving.id, serving.ready_upstreams());
-        self.routed = Some(generation);
+        // The generation routed to until now gets no new request: it drains when it retires.
+        if let Some(previous) = self.routed.replace(generation)
+            && previous != generation
+        {
+            self.drained_pending.insert(previous);
+        }
         self.tell(ProxyCommand::Serve { generation, upstreams });
     }
 

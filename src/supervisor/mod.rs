@@ -396,6 +396,10 @@ struct Supervisor<P: Procs> {
     routed: Option<u64>,
     /// Generations asked to drain whose `Drained` has not come yet.
     drained_pending: std::collections::BTreeSet<u64>,
+    /// `--app-port`: the generation stopped for the one starting, to start again if that fails.
+    previous: Option<crate::generation::Relaunch>,
+    /// The same, waiting for the failed generation to be gone (they share the port).
+    queued_previous: Option<crate::generation::Relaunch>,
 }
 
 impl<P: Procs> Supervisor<P> {
@@ -440,6 +444,8 @@ impl<P: Procs> Supervisor<P> {
             front_socket: None,
             routed: None,
             drained_pending: std::collections::BTreeSet::new(),
+            previous: None,
+            queued_previous: None,
         }
     }
 

@@ -118,7 +118,11 @@ impl<P: Procs> Supervisor<P> {
             self.retire(superseded, now);
         }
         if restart_mode && (self.serving.is_some() || !self.draining.is_empty()) {
-            if let Some(old) = self.serving.take() {
+            if let Some(mut old) = self.serving.take() {
+                if self.front.is_some() {
+                    // --app-port: if the new generation does not come up, the old command starts again.
+                    self.previous = Some(old.relaunch());
+                }
                 let (id, signal) = (old.id, self.config.stop_signal.as_str().to_owned());
                 // Behind the front door it drains first; the line comes with the signal.
                 if !self.retire(old, now) {
@@ -175,6 +179,14 @@ impl<P: Procs> Supervisor<P> {
 
     /// Restart mode: start the queued generation once the old one has gone.
     pub(super) fn start_queued(&mut self, now: Instant) {
+        if self.serving.is_none()
+            && self.draining.is_empty()
+            && matches!(self.next, Next::Idle)
+            && let Some(previous) = self.queued_previous.take()
+        {
+            self.restart_previous(previous, now);
+            return;
+        }
         if self.serving.is_some() || !self.draining.is_empty() || !matches!(self.next, Next::Queued { .. }) {
             return;
         }
@@ -266,6 +278,7 @@ impl<P: Procs> Supervisor<P> {
         let Some(generation) = self.next.take_generation() else { return };
         self.started_once = true;
         self.loops.ready(now);
+        self.previous = None;
         self.rearm_sockets(Some(generation.id));
         self.out.report(ready_report(&generation, now, self.config.ready_delay));
         let old = self.serving.replace(generation);
@@ -294,10 +307,38 @@ impl<P: Procs> Supervisor<P> {
         });
         self.hold(format!("gen {} failed: {reason}; waiting for a change", failed.id));
         self.retire(failed, now);
+        if self.serving.is_none()
+            && let Some(previous) = self.previous.take()
+        {
+            self.restart_previous(previous, now);
+        }
         // A rolling swap may have stopped old workers already: bring them back.
         self.top_up_serving(now);
         if self.config.once {
             self.finish_once(Outcome::NotReady);
+        }
+    }
+
+    /// `--app-port` rollback: the generation stopped for the one that failed starts again, from its
+    /// own launch and program copy, once the failed one is gone (they share the port).
+    fn restart_previous(&mut self, previous: crate::generation::Relaunch, now: Instant) {
+        if !self.draining.is_empty() {
+            self.queued_previous = Some(previous);
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        match Generation::start_from(id, self.workers, previous, &mut self.procs, now) {
+            Ok(mut generation) => {
+                generation.cause = "rollback: the previous command".into();
+                let pids = generation.live_pids().iter().map(|p| p.as_raw()).collect();
+                self.out.report(Report::GenerationStarting { generation: id, pids });
+                self.next = Next::Starting(generation);
+            }
+            Err(e) => {
+                let reason = format!("could not start the previous command again: {e}");
+                self.out.report(Report::GenerationFailed { generation: id, reason, serving: None });
+            }
         }
     }
 

@@ -383,3 +383,131 @@ fn a_killed_sentinel_is_restarted_and_a_stranger_is_ignored() {
     h.exit(Pid::from_raw(4_000_000), ExitStatus::Code(0));
     assert_eq!(h.next(), Some(1), "an orphan's exit changes nothing");
 }
+
+// ----- the front door ----------------------------------------------------------------------------
+
+/// A proxy that records what it is told.
+#[derive(Clone, Default)]
+struct FakeFront(Arc<Mutex<Vec<crate::proxy::ProxyCommand>>>);
+
+impl super::front::FrontDoor for FakeFront {
+    fn send(&self, command: crate::proxy::ProxyCommand) {
+        self.0.lock().expect("commands").push(command);
+    }
+
+    fn stats(&self) -> crate::proxy::ProxyStats {
+        crate::proxy::ProxyStats::default()
+    }
+}
+
+fn behind_front(args: &[&str]) -> (Harness, FakeFront) {
+    let mut all = vec!["--proxy", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut h = harness(&all);
+    let front = FakeFront::default();
+    h.sup.front = Some(Box::new(front.clone()));
+    (h, front)
+}
+
+impl Harness {
+    /// The front door's prober found every worker of `generation` accepting.
+    fn upstreams_ready(&mut self, generation: u64) {
+        for pid in self.sup.procs.workers_of(generation) {
+            self.event(Event::UpstreamReady { generation, pid });
+        }
+    }
+}
+
+fn commands(front: &FakeFront) -> Vec<crate::proxy::ProxyCommand> {
+    front.0.lock().expect("commands").clone()
+}
+
+#[test]
+fn front_door_routes_a_generation_once_ready_and_drains_the_old_one_before_signalling_it() {
+    use crate::proxy::ProxyCommand;
+    let (mut h, front) = behind_front(&["--stop-timeout", "5s"]);
+    h.start();
+    assert_eq!(h.sup.procs.probes.len(), 1, "each worker's port is probed");
+    assert!(commands(&front).is_empty(), "nothing routed before it is ready");
+    h.upstreams_ready(1);
+    assert!(
+        matches!(commands(&front).last(), Some(ProxyCommand::Serve { generation: 1, upstreams }) if upstreams.len() == 1)
+    );
+    let old = h.workers(1);
+    h.change();
+    assert_eq!(h.next(), Some(2), "generations overlap: no restart-mode queue");
+    h.upstreams_ready(2);
+    let sent = commands(&front);
+    assert!(matches!(sent[sent.len() - 2], ProxyCommand::Serve { generation: 2, .. }), "{sent:?}");
+    assert!(matches!(sent[sent.len() - 1], ProxyCommand::Drain { generation: 1 }), "{sent:?}");
+    assert!(!h.term_sent(old[0]), "no signal while requests are in flight");
+    h.event(Event::Front(crate::event::FrontEvent::Drained { generation: 1 }));
+    assert!(h.term_sent(old[0]), "signalled once drained");
+}
+
+#[test]
+fn front_door_closes_what_is_left_at_the_stop_timeout_and_holds_while_nothing_serves() {
+    use crate::proxy::ProxyCommand;
+    let (mut h, front) = behind_front(&["--stop-timeout", "2s"]);
+    h.start();
+    h.upstreams_ready(1);
+    let old = h.workers(1);
+    h.change();
+    h.upstreams_ready(2);
+    h.at(Duration::from_secs(3));
+    assert!(commands(&front).contains(&ProxyCommand::Close { generation: 1 }));
+    assert!(h.term_sent(old[0]), "signalled at the stop timeout");
+    // The serving worker crashes: its upstream goes; its restart comes back on a new port.
+    let pid = h.workers(2)[0];
+    h.exit(pid, CRASH);
+    assert!(matches!(commands(&front).last(), Some(ProxyCommand::RemoveUpstream { generation: 2, .. })));
+    h.at(Duration::from_millis(200));
+    h.upstreams_ready(2);
+    assert!(matches!(commands(&front).last(), Some(ProxyCommand::AddUpstream { generation: 2, .. })));
+
+    let (mut h, front) = behind_front(&["-b", "make"]);
+    h.start();
+    assert!(
+        matches!(commands(&front).last(), Some(ProxyCommand::Hold { reason }) if reason.contains("building"))
+    );
+    let build = h.sup.procs.pid_of(Owner::Build).expect("build");
+    h.exit(build, ExitStatus::Code(2));
+    assert!(
+        matches!(commands(&front).last(), Some(ProxyCommand::BuildFailed { status, .. }) if status.contains("status 2"))
+    );
+}
+
+#[test]
+fn front_door_readiness_is_observed_never_assumed() {
+    let (mut h, _front) = behind_front(&["--ready-delay", "10ms"]);
+    h.start();
+    h.at(Duration::from_secs(1));
+    assert_eq!(h.serving(), None, "up for the ready delay is not ready behind the proxy");
+    h.upstreams_ready(1);
+    assert_eq!(h.serving(), Some(1));
+}
+
+#[test]
+fn app_port_holds_across_the_restart_and_rolls_back_to_the_previous_command() {
+    use crate::event::FrontEvent;
+    use crate::proxy::ProxyCommand;
+    let (mut h, front) = behind_front(&["--app-port", "3000"]);
+    h.start();
+    h.upstreams_ready(1);
+    h.change();
+    assert!(matches!(h.sup.next, Next::Queued { .. }), "one port: the old one goes first");
+    assert!(commands(&front).contains(&ProxyCommand::Drain { generation: 1 }));
+    h.event(Event::Front(FrontEvent::Drained { generation: 1 }));
+    assert!(
+        commands(&front).iter().any(|c| matches!(c, ProxyCommand::Hold { .. })),
+        "requests are held meanwhile"
+    );
+    h.exit_all(1);
+    assert_eq!(h.next(), Some(2));
+    let new = h.workers(2);
+    h.exit(new[0], CRASH);
+    assert_eq!(h.next(), Some(3), "the previous command starts again");
+    h.upstreams_ready(3);
+    assert_eq!(h.serving(), Some(3));
+    assert!(matches!(commands(&front).last(), Some(ProxyCommand::Serve { generation: 3, .. })));
+}
