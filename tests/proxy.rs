@@ -336,6 +336,12 @@ fn rollback_restart_scaling_and_once_work_behind_the_proxy() {
     write(&dir.path().join("version"), "v2");
     devserve.signal("HUP");
     wait_for_version(&addr, "v2");
+    // kill -9 of devserve leaves no worker behind.
+    let worker: i32 = field(&http_get(&addr, "/").expect("GET"), "pid").parse().expect("pid");
+    let mut devserve = devserve;
+    devserve.signal("KILL");
+    devserve.wait_exit();
+    assert!(wait_until(WAIT, || !is_alive(worker)), "the sentinel killed worker {worker}");
 
     let dir = temp_dir("proxy-once");
     let mut args = vec![
@@ -351,6 +357,27 @@ fn rollback_restart_scaling_and_once_work_behind_the_proxy() {
     args.extend(argv.iter().copied());
     let result = run_devserve(dir.path(), &args, &[("FIXTURE_BIND_PORT_ENV", "1")]);
     assert_eq!(result.code(), 0, "{}", result.stderr);
+}
+
+#[test]
+fn raw_tcp_mode_routes_connections_across_a_swap() {
+    let dir = temp_dir("proxy-tcp");
+    let fixture = Fixture::python().version("v1");
+    let mut args = vec!["--proxy", "tcp:127.0.0.1:0", "--log-format", "json", "-w", ".", "--"];
+    let argv = fixture.argv();
+    args.extend(argv.iter().copied());
+    let mut env = fixture.env_pairs();
+    env.push(("FIXTURE_BIND_PORT_ENV", "1"));
+    let devserve = Devserve::start(dir.path(), &args, &env);
+    let listening = devserve.wait_event("proxy_listening", |_| true);
+    assert_eq!(listening["raw_tcp"], true);
+    let addr = listening["address"].as_str().expect("addr").to_owned();
+    let first = http_get(&addr, "/").expect("bytes through");
+    swap_and_wait(&devserve, dir.path(), 2);
+    assert!(
+        wait_until(WAIT, || http_get(&addr, "/").is_ok_and(|b| field(&b, "gen") == "2")),
+        "new connections go to gen 2 (first answer: {first})"
+    );
 }
 
 #[test]
