@@ -193,6 +193,11 @@ pub struct Cli {
     @setting(AtOnce)
     pub max_restarts: u32,
 
+    /// Swap even when a build leaves the program byte for byte as the serving generation runs it
+    #[arg(long)]
+    @setting(AtOnce)
+    pub always_swap: bool,
+
     /// Swap one worker at a time: each new worker ready before the next old one stops
     #[arg(long)]
     @setting(AtOnce)

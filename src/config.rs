@@ -339,6 +339,7 @@ impl Loader {
                 vcs_ignore: !cli.no_vcs_ignore,
                 debounce: cli.debounce,
                 config_file: self.file.as_ref().and_then(|p| cli::absolute_file(p).ok()),
+                eager: cli.proxy.is_some() && cli.build.is_none(),
             },
             env: env.into_iter().collect(),
             listen_pid: !cli.no_pid,

@@ -489,6 +489,15 @@ impl Generation {
         mark_ready(self.id, worker)
     }
 
+    /// Whether `launch` would run byte for byte the program this generation runs: both a compiled
+    /// executable named by path (see [`snapshot_wanted`]), the file now identical to this
+    /// generation's copy. Always false for an interpreter or a script (its sources are not the
+    /// program file) and when there is no copy to compare with.
+    pub fn runs_same_program(&self, launch: &Launch) -> bool {
+        let (Some(snapshot), Some(program)) = (&self.snapshot, snapshot_wanted(launch)) else { return false };
+        launch.command == self.launch.command && same_bytes(&snapshot.path, &program).unwrap_or(false)
+    }
+
     /// How to start this generation's command again later; its program copy moves along.
     pub fn relaunch(&mut self) -> Relaunch {
         Relaunch { launch: self.launch.clone(), snapshot: self.snapshot.take() }
@@ -620,6 +629,26 @@ impl Generation {
             0 => "no process".into(),
             1 => format!("pid {}", pids[0]),
             _ => format!("pids {}", pids.join(", ")),
+        }
+    }
+}
+
+/// Whether two files hold the same bytes (compared in chunks, sizes first).
+fn same_bytes(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let (mut a, mut b) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if a.metadata()?.len() != b.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut left, mut right) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = a.read(&mut left)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        b.read_exact(&mut right[..n])?;
+        if left[..n] != right[..n] {
+            return Ok(false);
         }
     }
 }

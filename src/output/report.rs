@@ -114,6 +114,11 @@ pub enum Report {
         duration_ms: u128,
         serving: Option<u64>,
     },
+    /// The build left the program byte for byte as `serving` runs it: no swap.
+    AppUnchanged {
+        build_ms: u128,
+        serving: u64,
+    },
     BuildNotStarted {
         error: String,
     },
@@ -338,6 +343,10 @@ impl Report {
             Report::BuildFinished { ok: false, status, duration_ms, serving } => one(
                 Tone::Warn,
                 format!("build failed in {} ({status}); {}", ms(*duration_ms), serving_note(serving)),
+            ),
+            Report::AppUnchanged { build_ms, serving } => one(
+                Tone::Good,
+                format!("build {}: app unchanged; gen {serving} keeps serving", ms(*build_ms)),
             ),
             Report::BuildNotStarted { error } => one(Tone::Error, format!("cannot run the build: {error}")),
             Report::GenerationStarting { generation, pids } => {

@@ -99,11 +99,27 @@ impl<P: Procs> Supervisor<P> {
         let script = self.config.build.clone().unwrap_or_default();
         let output = if status.success() { String::new() } else { run.build.output_tail() };
         self.build_result(&script, status.success(), status.to_string(), output);
-        if status.success() {
+        if status.success() && self.unchanged_program(&run.trigger) {
+            let serving = self.serving.as_ref().map_or(0, |g| g.id);
+            self.out.report(Report::AppUnchanged { build_ms: ms(took), serving });
+        } else if status.success() {
             self.start_generation(run.trigger, Some(took), now);
         } else if self.config.once {
             self.finish_once(Outcome::BuildFailed);
         }
+    }
+
+    /// A build for changed files left the program exactly as the serving generation runs it (a
+    /// comment edit, a test file, `cargo build` with nothing to do): no swap. Not for the first
+    /// start, a reload asked for (HUP, a config edit), `--always-swap`, or while another
+    /// generation is starting.
+    fn unchanged_program(&self, trigger: &Trigger) -> bool {
+        !self.config.always_swap
+            && !trigger.is_initial()
+            && trigger.file_count() > 0
+            && !trigger.is_reload()
+            && matches!(self.next, Next::Idle)
+            && self.serving.as_ref().is_some_and(|g| g.runs_same_program(&self.launch))
     }
 
     // ----- generations ---------------------------------------------------------------------

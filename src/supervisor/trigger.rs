@@ -40,6 +40,16 @@ impl Trigger {
         self.initial
     }
 
+    /// A reload was asked for (a signal, a config edit), whatever files changed too.
+    pub(super) fn is_reload(&self) -> bool {
+        self.reload.is_some()
+    }
+
+    /// The changed files.
+    pub(super) fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        self.paths.iter()
+    }
+
     pub(super) fn file_count(&self) -> usize {
         self.paths.len()
     }

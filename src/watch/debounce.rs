@@ -22,12 +22,14 @@ pub struct Debouncer {
     pending: BTreeMap<PathBuf, bool>,
     first: Option<Instant>,
     last: Option<Instant>,
+    /// Events taken into the current burst.
+    adds: usize,
 }
 
 impl Debouncer {
     pub fn new(quiet: Duration) -> Debouncer {
         let max_wait = quiet.saturating_mul(MAX_WAIT_FACTOR).max(MIN_MAX_WAIT);
-        Debouncer { quiet, max_wait, pending: BTreeMap::new(), first: None, last: None }
+        Debouncer { quiet, max_wait, pending: BTreeMap::new(), first: None, last: None, adds: 0 }
     }
 
     /// Records a relevant path; `created` marks a path that did not exist before this burst.
@@ -35,6 +37,17 @@ impl Debouncer {
         *self.pending.entry(path).or_insert(false) |= created;
         self.first.get_or_insert(now);
         self.last = Some(now);
+        self.adds += 1;
+    }
+
+    /// How many events the current burst has taken so far.
+    pub fn adds(&self) -> usize {
+        self.adds
+    }
+
+    /// The current burst's paths and its start, without ending it.
+    pub fn peek(&self) -> Option<(Vec<PathBuf>, Instant)> {
+        Some((self.pending.keys().cloned().collect(), self.first?))
     }
 
     /// When the pending burst is due, if there is one.
@@ -51,6 +64,7 @@ impl Debouncer {
         }
         let first = self.first.take()?;
         self.last = None;
+        self.adds = 0;
         Some((std::mem::take(&mut self.pending).into_iter().collect(), first))
     }
 }

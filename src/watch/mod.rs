@@ -13,6 +13,10 @@
 //!
 //! A path that was created during a burst and is gone when the burst is due (an editor's temp file
 //! renamed over the real one) is not reported: an atomic save is one change to the real file.
+//! With `eager` (behind the front door, no build) a burst is reported at its first event and
+//! again at its end only if more events came: the first start saves the debounce wait, and a
+//! later one supersedes it, so the latest state still wins.
+//!
 //! Directories are not changes by themselves: an empty new folder triggers nothing. Neither are
 //! sockets, FIFOs and devices (an app binding a Unix socket in the tree).
 //!
@@ -50,6 +54,10 @@ pub struct WatchConfig {
     pub ignore: Vec<String>,
     pub vcs_ignore: bool,
     pub debounce: std::time::Duration,
+    /// Report a burst at its first event, then again at its end if more came (behind the front
+    /// door without a build, where a starting generation sees no traffic and a newer one
+    /// supersedes it).
+    pub eager: bool,
 }
 
 /// Why the watcher could not start. Displayed as one line, with the fix when there is one.
@@ -118,6 +126,8 @@ pub fn spawn(
         filter,
         events,
         debouncer: Debouncer::new(config.debounce),
+        eager: config.eager,
+        eager_sent: None,
         config_file: config.config_file,
         identities,
         next_root_check: Instant::now() + ROOT_CHECK,
@@ -191,6 +201,9 @@ struct WatchThread {
     filter: Filter,
     events: Sender<Event>,
     debouncer: Debouncer,
+    eager: bool,
+    /// With `eager`: the burst was reported at its first event, when it had taken this many.
+    eager_sent: Option<usize>,
     config_file: Option<PathBuf>,
     /// Each root's (device, inode) as last watched; `None` while it is missing.
     identities: Vec<Option<(u64, u64)>>,
@@ -218,10 +231,24 @@ impl WatchThread {
                 self.check_roots(now);
                 self.next_root_check = now + ROOT_CHECK;
             }
-            if let Some((paths, since)) = self.debouncer.take_due(now)
-                && !self.report(paths, since)
+            if self.eager
+                && self.eager_sent.is_none()
+                && let Some((paths, since)) = self.debouncer.peek()
             {
-                return;
+                // The first event of a burst: start at once; the burst's end decides again.
+                self.eager_sent = Some(self.debouncer.adds());
+                let paths = paths.into_iter().map(|p| (p, false)).collect();
+                if !self.report(paths, since) {
+                    return;
+                }
+            }
+            let adds = self.debouncer.adds();
+            if let Some((paths, since)) = self.debouncer.take_due(now) {
+                // Nothing came after the eager report: it stands.
+                let stands = self.eager_sent.take() == Some(adds);
+                if !stands && !self.report(paths, since) {
+                    return;
+                }
             }
         }
     }

@@ -1,0 +1,99 @@
+//! Reach and speed of the loop (issue 12): no swap when a build leaves the program unchanged, and
+//! behind the front door a start at the first event of a burst that still serves its final state.
+
+mod common;
+
+use common::*;
+
+/// A build that copies the Rust fixture to `./app`, with `extra` appended when that file exists
+/// (an ELF file runs the same with bytes after it): the program changes only when `extra` does.
+fn copying_build() -> String {
+    format!(
+        "cat {} > app.new && if [ -f extra ]; then cat extra >> app.new; fi && chmod +x app.new && mv -f app.new app",
+        rust_fixture().display()
+    )
+}
+
+#[test]
+fn a_build_that_leaves_the_program_unchanged_swaps_nothing() {
+    let dir = temp_dir("unchanged");
+    std::fs::create_dir(dir.path().join("src")).expect("mkdir");
+    let build = copying_build();
+    let args = [
+        "-w",
+        "src",
+        "-w",
+        "extra.txt",
+        "-b",
+        &build,
+        "-l",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--",
+        "./app",
+    ];
+    write(&dir.path().join("extra.txt"), "bytes after the program");
+    let devserve = Devserve::start(dir.path(), &args, &[("FIXTURE_NOTIFY", "1")]);
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    write(&dir.path().join("src/comment.rs"), "// a comment edit");
+    let unchanged = devserve.wait_event("app_unchanged", |_| true);
+    assert_eq!(unchanged["serving"], 1);
+    assert_eq!(devserve.count_events("generation_starting", |_| true), 1, "no new generation");
+    // A build that changes the program swaps.
+    std::fs::rename(dir.path().join("extra.txt"), dir.path().join("extra")).expect("rename");
+    write(&dir.path().join("src/code.rs"), "fn changed() {}");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 2);
+}
+
+#[test]
+fn always_swap_swaps_an_unchanged_program() {
+    let dir = temp_dir("always-swap");
+    std::fs::create_dir(dir.path().join("src")).expect("mkdir");
+    let build = copying_build();
+    let args = [
+        "-w",
+        "src",
+        "-b",
+        &build,
+        "-l",
+        "127.0.0.1:0",
+        "--always-swap",
+        "--log-format",
+        "json",
+        "--",
+        "./app",
+    ];
+    let devserve = Devserve::start(dir.path(), &args, &[("FIXTURE_NOTIFY", "1")]);
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    write(&dir.path().join("src/comment.rs"), "// a comment edit");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 2);
+    assert_eq!(devserve.count_events("app_unchanged", |_| true), 0);
+}
+
+#[test]
+fn behind_the_proxy_a_burst_starts_at_its_first_event_and_serves_its_final_state() {
+    let dir = temp_dir("eager");
+    let fixture = Fixture::python().versioned(dir.path(), "v1");
+    let mut args = vec!["--proxy", "127.0.0.1:0", "--log-format", "json", "-w", ".", "--"];
+    let argv = fixture.argv();
+    args.extend(argv.iter().copied());
+    let mut env = fixture.env_pairs();
+    env.push(("FIXTURE_BIND_PORT_ENV", "1"));
+    let devserve = Devserve::start(dir.path(), &args, &env);
+    let addr = devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("addr").to_owned();
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    // One save: the generation starts at its first event, with no debounce wait.
+    write(&dir.path().join("version"), "v2");
+    let ready = devserve.wait_event("generation_ready", |e| e["generation"] == 2);
+    assert!(ready["debounce_ms"].as_u64().is_some_and(|d| d < 30), "no debounce wait: {ready}");
+    wait_for_version(&addr, "v2");
+    // A burst: the first event starts a generation at once, the burst's end supersedes it, and
+    // the final content is what serves.
+    write(&dir.path().join("version"), "v3");
+    for n in 0..20 {
+        write(&dir.path().join(format!("burst-{n}.txt")), "x");
+    }
+    write(&dir.path().join("version"), "v4");
+    wait_for_version(&addr, "v4");
+}
