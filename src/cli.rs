@@ -112,6 +112,12 @@ pub struct Cli {
     @setting(AtOnce, inverted = "vcs-ignore")
     pub no_vcs_ignore: bool,
 
+    /// Poll for changes every DUR (default 500ms) instead of using file-system events: for network
+    /// and VM shares and Docker bind mounts, where events do not arrive
+    #[arg(long, value_name = "DUR", num_args = 0..=1, default_missing_value = "500ms", value_parser = parse_duration)]
+    @setting(AtOnce)
+    pub poll: Option<Duration>,
+
     /// Quiet period that folds a burst of file events into one change
     #[arg(long, value_name = "DUR", default_value = "50ms", value_parser = parse_duration)]
     @setting(AtOnce)
@@ -302,11 +308,7 @@ pub fn peer_flag_hint(args: &[OsString]) -> Option<String> {
                 "devserve always replaces the server on a change (the old one drains); drop -r".to_owned()
             }
             "--postpone" => "devserve always starts the server at once; there is no --postpone".to_owned(),
-            "-p" | "--poll" => {
-                "devserve has no poll mode yet: it uses inotify (on a bind mount or network share, \
-                 events may not arrive)"
-                    .to_owned()
-            }
+            "-p" => "devserve calls it --poll [DUR] (default 500ms)".to_owned(),
             "--signal" | "-s" if parse_signal(value).is_ok() => format!(
                 "to choose the signal that stops workers use --stop-signal {value}; \
                  devserve's --signal controls a running devserve (reload, stop, quit, status)"

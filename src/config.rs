@@ -340,6 +340,7 @@ impl Loader {
                 debounce: cli.debounce,
                 config_file: self.file.as_ref().and_then(|p| cli::absolute_file(p).ok()),
                 eager: cli.proxy.is_some() && cli.build.is_none(),
+                poll: cli.poll,
             },
             env: env.into_iter().collect(),
             listen_pid: !cli.no_pid,

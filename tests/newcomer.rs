@@ -15,8 +15,7 @@ fn flags_from_other_tools_get_one_line_pointing_to_devserves_way() {
         (&["-r", "--", "true"], "always replaces the server"),
         (&["--restart", "--", "true"], "always replaces the server"),
         (&["--postpone", "--", "true"], "no --postpone"),
-        (&["-p", "--", "true"], "no poll mode"),
-        (&["--poll", "--", "true"], "no poll mode"),
+        (&["-p", "--", "true"], "--poll [DUR]"),
         (&["--signal", "SIGTERM", "--", "true"], "--stop-signal SIGTERM"),
     ];
     for (args, hint) in cases {

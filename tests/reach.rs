@@ -97,3 +97,44 @@ fn behind_the_proxy_a_burst_starts_at_its_first_event_and_serves_its_final_state
     write(&dir.path().join("version"), "v4");
     wait_for_version(&addr, "v4");
 }
+
+/// Sets a file's modification time `seconds` into the future.
+fn later(path: &std::path::Path, seconds: u64) {
+    let file = std::fs::File::options().write(true).open(path).expect("open");
+    let when = std::time::SystemTime::now() + std::time::Duration::from_secs(seconds);
+    file.set_modified(when).expect("set mtime");
+}
+
+/// Whether the process holds an inotify instance.
+fn uses_inotify(pid: i32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| target.to_string_lossy().contains("inotify"))
+}
+
+#[test]
+fn poll_mode_sees_an_edit_an_atomic_save_and_a_new_folder_without_inotify() {
+    let dir = temp_dir("poll");
+    write(&dir.path().join("main.txt"), "one");
+    let fixture = Fixture::python().notify();
+    let devserve = fixture
+        .start(dir.path(), &["--poll", "100ms", "-w", ".", "-l", "127.0.0.1:0", "--log-format", "json"]);
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    assert!(!uses_inotify(devserve.pid()), "no inotify instance in poll mode");
+    // notify's poll watcher compares modification times in whole seconds: each save here is
+    // stamped a few seconds later, as a save in a later second would be (no sleep).
+    write(&dir.path().join("main.txt"), "two");
+    later(&dir.path().join("main.txt"), 2);
+    devserve.wait_event("generation_ready", |e| e["generation"] == 2);
+    // An atomic save: a new file renamed over the old one.
+    write(&dir.path().join(".main.txt.new"), "three");
+    later(&dir.path().join(".main.txt.new"), 4);
+    std::fs::rename(dir.path().join(".main.txt.new"), dir.path().join("main.txt")).expect("rename");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 3);
+    // A new folder with a file in it.
+    write(&dir.path().join("sub/new.txt"), "four");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 4 && e["cause"] == "sub/new.txt changed");
+}

@@ -45,11 +45,6 @@ impl Trigger {
         self.reload.is_some()
     }
 
-    /// The changed files.
-    pub(super) fn paths(&self) -> impl Iterator<Item = &PathBuf> {
-        self.paths.iter()
-    }
-
     pub(super) fn file_count(&self) -> usize {
         self.paths.len()
     }

@@ -13,6 +13,11 @@
 //!
 //! A path that was created during a burst and is gone when the burst is due (an editor's temp file
 //! renamed over the real one) is not reported: an atomic save is one change to the real file.
+//! With `--poll` notify's poll watcher replaces inotify, with the same per-folder watches (so
+//! ignored folders are not polled either), filters and debounce: for file systems that deliver no
+//! events (network and VM shares, Docker bind mounts from another OS). A root on such a file
+//! system gets a one-line hint when `--poll` is off.
+//!
 //! With `eager` (behind the front door, no build) a burst is reported at its first event and
 //! again at its end only if more events came: the first start saves the debounce wait, and a
 //! later one supersedes it, so the latest state still wins.
@@ -35,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use notify::event::ModifyKind;
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::event::{Change, Event};
 pub use debounce::Debouncer;
@@ -58,6 +63,8 @@ pub struct WatchConfig {
     /// door without a build, where a starting generation sees no traffic and a newer one
     /// supersedes it).
     pub eager: bool,
+    /// `--poll`: look for changes every interval instead of waiting for file-system events.
+    pub poll: Option<Duration>,
 }
 
 /// Why the watcher could not start. Displayed as one line, with the fix when there is one.
@@ -114,14 +121,26 @@ pub fn spawn(
     let mut filter = Filter::new(&config.roots, &touch, &config.ignore, &config.exts, config.vcs_ignore)?
         .with_own_files(own_files);
     let (raw_tx, raw_rx) = crossbeam_channel::unbounded();
-    let mut watcher = new_watcher(&raw_tx)?;
+    let mut watcher = new_watcher(&raw_tx, config.poll)?;
     let mut unreadable = Vec::new();
     let watched = watch_roots(&mut watcher, &mut filter, &mut unreadable)?;
     report_unreadable(&events, &unreadable);
     let identities = filter.roots().iter().map(|root| identity(&root.dir)).collect();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+    if config.poll.is_none() {
+        for root in filter.roots() {
+            if let Some(kind) = misses_events(&root.dir) {
+                let _ = events.send(Event::WatchProblem(format!(
+                    "{} is on a {kind} file system, where changes made elsewhere may send no event; \
+                     if saves are missed, use --poll",
+                    root.dir.display()
+                )));
+            }
+        }
+    }
     let mut thread = WatchThread {
         watcher,
+        poll: config.poll,
         raw_tx,
         filter,
         events,
@@ -139,17 +158,56 @@ pub fn spawn(
     Ok(WatchHandle { _stop: stop_tx, watched })
 }
 
-fn new_watcher(raw: &Sender<notify::Result<notify::Event>>) -> Result<RecommendedWatcher, WatchError> {
+/// The file watcher: inotify (or the platform's own), or with `poll` notify's poll watcher, which
+/// compares the watched folders' listings and file times every interval.
+fn new_watcher(
+    raw: &Sender<notify::Result<notify::Event>>,
+    poll: Option<Duration>,
+) -> Result<AnyWatcher, WatchError> {
     let raw = raw.clone();
-    notify::recommended_watcher(move |result| {
+    let handler = move |result| {
         let _ = raw.send(result);
-    })
-    .map_err(|e| WatchError::from(&e))
+    };
+    let watcher: AnyWatcher = match poll {
+        Some(interval) => {
+            let config = notify::Config::default().with_poll_interval(interval);
+            Box::new(notify::PollWatcher::new(handler, config).map_err(|e| WatchError::from(&e))?)
+        }
+        None => Box::new(notify::recommended_watcher(handler).map_err(|e| WatchError::from(&e))?),
+    };
+    Ok(watcher)
+}
+
+/// Either kind of watcher.
+type AnyWatcher = Box<dyn Watcher + Send>;
+
+/// File systems where inotify misses changes made by another machine or the host: the hint to
+/// use `--poll`. (NFS, SMB/CIFS, 9p — WSL 2's `/mnt/c`, VM shares — and FUSE, which covers Docker
+/// Desktop's and many remote mounts.)
+fn misses_events(dir: &Path) -> Option<&'static str> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::statfs as fs;
+        let kind = fs::statfs(dir).ok()?.filesystem_type();
+        let known: [(fs::FsType, &str); 5] = [
+            (fs::NFS_SUPER_MAGIC, "nfs"),
+            (fs::SMB_SUPER_MAGIC, "smb"),
+            (fs::FsType(0xFF53_4D42), "cifs"),
+            (fs::FsType(0x0102_1997), "9p"),
+            (fs::FUSE_SUPER_MAGIC, "fuse"),
+        ];
+        known.iter().find(|(magic, _)| *magic == kind).map(|(_, name)| *name)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        None
+    }
 }
 
 /// Watches every root that exists; returns how many directories are watched.
 fn watch_roots(
-    watcher: &mut RecommendedWatcher,
+    watcher: &mut AnyWatcher,
     filter: &mut Filter,
     unreadable: &mut Vec<PathBuf>,
 ) -> Result<usize, WatchError> {
@@ -195,7 +253,8 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 }
 
 struct WatchThread {
-    watcher: RecommendedWatcher,
+    watcher: AnyWatcher,
+    poll: Option<Duration>,
     /// For the watchers made anew when a root is replaced.
     raw_tx: Sender<notify::Result<notify::Event>>,
     filter: Filter,
@@ -291,7 +350,7 @@ impl WatchThread {
 
     /// Drops every watch and watches the roots again from scratch.
     fn rewatch(&mut self) {
-        let result = new_watcher(&self.raw_tx).and_then(|mut watcher| {
+        let result = new_watcher(&self.raw_tx, self.poll).and_then(|mut watcher| {
             let mut unreadable = Vec::new();
             watch_roots(&mut watcher, &mut self.filter, &mut unreadable)?;
             report_unreadable(&self.events, &unreadable);
@@ -392,7 +451,7 @@ fn may_be_new_directory(kind: &EventKind) -> bool {
 /// Each directory is watched *before* it is listed, so a file created meanwhile is either in
 /// the listing or reported by its own event: nothing falls between the two.
 fn register_tree(
-    watcher: &mut RecommendedWatcher,
+    watcher: &mut AnyWatcher,
     filter: &mut Filter,
     dir: &Path,
     want_files: bool,
