@@ -18,6 +18,10 @@ pub enum Event {
     ConfigChanged,
     /// The watcher could not do its job completely; the text says what to do about it.
     WatchProblem(String),
+    /// The watcher's first walk is done: every root is watched.
+    Watching { folders: usize },
+    /// The watcher's first walk failed (the inotify limit, say): one line with the fix.
+    WatchFailed(String),
     /// A control signal arrived.
     Request(Request),
     /// A child of devserve was reaped.
@@ -28,6 +32,17 @@ pub enum Event {
     UpstreamReady { generation: u64, pid: Pid },
     /// The front door reports.
     Front(FrontEvent),
+    /// A key pressed on devserve's terminal that is no signal's request.
+    Key(Key),
+}
+
+/// What a key on the terminal asks for (besides the requests signals also make).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// `c`: clear the screen.
+    Clear,
+    /// `?`: the keys, in one line.
+    Help,
 }
 
 /// What the front door (`--proxy`) tells the supervisor.

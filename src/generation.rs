@@ -489,13 +489,18 @@ impl Generation {
         mark_ready(self.id, worker)
     }
 
-    /// Whether `launch` would run byte for byte the program this generation runs: both a compiled
-    /// executable named by path (see [`snapshot_wanted`]), the file now identical to this
-    /// generation's copy. Always false for an interpreter or a script (its sources are not the
-    /// program file) and when there is no copy to compare with.
+    /// Whether the build just rewrote the program into byte for byte the one this generation runs:
+    /// both a compiled executable named by path (see [`snapshot_wanted`]), the file rewritten or
+    /// replaced since this generation's copy was made, and identical to it. False for an
+    /// interpreter or a script (its sources are not the program file), when there is no copy to
+    /// compare with, and when the build left the file alone: then it may have made something
+    /// else the app reads (assets, templates, data), and a swap is what the user expects.
     pub fn runs_same_program(&self, launch: &Launch) -> bool {
         let (Some(snapshot), Some(program)) = (&self.snapshot, snapshot_wanted(launch)) else { return false };
-        launch.command == self.launch.command && same_bytes(&snapshot.path, &program).unwrap_or(false)
+        let rewritten = snapshot.source.is_some() && crate::procs::file_stamp(&program) != snapshot.source;
+        launch.command == self.launch.command
+            && rewritten
+            && same_bytes(&snapshot.path, &program).unwrap_or(false)
     }
 
     /// How to start this generation's command again later; its program copy moves along.

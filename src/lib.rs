@@ -8,8 +8,8 @@
 //! 3. [`cli`], [`config`]: the settings — every option declared once, parsed and validated into
 //!    the [`config::Config`] the supervisor runs with.
 //! 4. [`generation`], [`build`], [`procs`]: a set of workers, a build, the process table.
-//! 5. [`spawn`], [`sockets`], [`readiness`], [`watch`], [`signals`], [`sentinel`], [`runtime`],
-//!    [`control`]: one OS concern each.
+//! 5. [`spawn`], [`sockets`], [`readiness`], [`watch`], [`signals`], [`keys`], [`sentinel`],
+//!    [`runtime`], [`control`], [`proxy`]: one OS concern each.
 //! 6. [`event`], [`output`]: the messages the threads send the supervisor, and what devserve
 //!    prints.
 
@@ -20,6 +20,7 @@ pub mod config;
 pub mod control;
 pub mod event;
 pub mod generation;
+pub mod keys;
 pub mod output;
 pub mod procs;
 pub mod proxy;
@@ -48,6 +49,7 @@ mod layering {
         ("readiness", 5),
         ("watch", 5),
         ("signals", 5),
+        ("keys", 5),
         ("sentinel", 5),
         ("runtime", 5),
         ("control", 5),

@@ -55,7 +55,17 @@ pub struct NotifyEndpoint {
 #[derive(Debug)]
 pub struct Snapshot {
     pub path: PathBuf,
+    /// The source file's identity when it was copied: (device, inode, modification time in ns).
+    pub source: Option<(u64, u64, i128)>,
     remove: bool,
+}
+
+/// A file's identity as a build leaves it: (device, inode, modification time in ns). A build
+/// that rewrites or replaces the file changes it; one that leaves the file alone does not.
+pub fn file_stamp(path: &Path) -> Option<(u64, u64, i128)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino(), i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())))
 }
 
 impl Drop for Snapshot {
@@ -172,8 +182,9 @@ impl Procs for OsProcs {
         // A copy, not a hard link: a build that rewrites the file in place (`cp new app`) would
         // change a hard link too. std::fs::copy uses copy_file_range, a reflink where the file
         // system can.
+        let source = file_stamp(program);
         std::fs::copy(program, &path)?;
-        Ok(Snapshot { path, remove: true })
+        Ok(Snapshot { path, source, remove: true })
     }
 
     fn probe_upstream(&mut self, generation: u64, pid: Pid, port: u16, ready_path: Option<String>) {
@@ -293,7 +304,11 @@ impl Procs for FakeProcs {
 
     fn snapshot(&mut self, generation: u64, program: &Path) -> io::Result<Snapshot> {
         let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Snapshot { path: PathBuf::from(format!("/fake/gen-{generation}-{name}")), remove: false })
+        Ok(Snapshot {
+            path: PathBuf::from(format!("/fake/gen-{generation}-{name}")),
+            source: None,
+            remove: false,
+        })
     }
 
     fn probe_upstream(&mut self, generation: u64, pid: Pid, port: u16, _ready_path: Option<String>) {

@@ -138,3 +138,83 @@ fn poll_mode_sees_an_edit_an_atomic_save_and_a_new_folder_without_inotify() {
     write(&dir.path().join("sub/new.txt"), "four");
     devserve.wait_event("generation_ready", |e| e["generation"] == 4 && e["cause"] == "sub/new.txt changed");
 }
+
+#[test]
+fn the_first_generation_does_not_wait_for_the_walk_and_a_change_during_it_is_kept() {
+    let dir = temp_dir("walk");
+    // A tree whose walk takes a while: 400 folders of 50 files.
+    for d in 0..400 {
+        let folder = dir.path().join(format!("tree/d{d:03}"));
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        for f in 0..50 {
+            std::fs::write(folder.join(format!("f{f}.txt")), "x").expect("write");
+        }
+    }
+    let fixture = Fixture::python().notify();
+    let devserve = fixture.start(dir.path(), &["-w", ".", "-l", "127.0.0.1:0", "--log-format", "json"]);
+    devserve.wait_event("generation_starting", |e| e["generation"] == 1);
+    // Written as soon as the first generation starts: before the walk is done, in a folder that
+    // may not be watched yet.
+    write(&dir.path().join("tree/d399/f0.txt"), "changed during the walk");
+    let written = std::time::Instant::now();
+    let watching = devserve.wait_event("watching", |_| true);
+    assert_eq!(watching["folders"], 402);
+    let watched_at = devserve.capture().times(0, |l| l.contains("\"event\":\"watching\""))[0];
+    assert!(written < watched_at, "the edit landed before the walk was done (else this tests nothing)");
+    let ready = devserve.wait_event("generation_ready", |e| e["cause"] == "tree/d399/f0.txt changed");
+    assert!(ready["generation"].as_u64() >= Some(2));
+}
+
+#[test]
+fn keys_on_a_terminal_reload_show_status_and_stop() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = temp_dir("keys");
+    let command_line =
+        format!("{} -w . -l 127.0.0.1:0 -- python3 {}", devserve_bin(), python_fixture().display());
+    // `script` gives devserve a terminal of its own (a pty), fed from our pipe.
+    let mut child = Command::new("script")
+        .args(["-qfec", &command_line, "/dev/null"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("FIXTURE_NOTIFY", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut keys = child.stdin.take().expect("stdin");
+    let mut devserve = Process::adopt(child);
+    devserve.wait_for("keys: r reload");
+    devserve.wait_for("gen 1 ready");
+    keys.write_all(b"r").expect("r");
+    devserve.wait_for("gen 2 ready");
+    keys.write_all(b"s").expect("s");
+    devserve.wait_for("status: pid");
+    keys.write_all(b"?").expect("?");
+    devserve.wait_for_count("keys: r reload", 2);
+    keys.write_all(b"q").expect("q");
+    let status = devserve.wait_exit();
+    assert!(status.success(), "q stops gracefully:\n{}", devserve.output());
+}
+
+#[test]
+fn stdin_that_is_not_a_terminal_is_never_read() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = temp_dir("no-keys");
+    let fixture = Fixture::python().notify();
+    let args = fixture.devserve_args(&["-w", ".", "-l", "127.0.0.1:0"]);
+    let mut command = devserve_command(dir.path(), &args, &fixture.env_pairs());
+    let mut child =
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let devserve = Process::adopt(child);
+    devserve.wait_for("gen 1 ready");
+    stdin.write_all(b"rq\n").expect("write");
+    let reacted = wait_until(std::time::Duration::from_secs(1), || {
+        devserve.output().contains("gen 2") || devserve.output().contains("stopping")
+    });
+    assert!(!reacted, "keys on a pipe are not read:\n{}", devserve.output());
+    assert!(!devserve.output().contains("keys:"), "no key hint without a terminal");
+}

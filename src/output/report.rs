@@ -262,6 +262,8 @@ pub enum Report {
         after_ms: u128,
     },
     OnceInterrupted,
+    /// The keys devserve reads on its terminal.
+    Keys,
     Stopping {
         signal: String,
         timeout_ms: u128,
@@ -523,6 +525,7 @@ impl Report {
             Report::ProbeTimedOut { after_ms } => {
                 one(Tone::Error, format!("probe did not finish within {}; killed", ms(*after_ms)))
             }
+            Report::Keys => one(Tone::Info, "keys: r reload · s status · c clear · q stop · ? help".into()),
             Report::OnceInterrupted => one(Tone::Warn, "--once: stopped before a verdict".into()),
             Report::Stopping { signal, timeout_ms } => one(
                 Tone::Info,

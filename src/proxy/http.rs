@@ -16,6 +16,10 @@
 //!   request goes on a fresh connection.
 //! - **Upgrades** (`101`): both sides' upgraded sockets are joined and copied both ways until one
 //!   closes or `Close` arrives for the generation.
+//! - **The browser side** (with `browser_reload`): a request under `/__devserve/` is answered by
+//!   [`super::browser`] at once and never reaches an app; an HTML navigation is asked for
+//!   uncompressed, and its HTML answer (the app's or one of devserve's own pages) gets the client's
+//!   script tag ([`super::inject`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,9 +37,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::body::{ResponseBody, Tracked, full};
+use super::inject::{self, Page, Plan};
 use super::state::{Avoid, Flight, Refusal, Shared};
 use super::upstream::{UpBody, UpstreamConn};
-use super::{headers, pages};
+use super::{browser, headers, pages};
 
 /// A client that has not sent a complete request head within this time is disconnected.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,11 +81,19 @@ async fn handle(
     peer: SocketAddr,
     mut request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let browser_reload = shared.config.browser_reload;
+    if browser_reload && request.uri().path().starts_with(browser::PREFIX) {
+        return Ok(browser::answer(&shared.browser, request.method(), request.uri().path()));
+    }
     let html = pages::wants_html(request.headers());
     let upgrade = headers::is_upgrade_request(request.headers());
+    let may_inject = browser_reload && !upgrade && inject::candidate(request.method(), request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     headers::prepare_request(&mut parts, peer, upgrade);
+    if may_inject {
+        inject::ask_identity(&mut parts.headers);
+    }
     let payload = match Payload::read(body, upgrade, shared.config.retry_body_limit).await {
         Ok(payload) => payload,
         Err(error) => {
@@ -96,6 +109,7 @@ async fn handle(
         headers: parts.headers,
         payload,
         html,
+        inject: may_inject,
         client_upgrade,
     };
     Ok(exchange.run().await)
@@ -148,6 +162,8 @@ struct Exchange {
     headers: HeaderMap,
     payload: Payload,
     html: bool,
+    /// The answer may get the browser client's script tag.
+    inject: bool,
     client_upgrade: Option<OnUpgrade>,
 }
 
@@ -283,21 +299,42 @@ impl Exchange {
             return response.map(|_| full(Bytes::new()));
         }
         headers::prepare_response(response.headers_mut(), false);
-        response.map(|body| Tracked::new(body, flight, conn).boxed_unsync())
+        let plan = if self.inject { Plan::for_response(response.status(), response.headers()) } else { None };
+        let page = self.page(flight.generation);
+        let response = response.map(|body| Tracked::new(body, flight, conn).boxed_unsync());
+        match plan {
+            Some(plan) => inject::apply(response, plan, page.tag()),
+            None => response,
+        }
     }
 
     fn refused(&self, refusal: Refusal) -> Response<ResponseBody> {
         self.shared.count_failed();
-        match refusal {
+        let response = match refusal {
             Refusal::NotReady { reason } => pages::not_ready(&reason, self.html),
             Refusal::BuildFailed(failure) => pages::build_failed(&failure, self.html),
             Refusal::ShuttingDown => pages::not_ready("devserve is stopping", self.html),
-        }
+        };
+        self.own_page(response)
     }
 
     fn fail(&self, why: &str) -> Response<ResponseBody> {
         self.shared.count_failed();
-        pages::bad_gateway(why, self.html)
+        self.own_page(pages::bad_gateway(why, self.html))
+    }
+
+    /// What the page is told about the response that carries it.
+    fn page(&self, generation: u64) -> Page {
+        Page {
+            instance: self.shared.browser.instance().to_owned(),
+            generation,
+            method: (self.method != Method::GET).then(|| self.method.clone()),
+        }
+    }
+
+    /// One of devserve's own pages, with the client (so that it reloads once the app is ready).
+    fn own_page(&self, response: Response<ResponseBody>) -> Response<ResponseBody> {
+        if self.inject { inject::own_page(response, &self.page(0)) } else { response }
     }
 }
 

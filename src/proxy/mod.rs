@@ -28,13 +28,21 @@
 //!   is a request until its response body is complete, an upgraded (WebSocket) connection until
 //!   either side closes it, or a raw TCP connection. [`ProxyCommand::Close`] ends those that
 //!   remain.
+//! - **The browser side** ([`ProxyConfig::browser_reload`], HTTP mode): devserve answers the
+//!   reserved prefix `/__devserve/` itself (GET only, even while nothing serves), adds one
+//!   `<script>` tag to HTML pages, and forwards each [`ProxyCommand::Browser`] event to every
+//!   connected browser's event stream, in command order: a [`BrowserEvent::Ready`] sent after its
+//!   `Serve` reaches browsers only once that `Serve` is applied, so the reload it causes is routed
+//!   to the new generation. See `browser` and `inject`.
 //!
 //! # Layout
 //! `state` holds the routing table, the pool and the counters behind one mutex (never held across
 //! an `.await`); `http` serves HTTP/1.1 clients and forwards to upstreams; `tcp` does the same for
 //! raw TCP; `upstream` opens and closes connections to upstreams; `headers` rewrites forwarding and
 //! hop-by-hop headers; `pages` renders the error pages; `body` holds the response body that carries
-//! an exchange's accounting.
+//! an exchange's accounting; `browser` answers `/__devserve/` (the event stream, the client
+//! scripts) and keeps what browsers were told; `inject` adds the client's script tag to HTML
+//! responses.
 //!
 //! # Runtime
 //! One `std::thread` runs a tokio *current-thread* runtime: a dev proxy on loopback is bound by the
@@ -45,8 +53,10 @@
 //! slower on a 2-core machine shared with the app.
 
 mod body;
+mod browser;
 mod headers;
 mod http;
+mod inject;
 mod pages;
 mod state;
 mod tcp;
@@ -82,6 +92,12 @@ pub struct ProxyConfig {
     pub retry_body_limit: usize,
     /// HTTP reverse proxy, or connection-level raw TCP forwarding.
     pub mode: ProxyMode,
+    /// Reload the browsers (HTTP mode only). When true (the default): the path prefix
+    /// `/__devserve/` is devserve's own (the event stream, the client scripts; GET only), HTML
+    /// responses get the client's `<script>` tag, and HTML navigations are asked for with
+    /// `Accept-Encoding: identity` so that they can be. When false, every request goes to the app
+    /// untouched and [`ProxyCommand::Browser`] is ignored (`--no-browser-reload`).
+    pub browser_reload: bool,
 }
 
 impl Default for ProxyConfig {
@@ -90,6 +106,7 @@ impl Default for ProxyConfig {
             hold_timeout: DEFAULT_HOLD_TIMEOUT,
             retry_body_limit: DEFAULT_RETRY_BODY_LIMIT,
             mode: ProxyMode::Http,
+            browser_reload: true,
         }
     }
 }
@@ -165,9 +182,81 @@ pub enum ProxyCommand {
         /// The generation whose connections to close.
         generation: u64,
     },
+    /// Tell every connected browser (see [`BrowserEvent`]). Applied in order with the other
+    /// commands, so a `Ready` sent right after its `Serve` is forwarded once that `Serve` applies.
+    /// Ignored without [`ProxyConfig::browser_reload`].
+    Browser(BrowserEvent),
     /// Stop the proxy: the thread ends, every connection it holds is dropped, and the listener is
     /// closed (pass a `try_clone` of it to [`ProxyHandle::start`] to keep it open).
     Shutdown,
+}
+
+/// What the browsers are told, in order. Each becomes one message `event: <kind>` with a JSON
+/// `data:` on the event stream `GET /__devserve/events` (kinds `building`, `ready`,
+/// `build-failed`, `crashed`; the stream also opens with a `hello` of its own).
+///
+/// The proxy keeps the last `BuildFailed` or `Crashed` until the next `Ready`, and a `Building`
+/// until the next event of another kind, and sends them to a browser that connects later: a page
+/// opened while the build is broken shows the overlay at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrowserEvent {
+    /// A build (or a start) began: pages show a small badge.
+    Building {
+        /// Why ("src/main.rs changed").
+        cause: String,
+    },
+    /// `generation` is ready and routed to. Sent by the supervisor right after it sends
+    /// `Serve { generation }`; the proxy forwards it when it handles this command, after that
+    /// `Serve` applied, so the reload a page makes is answered by `generation`. Pages served by an
+    /// older generation reload (or swap their stylesheets, see `css_only`); an overlay goes away.
+    /// Sending it for the generation that already serves (a build that left the app unchanged)
+    /// clears the overlays without reloading anything.
+    Ready {
+        /// The generation now serving.
+        generation: u64,
+        /// Non-empty when every changed file was a `.css` file: their names. Pages then re-fetch
+        /// each same-origin `<link rel=stylesheet>` with a cache-busting query instead of
+        /// reloading (unless they saw a failure since they loaded).
+        css_only: Vec<String>,
+    },
+    /// The build failed; the serving generation (if any) keeps serving. Pages show an overlay.
+    BuildFailed {
+        /// The build command as the user wrote it.
+        command: String,
+        /// How it ended ("exited with status 101").
+        status: String,
+        /// How long it ran.
+        duration_ms: u128,
+        /// Its output (the tail is shown; ANSI colours are rendered, everything is text).
+        output: String,
+        /// The compiler's diagnostics, when devserve could parse them (cargo's JSON).
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// A new generation failed before it was ready; the serving one (if any) keeps serving. Pages
+    /// show an overlay.
+    Crashed {
+        /// The generation that failed.
+        generation: u64,
+        /// How it ended ("w0 (pid 123) exited with status 1 before it was ready").
+        status: String,
+    },
+}
+
+/// One compiler diagnostic for the build-failure overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// `error`, `warning`, …
+    pub level: String,
+    /// The one-line message.
+    pub message: String,
+    /// The primary span's file, as the compiler printed it.
+    pub file: String,
+    /// Its line (1-based).
+    pub line: u32,
+    /// Its column (1-based).
+    pub column: u32,
+    /// The compiler's rendered text (code frame); may contain ANSI colours.
+    pub rendered: String,
 }
 
 /// What the proxy tells the supervisor. Sent from the proxy thread through the callback given
@@ -219,6 +308,10 @@ pub struct ProxyStats {
     pub held_now: usize,
     /// Counters since the proxy started.
     pub total: Counters,
+    /// Browser event streams (`GET /__devserve/events`) open now: one per browser with the
+    /// shared worker, one per tab without it. A stream the browser dropped is counted until the
+    /// proxy notices (at the latest at the next heartbeat, 15 s).
+    pub browser_streams: usize,
 }
 
 /// One generation's line in [`ProxyStats`].

@@ -6,6 +6,10 @@
 //! always HTML-escaped: it is text, never markup. The build output's ANSI SGR colours become
 //! `<span style=…>` in HTML and are stripped in plain text; every other escape sequence and
 //! control character (but newline and tab) is dropped. Every page is `Cache-Control: no-store`.
+//!
+//! For the browser overlay the same output is turned into [`Run`]s: pieces of plain text with the
+//! CSS of their colours and a flag for `path:line:col` locations, which the client puts into
+//! `<span>`s as text (never as markup).
 
 use std::fmt::Write as _;
 
@@ -108,7 +112,7 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
 }
 
 /// The last [`OUTPUT_TAIL`] bytes of `output`, cut at a line start when one is near.
-fn tail(output: &str) -> &str {
+pub(crate) fn tail(output: &str) -> &str {
     if output.len() <= OUTPUT_TAIL {
         return output;
     }
@@ -246,6 +250,107 @@ pub(crate) fn ansi_to_html(text: &str) -> String {
     out
 }
 
+/// A piece of terminal output with one style: plain text (escape sequences and control
+/// characters removed), the CSS of its SGR style (empty for none), and whether it is a
+/// `path:line[:col]` location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// The text, as text.
+    pub(crate) text: String,
+    /// CSS declarations (`color:#cd3131;font-weight:bold`), or empty.
+    pub(crate) style: String,
+    /// The text is a source location.
+    pub(crate) location: bool,
+}
+
+/// Terminal output as [`Run`]s: the same colours as [`ansi_to_html`], and source locations
+/// (`src/main.rs:3:7`, `app.py:12`) as runs of their own, found in the plain text (so a location
+/// split by colour codes is still one).
+pub(crate) fn ansi_runs(text: &str) -> Vec<Run> {
+    let mut chars: Vec<char> = Vec::with_capacity(text.len());
+    let mut styles: Vec<usize> = Vec::with_capacity(text.len());
+    let mut table: Vec<String> = vec![String::new()];
+    let mut style = Style::default();
+    let mut current = 0;
+    scan(text, |piece| match piece {
+        Piece::Sgr(params) => {
+            style.apply(params);
+            let css = style.css();
+            current = match table.iter().position(|known| *known == css) {
+                Some(index) => index,
+                None => {
+                    table.push(css);
+                    table.len() - 1
+                }
+            };
+        }
+        Piece::Char(c) => {
+            chars.push(c);
+            styles.push(current);
+        }
+    });
+    let located = locations(&chars);
+    let mut runs: Vec<Run> = Vec::new();
+    for (index, c) in chars.iter().enumerate() {
+        let (style, location) = (styles[index], located[index]);
+        match runs.last_mut() {
+            Some(run) if index > 0 && styles[index - 1] == style && located[index - 1] == location => {
+                run.text.push(*c);
+            }
+            _ => runs.push(Run { text: c.to_string(), style: table[style].clone(), location }),
+        }
+    }
+    runs
+}
+
+/// Marks the characters that belong to a `path:line[:col]` location: a path (letters, digits and
+/// `_-./\~@+`, with a letter and a `.` or `/` in it) followed by `:LINE` and optionally `:COL`.
+fn locations(chars: &[char]) -> Vec<bool> {
+    let is_path = |c: char| c.is_alphanumeric() || "_-./\\~@+".contains(c);
+    let digits_from = |mut at: usize| {
+        let start = at;
+        while at < chars.len() && chars[at].is_ascii_digit() {
+            at += 1;
+        }
+        (at > start).then_some(at)
+    };
+    let mut marked = vec![false; chars.len()];
+    let mut index = 0;
+    while index < chars.len() {
+        if chars[index] != ':' {
+            index += 1;
+            continue;
+        }
+        let colon = index;
+        let Some(line_end) = digits_from(colon + 1) else {
+            index += 1;
+            continue;
+        };
+        let mut start = colon;
+        while start > 0 && is_path(chars[start - 1]) {
+            start -= 1;
+        }
+        let path = &chars[start..colon];
+        let plausible = path.iter().any(|c| c.is_alphabetic())
+            && path.iter().any(|c| *c == '.' || *c == '/')
+            && !path.last().is_some_and(|c| *c == '.');
+        if !plausible {
+            index = line_end;
+            continue;
+        }
+        let mut end = line_end;
+        if end < chars.len()
+            && chars[end] == ':'
+            && let Some(column_end) = digits_from(end + 1)
+        {
+            end = column_end;
+        }
+        marked[start..end].iter_mut().for_each(|m| *m = true);
+        index = end;
+    }
+    marked
+}
+
 /// The 16 basic colours (a dark-background palette).
 const PALETTE: [&str; 16] = [
     "#000000", "#cd3131", "#0dbc79", "#e5e510", "#2472c8", "#bc3fbc", "#11a8cd", "#e5e5e5", "#666666",
@@ -374,6 +479,41 @@ mod unit {
         let output = format!("{}\nlast line é", "x".repeat(OUTPUT_TAIL * 2));
         assert!(tail(&output).ends_with("last line é"));
         assert!(tail(&output).len() <= OUTPUT_TAIL);
+    }
+
+    fn run(text: &str, style: &str, location: bool) -> Run {
+        Run { text: text.into(), style: style.into(), location }
+    }
+
+    #[test]
+    fn runs_carry_colours_and_locations_as_text() {
+        let runs = ansi_runs(
+            "\x1b[1m\x1b[31merror\x1b[0m: <b>\n  \x1b[34m-->\x1b[0m src/ma\x1b[1min.rs:3:7\x1b[0m\nat 12:30, app.py:9 ok",
+        );
+        assert_eq!(
+            runs,
+            [
+                run("error", "font-weight:bold;color:#cd3131", false),
+                run(": <b>\n  ", "", false),
+                run("-->", "color:#2472c8", false),
+                run(" ", "", false),
+                run("src/ma", "", true),
+                run("in.rs:3:7", "font-weight:bold", true),
+                run("\nat 12:30, ", "", false),
+                run("app.py:9", "", true),
+                run(" ok", "", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn locations_need_a_plausible_path() {
+        let found = |text: &str| -> Vec<String> {
+            ansi_runs(text).into_iter().filter(|r| r.location).map(|r| r.text).collect()
+        };
+        assert_eq!(found("tests/a_b.rs:10:2: error"), ["tests/a_b.rs:10:2"]);
+        assert_eq!(found("./lib/x.go:4: y"), ["./lib/x.go:4"]);
+        assert_eq!(found("time 12:30:01 v1.2 error:3 ..:4 Makefile:3"), Vec::<String>::new());
     }
 
     #[test]

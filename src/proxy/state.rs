@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::browser::Hub;
 use super::pages::BuildFailure;
 use super::upstream::UpstreamConn;
 use super::{Counters, EventSink, GenerationStats, ProxyCommand, ProxyConfig, ProxyEvent, ProxyStats};
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     /// Bumped after every command; held requests wait for it to change.
     version: watch::Sender<u64>,
     events: EventSink,
+    /// The browsers' event streams and what they were told.
+    pub(crate) browser: Arc<Hub>,
 }
 
 /// Everything behind the mutex.
@@ -114,7 +117,13 @@ enum Decision {
 impl Shared {
     /// A fresh state: nothing serves, requests are held.
     pub(crate) fn new(config: ProxyConfig, events: EventSink) -> Self {
-        Shared { config, state: Mutex::new(State::default()), version: watch::Sender::new(0), events }
+        Shared {
+            config,
+            state: Mutex::new(State::default()),
+            version: watch::Sender::new(0),
+            events,
+            browser: Arc::new(Hub::new()),
+        }
     }
 
     /// The state; a panic elsewhere while holding the lock leaves consistent-enough counters.
@@ -148,6 +157,14 @@ impl Shared {
 
     /// Applies one command (not `Shutdown`, which the run loop handles).
     pub(crate) fn apply(&self, command: ProxyCommand) {
+        if let ProxyCommand::Browser(event) = command {
+            // Commands apply in order on this thread: a `Ready` reaches browsers after its
+            // `Serve` took effect, so the reload it causes goes to the new generation.
+            if self.config.browser_reload {
+                self.browser.publish(event);
+            }
+            return;
+        }
         let mut state = self.lock();
         let mut events = Vec::new();
         match command {
@@ -217,8 +234,8 @@ impl Shared {
                 }
                 events.push(ProxyEvent::Closed { generation, connections });
             }
-            // Handled by the run loop; harmless here.
-            ProxyCommand::Shutdown => {}
+            // Handled above, and by the run loop; harmless here.
+            ProxyCommand::Browser(_) | ProxyCommand::Shutdown => {}
         }
         state.prune_pool();
         state.version += 1;
@@ -415,6 +432,7 @@ impl Shared {
             generations,
             held_now: state.held_now,
             total: state.total,
+            browser_streams: self.browser.streams(),
         }
     }
 

@@ -93,6 +93,8 @@ pub enum StartError {
     Watch(WatchError),
     /// The front door could not start.
     Proxy(io::Error),
+    /// The watcher's first walk failed.
+    Walk(String),
     /// The command cannot be run at all (not found, not executable) at the first start.
     Command(SpawnError),
 }
@@ -107,6 +109,7 @@ impl fmt::Display for StartError {
             StartError::Sentinel(e) => write!(f, "cannot start the sentinel: {e}"),
             StartError::Watch(e) => e.fmt(f),
             StartError::Proxy(e) => write!(f, "cannot start the proxy: {e}"),
+            StartError::Walk(text) => f.write_str(text),
             StartError::Command(e) => e.fmt(f),
         }
     }
@@ -154,14 +157,16 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
                 .map_err(StartError::Watch)?,
         )
     };
-    if let Some(handle) = &watcher {
-        announce_watcher(&out, &config, handle);
-    }
 
     let front = match &config.proxy {
         Some(spec) => Some(start_front(spec, &config, &out, &events_tx)?),
         None => None,
     };
+    // Keys on a terminal; its settings come back when `keys` is dropped (or on a panic).
+    let keys = if config.once { None } else { crate::keys::spawn(events_tx.clone()) };
+    if keys.is_some() {
+        out.report(Report::Keys);
+    }
     let procs = OsProcs::new(sentinel, marker, runtime_dir.path(), events_tx.clone());
     let mut supervisor = Supervisor::new(Some(loader), config, out, procs, sockets, events_tx);
     if let Some((handle, socket)) = front {
@@ -176,6 +181,7 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     supervisor.trigger(Trigger::start(Instant::now()));
     let result = supervisor.run(&events);
     supervisor.clean_up();
+    drop(keys);
     drop(pidfile);
     result
 }
@@ -230,11 +236,11 @@ fn own_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     paths.iter().filter_map(|p| crate::cli::absolute_file(p).ok()).collect()
 }
 
-/// `watching src, Cargo.toml (12 folders)`
-fn announce_watcher(out: &Output, config: &Config, handle: &WatchHandle) {
+/// `watching src, Cargo.toml (12 folders)`, once the watcher's walk is done.
+fn announce_watcher(out: &Output, config: &Config, folders: usize) {
     let cwd = std::env::current_dir().unwrap_or_default();
     let roots = config.watch.roots.iter().map(|r| trigger::relative_display(r, &cwd)).collect();
-    out.report(Report::Watching { roots, folders: handle.watched });
+    out.report(Report::Watching { roots, folders });
 }
 
 /// `listening on 127.0.0.1:8080 (fd 3, listen0)`, one line a socket.
@@ -387,6 +393,8 @@ struct Supervisor<P: Procs> {
     fatal: Option<StartError>,
     /// Self-triggered reload loops.
     loops: loops::LoopGuard,
+    /// The watcher's first walk is done.
+    watching: bool,
     /// The front door (`--proxy`) and the address it listens on.
     front: Option<Box<dyn front::FrontDoor>>,
     front_address: Option<String>,
@@ -439,6 +447,7 @@ impl<P: Procs> Supervisor<P> {
             once_decided: false,
             fatal: None,
             loops: loops::LoopGuard::default(),
+            watching: false,
             front: None,
             front_address: None,
             front_socket: None,
@@ -477,6 +486,18 @@ impl<P: Procs> Supervisor<P> {
                 self.reload_config(now);
             }
             Event::WatchProblem(text) => self.out.report(Report::WatchProblem { text }),
+            Event::Watching { folders } => {
+                self.watching = true;
+                announce_watcher(&self.out, &self.config, folders);
+            }
+            Event::WatchFailed(text) if !self.watching && !self.started_once => {
+                // At start, a watcher that cannot watch is an error (exit 1), as it always was.
+                self.fatal = Some(StartError::Walk(text));
+                self.begin_shutdown(Shutdown::Immediate, now);
+            }
+            Event::WatchFailed(text) => self.out.report(Report::WatchProblem { text }),
+            Event::Key(crate::event::Key::Clear) => self.out.clear_screen(),
+            Event::Key(crate::event::Key::Help) => self.out.report(Report::Keys),
             Event::Request(request) => self.on_request(request, now),
             Event::Exited { pid, status } => self.on_exit(pid, status, now),
             Event::Notify(note) => self.on_notify(&note, now),

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::trigger::Trigger;
-use super::{Next, Outcome, Shutdown, Supervisor, announce_listening, announce_watcher, launch_for};
+use super::{Next, Outcome, Shutdown, Supervisor, announce_listening, launch_for};
 use crate::config::{Apply, Config};
 use crate::event::Request;
 use crate::output::{self, Report};
@@ -157,8 +157,9 @@ impl<P: Procs> Supervisor<P> {
             }
         }
         if let Some(handle) = watcher {
-            announce_watcher(&self.out, &new, &handle);
-            // The old watcher stops as its handle is dropped.
+            // The old watcher stops as its handle is dropped; the new one says `watching` once its
+            // walk is done (on its own thread: the loop does not wait for it).
+            self.watching = false;
             self.watcher = Some(handle);
         }
         let new_generation = changes.iter().any(|(_, apply)| *apply == Apply::NextGeneration);

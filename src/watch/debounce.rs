@@ -40,6 +40,16 @@ impl Debouncer {
         self.adds += 1;
     }
 
+    /// Whether a burst is pending and no event came for `quiet` before `now`.
+    pub fn quiet_for(&self, quiet: Duration, now: Instant) -> bool {
+        self.last.and_then(|last| last.checked_add(quiet)).is_some_and(|at| at <= now)
+    }
+
+    /// When a pending burst will have been quiet for `quiet`.
+    pub fn eager_deadline(&self, quiet: Duration) -> Option<Instant> {
+        self.last?.checked_add(quiet)
+    }
+
     /// How many events the current burst has taken so far.
     pub fn adds(&self) -> usize {
         self.adds

@@ -98,18 +98,22 @@ impl From<&notify::Error> for WatchError {
     }
 }
 
-/// The running watcher; dropping it stops the thread and every watch.
+/// The running watcher; dropping it stops the thread and every watch. Once every root is
+/// watched, [`Event::Watching`] arrives (or [`Event::WatchFailed`]).
 #[derive(Debug)]
 pub struct WatchHandle {
     _stop: Sender<()>,
-    /// How many directories are watched.
-    pub watched: usize,
 }
+
+/// With `eager`: the quiet that ends a single write's events (inotify sends several per save,
+/// within microseconds), before the burst is reported the first time.
+const EAGER_QUIET: Duration = Duration::from_millis(5);
 
 /// How often the watched roots are checked for having been moved, deleted or replaced.
 const ROOT_CHECK: Duration = Duration::from_millis(500);
 
-/// Starts watching; returns once every root is watched, so no change after this is missed.
+/// Starts watching. Returns at once; the roots are walked and watched on the watch thread, and no
+/// change made after this call is missed (see [`WatchThread::initial_walk`]).
 /// `own_files` are devserve's own paths, never reported.
 pub fn spawn(
     config: WatchConfig,
@@ -118,13 +122,10 @@ pub fn spawn(
 ) -> Result<WatchHandle, WatchError> {
     let mut touch = config.touch.clone();
     touch.extend(config.config_file.clone());
-    let mut filter = Filter::new(&config.roots, &touch, &config.ignore, &config.exts, config.vcs_ignore)?
+    let filter = Filter::new(&config.roots, &touch, &config.ignore, &config.exts, config.vcs_ignore)?
         .with_own_files(own_files);
     let (raw_tx, raw_rx) = crossbeam_channel::unbounded();
-    let mut watcher = new_watcher(&raw_tx, config.poll)?;
-    let mut unreadable = Vec::new();
-    let watched = watch_roots(&mut watcher, &mut filter, &mut unreadable)?;
-    report_unreadable(&events, &unreadable);
+    let watcher = new_watcher(&raw_tx, config.poll)?;
     let identities = filter.roots().iter().map(|root| identity(&root.dir)).collect();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
     if config.poll.is_none() {
@@ -151,11 +152,18 @@ pub fn spawn(
         identities,
         next_root_check: Instant::now() + ROOT_CHECK,
     };
+    // The walk runs on the watch thread: the first generation starts meanwhile. A file changed
+    // during the walk in a folder not watched yet is found by its modification time.
+    let since = std::time::SystemTime::now();
     std::thread::Builder::new()
         .name("watch".into())
-        .spawn(move || thread.run(&raw_rx, &stop_rx))
+        .spawn(move || {
+            if thread.initial_walk(since) {
+                thread.run(&raw_rx, &stop_rx);
+            }
+        })
         .map_err(WatchError::Thread)?;
-    Ok(WatchHandle { _stop: stop_tx, watched })
+    Ok(WatchHandle { _stop: stop_tx })
 }
 
 /// The file watcher: inotify (or the platform's own), or with `poll` notify's poll watcher, which
@@ -210,6 +218,7 @@ fn watch_roots(
     watcher: &mut AnyWatcher,
     filter: &mut Filter,
     unreadable: &mut Vec<PathBuf>,
+    mut modified: Option<(std::time::SystemTime, &mut Vec<PathBuf>)>,
 ) -> Result<usize, WatchError> {
     let mut watched = 0;
     for root in filter.roots().to_vec() {
@@ -223,7 +232,16 @@ fn watch_roots(
                 watcher.watch(&root.dir, RecursiveMode::NonRecursive).map_err(|e| WatchError::from(&e))?;
                 1
             }
-            None => register_tree(watcher, filter, &root.dir, false, unreadable)?.0,
+            None => {
+                let want_files = modified.is_some();
+                let (count, files) = register_tree(watcher, filter, &root.dir, want_files, unreadable)?;
+                if let Some((since, changed)) = modified.as_mut() {
+                    changed.extend(files.into_iter().filter(|f| {
+                        std::fs::metadata(f).and_then(|m| m.modified()).is_ok_and(|t| t >= *since)
+                    }));
+                }
+                count
+            }
         };
     }
     Ok(watched)
@@ -270,11 +288,38 @@ struct WatchThread {
 }
 
 impl WatchThread {
+    /// Watches every root, then says so ([`Event::Watching`]). Files modified since `since` in
+    /// the folders walked count as changed: they may have changed before their folder was
+    /// watched. False if the walk failed (the supervisor was told) or nobody listens any more.
+    fn initial_walk(&mut self, since: std::time::SystemTime) -> bool {
+        let mut unreadable = Vec::new();
+        let mut changed = Vec::new();
+        let walked =
+            watch_roots(&mut self.watcher, &mut self.filter, &mut unreadable, Some((since, &mut changed)));
+        report_unreadable(&self.events, &unreadable);
+        let folders = match walked {
+            Ok(folders) => folders,
+            Err(e) => {
+                let _ = self.events.send(Event::WatchFailed(e.to_string()));
+                return false;
+            }
+        };
+        let now = Instant::now();
+        for file in changed {
+            self.debouncer.add(file, false, now);
+        }
+        self.events.send(Event::Watching { folders }).is_ok()
+    }
+
     /// Until the handle is dropped (the stop channel disconnects) or the supervisor is gone.
     fn run(&mut self, raw: &Receiver<notify::Result<notify::Event>>, stop: &Receiver<()>) {
         loop {
-            let wake =
+            let mut wake =
                 self.debouncer.deadline().map_or(self.next_root_check, |d| d.min(self.next_root_check));
+            if self.eager && self.eager_sent.is_none() {
+                // The eager report comes once the first write's own events are in.
+                wake = self.debouncer.eager_deadline(EAGER_QUIET).map_or(wake, |d| d.min(wake));
+            }
             let timeout = wake.saturating_duration_since(Instant::now());
             crossbeam_channel::select! {
                 recv(raw) -> received => match received {
@@ -292,9 +337,10 @@ impl WatchThread {
             }
             if self.eager
                 && self.eager_sent.is_none()
+                && self.debouncer.quiet_for(EAGER_QUIET, now)
                 && let Some((paths, since)) = self.debouncer.peek()
             {
-                // The first event of a burst: start at once; the burst's end decides again.
+                // The first write of a burst: start now; the burst's end decides again.
                 self.eager_sent = Some(self.debouncer.adds());
                 let paths = paths.into_iter().map(|p| (p, false)).collect();
                 if !self.report(paths, since) {
@@ -352,7 +398,7 @@ impl WatchThread {
     fn rewatch(&mut self) {
         let result = new_watcher(&self.raw_tx, self.poll).and_then(|mut watcher| {
             let mut unreadable = Vec::new();
-            watch_roots(&mut watcher, &mut self.filter, &mut unreadable)?;
+            watch_roots(&mut watcher, &mut self.filter, &mut unreadable, None)?;
             report_unreadable(&self.events, &unreadable);
             Ok(watcher)
         });

@@ -1,0 +1,85 @@
+//! Proxy benchmark: devserve's front door (`--proxy`) against direct access to the app and against
+//! nginx's `proxy_pass`, and uvicorn across swaps behind `--proxy` and behind `--listen`.
+//!
+//! Run with `cargo bench --bench proxy`. It builds `devserve` and the `fixture-app` example in
+//! release, installs what is missing (`apt-get install -y nginx wrk`, `python3 -m pip install
+//! uvicorn`), and runs, over 127.0.0.1 only:
+//!
+//! 1. **Throughput** (`proxy/throughput.rs`): `GET /` on the release-built fixture app reached
+//!    directly (`FIXTURE_BIND`), through `devserve --proxy` (the fixture binds the port devserve
+//!    gives it in `PORT`) and through nginx (`proxy_pass` to the direct app, one worker, a
+//!    keepalive upstream pool, config in a temp dir: `proxy/servers.rs`), at 1 and 16 keep-alive
+//!    clients: `wrk -t1` for `BENCH_PROXY_SECS` per cell after a 1 s warm-up (or the hyper client
+//!    of `proxy/client.rs`), `BENCH_PROXY_ROUNDS` rounds, medians reported. Meanwhile devserve's
+//!    VmRSS (its own pid) and nginx's (master + worker) are sampled every 50 ms.
+//! 2. **Swaps** (`proxy/swaps.rs`): a tiny ASGI app under uvicorn, behind `devserve --proxy … --
+//!    python3 -m uvicorn app:app --port {port}` and behind `devserve -l … -- … --fd 3`, each under
+//!    the test kit's 2-client `Load` (a new connection per `GET /`) across `BENCH_PROXY_SWAPS`
+//!    swaps, each a file written into the watched folder; every failed request is counted.
+//!
+//! It prints a Markdown report on stdout (progress on stderr): each figure with its ratio to the
+//! peers measured in the same run, and a `PASS`/`MISS`/`SKIP` line per target of the issue. A peer
+//! that cannot be had (nginx not installable, say) is skipped with a line saying why; the rest of
+//! the run goes on. Every process started runs in its own process group with a marker in its
+//! environment, and is stopped on every path (`proxy/procs.rs`); the run ends with `no process
+//! left running`.
+//!
+//! Settings: `BENCH_PROXY_SECS` (5), `BENCH_PROXY_ROUNDS` (3), `BENCH_PROXY_SWAPS` (20),
+//! `BENCH_PROXY_CLIENT` (`wrk` or `hyper`), `BENCH_PROXY_PARTS` (`throughput,swaps`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+#[path = "proxy/client.rs"]
+mod client;
+#[path = "proxy/config.rs"]
+mod config;
+#[path = "proxy/procs.rs"]
+mod procs;
+#[path = "proxy/report.rs"]
+mod report;
+#[path = "proxy/servers.rs"]
+mod servers;
+#[path = "proxy/setup.rs"]
+mod setup;
+#[path = "proxy/swaps.rs"]
+mod swaps;
+#[path = "proxy/throughput.rs"]
+mod throughput;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use config::{ClientKind, Config};
+use report::Results;
+use setup::Tools;
+
+fn main() {
+    let config = Config::from_env();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let began = Instant::now();
+    eprintln!("[bench] building devserve and fixture-app in release");
+    if let Err(e) = setup::build_release(&root) {
+        eprintln!("[bench] {e}");
+        std::process::exit(1);
+    }
+    let (throughput, swaps) = (config.selected("throughput"), config.selected("swaps"));
+    if !throughput && !swaps {
+        eprintln!("[bench] BENCH_PROXY_PARTS selects nothing: use throughput, swaps or both");
+        std::process::exit(2);
+    }
+    let tools = Tools::find(&setup::target_dir(&root), throughput, config.client == ClientKind::Wrk, swaps);
+    for (what, path) in [("devserve", &tools.devserve), ("fixture-app", &tools.fixture)] {
+        if !path.exists() {
+            eprintln!("[bench] {what} missing at {} after the release build", path.display());
+            std::process::exit(1);
+        }
+    }
+    let results = Results {
+        throughput: throughput.then(|| throughput::run(&config, &tools)),
+        swaps: swaps.then(|| swaps::run(&tools.uvicorn, &tools.devserve, config.swaps)),
+        took: began.elapsed(),
+    };
+    procs::report_leftovers();
+    println!("{}", report::render(&config, &tools, &results));
+}

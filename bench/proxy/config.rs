@@ -1,0 +1,74 @@
+//! The bench's settings, from the environment.
+
+/// Which load generator runs the throughput cells.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Debian's `wrk` (installed when missing; the hyper client stands in if that fails).
+    Wrk,
+    /// The bench's own hyper client (`proxy/client.rs`).
+    Hyper,
+}
+
+/// `BENCH_PROXY_SECS`, `BENCH_PROXY_ROUNDS`, `BENCH_PROXY_SWAPS`, `BENCH_PROXY_CLIENT` and
+/// `BENCH_PROXY_PARTS`.
+pub struct Config {
+    /// Length of one measured cell, in seconds (each is preceded by a 1 s warm-up).
+    pub secs: u64,
+    /// How many times every cell is measured; the table gives the median.
+    pub rounds: usize,
+    /// Swaps under load in each mode of the uvicorn part.
+    pub swaps: usize,
+    pub client: ClientKind,
+    /// `BENCH_PROXY_PARTS=throughput,swaps`: a subset to run (default both).
+    pub only: Option<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Config {
+        let client = match std::env::var("BENCH_PROXY_CLIENT").as_deref().map(str::trim) {
+            Err(_) | Ok("") | Ok("wrk") => ClientKind::Wrk,
+            Ok("hyper") => ClientKind::Hyper,
+            Ok(other) => {
+                eprintln!("[bench] BENCH_PROXY_CLIENT={other:?} is neither `wrk` nor `hyper`");
+                std::process::exit(2);
+            }
+        };
+        Config {
+            secs: env_number("BENCH_PROXY_SECS", 5),
+            rounds: env_number("BENCH_PROXY_ROUNDS", 3),
+            swaps: env_number("BENCH_PROXY_SWAPS", 20),
+            client,
+            only: std::env::var("BENCH_PROXY_PARTS").ok().filter(|s| !s.trim().is_empty()),
+        }
+    }
+
+    pub fn selected(&self, key: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only.split(',').any(|k| k.trim() == key))
+    }
+
+    /// The command line that reproduces this run.
+    pub fn command(&self) -> String {
+        let client = if self.client == ClientKind::Hyper { "BENCH_PROXY_CLIENT=hyper " } else { "" };
+        let only = self.only.as_ref().map(|only| format!("BENCH_PROXY_PARTS={only} "));
+        format!(
+            "{client}{}BENCH_PROXY_SECS={} BENCH_PROXY_ROUNDS={} BENCH_PROXY_SWAPS={} cargo bench --bench proxy",
+            only.unwrap_or_default(),
+            self.secs,
+            self.rounds,
+            self.swaps
+        )
+    }
+}
+
+fn env_number<T: std::str::FromStr + Copy + PartialOrd + From<u8>>(name: &str, default: T) -> T {
+    let Ok(text) = std::env::var(name) else {
+        return default;
+    };
+    match text.trim().parse::<T>() {
+        Ok(n) if n >= T::from(1) => n,
+        _ => {
+            eprintln!("[bench] {name}={text:?} is not a positive whole number");
+            std::process::exit(2);
+        }
+    }
+}

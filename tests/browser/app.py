@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""The web app of tests/browser.rs (Python 3 stdlib only), run by devserve behind --proxy.
+
+It runs in the test's temp dir and reads, at start only (so a "save" shows only once a new
+generation runs):
+- version.txt: the version its pages show. `crash` makes it exit 1 at start (a crash before it
+  is ready).
+- style.css: what /style.css answers (optional).
+APP_START_DELAY_MS delays binding $PORT (a window in which the new generation is starting and
+the old one still serves). Every request is logged on stderr as `app: gen=N GET /path`, on the
+same pipe as devserve's JSON events, so their order is the order things happened.
+
+Routes: / (the page, which records each load in sessionStorage `loads`), /nobody (HTML without
+</body>), /gz (gzip-encoded HTML when the request accepts gzip), /gz-always (gzip-encoded
+whatever was asked), /json, /style.css.
+"""
+
+import gzip
+import http.server
+import json
+import os
+import sys
+import time
+
+GEN = os.environ.get("DEVSERVE_GENERATION", "0")
+
+
+def read(name, default):
+    try:
+        with open(name, encoding="utf-8") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return default
+
+
+VERSION = read("version.txt", "none")
+STYLE = read("style.css", "")
+if VERSION == "crash":
+    print(f"app: gen={GEN} crashing on purpose", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+PAGE = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>version {VERSION}</title>
+<link rel="stylesheet" href="/style.css"></head>
+<body><h1 id="version">{VERSION}</h1><p id="gen">{GEN}</p>
+<script>
+(function () {{
+  var loads = JSON.parse(sessionStorage.getItem('loads') || '[]');
+  loads.push({{ version: {json.dumps(VERSION)}, gen: {GEN}, t: performance.timeOrigin }});
+  sessionStorage.setItem('loads', JSON.stringify(loads));
+}})();
+</script>
+</body></html>
+"""
+
+NOBODY = f"<!doctype html><html><head><title>nobody</title></head><p id=\"version\">{VERSION}</p>"
+GZ_PAGE = f"<!doctype html><html><head><title>gz</title></head><body><p id=\"version\">gz {VERSION}</p></body></html>"
+JSON_BODY = json.dumps({"version": VERSION, "html": "<p>not a page</p></body>"})
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, body, content_type, encoding=None):
+        data = body.encode() if isinstance(body, str) else body
+        if encoding == "gzip":
+            data = gzip.compress(data, mtime=0)
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache")
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        accepts_gzip = "gzip" in self.headers.get("Accept-Encoding", "")
+        print(f"app: gen={GEN} GET {self.path}", file=sys.stderr, flush=True)
+        html = "text/html; charset=utf-8"
+        if path == "/":
+            self.answer(PAGE, html)
+        elif path == "/nobody":
+            self.answer(NOBODY, html)
+        elif path == "/gz":
+            self.answer(GZ_PAGE, html, "gzip" if accepts_gzip else None)
+        elif path == "/gz-always":
+            self.answer(GZ_PAGE, html, "gzip")
+        elif path == "/json":
+            self.answer(JSON_BODY, "application/json")
+        elif path == "/style.css":
+            self.answer(STYLE, "text/css")
+        else:
+            self.send_error(404)
+
+
+time.sleep(int(os.environ.get("APP_START_DELAY_MS", "0")) / 1000)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+server.daemon_threads = True
+print(f"app: gen={GEN} serving version={VERSION} port={os.environ['PORT']}", file=sys.stderr, flush=True)
+server.serve_forever()
