@@ -305,3 +305,18 @@ fn env_given_to_workers_replaces_devserves_own_value() {
     let env = http_get(&addr, "/env").expect("GET /env");
     assert!(env.contains("FIXTURE_EXTRA=from-flag\n"), "{env}");
 }
+
+#[test]
+fn an_edit_that_changes_nothing_is_no_change_and_one_that_waits_says_so() {
+    let dir = temp_dir("config-no-change");
+    write(&dir.join("src/keep"), "");
+    write(&dir.join("devserve.toml"), &config_text(""));
+    let devserve = Devserve::start(&dir, &[], &[]);
+    devserve.wait_for("gen 1 ready");
+    // A comment above `listen` moves its location, and changes nothing.
+    write(&dir.join("devserve.toml"), &format!("# a comment\n{}", config_text("")));
+    devserve.wait_for("devserve.toml: no change");
+    write(&dir.join("devserve.toml"), &format!("# a comment\npidfile = \"x.pid\"\n{}", config_text("")));
+    devserve.wait_for("devserve.toml: applied (pidfile); from the next start: pidfile");
+    assert_eq!(devserve.count("starting (pid"), 1, "neither edit starts a generation:\n{}", devserve.output());
+}
