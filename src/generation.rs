@@ -435,10 +435,16 @@ impl Generation {
         let Some(worker) = self.workers.iter_mut().find(|w| w.slot == slot) else {
             return Duration::ZERO;
         };
-        let delay = FIRST_BACKOFF.saturating_mul(1 << worker.restarts.min(16)).min(MAX_BACKOFF);
+        let delay = backoff(worker.restarts);
         worker.restarts += 1;
         worker.state = WorkerState::Restarting { at: deadline(now, delay) };
         delay
+    }
+
+    /// The backoff the next restart of `slot` will wait (what [`Generation::schedule_restart`]
+    /// would schedule now).
+    pub fn next_backoff(&self, slot: u32) -> Duration {
+        backoff(self.workers.iter().find(|w| w.slot == slot).map_or(0, |w| w.restarts))
     }
 
     /// Slots whose restart time has come.
@@ -656,6 +662,11 @@ fn same_bytes(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<bool>
             return Ok(false);
         }
     }
+}
+
+/// The restart delay after `restarts` crashes in a row: 100 ms, doubling up to 10 s.
+fn backoff(restarts: u32) -> Duration {
+    FIRST_BACKOFF.saturating_mul(1 << restarts.min(16)).min(MAX_BACKOFF)
 }
 
 /// `arg` with every `{port}` replaced by the worker's port.

@@ -378,25 +378,11 @@ impl<P: Procs> Supervisor<P> {
         if self.shutdown.is_some() {
             return;
         }
-        let Some(serving) = self.serving.as_mut() else { return };
-        for slot in serving.due_restarts(now) {
-            let generation = serving.id;
-            match serving.add_worker(slot, &mut self.procs, now) {
-                Ok(pid) => self.out.report(Report::WorkerStarted {
-                    generation,
-                    worker: slot,
-                    pid: pid.as_raw(),
-                    why: WorkerStart::Restart,
-                }),
-                Err(e) => {
-                    let delay = serving.schedule_restart(slot, now);
-                    self.out.report(Report::WorkerNotStarted {
-                        generation,
-                        worker: slot,
-                        error: e.to_string(),
-                        retry_in_ms: Some(ms(delay)),
-                    });
-                }
+        let due = self.serving.as_ref().map(|g| g.due_restarts(now)).unwrap_or_default();
+        for slot in due {
+            if !self.start_serving_worker(slot, WorkerStart::Restart, now) {
+                let Some(serving) = self.serving.as_mut() else { return };
+                serving.schedule_restart(slot, now);
             }
         }
     }
@@ -407,27 +393,35 @@ impl<P: Procs> Supervisor<P> {
         if self.shutdown.is_some() {
             return;
         }
-        let Some(serving) = self.serving.as_mut() else { return };
-        while serving.active_count() < self.workers as usize {
+        while let Some(serving) = self.serving.as_ref()
+            && serving.active_count() < self.workers as usize
+        {
             let slot = serving.free_slot();
-            let generation = serving.id;
-            match serving.add_worker(slot, &mut self.procs, now) {
-                Ok(pid) => self.out.report(Report::WorkerStarted {
+            if !self.start_serving_worker(slot, WorkerStart::Added, now) {
+                return;
+            }
+        }
+    }
+
+    /// Starts a worker of the serving generation in `slot` and says so; false if it could not
+    /// start (a restart then tries again after its next backoff).
+    fn start_serving_worker(&mut self, slot: u32, why: WorkerStart, now: Instant) -> bool {
+        let Some(serving) = self.serving.as_mut() else { return false };
+        let generation = serving.id;
+        match serving.add_worker(slot, &mut self.procs, now) {
+            Ok(pid) => {
+                self.out.report(Report::WorkerStarted { generation, worker: slot, pid: pid.as_raw(), why });
+                true
+            }
+            Err(e) => {
+                let retry_in_ms = (why == WorkerStart::Restart).then(|| ms(serving.next_backoff(slot)));
+                self.out.report(Report::WorkerNotStarted {
                     generation,
                     worker: slot,
-                    pid: pid.as_raw(),
-                    why: WorkerStart::Added,
-                }),
-                Err(e) => {
-                    let error = e.to_string();
-                    self.out.report(Report::WorkerNotStarted {
-                        generation,
-                        worker: slot,
-                        error,
-                        retry_in_ms: None,
-                    });
-                    return;
-                }
+                    error: e.to_string(),
+                    retry_in_ms,
+                });
+                false
             }
         }
     }
