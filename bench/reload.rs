@@ -19,6 +19,17 @@
 //!    own processes over 10 s of idle (the fixture app excluded).
 //! 5. **Hygiene** (`reload/hygiene.rs`, devserve only): RSS, open fds and children before and after
 //!    N HUP reloads, and the time from each HUP to its `generation_ready` event.
+//! 6. **Poll cost** (`reload/poll_cost.rs`): `--poll 500ms` CPU time per interval on 10k- and
+//!    100k-file trees, and on the 100k tree with 90% ignored, beside `watchexec --poll 500ms`.
+//! 7. **First serve** (`reload/first_serve.rs`): spawn → first 200 in an empty folder and on a
+//!    100k-file tree (target: ≤ 1.2×), beside `watchexec -r`.
+//! 8. **Proxy** (`reload/proxy_fresh.rs`): save → fresh behind `--proxy` against the app's
+//!    start-up (target: p50 ≤ start-up + 10 ms), beside `watchexec -r`; and a 5,000-file storm
+//!    behind the proxy (target: one serving generation, with the final state).
+//!
+//! Sections 6–8 run their tools through `reload/launch.rs` (their own command lines), share the
+//! trees of `reload/trees.rs`, and print a `PASS`/`MISS` line per target under the table
+//! (`reload/targets.rs`).
 //!
 //! The rest: `reload/config.rs` (settings), `reload/peers.rs` (release build, finding and
 //! installing the peers), `reload/tools.rs` (each tool's command line, and a run of it),
@@ -32,9 +43,9 @@
 //! killed by pid. A tool that fails a scenario gets `failed: reason` in its cells; the run goes on.
 //!
 //! Settings: `BENCH_SAVES` (20), `BENCH_LOAD_SECS` (30), `BENCH_RELOADS` (500), `BENCH_SCENARIOS`
-//! (a comma-separated subset of `fresh,load,storm,idle,hygiene`; default all), and
-//! `DEVSERVE_BENCH_PEERS` (folder with `bin/watchexec` and `bin/systemfd`; default
-//! `target/bench-peers`, where they are installed with `cargo install` when missing).
+//! (a comma-separated subset of `fresh,load,storm,idle,hygiene,poll,first,proxy,proxy-storm`;
+//! default all), and `DEVSERVE_BENCH_PEERS` (folder with `bin/watchexec` and `bin/systemfd`;
+//! default `target/bench-peers`, where they are installed with `cargo install` when missing).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -45,20 +56,32 @@ mod big_tree;
 mod client;
 #[path = "reload/config.rs"]
 mod config;
+#[path = "reload/first_serve.rs"]
+mod first_serve;
 #[path = "reload/hygiene.rs"]
 mod hygiene;
 #[path = "reload/latency.rs"]
 mod latency;
+#[path = "reload/launch.rs"]
+mod launch;
 #[path = "reload/load.rs"]
 mod load;
 #[path = "reload/peers.rs"]
 mod peers;
+#[path = "reload/poll_cost.rs"]
+mod poll_cost;
+#[path = "reload/proxy_fresh.rs"]
+mod proxy_fresh;
 #[path = "reload/report.rs"]
 mod report;
 #[path = "reload/storm.rs"]
 mod storm;
+#[path = "reload/targets.rs"]
+mod targets;
 #[path = "reload/tools.rs"]
 mod tools;
+#[path = "reload/trees.rs"]
+mod trees;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -97,6 +120,10 @@ fn main() {
         storm::scenario(),
         big_tree::scenario(),
         hygiene::scenario(&config),
+        poll_cost::scenario(),
+        first_serve::scenario(),
+        proxy_fresh::fresh_scenario(&config),
+        proxy_fresh::storm_scenario(),
     ];
     let mut ctx = Ctx { config, bins, tree: std::cell::OnceCell::new() };
     let mut rows = Vec::new();
@@ -106,7 +133,9 @@ fn main() {
             drop(ctx.tree.take()); // removes the idle tree
         }
     }
+    trees::remove_all();
     tools::report_leftovers(&tools::marker_prefix());
     let took = began.elapsed();
     println!("{}", report::render_report(&ctx, &rows, took));
+    print!("{}", targets::render());
 }

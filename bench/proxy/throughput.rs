@@ -19,7 +19,7 @@ use crate::setup::Tools;
 pub const CLIENTS: [usize; 2] = [1, 16];
 /// An unrecorded load run before each measured one.
 const WARM_UP: Duration = Duration::from_secs(1);
-/// How often RSS is sampled during the 16-client cells.
+/// How often RSS is sampled during the cells with the most clients (16).
 const RSS_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -140,7 +140,7 @@ pub fn run(config: &Config, tools: &Tools) -> Result<Throughput, String> {
                             stats.p99_us,
                             stats.errors
                         );
-                        if clients == 16 {
+                        if Some(&clients) == CLIENTS.last() {
                             peaks[peer.index()] = peaks[peer.index()].max(peak.unwrap_or(0));
                         }
                         runs[c][peer.index()].push(stats);
