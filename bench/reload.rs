@@ -23,11 +23,12 @@
 //!    100k-file trees, and on the 100k tree with 90% ignored, beside `watchexec --poll 500ms`.
 //! 7. **First serve** (`reload/first_serve.rs`): spawn → first 200 in an empty folder and on a
 //!    100k-file tree (target: ≤ 1.2×), beside `watchexec -r`.
-//! 8. **Proxy** (`reload/proxy_fresh.rs`): save → fresh behind `--proxy` against the app's
-//!    start-up (target: p50 ≤ start-up + 10 ms), beside `watchexec -r`; and a 5,000-file storm
-//!    behind the proxy (target: one serving generation, with the final state).
+//! 8. **Proxy save → fresh** (`reload/proxy_fresh.rs`): save → fresh behind `--proxy` against
+//!    the app's start-up (target: p50 ≤ start-up + 10 ms), beside `watchexec -r`.
+//! 9. **Proxy storm** (`reload/proxy_fresh.rs`): 5,000 files in one burst behind the proxy
+//!    (target: one serving generation, with the final state).
 //!
-//! Sections 6–8 run their tools through `reload/launch.rs` (their own command lines), share the
+//! Sections 6–9 run their tools through `reload/launch.rs` (their own command lines), share the
 //! trees of `reload/trees.rs`, and print a `PASS`/`MISS` line per target under the table
 //! (`reload/targets.rs`).
 //!

@@ -318,5 +318,10 @@ fn an_edit_that_changes_nothing_is_no_change_and_one_that_waits_says_so() {
     devserve.wait_for("devserve.toml: no change");
     write(&dir.join("devserve.toml"), &format!("# a comment\npidfile = \"x.pid\"\n{}", config_text("")));
     devserve.wait_for("devserve.toml: applied (pidfile); from the next start: pidfile");
-    assert_eq!(devserve.count("starting (pid"), 1, "neither edit starts a generation:\n{}", devserve.output());
+    assert_eq!(
+        devserve.count("starting (pid"),
+        1,
+        "neither edit starts a generation:\n{}",
+        devserve.output()
+    );
 }

@@ -17,7 +17,7 @@ use crate::trees;
 use crate::{REQUEST_TIMEOUT, RETRY_PAUSE, START_TIMEOUT};
 
 /// Starts per tree size.
-const STARTS: usize = 5;
+const STARTS: usize = 7;
 const TREE_FILES: usize = 100_000;
 /// The target: first serve on the tree ≤ this × first serve in an empty folder.
 const TARGET_RATIO: f64 = 1.2;

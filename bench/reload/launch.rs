@@ -150,12 +150,12 @@ impl Launch {
 
     /// The tool's own processes: it and its descendants, minus the fixture apps.
     pub fn own_pids(&self, fixture: &Path) -> Vec<i32> {
-        descendants(self.pid()).into_iter().filter(|&pid| !runs(pid, fixture)).collect()
+        descendants(self.pid()).into_iter().filter(|&pid| !is_app(pid, fixture)).collect()
     }
 
     /// The fixture apps running under the tool.
     pub fn apps(&self, fixture: &Path) -> Vec<i32> {
-        descendants(self.pid()).into_iter().filter(|&pid| runs(pid, fixture)).collect()
+        descendants(self.pid()).into_iter().filter(|&pid| is_app(pid, fixture)).collect()
     }
 
     /// SIGTERM to the tool's group, SIGKILL after 10 s, then SIGKILL to anything still marked.
@@ -178,6 +178,18 @@ impl Drop for Launch {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether `pid` is a fixture app: it runs `fixture`, or a copy of it (devserve runs each
+/// generation from a copy of a compiled program, `gen-N-fixture-app` in its runtime dir, with
+/// `fixture`'s path still as `argv[0]`).
+fn is_app(pid: i32, fixture: &Path) -> bool {
+    if runs(pid, fixture) {
+        return true;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    argv0 == fixture.as_os_str().as_encoded_bytes()
 }
 
 /// SIGKILLs, by pid, every process still carrying `marker`, and waits (bounded) until they are gone.

@@ -1,14 +1,14 @@
-//! 8. Behind the front door (`--proxy`, no build), where devserve starts a generation at the
+//! 8. and 9. Behind the front door (`--proxy`, no build), where devserve starts a generation at the
 //!    first event of a burst:
 //!    - **save → fresh**: write `vN` into the watched version file, then poll `GET /` through
 //!      the proxy until a response carries `vN`, `BENCH_SAVES` times 300 ms apart; p50 and p90,
 //!      against the app's own start-up (`generation_ready.start_ms`). Target: p50 ≤ start-up +
 //!      10 ms. Beside it `watchexec -r` on the same app binding a fixed port (its latency includes
 //!      its 50 ms debounce).
-//!    - **storm**: 5,000 files in one burst, then the version file last; count the app starts
-//!      (and devserve's `generation_ready` events) until 3 s pass without one, then check that
-//!      one app runs and that it serves the last version. Target: one serving generation, with
-//!      the final state.
+//!    - **storm**: 5,000 files in one burst, then the version file last; once 3 s pass without a
+//!      new output line, count the app starts (and devserve's `generation_ready` events) since the
+//!      burst, and check that one app runs and that it serves the last version. Target: one
+//!      serving generation, with the final state.
 
 use std::thread;
 use std::time::{Duration, Instant};

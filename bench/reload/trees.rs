@@ -41,7 +41,7 @@ impl Tree {
 
     fn create(files: usize) -> Result<Tree, String> {
         let tops = files / (SUBS * FILES);
-        if tops == 0 || tops > 1000 || files % (SUBS * FILES) != 0 {
+        if tops == 0 || tops > 1000 || !files.is_multiple_of(SUBS * FILES) {
             return Err(format!("no tree of {files} files (bench bug)"));
         }
         let fail = |e: std::io::Error| format!("cannot create the {files}-file tree: {e}");
