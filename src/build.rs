@@ -2,8 +2,15 @@
 //! serving. Its output goes straight to the terminal. A newer change cancels it (SIGKILL to the
 //! whole group: the compiler processes too) and the supervisor starts it again — the latest save
 //! wins. Its exit arrives like every other child's, through the process table.
+//!
+//! Behind the front door the build's output also goes to the browser overlay: it is read through
+//! a pipe, copied to devserve's stderr as it comes and its tail kept. A build command devserve
+//! recognises as `cargo build` or `cargo check` (the whole command, nothing chained, no
+//! `--message-format` of its own) then runs with `--message-format=json-diagnostic-rendered-ansi`:
+//! the terminal still shows each diagnostic as cargo renders it, and the overlay gets each one
+//! with its file, line and column. An arbitrary command is never rewritten.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,13 +32,39 @@ pub struct Build {
     tail: Option<OutputTail>,
 }
 
+/// One compiler diagnostic, from cargo's JSON messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompilerMessage {
+    pub level: String,
+    pub message: String,
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    /// As the compiler renders it, ANSI colours included.
+    pub rendered: String,
+}
+
+/// The command to run: a recognised `cargo build`/`cargo check` gets cargo's JSON diagnostics
+/// (see the module doc); anything else runs as written.
+pub fn with_diagnostics(script: &str) -> Option<String> {
+    let words: Vec<&str> = script.split_whitespace().collect();
+    let recognised = matches!(words.as_slice(), ["cargo", "build" | "check", ..])
+        && !script.contains("--message-format")
+        && !script.chars().any(|c| matches!(c, ';' | '&' | '|' | '>' | '<' | '`' | '$' | '\n'));
+    recognised.then(|| format!("{script} --message-format=json-diagnostic-rendered-ansi"))
+}
+
 /// The build's output, passed through to devserve's stderr as it comes, its last [`TAIL`]
 /// bytes kept.
 #[derive(Debug)]
 struct OutputTail {
     kept: Arc<Mutex<Vec<u8>>>,
+    diagnostics: Arc<Mutex<Vec<CompilerMessage>>>,
     done: crossbeam_channel::Receiver<()>,
 }
+
+/// At most this many diagnostics are kept for the overlay.
+const MAX_DIAGNOSTICS: usize = 50;
 
 impl Build {
     /// Starts `script` under `sh -c`, with the extra environment.
@@ -45,7 +78,8 @@ impl Build {
         procs: &mut dyn Procs,
         now: Instant,
     ) -> Result<Build, SpawnError> {
-        let mut command = Command::shell(script);
+        let cargo_json = if keep_output { with_diagnostics(script) } else { None };
+        let mut command = Command::shell(cargo_json.as_deref().unwrap_or(script));
         for (key, value) in env {
             command = command.env(key, value);
         }
@@ -53,7 +87,7 @@ impl Build {
             let (read_end, write_end) =
                 nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Setup(e.into()))?;
             command = command.output_to(std::os::fd::AsRawFd::as_raw_fd(&write_end));
-            (Some(copy_output(std::fs::File::from(read_end))), Some(write_end))
+            (Some(copy_output(std::fs::File::from(read_end), cargo_json.is_some())), Some(write_end))
         } else {
             (None, None)
         };
@@ -72,6 +106,14 @@ impl Build {
         String::from_utf8_lossy(&kept).into_owned()
     }
 
+    /// The compiler's diagnostics (errors first), when the build ran with cargo's JSON messages.
+    pub fn diagnostics(&self) -> Vec<CompilerMessage> {
+        let Some(tail) = &self.tail else { return Vec::new() };
+        let mut found = tail.diagnostics.lock().map(|d| d.clone()).unwrap_or_default();
+        found.sort_by_key(|d| d.level != "error");
+        found
+    }
+
     /// Kills the build's whole process group; its exit still arrives, as a cancelled build's.
     pub fn cancel(&self, procs: &mut dyn Procs) {
         procs.signal(self.pid, Signal::SIGKILL);
@@ -83,26 +125,40 @@ impl Build {
     }
 }
 
-/// A thread that copies the build's output to devserve's stderr and keeps its last bytes.
-fn copy_output(mut pipe: std::fs::File) -> OutputTail {
+/// A thread that copies the build's output to devserve's stderr and keeps its last bytes; with
+/// `cargo_json`, cargo's JSON lines are shown as the compiler renders them and collected.
+fn copy_output(pipe: std::fs::File, cargo_json: bool) -> OutputTail {
     let kept = Arc::new(Mutex::new(Vec::new()));
+    let diagnostics = Arc::new(Mutex::new(Vec::new()));
     let (done_tx, done) = crossbeam_channel::bounded(1);
-    let sink = Arc::clone(&kept);
+    let (sink, found) = (Arc::clone(&kept), Arc::clone(&diagnostics));
     let spawned = std::thread::Builder::new().name("build-output".into()).spawn(move || {
-        let mut buffer = [0u8; 8192];
+        let keep = |text: &[u8]| {
+            // The build's own output, as it would have gone to the terminal.
+            let _ = std::io::stderr().lock().write_all(text);
+            if let Ok(mut kept) = sink.lock() {
+                kept.extend_from_slice(text);
+                let excess = kept.len().saturating_sub(TAIL);
+                kept.drain(..excess);
+            }
+        };
+        let mut reader = std::io::BufReader::new(pipe);
+        let mut line = Vec::new();
         loop {
-            match pipe.read(&mut buffer) {
+            line.clear();
+            match std::io::BufRead::read_until(&mut reader, b'\n', &mut line) {
                 Ok(0) => break,
-                Ok(n) => {
-                    let chunk = &buffer[..n];
-                    // The build's own output, as it would have gone to the terminal.
-                    let _ = std::io::stderr().lock().write_all(chunk);
-                    if let Ok(mut kept) = sink.lock() {
-                        kept.extend_from_slice(chunk);
-                        let excess = kept.len().saturating_sub(TAIL);
-                        kept.drain(..excess);
+                Ok(_) if cargo_json && line.first() == Some(&b'{') => {
+                    if let Some(message) = compiler_message(&line) {
+                        keep(message.rendered.as_bytes());
+                        if let Ok(mut found) = found.lock()
+                            && found.len() < MAX_DIAGNOSTICS
+                        {
+                            found.push(message);
+                        }
                     }
                 }
+                Ok(_) => keep(&line),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
@@ -112,5 +168,53 @@ fn copy_output(mut pipe: std::fs::File) -> OutputTail {
     if let Err(e) = spawned {
         tracing::warn!("cannot read the build's output: {e}");
     }
-    OutputTail { kept, done }
+    OutputTail { kept, diagnostics, done }
+}
+
+/// A `compiler-message` of cargo's JSON output, with its primary span; other messages (artifacts,
+/// build scripts, the final `build-finished`) are not shown.
+fn compiler_message(line: &[u8]) -> Option<CompilerMessage> {
+    let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+    if value["reason"] != "compiler-message" {
+        return None;
+    }
+    let message = &value["message"];
+    let spans = message["spans"].as_array();
+    let primary = spans.and_then(|spans| spans.iter().find(|s| s["is_primary"] == true));
+    let number = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+    Some(CompilerMessage {
+        level: message["level"].as_str().unwrap_or("error").to_owned(),
+        message: message["message"].as_str().unwrap_or_default().to_owned(),
+        file: primary.and_then(|s| s["file_name"].as_str()).unwrap_or_default().to_owned(),
+        line: primary.map_or(0, |s| number(&s["line_start"])),
+        column: primary.map_or(0, |s| number(&s["column_start"])),
+        rendered: message["rendered"].as_str().unwrap_or_default().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plain_cargo_build_or_check_gets_json_diagnostics() {
+        assert_eq!(
+            with_diagnostics("cargo build --release").as_deref(),
+            Some("cargo build --release --message-format=json-diagnostic-rendered-ansi")
+        );
+        assert!(with_diagnostics("cargo check").is_some());
+        assert!(with_diagnostics("cargo build && cp target/debug/app .").is_none(), "chained");
+        assert!(with_diagnostics("cargo build --message-format short").is_none());
+        assert!(with_diagnostics("make").is_none());
+        assert!(with_diagnostics("cargo test").is_none());
+    }
+
+    #[test]
+    fn a_compiler_message_keeps_its_primary_span_and_rendering() {
+        let line = br#"{"reason":"compiler-message","message":{"level":"error","message":"cannot find value `x`","spans":[{"file_name":"src/main.rs","line_start":3,"column_start":7,"is_primary":true}],"rendered":"\u001b[31merror\u001b[0m: cannot find value `x`\n --> src/main.rs:3:7\n"}}"#;
+        let message = compiler_message(line).expect("a diagnostic");
+        assert_eq!((message.file.as_str(), message.line, message.column), ("src/main.rs", 3, 7));
+        assert!(message.rendered.contains("src/main.rs:3:7"));
+        assert!(compiler_message(br#"{"reason":"build-finished","success":false}"#).is_none());
+    }
 }

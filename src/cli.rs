@@ -152,6 +152,11 @@ pub struct Cli {
     @setting(AtOnce)
     pub ready_path: Option<String>,
 
+    /// With --proxy: do not add the reload script to HTML pages (no reload after a swap, no overlay)
+    #[arg(long)]
+    @setting(NextStart, inverted = "browser-reload")
+    pub no_browser_reload: bool,
+
     /// With --proxy: how long a request waits for a ready generation before a 503 that says why
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
     @setting(NextStart)

@@ -188,6 +188,8 @@ pub struct Generation {
     pub extended_until: Option<Instant>,
     /// Files changed before it (so there was a debounce wait to report).
     pub debounced: bool,
+    /// The changed files when all were `.css` (a stylesheet swap in the browser).
+    pub css_only: Vec<String>,
     /// A worker was taken as ready after `--ready-delay` rather than by READY=1.
     pub ready_by_delay: bool,
     /// How its workers are started (restarts too), fixed when it starts.
@@ -243,6 +245,7 @@ impl Generation {
             gave_up: false,
             extended_until: None,
             debounced: false,
+            css_only: Vec::new(),
             ready_by_delay: false,
             launch,
             snapshot,

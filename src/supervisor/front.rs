@@ -91,6 +91,11 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
+    /// Tells the pages open in browsers (reload, overlay); nothing without the front door.
+    pub(super) fn tell_browsers(&self, event: crate::proxy::BrowserEvent) {
+        self.tell(ProxyCommand::Browser(event));
+    }
+
     /// How the last build went, for the proxy's error page while nothing serves.
     pub(super) fn build_result(&mut self, command: &str, ok: bool, status: String, output: String) {
         if ok {

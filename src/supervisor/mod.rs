@@ -201,7 +201,12 @@ fn start_front(
         .ok_or_else(|| StartError::Proxy(io::Error::other("no socket")))?;
     let listener = socket.std_listener().map_err(StartError::Proxy)?;
     let mode = if spec.raw_tcp { ProxyMode::Tcp } else { ProxyMode::Http };
-    let proxy_config = ProxyConfig { hold_timeout: config.hold_timeout, mode, ..ProxyConfig::default() };
+    let proxy_config = ProxyConfig {
+        hold_timeout: config.hold_timeout,
+        mode,
+        browser_reload: !config.no_browser_reload && !spec.raw_tcp,
+        ..ProxyConfig::default()
+    };
     let events = events.clone();
     let sink = Box::new(move |event: ProxyEvent| {
         let event = match event {

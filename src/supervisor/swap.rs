@@ -15,6 +15,7 @@ use crate::event::{ExitStatus, Notification};
 use crate::generation::{Generation, WorkerExit, deadline};
 use crate::output::{Report, WorkerStart};
 use crate::procs::{Owner, Procs};
+use crate::proxy::{BrowserEvent, Diagnostic};
 use crate::spawn::Command;
 
 fn ms(d: Duration) -> u128 {
@@ -76,6 +77,7 @@ impl<P: Procs> Supervisor<P> {
     fn start_build(&mut self, script: &str, trigger: Trigger, now: Instant) {
         self.out.report(Report::BuildStarted { cause: trigger.describe(), command: script.to_owned() });
         self.hold(format!("building ({script})"));
+        self.tell_browsers(BrowserEvent::Building { cause: trigger.describe() });
         match Build::start(script, &self.config.env, self.front.is_some(), &mut self.procs, now) {
             Ok(build) => self.build = Some(BuildRun { build, trigger }),
             Err(e) => {
@@ -98,10 +100,34 @@ impl<P: Procs> Supervisor<P> {
         });
         let script = self.config.build.clone().unwrap_or_default();
         let output = if status.success() { String::new() } else { run.build.output_tail() };
-        self.build_result(&script, status.success(), status.to_string(), output);
+        self.build_result(&script, status.success(), status.to_string(), output.clone());
+        if !status.success() {
+            let diagnostics = run
+                .build
+                .diagnostics()
+                .into_iter()
+                .map(|d| Diagnostic {
+                    level: d.level,
+                    message: d.message,
+                    file: d.file,
+                    line: d.line,
+                    column: d.column,
+                    rendered: d.rendered,
+                })
+                .collect();
+            self.tell_browsers(BrowserEvent::BuildFailed {
+                command: script.clone(),
+                status: status.to_string(),
+                duration_ms: ms(took),
+                output,
+                diagnostics,
+            });
+        }
         if status.success() && self.unchanged_program(&run.trigger) {
             let serving = self.serving.as_ref().map_or(0, |g| g.id);
             self.out.report(Report::AppUnchanged { build_ms: ms(took), serving });
+            // Nothing to reload; an overlay from an earlier failure goes.
+            self.tell_browsers(BrowserEvent::Ready { generation: serving, css_only: Vec::new() });
         } else if status.success() {
             self.start_generation(run.trigger, Some(took), now);
         } else if self.config.once {
@@ -170,6 +196,7 @@ impl<P: Procs> Supervisor<P> {
                 generation.cause = trigger.describe();
                 generation.triggered = trigger.at;
                 generation.debounced = trigger.file_count() > 0;
+                generation.css_only = trigger.css_only();
                 let pids = generation.live_pids().iter().map(|p| p.as_raw()).collect();
                 self.out.report(Report::GenerationStarting { generation: id, pids });
                 self.loops.started(now);
@@ -297,9 +324,13 @@ impl<P: Procs> Supervisor<P> {
         self.previous = None;
         self.rearm_sockets(Some(generation.id));
         self.out.report(ready_report(&generation, now, self.config.ready_delay));
+        let css_only = generation.css_only.clone();
+        let id = generation.id;
         let old = self.serving.replace(generation);
-        // New requests go to the new generation before the old one drains.
+        // New requests go to the new generation before the old one drains; then pages reload,
+        // into the new generation.
         self.route();
+        self.tell_browsers(BrowserEvent::Ready { generation: id, css_only });
         if let Some(old) = old {
             let (id, signal) = (old.id, self.config.stop_signal.as_str().to_owned());
             if !self.retire(old, now) {
@@ -322,6 +353,7 @@ impl<P: Procs> Supervisor<P> {
             serving: self.serving.as_ref().map(|g| g.id),
         });
         self.hold(format!("gen {} failed: {reason}; waiting for a change", failed.id));
+        self.tell_browsers(BrowserEvent::Crashed { generation: failed.id, status: reason.to_owned() });
         self.retire(failed, now);
         if self.serving.is_none()
             && let Some(previous) = self.previous.take()

@@ -418,7 +418,14 @@ impl Harness {
     }
 }
 
+/// What the proxy was told about routing (the browsers' events apart).
 fn commands(front: &FakeFront) -> Vec<crate::proxy::ProxyCommand> {
+    let all = front.0.lock().expect("commands").clone();
+    all.into_iter().filter(|c| !matches!(c, crate::proxy::ProxyCommand::Browser(_))).collect()
+}
+
+/// Everything the proxy was told, in order.
+fn all_commands(front: &FakeFront) -> Vec<crate::proxy::ProxyCommand> {
     front.0.lock().expect("commands").clone()
 }
 

@@ -40,6 +40,16 @@ impl Trigger {
         self.initial
     }
 
+    /// When every changed file is a `.css` file (and there is at least one): their names, for a
+    /// stylesheet swap in the browser instead of a reload.
+    pub(super) fn css_only(&self) -> Vec<String> {
+        let css = |p: &PathBuf| p.extension().is_some_and(|e| e == "css");
+        if self.paths.is_empty() || self.reload.is_some() || !self.paths.iter().all(css) {
+            return Vec::new();
+        }
+        self.paths.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect()
+    }
+
     /// A reload was asked for (a signal, a config edit), whatever files changed too.
     pub(super) fn is_reload(&self) -> bool {
         self.reload.is_some()
