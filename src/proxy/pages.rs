@@ -333,7 +333,7 @@ fn locations(chars: &[char]) -> Vec<bool> {
         let path = &chars[start..colon];
         let plausible = path.iter().any(|c| c.is_alphabetic())
             && path.iter().any(|c| *c == '.' || *c == '/')
-            && !path.last().is_some_and(|c| *c == '.');
+            && path.last().is_none_or(|c| *c != '.');
         if !plausible {
             index = line_end;
             continue;

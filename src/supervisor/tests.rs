@@ -17,6 +17,7 @@ use crate::config::Loader;
 use crate::event::{Change, Event, ExitStatus, Notification, Request};
 use crate::output::Output;
 use crate::procs::{FakeProcs, Owner};
+use crate::proxy::BrowserEvent;
 use crate::sockets;
 
 struct Harness {
@@ -440,6 +441,18 @@ fn front_door_routes_a_generation_once_ready_and_drains_the_old_one_before_signa
     assert!(
         matches!(commands(&front).last(), Some(ProxyCommand::Serve { generation: 1, upstreams }) if upstreams.len() == 1)
     );
+    // Pages reload only once the proxy routes to the ready generation.
+    let all = all_commands(&front);
+    assert!(
+        matches!(
+            &all[all.len() - 2..],
+            [
+                ProxyCommand::Serve { generation: 1, .. },
+                ProxyCommand::Browser(BrowserEvent::Ready { generation: 1, .. })
+            ]
+        ),
+        "{all:?}"
+    );
     let old = h.workers(1);
     h.change();
     assert_eq!(h.next(), Some(2), "generations overlap: no restart-mode queue");
@@ -482,6 +495,10 @@ fn front_door_closes_what_is_left_at_the_stop_timeout_and_holds_while_nothing_se
     assert!(
         matches!(commands(&front).last(), Some(ProxyCommand::BuildFailed { status, .. }) if status.contains("status 2"))
     );
+    assert!(matches!(
+        all_commands(&front).last(),
+        Some(ProxyCommand::Browser(BrowserEvent::BuildFailed { command, .. })) if command == "make"
+    ));
 }
 
 #[test]
