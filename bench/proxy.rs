@@ -21,14 +21,19 @@
 //! peers measured in the same run, and a `PASS`/`MISS`/`SKIP` line per target of the issue. A peer
 //! that cannot be had (nginx not installable, say) is skipped with a line saying why; the rest of
 //! the run goes on. Every process started runs in its own process group with a marker in its
-//! environment, and is stopped on every path (`proxy/procs.rs`); the run ends with `no process
-//! left running`.
+//! environment, and is stopped on every path (`proxy/procs.rs` over `shared/process.rs`); the run
+//! ends with `no process left running`.
 //!
 //! Settings: `BENCH_PROXY_SECS` (5), `BENCH_PROXY_ROUNDS` (3), `BENCH_PROXY_SWAPS` (20),
 //! `BENCH_PROXY_CLIENT` (`wrk` or `hyper`), `BENCH_PROXY_PARTS` (`throughput,swaps`).
+//!
+//! What this bench shares with `reload.rs` (the release build, settings parsing, the process guard
+//! and marker sweep, percentiles and the machine line) is in `shared/`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/mod.rs"]
+mod shared;
 
 #[path = "proxy/client.rs"]
 mod client;
@@ -59,7 +64,7 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let began = Instant::now();
     eprintln!("[bench] building devserve and fixture-app in release");
-    if let Err(e) = setup::build_release(&root) {
+    if let Err(e) = shared::build::build_release(&root) {
         eprintln!("[bench] {e}");
         std::process::exit(1);
     }
@@ -68,7 +73,8 @@ fn main() {
         eprintln!("[bench] BENCH_PROXY_PARTS selects nothing: use throughput, swaps or both");
         std::process::exit(2);
     }
-    let tools = Tools::find(&setup::target_dir(&root), throughput, config.client == ClientKind::Wrk, swaps);
+    let tools =
+        Tools::find(&shared::build::target_dir(&root), throughput, config.client == ClientKind::Wrk, swaps);
     for (what, path) in [("devserve", &tools.devserve), ("fixture-app", &tools.fixture)] {
         if !path.exists() {
             eprintln!("[bench] {what} missing at {} after the release build", path.display());
@@ -80,6 +86,6 @@ fn main() {
         swaps: swaps.then(|| swaps::run(&tools.uvicorn, &tools.devserve, config.swaps)),
         took: began.elapsed(),
     };
-    procs::report_leftovers();
+    shared::process::report_leftovers();
     println!("{}", report::render(&config, &tools, &results));
 }

@@ -32,11 +32,13 @@
 //! trees of `reload/trees.rs`, and print a `PASS`/`MISS` line per target under the table
 //! (`reload/targets.rs`).
 //!
-//! The rest: `reload/config.rs` (settings), `reload/peers.rs` (release build, finding and
-//! installing the peers), `reload/tools.rs` (each tool's command line, and a run of it),
-//! `reload/client.rs` (the HTTP client), `reload/report.rs` (cells, the scenario runner, the
-//! table). Spawning, output capture, JSON events, `/proc` and scratch folders come from the test
-//! kit, `tests/common/`, which the integration tests use too.
+//! The rest: `reload/config.rs` (settings), `reload/peers.rs` (finding and installing the
+//! peers), `reload/tools.rs` (each tool's command line, and a run of it), `reload/client.rs` (the
+//! HTTP client), `reload/report.rs` (cells, the scenario runner, the table). What this bench
+//! shares with `proxy.rs` is in `shared/`: the release build, settings parsing, the process guard
+//! and marker sweep, percentiles and the machine line. Spawning, output capture, JSON events,
+//! `/proc` and scratch folders come from the test kit, `tests/common/`, which the integration
+//! tests use too.
 //!
 //! devserve runs with `--log-format json`: the bench reads its events, not its human lines. Every
 //! tool runs in its own process group with a marker in its environment; at the end of each
@@ -50,6 +52,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/mod.rs"]
+mod shared;
 
 #[path = "reload/big_tree.rs"]
 mod big_tree;
@@ -107,10 +111,10 @@ const SAVE_GAP: Duration = Duration::from_millis(300);
 fn main() {
     let config = Config::from_env();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = peers::target_dir(&root);
+    let target = shared::build::target_dir(&root);
     let began = Instant::now();
     eprintln!("[bench] building devserve and fixture-app in release");
-    if let Err(e) = peers::build_release(&root) {
+    if let Err(e) = shared::build::build_release(&root) {
         eprintln!("[bench] {e}");
         std::process::exit(1);
     }
@@ -135,7 +139,7 @@ fn main() {
         }
     }
     trees::remove_all();
-    tools::report_leftovers(&tools::marker_prefix());
+    shared::process::report_leftovers();
     let took = began.elapsed();
     println!("{}", report::render_report(&ctx, &rows, took));
     print!("{}", targets::render());

@@ -132,7 +132,8 @@ pub fn hyper_load(addr: SocketAddr, clients: usize, duration: Duration) -> Resul
         all.errors += tally.errors;
     }
     all.latencies_us.sort_unstable();
-    let percentile = |p: f64| crate::report::percentile(&all.latencies_us, p).map_or(f64::NAN, f64::from);
+    let percentile =
+        |p: f64| crate::shared::report::percentile(&all.latencies_us, p).map_or(f64::NAN, f64::from);
     Ok(Stats {
         requests: all.requests,
         errors: all.errors,

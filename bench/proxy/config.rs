@@ -1,5 +1,7 @@
 //! The bench's settings, from the environment.
 
+use crate::shared::env;
+
 /// Which load generator runs the throughput cells.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ClientKind {
@@ -34,16 +36,16 @@ impl Config {
             }
         };
         Config {
-            secs: env_number("BENCH_PROXY_SECS", 5),
-            rounds: env_number("BENCH_PROXY_ROUNDS", 3),
-            swaps: env_number("BENCH_PROXY_SWAPS", 20),
+            secs: env::number("BENCH_PROXY_SECS", 5),
+            rounds: env::number("BENCH_PROXY_ROUNDS", 3),
+            swaps: env::number("BENCH_PROXY_SWAPS", 20),
             client,
-            only: std::env::var("BENCH_PROXY_PARTS").ok().filter(|s| !s.trim().is_empty()),
+            only: env::subset("BENCH_PROXY_PARTS"),
         }
     }
 
     pub fn selected(&self, key: &str) -> bool {
-        self.only.as_deref().is_none_or(|only| only.split(',').any(|k| k.trim() == key))
+        env::selected(self.only.as_deref(), key)
     }
 
     /// The command line that reproduces this run.
@@ -57,18 +59,5 @@ impl Config {
             self.rounds,
             self.swaps
         )
-    }
-}
-
-fn env_number<T: std::str::FromStr + Copy + PartialOrd + From<u8>>(name: &str, default: T) -> T {
-    let Ok(text) = std::env::var(name) else {
-        return default;
-    };
-    match text.trim().parse::<T>() {
-        Ok(n) if n >= T::from(1) => n,
-        _ => {
-            eprintln!("[bench] {name}={text:?} is not a positive whole number");
-            std::process::exit(2);
-        }
     }
 }

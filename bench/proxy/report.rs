@@ -1,13 +1,11 @@
 //! The report: the throughput table, the swaps table and the targets, as Markdown on stdout.
 
 use std::fmt::Write as _;
-use std::process::Command;
-use std::thread;
 use std::time::Duration;
 
-use crate::common::try_run;
 use crate::config::Config;
 use crate::setup::{Tools, version_line};
+use crate::shared::report::machine;
 use crate::swaps::{Mode, SwapRun};
 use crate::throughput::{CLIENTS, Figures, Peer, Throughput};
 
@@ -16,12 +14,6 @@ const ADDED_LATENCY_LIMIT: f64 = 1.5;
 const THROUGHPUT_FLOOR: f64 = 0.7;
 const RSS_LIMIT_MIB: f64 = 20.0;
 const MIN_SWAPS: usize = 20;
-
-/// Nearest-rank percentile of sorted `values`.
-pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
-}
 
 /// The median (the lower middle of an even count).
 pub fn median(values: &mut [f64]) -> Option<f64> {
@@ -258,14 +250,4 @@ fn targets(results: &Results) -> Vec<String> {
         }
     });
     lines.into_iter().map(|line| format!("- {line}")).collect()
-}
-
-fn machine() -> String {
-    let uname = try_run(Command::new("uname").arg("-srm"));
-    let uname = uname.map(|o| o.stdout.trim().to_string()).unwrap_or_default();
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|line| line.strip_prefix("model name")?.split_once(':'));
-    let model = model.map(|(_, m)| m.trim().to_string()).unwrap_or_else(|| "unknown CPU".into());
-    let cpus = thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!("{uname}, {model}, nproc {cpus}")
 }

@@ -3,34 +3,11 @@
 //! uvicorn (installed with `pip` when missing). A tool that cannot be had is `Err(why)`, and the
 //! figures that need it say so.
 
-use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::common::try_run;
-
-pub fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-}
-
-fn cargo() -> OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
-}
-
-/// `cargo build --release --bin devserve --example fixture-app`.
-pub fn build_release(root: &Path) -> Result<(), String> {
-    let status = Command::new(cargo())
-        .args(["build", "--release", "--bin", "devserve", "--example", "fixture-app"])
-        .current_dir(root)
-        .stdout(std::io::stderr())
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("release build failed ({status})")) }
-}
+use crate::shared::build;
 
 /// The programs the bench runs.
 pub struct Tools {
@@ -71,16 +48,6 @@ pub fn version_line(program: &Result<PathBuf, String>, args: &[&str]) -> String 
     // wrk's line goes on with its copyright.
     let first = first.split(" Copyright").next().unwrap_or(first).trim();
     format!("{first} ({})", path.display())
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from));
-    dirs.map(|dir| dir.join(name)).find(|file| is_executable(file))
-}
-
-fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// `program` from `PATH`, or Debian's `package` installed with `apt-get install -y` (once more after
@@ -160,4 +127,9 @@ fn uvicorn() -> Result<PathBuf, String> {
         return Err(format!("no uvicorn: `python3 -m pip install uvicorn` failed ({status})"));
     }
     if has_uvicorn() { Ok(python) } else { Err("no uvicorn: installed, but `import uvicorn` fails".into()) }
+}
+
+/// `name` on `PATH`, or in the `sbin` folders a non-root `PATH` may lack (where nginx lives).
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    build::find_on_path(name, &["/usr/sbin", "/usr/bin", "/sbin"])
 }

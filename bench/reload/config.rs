@@ -1,5 +1,7 @@
 //! The bench's settings, from the environment.
 
+use crate::shared::env;
+
 /// `BENCH_SAVES`, `BENCH_LOAD_SECS`, `BENCH_RELOADS` and `BENCH_SCENARIOS`.
 pub struct Config {
     pub saves: usize,
@@ -12,15 +14,15 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Config {
         Config {
-            saves: env_number("BENCH_SAVES", 20),
-            load_secs: env_number("BENCH_LOAD_SECS", 30),
-            reloads: env_number("BENCH_RELOADS", 500),
-            only: std::env::var("BENCH_SCENARIOS").ok().filter(|s| !s.trim().is_empty()),
+            saves: env::number("BENCH_SAVES", 20),
+            load_secs: env::number("BENCH_LOAD_SECS", 30),
+            reloads: env::number("BENCH_RELOADS", 500),
+            only: env::subset("BENCH_SCENARIOS"),
         }
     }
 
     pub fn selected(&self, key: &str) -> bool {
-        self.only.as_deref().is_none_or(|only| only.split(',').any(|k| k.trim() == key))
+        env::selected(self.only.as_deref(), key)
     }
 
     /// The command line that reproduces this run.
@@ -35,18 +37,5 @@ impl Config {
             self.load_secs,
             self.reloads
         )
-    }
-}
-
-fn env_number<T: std::str::FromStr + Copy + PartialOrd + From<u8>>(name: &str, default: T) -> T {
-    let Ok(text) = std::env::var(name) else {
-        return default;
-    };
-    match text.trim().parse::<T>() {
-        Ok(n) if n >= T::from(1) => n,
-        _ => {
-            eprintln!("[bench] {name}={text:?} is not a positive whole number");
-            std::process::exit(2);
-        }
     }
 }

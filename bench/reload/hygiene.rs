@@ -10,7 +10,8 @@ use nix::unistd::Pid;
 
 use crate::common::{children, fd_count, status_kib};
 use crate::config::Config;
-use crate::report::{Better, Cell, Scenario, figure, percentile};
+use crate::report::{Better, Cell, Scenario, figure};
+use crate::shared::report::percentile;
 use crate::tools::{Ctx, Running, Tool, scratch};
 use crate::{SAVE_GAP, SAVE_TIMEOUT, START_TIMEOUT};
 

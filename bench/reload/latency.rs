@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::client::poll_for_version;
 use crate::config::Config;
-use crate::report::{Better, Cell, Scenario, Unit, figure, percentile};
+use crate::report::{Better, Cell, Scenario, Unit, figure};
+use crate::shared::report::percentile;
 use crate::tools::{Ctx, Running, Tool, scratch, write_version};
 use crate::{DEBOUNCE, SAVE_GAP, SAVE_TIMEOUT};
 

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::client::{Outcome, http_get};
 use crate::config::Config;
-use crate::report::{Better, Cell, Scenario, figure, percentile};
+use crate::report::{Better, Cell, Scenario, figure};
+use crate::shared::report::percentile;
 use crate::tools::{Ctx, Running, Tool, is_app_start, scratch, write_version};
 use crate::{REQUEST_TIMEOUT, RETRY_PAUSE};
 

@@ -1,32 +1,12 @@
-//! The programs being measured: devserve and the fixture app built in release, and the peers
-//! (`watchexec`, `systemfd`), found on `PATH` or in `DEVSERVE_BENCH_PEERS`, or installed there.
+//! The programs being measured: devserve and the fixture app built in release (the build is
+//! `shared/build.rs`), and the peers (`watchexec`, `systemfd`), found on `PATH` or in
+//! `DEVSERVE_BENCH_PEERS`, or installed there.
 
-use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::try_run;
-
-pub fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-}
-
-fn cargo() -> OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
-}
-
-pub fn build_release(root: &Path) -> Result<(), String> {
-    let status = Command::new(cargo())
-        .args(["build", "--release", "--bin", "devserve", "--example", "fixture-app"])
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("release build failed ({status})")) }
-}
+use crate::shared::build::{cargo, find_on_path, is_executable};
 
 /// The programs being measured. A peer is `Err(why)` when it cannot be found or installed.
 pub struct Bins {
@@ -44,7 +24,9 @@ impl Bins {
             None => target.join("bench-peers"),
         };
         let peers_bin = peers_root.join("bin");
-        let locate = |name: &str| find_on_path(name).or_else(|| executable(&peers_bin.join(name)));
+        let locate = |name: &str| {
+            find_on_path(name, &[]).or_else(|| Some(peers_bin.join(name)).filter(|path| is_executable(path)))
+        };
         if locate("watchexec").is_none() || locate("systemfd").is_none() {
             install_peers(&peers_root);
         }
@@ -70,16 +52,6 @@ impl Bins {
         let first = out.map(|o| o.stdout.lines().next().unwrap_or("").to_string());
         format!("{} ({})", first.unwrap_or_default(), path.display())
     }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).find_map(|dir| executable(&dir.join(name)))
-}
-
-fn executable(path: &Path) -> Option<PathBuf> {
-    let meta = std::fs::metadata(path).ok()?;
-    (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then(|| path.to_path_buf())
 }
 
 fn install_peers(peers_root: &Path) {

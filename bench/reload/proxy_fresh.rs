@@ -17,7 +17,9 @@ use crate::client::{Outcome, http_get, poll_for_version};
 use crate::common::{Fixture, free_port};
 use crate::config::Config;
 use crate::launch::{self, Launch};
-use crate::report::{Better, Cell, Scenario, Unit, figure, percentile, secs};
+use crate::report::{Better, Cell, Scenario, Unit, figure, secs};
+use crate::shared::report::percentile;
+use crate::storm::{STORM_FILES, STORM_LIMIT, STORM_QUIET, write_burst};
 use crate::targets;
 use crate::tools::{Ctx, Tool, is_app_start, scratch, write_version};
 use crate::{DEBOUNCE_ARG, REQUEST_TIMEOUT, SAVE_GAP, SAVE_TIMEOUT, START_TIMEOUT};
@@ -26,10 +28,6 @@ use crate::{DEBOUNCE_ARG, REQUEST_TIMEOUT, SAVE_GAP, SAVE_TIMEOUT, START_TIMEOUT
 const SLACK: Duration = Duration::from_millis(10);
 const FRESH_TARGET: &str = "proxy save → fresh p50 ≤ app start-up + 10 ms (devserve --proxy)";
 const STORM_TARGET: &str = "proxy storm: one serving generation, with the final state (devserve --proxy)";
-const STORM_FILES: usize = 5_000;
-const STORM_DIRS: usize = 5;
-const STORM_QUIET: Duration = Duration::from_secs(3);
-const STORM_LIMIT: Duration = Duration::from_secs(30);
 
 pub fn fresh_scenario(config: &Config) -> Scenario {
     Scenario {
@@ -185,14 +183,7 @@ fn measure_storm(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
     thread::sleep(SAVE_GAP);
     let mark = run.log().len();
     let began = Instant::now();
-    for dir in 0..STORM_DIRS {
-        let dir = scratch.join(format!("storm{dir}"));
-        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        for file in 0..STORM_FILES / STORM_DIRS {
-            std::fs::write(dir.join(format!("f{file}.txt")), b"storm\n")
-                .map_err(|e| format!("write: {e}"))?;
-        }
-    }
+    write_burst(&scratch)?;
     write_version(&scratch, "final")?;
     let burst = began.elapsed();
     // Until STORM_QUIET passes with no new app start and no new event (at most STORM_LIMIT).

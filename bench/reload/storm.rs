@@ -1,5 +1,6 @@
 //! 3. Storm: 5,000 small files in one burst; how many app starts follow (the target is 1).
 
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -8,10 +9,10 @@ use crate::report::{Better, Cell, Scenario, figure};
 use crate::tools::{Ctx, Running, Tool, is_app_start, scratch};
 use crate::{REQUEST_TIMEOUT, SAVE_GAP};
 
-const STORM_FILES: usize = 5_000;
+pub const STORM_FILES: usize = 5_000;
 const STORM_DIRS: usize = 5;
-const STORM_QUIET: Duration = Duration::from_secs(3);
-const STORM_LIMIT: Duration = Duration::from_secs(30);
+pub const STORM_QUIET: Duration = Duration::from_secs(3);
+pub const STORM_LIMIT: Duration = Duration::from_secs(30);
 
 pub fn scenario() -> Scenario {
     Scenario {
@@ -36,14 +37,7 @@ fn storm(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
     thread::sleep(SAVE_GAP);
     let mark = run.log().len();
     let began = Instant::now();
-    for dir in 0..STORM_DIRS {
-        let dir = scratch.join(format!("storm{dir}"));
-        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        for file in 0..STORM_FILES / STORM_DIRS {
-            std::fs::write(dir.join(format!("f{file}.txt")), b"storm\n")
-                .map_err(|e| format!("write: {e}"))?;
-        }
-    }
+    write_burst(&scratch)?;
     let burst = began.elapsed();
     let mut last_change = Instant::now();
     let mut seen = 0;
@@ -61,4 +55,17 @@ fn storm(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
     }
     run.stop();
     Ok(vec![Cell::count(seen as u64), Cell::ms(burst)])
+}
+
+/// The burst: [`STORM_FILES`] small files in [`STORM_DIRS`] new folders of `root`.
+pub fn write_burst(root: &Path) -> Result<(), String> {
+    for dir in 0..STORM_DIRS {
+        let dir = root.join(format!("storm{dir}"));
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for file in 0..STORM_FILES / STORM_DIRS {
+            std::fs::write(dir.join(format!("f{file}.txt")), b"storm\n")
+                .map_err(|e| format!("write: {e}"))?;
+        }
+    }
+    Ok(())
 }

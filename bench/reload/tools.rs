@@ -1,30 +1,30 @@
-//! The tools being compared, the command line of each, and a run of one: its process group, its
-//! captured output (the kit's [`Process`]), and its clean-up.
+//! The tools being compared, the command line of each, and a run of one: the shared process
+//! [`Guard`] (its process group, its captured output, its clean-up) with the tool's port.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::big_tree::Tree;
 use crate::client::{Outcome, http_get};
-use crate::common::{Capture, Fixture, Found, Process, TempDir, descendants, free_port, runs};
+use crate::common::{Capture, Fixture, Found, TempDir, descendants, free_port, runs};
 use crate::config::Config;
 use crate::peers::Bins;
 use crate::report::secs;
+use crate::shared::process::Guard;
 use crate::{DEBOUNCE_ARG, REQUEST_TIMEOUT, START_TIMEOUT};
 
 /// Runs `$0` with fd `LISTEN_FDS_FIRST_FD` (when set) duplicated onto fd 3.
 const MOVE_TO_FD3: [&str; 3] = ["sh", "-c", r#"exec 3<&"${LISTEN_FDS_FIRST_FD:-3}" "$0""#];
-/// Environment variable that marks every process a tool run starts.
-const MARK_VAR: &str = "DEVSERVE_BENCH_MARK";
+/// How long a stopped tool gets between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How many of its last lines an error quotes.
+pub const TAIL: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
@@ -82,9 +82,7 @@ impl Ctx {
         let app: Vec<OsString> = fixture.argv().into_iter().map(Into::into).collect();
         let watchexec = || self.bins.watchexec.clone();
         let watchexec_args = |socket: bool| {
-            let mut args: Vec<OsString> =
-                ["-r", "--debounce", DEBOUNCE_ARG, "-n", "-w"].map(Into::into).into();
-            args.push(dir.into());
+            let mut args = watchexec_flags(dir);
             if socket {
                 // watchexec passes its socket at fd LISTEN_FDS_FIRST_FD (9), not at fd 3 like
                 // systemd and systemfd; the fixture takes fd 3, so a shell moves it there first.
@@ -121,12 +119,25 @@ impl Ctx {
                 c
             }
         };
-        fixture.apply_env(&mut command);
-        command.current_dir(dir).env("NO_COLOR", "1");
-        for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "RUST_LOG"] {
-            command.env_remove(var);
-        }
+        finish(&mut command, dir, &fixture);
         Ok(command)
+    }
+}
+
+/// watchexec's flags before the command: `-r --debounce 50ms -n -w DIR`.
+pub fn watchexec_flags(dir: &Path) -> Vec<OsString> {
+    let mut flags: Vec<OsString> = ["-r", "--debounce", DEBOUNCE_ARG, "-n", "-w"].map(Into::into).into();
+    flags.push(dir.into());
+    flags
+}
+
+/// What every tool's command line gets: the fixture's environment (workers inherit it), cwd in
+/// `dir`, no colour, no inherited socket variables.
+pub fn finish(command: &mut Command, dir: &Path, fixture: &Fixture) {
+    fixture.apply_env(command);
+    command.current_dir(dir).env("NO_COLOR", "1");
+    for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "RUST_LOG"] {
+        command.env_remove(var);
     }
 }
 
@@ -135,42 +146,33 @@ pub fn is_app_start(line: &str) -> bool {
     line.starts_with("fixture: serving ")
 }
 
-static RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// The start of every marker this bench hands out.
-pub fn marker_prefix() -> String {
-    format!("{}.", std::process::id())
+/// A tool run: the shared [`Guard`] of the tool's process (leader of its own group, output
+/// captured) and its port. Dropping it stops the tool and everything it started.
+pub struct Running {
+    guard: Guard,
+    pub port: u16,
 }
 
-/// A tool run: the tool's process (leader of its own group) and its captured output.
-/// Dropping it stops the tool and everything it started.
-pub struct Running {
-    tool: Tool,
-    process: Process,
-    pub spawned: Instant,
-    marker: String,
-    pub port: u16,
-    stopped: bool,
+impl Deref for Running {
+    type Target = Guard;
+
+    fn deref(&self) -> &Guard {
+        &self.guard
+    }
+}
+
+impl DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Guard {
+        &mut self.guard
+    }
 }
 
 impl Running {
     pub fn spawn(ctx: &Ctx, tool: Tool, dir: &Path, port: u16) -> Result<Running, String> {
-        let mut command = ctx.command(tool, dir, port)?;
-        let marker = format!("{}{}", marker_prefix(), RUNS.fetch_add(1, Ordering::Relaxed));
-        command.env(MARK_VAR, &marker).process_group(0);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. If the bench
-        // dies, the tool gets SIGTERM and stops its apps, instead of living on.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let spawned = Instant::now();
-        let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", tool.label()))?;
-        let process = Process::adopt(child);
-        Ok(Running { tool, process, spawned, marker, port, stopped: false })
+        let command = ctx.command(tool, dir, port)?;
+        let guard = Guard::spawn(tool.label(), command, STOP_GRACE, TAIL)
+            .map_err(|e| format!("cannot start {}: {e}", tool.label()))?;
+        Ok(Running { guard, port })
     }
 
     /// Spawns the tool and waits until the app answers `GET /`.
@@ -187,22 +189,6 @@ impl Running {
             thread::sleep(Duration::from_millis(10));
         }
         Ok(run)
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.process.pid()
-    }
-
-    /// Everything the tool and its apps printed, stamped with arrival times.
-    pub fn log(&self) -> &Capture {
-        self.process.capture()
-    }
-
-    pub fn check_alive(&mut self) -> Result<(), String> {
-        match self.process.try_wait() {
-            None => Ok(()),
-            Some(status) => Err(format!("{} exited ({status}): {}", self.tool.label(), self.log().tail(3))),
-        }
     }
 
     /// Waits for a matching output line from index `from` on.
@@ -233,83 +219,13 @@ impl Running {
         what: &str,
         find: impl Fn(&Capture) -> Option<Found<T>>,
     ) -> Result<Found<T>, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(found) = find(self.log()) {
-                return Ok(found);
-            }
-            self.check_alive()?;
-            if Instant::now() >= deadline {
-                return Err(format!("no {what} within {}", secs(timeout)));
-            }
-            thread::sleep(Duration::from_millis(2));
-        }
+        let found = self.poll(timeout, Duration::from_millis(2), find)?;
+        found.ok_or_else(|| format!("no {what} within {}", secs(timeout)))
     }
 
     /// The tool's own processes: it and its descendants, minus the fixture apps.
     pub fn own_pids(&self, fixture: &Path) -> Vec<i32> {
         descendants(self.pid()).into_iter().filter(|&pid| !runs(pid, fixture)).collect()
-    }
-
-    /// SIGTERM to the tool's group, SIGKILL after 10 s, then SIGKILL to anything still marked.
-    pub fn stop(&mut self) {
-        if std::mem::replace(&mut self.stopped, true) {
-            return;
-        }
-        let group = Pid::from_raw(self.pid());
-        let _ = killpg(group, Signal::SIGTERM);
-        if self.process.wait_exit_within(Duration::from_secs(10)).is_none() {
-            eprintln!("[bench] {} ignored SIGTERM for 10 s; killing its group", self.tool.label());
-            let _ = killpg(group, Signal::SIGKILL);
-            self.process.kill();
-        }
-        kill_marked(&self.marker);
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Live processes whose environment has `MARK_VAR` starting with `marker`.
-fn marked_pids(marker: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let wanted = format!("{MARK_VAR}={marker}");
-    let pids = entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok());
-    pids.filter(|pid| {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        environ.split(|&b| b == 0).any(|var| var.starts_with(wanted.as_bytes()))
-    })
-    .collect()
-}
-
-/// SIGKILLs, by pid, every process still carrying `marker`, and waits (bounded) until they are gone.
-fn kill_marked(marker: &str) {
-    for round in 0..50 {
-        let left = marked_pids(marker);
-        if left.is_empty() {
-            return;
-        }
-        if round == 0 {
-            eprintln!("[bench] killing {} leftover process(es): {left:?}", left.len());
-        }
-        for pid in left {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Kills what is left of every run, and says whether anything is.
-pub fn report_leftovers(prefix: &str) {
-    kill_marked(prefix);
-    match marked_pids(prefix).as_slice() {
-        [] => eprintln!("[bench] no process left running"),
-        left => eprintln!("[bench] WARNING: processes still running after SIGKILL: {left:?}"),
     }
 }
 
