@@ -18,6 +18,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::procs::{Owner, Procs};
+use crate::proxy::Diagnostic;
 use crate::spawn::{Command, SpawnError};
 
 /// How much of a build's output is kept for the front door's error page.
@@ -30,18 +31,6 @@ pub struct Build {
     pub started: Instant,
     /// With `keep_output`: the end of what the build printed (see [`Build::output_tail`]).
     tail: Option<OutputTail>,
-}
-
-/// One compiler diagnostic, from cargo's JSON messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompilerMessage {
-    pub level: String,
-    pub message: String,
-    pub file: String,
-    pub line: u32,
-    pub column: u32,
-    /// As the compiler renders it, ANSI colours included.
-    pub rendered: String,
 }
 
 /// The command to run: a recognised `cargo build`/`cargo check` gets cargo's JSON diagnostics
@@ -59,7 +48,7 @@ pub fn with_diagnostics(script: &str) -> Option<String> {
 #[derive(Debug)]
 struct OutputTail {
     kept: Arc<Mutex<Vec<u8>>>,
-    diagnostics: Arc<Mutex<Vec<CompilerMessage>>>,
+    diagnostics: Arc<Mutex<Vec<Diagnostic>>>,
     done: crossbeam_channel::Receiver<()>,
 }
 
@@ -107,7 +96,7 @@ impl Build {
     }
 
     /// The compiler's diagnostics (errors first), when the build ran with cargo's JSON messages.
-    pub fn diagnostics(&self) -> Vec<CompilerMessage> {
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
         let Some(tail) = &self.tail else { return Vec::new() };
         let mut found = tail.diagnostics.lock().map(|d| d.clone()).unwrap_or_default();
         found.sort_by_key(|d| d.level != "error");
@@ -173,7 +162,7 @@ fn copy_output(pipe: std::fs::File, cargo_json: bool) -> OutputTail {
 
 /// A `compiler-message` of cargo's JSON output, with its primary span; other messages (artifacts,
 /// build scripts, the final `build-finished`) are not shown.
-fn compiler_message(line: &[u8]) -> Option<CompilerMessage> {
+fn compiler_message(line: &[u8]) -> Option<Diagnostic> {
     let value: serde_json::Value = serde_json::from_slice(line).ok()?;
     if value["reason"] != "compiler-message" {
         return None;
@@ -182,7 +171,7 @@ fn compiler_message(line: &[u8]) -> Option<CompilerMessage> {
     let spans = message["spans"].as_array();
     let primary = spans.and_then(|spans| spans.iter().find(|s| s["is_primary"] == true));
     let number = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
-    Some(CompilerMessage {
+    Some(Diagnostic {
         level: message["level"].as_str().unwrap_or("error").to_owned(),
         message: message["message"].as_str().unwrap_or_default().to_owned(),
         file: primary.and_then(|s| s["file_name"].as_str()).unwrap_or_default().to_owned(),

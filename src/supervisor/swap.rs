@@ -15,7 +15,7 @@ use crate::event::{ExitStatus, Notification};
 use crate::generation::{Generation, WorkerExit, deadline};
 use crate::output::{Report, WorkerStart};
 use crate::procs::{Owner, Procs};
-use crate::proxy::{BrowserEvent, Diagnostic};
+use crate::proxy::BrowserEvent;
 use crate::spawn::Command;
 
 fn ms(d: Duration) -> u128 {
@@ -102,19 +102,7 @@ impl<P: Procs> Supervisor<P> {
         let output = if status.success() { String::new() } else { run.build.output_tail() };
         self.build_result(&script, status.success(), status.to_string(), output.clone());
         if !status.success() {
-            let diagnostics = run
-                .build
-                .diagnostics()
-                .into_iter()
-                .map(|d| Diagnostic {
-                    level: d.level,
-                    message: d.message,
-                    file: d.file,
-                    line: d.line,
-                    column: d.column,
-                    rendered: d.rendered,
-                })
-                .collect();
+            let diagnostics = run.build.diagnostics();
             self.tell_browsers(BrowserEvent::BuildFailed {
                 command: script.clone(),
                 status: status.to_string(),
