@@ -267,7 +267,12 @@ impl Exchange {
             }
         };
         match sent {
-            Ok(response) => Ok(self.respond(response, flight, conn)),
+            Ok(response) => {
+                if closes_after(&response) {
+                    prewarm(&flight);
+                }
+                Ok(self.respond(response, flight, conn))
+            }
             Err(mut error) => {
                 conn.close();
                 if let Some(unsent) = error.take_message() {
@@ -355,6 +360,32 @@ async fn acquire(
         }
     }
     UpstreamConn::open(flight.upstream).await.map(|conn| (conn, false))
+}
+
+/// Whether the upstream will close this connection after its response (`Connection: close`, or
+/// HTTP/1.0 without keep-alive): then the next request to it would pay a connect.
+fn closes_after<B>(response: &Response<B>) -> bool {
+    let connection = response.headers().get(hyper::header::CONNECTION).and_then(|v| v.to_str().ok());
+    let says =
+        |word: &str| connection.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(word)));
+    says("close") || (response.version() == hyper::Version::HTTP_10 && !says("keep-alive"))
+}
+
+/// For an upstream that closes every connection after its answer (many dev servers do): opens
+/// the next connection to it in the background, into the pool, so the next request skips the
+/// connect and the handshake. Only when the pool holds none for it; the connection is pooled only
+/// while its upstream is still routed (a drained generation's is closed at once).
+fn prewarm(flight: &Flight) {
+    let shared = Arc::clone(flight.shared());
+    let (generation, upstream) = (flight.generation, flight.upstream);
+    if shared.pooled(generation, upstream) > 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        if let Ok(conn) = UpstreamConn::open(upstream).await {
+            shared.checkin(generation, upstream, conn);
+        }
+    });
 }
 
 /// Copies bytes between the client's and the upstream's upgraded connections until either side

@@ -436,8 +436,7 @@ impl Shared {
         }
     }
 
-    /// How many idle connections the pool holds to `upstream` of `generation` (tests).
-    #[cfg(test)]
+    /// How many idle connections the pool holds to `upstream` of `generation`.
     pub(crate) fn pooled(&self, generation: u64, upstream: SocketAddr) -> usize {
         self.lock().pool.get(&(generation, upstream)).map_or(0, Vec::len)
     }
