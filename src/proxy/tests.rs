@@ -186,7 +186,7 @@ struct Seen {
 }
 
 /// A hyper upstream. By path: `/ws` upgrades and echoes, `/slow` waits for [`Upstream::release`],
-/// `/stream` sends one event and never ends, `/headers` lists the request headers (and answers
+/// `/stream` sends one event and never ends, `/close` answers `Connection: close`, `/headers` lists the request headers (and answers
 /// with hop-by-hop headers); anything else answers `"{name} {method} {target} {body length}"`.
 struct Upstream {
     addr: SocketAddr,
@@ -290,6 +290,12 @@ async fn answer(seen: Arc<Seen>, name: &str, mut request: Request<Incoming>) -> 
                 .header("x-kept", "yes")
                 .body(boxed(lines.join("\n")))
                 .expect("headers");
+        }
+        "/close" => {
+            return Response::builder()
+                .header("connection", "close")
+                .body(boxed(format!("{name} closes")))
+                .expect("close");
         }
         _ => {}
     }
@@ -456,6 +462,28 @@ fn routes_to_the_upstream_and_reuses_its_connection() {
     }
     assert_eq!(up.seen.accepted.load(Ordering::SeqCst), 1, "one pooled upstream connection");
     assert_eq!(h.stats().serving, Some(1));
+}
+
+#[test]
+fn an_upstream_that_closes_after_each_answer_gets_its_next_connection_ahead() {
+    let h = Harness::http();
+    let up = Upstream::start(&h, "a");
+    h.serve(1, &[up.addr]);
+    let reply = h.block_on(send(h.addr, get("/close")));
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "a closes");
+    // The proxy opens the next connection without a request waiting for it...
+    wait_until("an upstream connection opened ahead and pooled", || h.proxy().shared.pooled(1, up.addr) == 1);
+    assert_eq!(
+        up.seen.accepted.load(Ordering::SeqCst),
+        2,
+        "one connection per answer so far, plus the one ahead"
+    );
+    assert_eq!(up.hits(), 1, "no request was sent on it");
+    // ...and the next request uses it instead of connecting again.
+    let reply = h.block_on(send(h.addr, get("/hello")));
+    assert_eq!(reply.body, "a GET /hello 0");
+    assert_eq!(up.seen.accepted.load(Ordering::SeqCst), 2, "the connection opened ahead was used");
 }
 
 #[test]
