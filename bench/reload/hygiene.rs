@@ -12,7 +12,7 @@ use crate::common::{children, fd_count, status_kib};
 use crate::config::Config;
 use crate::report::{Better, Cell, Scenario, figure};
 use crate::shared::report::percentile;
-use crate::tools::{Ctx, Running, Tool, scratch};
+use crate::tools::{Ctx, Running, Tool, measured_ready, scratch};
 use crate::{SAVE_GAP, SAVE_TIMEOUT, START_TIMEOUT};
 
 pub fn scenario(config: &Config) -> Scenario {
@@ -66,9 +66,7 @@ fn hygiene(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
         kill(Pid::from_raw(pid), Signal::SIGHUP).map_err(|e| format!("cannot send SIGHUP: {e}"))?;
         let ready =
             run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", &|e| e["generation"] == generation)?;
-        if !ready.item["assumed_after_ms"].is_null() {
-            return Err(format!("readiness was assumed, not measured: {}", ready.item));
-        }
+        measured_ready(&ready.item)?;
         reloads.push(ready.at - sent);
     }
     run.wait_event(0, SAVE_TIMEOUT, "generation_stopped", &|e| e["generation"] == last - 1)?;

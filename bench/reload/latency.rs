@@ -2,13 +2,12 @@
 //!    apart; for devserve, its overhead beyond the debounce and the app's start-up.
 
 use std::thread;
-use std::time::Duration;
 
 use crate::client::poll_for_version;
 use crate::config::Config;
 use crate::report::{Better, Cell, Scenario, Unit, figure};
 use crate::shared::report::percentile;
-use crate::tools::{Ctx, Running, Tool, scratch, write_version};
+use crate::tools::{Ctx, Running, Tool, measured_start, scratch, write_version};
 use crate::{DEBOUNCE, SAVE_GAP, SAVE_TIMEOUT};
 
 pub fn scenario(config: &Config) -> Scenario {
@@ -44,11 +43,7 @@ fn fresh_latency(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
         if tool == Tool::Devserve {
             // The app's start-up as devserve measured it (from the spawn to READY=1).
             let ready = run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", &|_| true)?.item;
-            if !ready["assumed_after_ms"].is_null() {
-                return Err(format!("readiness was assumed, not measured: {ready}"));
-            }
-            let start_ms = ready["start_ms"].as_u64().ok_or_else(|| format!("no start_ms in {ready}"))?;
-            starts.push(Duration::from_millis(start_ms));
+            starts.push(measured_start(&ready)?);
         }
     }
     run.stop();

@@ -21,7 +21,7 @@ use crate::report::{Better, Cell, Scenario, Unit, figure, secs};
 use crate::shared::report::percentile;
 use crate::storm::{STORM_FILES, STORM_LIMIT, STORM_QUIET, write_burst};
 use crate::targets;
-use crate::tools::{Ctx, Tool, is_app_start, scratch, write_version};
+use crate::tools::{Ctx, Tool, is_app_start, measured_start, scratch, write_version};
 use crate::{DEBOUNCE_ARG, REQUEST_TIMEOUT, SAVE_GAP, SAVE_TIMEOUT, START_TIMEOUT};
 
 /// The target: save → fresh p50 ≤ the app's start-up + this.
@@ -130,11 +130,7 @@ fn measure_fresh(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
         if tool == Tool::Devserve {
             // The generation that served vN first is the first one ready after the save.
             let ready = run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", |_| true)?.item;
-            if !ready["assumed_after_ms"].is_null() {
-                return Err(format!("readiness was assumed, not measured: {ready}"));
-            }
-            let start_ms = ready["start_ms"].as_u64().ok_or_else(|| format!("no start_ms in {ready}"))?;
-            starts.push(Duration::from_millis(start_ms));
+            starts.push(measured_start(&ready)?);
         }
     }
     thread::sleep(SAVE_GAP);

@@ -236,6 +236,23 @@ pub fn scratch(scenario: &str, tool: Tool) -> Result<TempDir, String> {
     Ok(dir)
 }
 
+/// Refuses a `generation_ready` event whose readiness devserve only assumed (no `READY=1`): a
+/// figure taken from it would measure the assumption delay, not the app.
+pub fn measured_ready(ready: &Value) -> Result<&Value, String> {
+    if ready["assumed_after_ms"].is_null() {
+        Ok(ready)
+    } else {
+        Err(format!("readiness was assumed, not measured: {ready}"))
+    }
+}
+
+/// The app's start-up as devserve measured it (spawn → `READY=1`), from a `generation_ready` event.
+pub fn measured_start(ready: &Value) -> Result<Duration, String> {
+    let start_ms =
+        measured_ready(ready)?["start_ms"].as_u64().ok_or_else(|| format!("no start_ms in {ready}"))?;
+    Ok(Duration::from_millis(start_ms))
+}
+
 /// Saves `version` into `dir/VERSION`; returns the instant just before the write.
 pub fn write_version(dir: &Path, version: &str) -> Result<Instant, String> {
     let before = Instant::now();
