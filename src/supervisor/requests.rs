@@ -81,18 +81,8 @@ impl<P: Procs> Supervisor<P> {
         self.out.report(Report::WorkersChanged { workers: wanted, at_minimum: false });
         if delta > 0 {
             self.top_up_serving(now);
-        } else if let Some(serving) = self.serving.as_mut()
-            && serving.active_count() > wanted as usize
-            && let Some((slot, pid)) =
-                serving.retire_oldest(self.config.stop_signal, self.config.stop_timeout, now, &mut self.procs)
-        {
-            let generation = serving.id;
-            self.out.report(Report::WorkerStopping {
-                generation,
-                worker: slot,
-                pid: pid.as_raw(),
-                rolling: false,
-            });
+        } else if self.serving.as_ref().is_some_and(|serving| serving.active_count() > wanted as usize) {
+            self.retire_oldest_worker(now, false);
         }
     }
 

@@ -275,21 +275,22 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
-    /// Rolling swap step: every new worker so far is ready, so one old worker stops and one
-    /// more new worker starts. Capacity never drops below the worker count.
-    fn roll_one(&mut self, now: Instant) {
+    /// Sends the stop signal to the serving generation's oldest running worker and says so
+    /// (`rolling`: a step of a rolling swap, else a TTOU).
+    pub(super) fn retire_oldest_worker(&mut self, now: Instant, rolling: bool) {
         let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
         if let Some(serving) = self.serving.as_mut()
             && let Some((slot, pid)) = serving.retire_oldest(signal, timeout, now, &mut self.procs)
         {
             let generation = serving.id;
-            self.out.report(Report::WorkerStopping {
-                generation,
-                worker: slot,
-                pid: pid.as_raw(),
-                rolling: true,
-            });
+            self.out.report(Report::WorkerStopping { generation, worker: slot, pid: pid.as_raw(), rolling });
         }
+    }
+
+    /// Rolling swap step: every new worker so far is ready, so one old worker stops and one
+    /// more new worker starts. Capacity never drops below the worker count.
+    fn roll_one(&mut self, now: Instant) {
+        self.retire_oldest_worker(now, true);
         let Some(next) = self.next.generation_mut() else { return };
         let slot = next.free_slot();
         let id = next.id;
