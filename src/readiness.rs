@@ -6,13 +6,16 @@
 //! [`Event::Notify`]. The sender is identified as systemd does, by the credentials the kernel
 //! attaches (SO_PASSCRED / SCM_CREDENTIALS) rather than by anything in the payload; its process
 //! group is looked up at once so that a message from a worker's child (`sh -c`, `cargo run`)
-//! counts for that worker. Dropping the [`NotifySocket`] shuts the socket down, which ends the
-//! reader thread, and removes the file.
+//! counts for that worker. Dropping the [`NotifySocket`] shuts the socket down, waits for the
+//! reader thread to end (so both of its descriptors are closed when the drop returns: a stopped
+//! generation leaves no descriptor behind, not even for a moment), and removes the file.
 
 use std::io;
 use std::net::Shutdown;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::Sender;
 use nix::unistd::Pid;
@@ -22,11 +25,17 @@ use crate::event::{Event, Notification};
 /// The largest datagram read; systemd's own limit for a notification is similar.
 const MAX_DATAGRAM: usize = 4096;
 
+/// How long the reader waits in one `recvmsg` before checking whether it was told to end: the
+/// bound on [`NotifySocket`]'s drop should a shutdown fail to wake it.
+const READ_SLICE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A generation's notify socket and its reader thread.
 #[derive(Debug)]
 pub struct NotifySocket {
     path: PathBuf,
     socket: UnixDatagram,
+    closing: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl NotifySocket {
@@ -38,10 +47,13 @@ impl NotifySocket {
         #[cfg(target_os = "linux")]
         nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)?;
         let reader = socket.try_clone()?;
-        std::thread::Builder::new()
+        reader.set_read_timeout(Some(READ_SLICE))?;
+        let closing = Arc::new(AtomicBool::new(false));
+        let told = Arc::clone(&closing);
+        let reader = std::thread::Builder::new()
             .name(format!("notify-{generation}"))
-            .spawn(move || read_datagrams(&reader, generation, &events))?;
-        Ok(NotifySocket { path, socket })
+            .spawn(move || read_datagrams(&reader, generation, &events, &told))?;
+        Ok(NotifySocket { path, socket, closing, reader: Some(reader) })
     }
 
     /// The value of NOTIFY_SOCKET for this generation's workers.
@@ -52,18 +64,31 @@ impl NotifySocket {
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {
+        self.closing.store(true, Ordering::Release);
         let _ = self.socket.shutdown(Shutdown::Both);
+        // The reader never blocks for long (the events channel is unbounded, each receive is
+        // bounded by READ_SLICE), so this wait is short.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn read_datagrams(socket: &UnixDatagram, generation: u64, events: &Sender<Event>) {
+fn read_datagrams(socket: &UnixDatagram, generation: u64, events: &Sender<Event>, closing: &AtomicBool) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
-    loop {
+    while !closing.load(Ordering::Acquire) {
         let (len, sender) = match receive(socket, &mut buffer) {
             Ok((0, None)) => return, // shut down
             Ok(received) => received,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(_) => return,
         };
         let text = String::from_utf8_lossy(&buffer[..len]);
@@ -214,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn datagrams_are_attributed_and_drop_stops_the_reader() {
+    fn datagrams_are_attributed_and_drop_ends_the_reader_before_returning() {
         let dir = std::env::temp_dir().join(format!("devserve-readiness-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -230,11 +255,9 @@ mod tests {
         let path = socket.path().to_path_buf();
         drop(socket);
         assert!(!path.exists());
-        // The reader thread drops its sender when it ends, which disconnects the channel.
-        assert!(matches!(
-            rx.recv_timeout(Duration::from_secs(10)),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-        ));
+        // The reader thread drops its sender (and its descriptor) when it ends, which
+        // disconnects the channel: already done when the drop returns, not some time later.
+        assert_eq!(rx.try_recv().err(), Some(crossbeam_channel::TryRecvError::Disconnected));
         std::fs::remove_dir(&dir).expect("clean up");
     }
 }

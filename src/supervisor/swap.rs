@@ -574,8 +574,9 @@ impl<P: Procs> Supervisor<P> {
         } else if let Some(index) = self.draining.iter().position(|d| d.generation.id == generation) {
             self.draining[index].generation.worker_exited(pid, status, now);
             if self.draining[index].generation.is_empty() {
-                let gone = self.draining.remove(index);
-                self.out.report(Report::GenerationStopped { generation: gone.generation.id });
+                // Released (its notify socket and reader closed) before it is reported stopped.
+                let generation = self.draining.remove(index).generation.id;
+                self.out.report(Report::GenerationStopped { generation });
             }
         }
     }

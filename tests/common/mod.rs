@@ -23,7 +23,7 @@
 //! - [`http`]: a minimal client ([`http_get`]), [`field`], [`wait_for_version`], [`free_port`] and
 //!   [`Load`], client threads that count failures.
 //! - [`procfs`]: `/proc` readers: [`process_state`], [`is_alive`], [`children`],
-//!   [`descendants`], [`fd_count`], [`cpu_ticks`], [`status_kib`].
+//!   [`descendants`], [`fd_count`], [`fd_targets`], [`cpu_ticks`], [`status_kib`].
 //! - [`files`]: [`TempDir`], a fresh directory removed when it is dropped (set
 //!   `DEVSERVE_TEST_KEEP=1` to keep them), and [`write`].
 //!

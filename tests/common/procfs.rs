@@ -49,6 +49,21 @@ pub fn fd_count(pid: i32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
+/// What each open fd of `pid` points to (`socket:[…]`, `pipe:[…]`, a path), sorted by fd.
+pub fn fd_targets(pid: i32) -> Option<Vec<(u32, String)>> {
+    let mut targets: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            Some((fd, target.display().to_string()))
+        })
+        .collect();
+    targets.sort();
+    Some(targets)
+}
+
 /// utime + stime of `pid`, in clock ticks ([`clock_ticks_per_sec`]).
 pub fn cpu_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
