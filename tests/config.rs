@@ -27,11 +27,13 @@ fn a_valid_config_edit_swaps_in_the_new_env_without_refusing_a_connection() {
     devserve.wait_for("gen 1 ready");
     assert!(http_get(&addr, "/env").expect("GET /env").contains("FIXTURE_EXTRA=one\n"));
     let load = Load::start(&addr, 1);
+    load.wait_for_answers(3);
     write(&dir.join("devserve.toml"), &config_text("FIXTURE_EXTRA = \"two\"\n"));
     devserve.wait_for("devserve.toml: applied");
     devserve.wait_for("gen 2 ready");
     assert!(devserve.output().contains("· reload (config changed)"), "{}", devserve.output());
     assert!(wait_until(WAIT, || http_get(&addr, "/env").is_ok_and(|b| b.contains("FIXTURE_EXTRA=two\n"))));
+    load.wait_for_answers(3);
     let result = load.stop();
     assert!(result.failures.is_empty(), "failed requests: {:?}", result.failures);
     // A config edit is not a source change: only one generation came of it.
@@ -279,11 +281,13 @@ fn a_listen_edit_keeps_the_addresses_already_held() {
     let devserve = Devserve::start(&dir, &[], &[]);
     devserve.wait_for("gen 1 ready");
     let load = Load::start(&first, 1);
+    load.wait_for_answers(3);
     let both = format!("listen = [\"{first}\", \"admin=127.0.0.1:0\"]");
     write(&dir.join("devserve.toml"), &config_text("").replace("listen = [\"127.0.0.1:0\"]", &both));
     devserve.wait_for("devserve.toml: applied");
     let admin = devserve.listen_addr(2);
     devserve.wait_for("gen 2 ready");
+    load.wait_for_answers(3);
     let result = load.stop();
     assert!(result.failures.is_empty(), "the kept address never refused: {:?}", result.failures);
     // The fixture serves fd 3 only; the new socket is fd 4 and listening (held by devserve).

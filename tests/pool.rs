@@ -179,10 +179,12 @@ fn a_rolling_swap_keeps_n_workers_answering() {
     let (devserve, addr) = pool(&dir, "3", &["--rolling", "-v"]);
     wait_for_pids(&addr, 3);
     let load = Load::start(&addr, 1);
+    load.wait_for_answers(3);
     write(&dir.join("version"), "v2");
     write(&dir.join("src/trigger"), "go");
     devserve.wait_for("gen 2 ready");
     devserve.wait_for("gen 1 stopped");
+    load.wait_for_answers(3);
     let result = load.stop();
     assert!(result.failures.is_empty(), "failed requests: {:?}", result.failures);
     // Capacity = old workers not yet stopped + new workers ready: never under 3. So before the

@@ -28,9 +28,14 @@ fn serve(dir: &Path, fixture: &Fixture, args: &[&str], env: &[(&str, &str)]) -> 
     (devserve, addr)
 }
 
-fn swap_and_wait(devserve: &Devserve, dir: &Path, generation: u64) {
-    write(&dir.join(format!("edit-{generation}.txt")), "edit");
-    devserve.wait_event("generation_ready", |e| e["generation"] == generation);
+/// Saves `edit-N.txt` and waits until a generation started for it is ready. Not by number: with
+/// no build a burst is started at its first event, and a write whose events straggle on a busy
+/// machine starts a second generation that supersedes the first. Returns the ready generation.
+fn swap_and_wait(devserve: &Devserve, dir: &Path, n: u64) -> u64 {
+    write(&dir.join(format!("edit-{n}.txt")), "edit");
+    let cause = format!("edit-{n}.txt changed");
+    let ready = devserve.wait_event("generation_ready", |e| e["cause"] == cause.as_str());
+    ready["generation"].as_u64().expect("a generation number")
 }
 
 /// A save, and optionally a second one as soon as the new generation is starting; waits until
@@ -61,11 +66,12 @@ fn zero_failed_requests_across_swaps_for_both_fixtures() {
         devserve.wait_event("generation_ready", |e| e["generation"] == 1);
         let load = Load::start(&addr, 2);
         for round in 0..20 {
+            load.wait_for_answers(5);
             // Every fourth save is followed by another while the generation starts.
             save_and_wait(&devserve, dir.path(), &format!("edit-{round}"), round % 4 == 3);
         }
+        load.wait_for_answers(5);
         let result = load.stop();
-        assert!(result.ok > 100, "{}: the load ran ({} ok)", fixture.name(), result.ok);
         assert!(
             result.failures.is_empty(),
             "{}: {:?}",
@@ -98,11 +104,12 @@ fn an_app_that_drops_unread_connections_or_warms_up_with_500_loses_nothing() {
     let (devserve, addr) = serve(dir.path(), &fixture, &["-w", ".", "--ready-path", "/"], &[]);
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     let load = Load::start(&addr, 2);
-    for generation in 2..=5 {
-        swap_and_wait(&devserve, dir.path(), generation);
+    for n in 2..=5 {
+        load.wait_for_answers(5);
+        swap_and_wait(&devserve, dir.path(), n);
     }
+    load.wait_for_answers(5);
     let result = load.stop();
-    assert!(result.ok > 50, "the load ran: {}", result.ok);
     assert!(result.failures.is_empty(), "{:?}", &result.failures[..result.failures.len().min(5)]);
 }
 
@@ -137,13 +144,14 @@ fn a_fixed_app_port_restarts_without_a_refused_connection() {
     let addr = devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("addr").to_owned();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     let load = Load::start(&addr, 2);
-    for generation in 2..=4 {
-        swap_and_wait(&devserve, dir.path(), generation);
+    for n in 2..=4 {
+        load.wait_for_answers(5);
+        swap_and_wait(&devserve, dir.path(), n);
     }
+    load.wait_for_answers(5);
     let result = load.stop();
     let some = &result.failures[..result.failures.len().min(5)];
-    assert!(result.ok > 20, "the load ran: {} ok, failures {some:?}\n{}", result.ok, devserve.output());
-    assert!(result.failures.is_empty(), "held, never refused: {some:?}");
+    assert!(result.failures.is_empty(), "held, never refused: {some:?}\n{}", devserve.output());
 }
 
 /// An upstream for streams: `/ws` (an Upgrade that echoes), `/sse` (an event every 100 ms) and
@@ -276,7 +284,8 @@ fn a_50_mb_upload_is_streamed_not_buffered() {
     let size: usize = 50 * 1024 * 1024;
     let mut stream = TcpStream::connect(&addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    write!(stream, "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n").expect("head");
+    write!(stream, "POST /upload HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n")
+        .expect("head");
     let chunk = vec![b'x'; 1 << 16];
     let mut peak = before;
     for _ in 0..size / chunk.len() {
@@ -373,10 +382,10 @@ fn raw_tcp_mode_routes_connections_across_a_swap() {
     assert_eq!(listening["raw_tcp"], true);
     let addr = listening["address"].as_str().expect("addr").to_owned();
     let first = http_get(&addr, "/").expect("bytes through");
-    swap_and_wait(&devserve, dir.path(), 2);
+    let generation = swap_and_wait(&devserve, dir.path(), 2).to_string();
     assert!(
-        wait_until(WAIT, || http_get(&addr, "/").is_ok_and(|b| field(&b, "gen") == "2")),
-        "new connections go to gen 2 (first answer: {first})"
+        wait_until(WAIT, || http_get(&addr, "/").is_ok_and(|b| field(&b, "gen") == generation)),
+        "new connections go to gen {generation} (first answer: {first})"
     );
 }
 

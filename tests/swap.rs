@@ -20,12 +20,14 @@ fn zero_refused_connections_across_repeated_swaps_under_load() {
     let (devserve, addr) = serve_rust(&dir, &["--log-format", "json"]);
     let load = Load::start(&addr, 2);
     for round in 2..=6 {
+        load.wait_for_answers(20);
         let version = format!("v{round}");
         write(&dir.join("version"), &version);
         devserve.wait_event("generation_ready", |e| e["generation"] == round);
         wait_for_version(&addr, &version);
         devserve.wait_event("generation_stopped", |e| e["generation"] == round - 1);
     }
+    load.wait_for_answers(20);
     let result = load.stop();
     assert!(
         result.failures.is_empty(),
@@ -33,7 +35,6 @@ fn zero_refused_connections_across_repeated_swaps_under_load() {
         result.failures.len(),
         result.failures.first()
     );
-    assert!(result.ok > 100, "the load was too light to prove anything");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -88,6 +88,7 @@ pub fn free_port() -> u16 {
 /// Client threads hitting `GET /` on a new connection each time until stopped.
 pub struct Load {
     stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<(usize, Vec<String>)>>,
 }
 
@@ -100,14 +101,18 @@ pub struct LoadResult {
 impl Load {
     pub fn start(addr: &str, threads: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
         let threads = (0..threads)
             .map(|_| {
-                let (stop, addr) = (stop.clone(), addr.to_owned());
+                let (stop, answered, addr) = (stop.clone(), answered.clone(), addr.to_owned());
                 std::thread::spawn(move || {
                     let (mut ok, mut failures) = (0, Vec::new());
                     while !stop.load(Ordering::Relaxed) {
                         match http_get(&addr, "/") {
-                            Ok(_) => ok += 1,
+                            Ok(_) => {
+                                ok += 1;
+                                answered.fetch_add(1, Ordering::Relaxed);
+                            }
                             Err(e) => failures.push(e),
                         }
                     }
@@ -115,7 +120,18 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, threads }
+        Load { stop, answered, threads }
+    }
+
+    /// Waits until `n` more requests have been answered: the load ran across what comes next,
+    /// however slow the machine. Panics after [`WAIT`].
+    pub fn wait_for_answers(&self, n: usize) {
+        let target = self.answered.load(Ordering::Relaxed) + n;
+        assert!(
+            wait_until(WAIT, || self.answered.load(Ordering::Relaxed) >= target),
+            "the load stalled: {} answered, waiting for {target}",
+            self.answered.load(Ordering::Relaxed)
+        );
     }
 
     pub fn stop(self) -> LoadResult {
