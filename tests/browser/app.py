@@ -25,6 +25,12 @@ import time
 GEN = os.environ.get("DEVSERVE_GENERATION", "0")
 
 
+def log(text):
+    """One line in one write(2): print() writes the text and the newline apart, and a line of
+    devserve's on the shared pipe could land between them."""
+    os.write(2, (text + "\n").encode())
+
+
 def read(name, default):
     try:
         with open(name, encoding="utf-8") as f:
@@ -36,7 +42,7 @@ def read(name, default):
 VERSION = read("version.txt", "none")
 STYLE = read("style.css", "")
 if VERSION == "crash":
-    print(f"app: gen={GEN} crashing on purpose", file=sys.stderr, flush=True)
+    log(f"app: gen={GEN} crashing on purpose")
     sys.exit(1)
 
 PAGE = f"""<!doctype html>
@@ -80,7 +86,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         path = self.path.split("?")[0]
         accepts_gzip = "gzip" in self.headers.get("Accept-Encoding", "")
-        print(f"app: gen={GEN} GET {self.path}", file=sys.stderr, flush=True)
+        log(f"app: gen={GEN} GET {self.path}")
         html = "text/html; charset=utf-8"
         if path == "/":
             self.answer(PAGE, html)
@@ -101,5 +107,5 @@ class Handler(http.server.BaseHTTPRequestHandler):
 time.sleep(int(os.environ.get("APP_START_DELAY_MS", "0")) / 1000)
 server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
 server.daemon_threads = True
-print(f"app: gen={GEN} serving version={VERSION} port={os.environ['PORT']}", file=sys.stderr, flush=True)
+log(f"app: gen={GEN} serving version={VERSION} port={os.environ['PORT']}")
 server.serve_forever()
