@@ -479,8 +479,12 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("app.sock");
         let spec = parse_listen(&format!("unix:{}", path.display())).expect("valid");
-        // A socket file nobody listens on any more, as a killed server leaves it.
-        drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+        // A socket file nobody listens on, as a killed server leaves it. Bound without
+        // listening: a child another test forks meanwhile may hold the descriptor a moment, and
+        // a listening one would then still accept.
+        let stale = Socket::new(Domain::UNIX, Type::STREAM, None).expect("socket");
+        stale.bind(&SockAddr::unix(&path).expect("path")).expect("bind");
+        drop(stale);
         assert!(path.exists(), "closing leaves the file behind");
         let held = bind_all(std::slice::from_ref(&spec)).expect("stale file replaced");
         let error = bind_all(std::slice::from_ref(&spec)).expect_err("live socket is in use");
