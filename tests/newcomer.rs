@@ -59,7 +59,9 @@ fn an_assumed_readiness_is_not_shown_as_a_measurement() {
     assert!(!line.contains("debounce"), "a first start has no debounce phase: {line}");
 
     // With READY=1 the ready line is a measurement, and a first start shows no debounce phase.
+    // (A long delay: on a busy machine Python may take more than 300 ms to send READY=1.)
     let dir = temp_dir("measured-ready");
+    let args = ["-w", ".", "-l", "127.0.0.1:0", "--ready-delay", "20s"];
     let devserve = Fixture::python().notify().start(&dir, &args);
     devserve.wait_for("gen 1 ready in");
     let output = devserve.output();
