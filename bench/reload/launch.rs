@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Capture, Fixture, Found, descendants, runs};
+use crate::common::{Capture, Fixture, Found, descendants};
 use crate::report::secs;
 use crate::shared::process::Guard;
-use crate::tools::{Ctx, STOP_GRACE, TAIL, finish, watchexec_flags};
+use crate::tools::{Ctx, STOP_GRACE, TAIL, finish, is_app, watchexec_flags};
 
 /// How often a wait looks at the captured output again.
 const LOOK_EVERY: Duration = Duration::from_millis(1);
@@ -107,16 +107,4 @@ impl Launch {
     pub fn apps(&self, fixture: &Path) -> Vec<i32> {
         descendants(self.pid()).into_iter().filter(|&pid| is_app(pid, fixture)).collect()
     }
-}
-
-/// Whether `pid` is a fixture app: it runs `fixture`, or a copy of it (devserve runs each
-/// generation from a copy of a compiled program, `gen-N-fixture-app` in its runtime dir, with
-/// `fixture`'s path still as `argv[0]`).
-fn is_app(pid: i32, fixture: &Path) -> bool {
-    if runs(pid, fixture) {
-        return true;
-    }
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
-    argv0 == fixture.as_os_str().as_encoded_bytes()
 }

@@ -225,8 +225,20 @@ impl Running {
 
     /// The tool's own processes: it and its descendants, minus the fixture apps.
     pub fn own_pids(&self, fixture: &Path) -> Vec<i32> {
-        descendants(self.pid()).into_iter().filter(|&pid| !runs(pid, fixture)).collect()
+        descendants(self.pid()).into_iter().filter(|&pid| !is_app(pid, fixture)).collect()
     }
+}
+
+/// Whether `pid` is a fixture app: it runs `fixture`, or a copy of it (devserve runs each
+/// generation from a copy of a compiled program, `gen-N-fixture-app` in its runtime dir, with
+/// `fixture`'s path still as `argv[0]`).
+pub fn is_app(pid: i32, fixture: &Path) -> bool {
+    if runs(pid, fixture) {
+        return true;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    argv0 == fixture.as_os_str().as_encoded_bytes()
 }
 
 /// A fresh folder for one scenario of one tool, with `VERSION` = `v0`; removed on drop.
