@@ -248,12 +248,10 @@ fn watch_roots(
                 1
             }
             None => {
-                let want_files = modified.is_some();
-                let (count, files) = register_tree(watcher, filter, &root.dir, want_files, unreadable)?;
-                if let Some((since, changed)) = modified.as_mut() {
-                    changed.extend(files.into_iter().filter(|f| {
-                        std::fs::metadata(f).and_then(|m| m.modified()).is_ok_and(|t| t >= *since)
-                    }));
+                let wanted = modified.as_ref().map_or(Files::None, |(since, _)| Files::ModifiedSince(*since));
+                let (count, files) = register_tree(watcher, filter, &root.dir, wanted, unreadable)?;
+                if let Some((_, changed)) = modified.as_mut() {
+                    changed.extend(files);
                 }
                 count
             }
@@ -479,7 +477,7 @@ impl WatchThread {
 
     fn watch_new_directory(&mut self, dir: &Path, now: Instant) {
         let mut unreadable = Vec::new();
-        match register_tree(&mut self.watcher, &mut self.filter, dir, true, &mut unreadable) {
+        match register_tree(&mut self.watcher, &mut self.filter, dir, Files::All, &mut unreadable) {
             Ok((_, files)) => {
                 for file in files {
                     self.debouncer.add(file, true, now);
@@ -505,9 +503,19 @@ fn may_be_new_directory(kind: &EventKind) -> bool {
     matches!(kind, EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(_)))
 }
 
+/// Which files a walk returns besides watching folders.
+#[derive(Debug, Clone, Copy)]
+enum Files {
+    None,
+    /// Every file the filter keeps (a directory that just appeared: all of it is new).
+    All,
+    /// Those modified at or after this time (the initial walk). The time is checked before the
+    /// filter, and nothing else is kept: a 100k-file tree costs one stat a file, not a list.
+    ModifiedSince(std::time::SystemTime),
+}
+
 /// Watches `dir` and every directory below it that the filter keeps; loads ignore files met on
-/// the way. Returns how many directories are watched and, with `want_files` (a directory that
-/// just appeared), the files found in it.
+/// the way. Returns how many directories are watched and the files `wanted`.
 ///
 /// Each directory is watched *before* it is listed, so a file created meanwhile is either in
 /// the listing or reported by its own event: nothing falls between the two.
@@ -515,7 +523,7 @@ fn register_tree(
     watcher: &mut AnyWatcher,
     filter: &mut Filter,
     dir: &Path,
-    want_files: bool,
+    wanted: Files,
     unreadable: &mut Vec<PathBuf>,
 ) -> Result<(usize, Vec<PathBuf>), WatchError> {
     if !cfg!(target_os = "linux") {
@@ -547,7 +555,7 @@ fn register_tree(
                 continue;
             }
         }
-        let Some((subdirs, dir_files)) = list_kept(filter, &dir, want_files) else {
+        let Some((subdirs, dir_files)) = list_kept(filter, &dir, wanted) else {
             unreadable.push(dir);
             continue;
         };
@@ -584,10 +592,10 @@ fn is_virtual(dir: &Path) -> bool {
     false
 }
 
-/// The subdirectories (and, with `want_files`, the files) of `dir` that the filter keeps, loading
-/// the directory's own ignore files first so that they apply to its children. `None` when the
+/// The subdirectories (and the files `wanted`) of `dir` that the filter keeps, loading the
+/// directory's own ignore files first so that they apply to its children. `None` when the
 /// directory cannot be read (but exists).
-fn list_kept(filter: &mut Filter, dir: &Path, want_files: bool) -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
+fn list_kept(filter: &mut Filter, dir: &Path, wanted: Files) -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return None,
@@ -600,7 +608,14 @@ fn list_kept(filter: &mut Filter, dir: &Path, want_files: bool) -> Option<(Vec<P
     let (mut dirs, mut files) = (Vec::new(), Vec::new());
     for entry in entries {
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if !is_dir && !want_files {
+        let file_wanted = match wanted {
+            Files::None => false,
+            Files::All => true,
+            Files::ModifiedSince(since) => {
+                !is_dir && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= since)
+            }
+        };
+        if !is_dir && !file_wanted {
             continue;
         }
         let path = entry.path();
