@@ -508,3 +508,54 @@ fn eight_tabs_share_one_event_stream_that_survives_a_devserve_restart() {
         stats(&addr)
     );
 }
+
+/// Where `SharedWorker` is missing, a tab opens its own event stream and still follows a save.
+/// A frame's client stays inert under an ancestor of another origin and under a page that has a
+/// client of its own, and runs in a same-origin frame of a page without one.
+#[test]
+fn a_tab_without_shared_workers_streams_alone_and_frames_follow_the_origin_rules() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(mut browser) =
+        browser_or_skip("a_tab_without_shared_workers_streams_alone_and_frames_follow_the_origin_rules")
+    else {
+        return;
+    };
+    let dir = temp_dir("browser-fallback");
+    write(&dir.join("version.txt"), "v1");
+    let (devserve, addr) = start_devserve(&dir, "127.0.0.1:0");
+    let context = tail(&devserve);
+    let stats = || -> Value {
+        serde_json::from_str(&http_get(&addr, "/__devserve/stats").expect("stats")).expect("stats JSON")
+    };
+
+    // The per-tab fallback: an EventSource of the tab's own, which follows a save.
+    browser.open(&format!("http://{addr}/no-shared-worker"));
+    assert_eq!(browser.wait("the client connected", connected(), &context), "event-source");
+    assert_eq!(stats()["streams"], 1, "the tab's own stream: {}", stats());
+    write(&dir.join("version.txt"), "v2");
+    browser.wait("v2 through the tab's own stream", &version_is("v2"), &context);
+    assert_eq!(browser.wait("connected again", connected(), &context), "event-source");
+
+    // Frames: what the framed page's client reports to its parent (`typeof window.__devserve`).
+    let reports = "return window.frameReports && window.frameReports.length > 0 && window.frameReports";
+    let port = addr.rsplit(':').next().expect("a port");
+    let cases = [
+        (
+            format!("http://localhost:{port}/frames?src=http://{addr}/frame-child"),
+            "undefined",
+            "another origin above",
+        ),
+        (format!("http://{addr}/frames?src=/frame-child"), "undefined", "the top page has its own client"),
+        (format!("http://{addr}/frames?src=/frame-child&gz=1"), "object", "same origin, no client above"),
+    ];
+    for (url, expected, why) in cases {
+        browser.open(&url);
+        let reported = browser.wait(&format!("the frame's report ({why})"), reports, &context);
+        assert_eq!(reported, serde_json::json!([expected]), "{why}: {url}");
+    }
+    assert_eq!(
+        browser.eval("return typeof window.__devserve"),
+        "undefined",
+        "the gzip-encoded top page was left without a client"
+    );
+}

@@ -12,7 +12,10 @@ same pipe as devserve's JSON events, so their order is the order things happened
 
 Routes: / (the page, which records each load in sessionStorage `loads`), /nobody (HTML without
 </body>), /gz (gzip-encoded HTML when the request accepts gzip), /gz-always (gzip-encoded
-whatever was asked), /json, /style.css.
+whatever was asked), /json, /style.css, /no-shared-worker (the page, with `SharedWorker` removed
+before devserve's client runs), /frames?src=URL (a page framing URL that collects the frames'
+reports in `window.frameReports`; `&gz=1` sends it gzip-encoded, so devserve leaves it without a
+client), /frame-child (posts `typeof window.__devserve` to its parent once loaded).
 """
 
 import gzip
@@ -21,6 +24,8 @@ import json
 import os
 import sys
 import time
+import urllib.parse
+from html import escape
 
 GEN = os.environ.get("DEVSERVE_GENERATION", "0")
 
@@ -59,6 +64,31 @@ PAGE = f"""<!doctype html>
 </body></html>
 """
 
+NO_SHARED_WORKER = PAGE.replace("<head>", "<head><script>window.SharedWorker = undefined;</script>", 1)
+
+FRAME_CHILD = """<!doctype html><html><head><title>child</title></head><body><p>child</p>
+<script>
+addEventListener('load', function () {
+  parent.postMessage({ frameClient: typeof window.__devserve }, '*');
+});
+</script>
+</body></html>
+"""
+
+
+def frames_page(src):
+    return f"""<!doctype html><html><head><title>frames</title></head><body>
+<script>
+window.frameReports = [];
+addEventListener('message', function (event) {{
+  if (event.data && event.data.frameClient !== undefined) window.frameReports.push(event.data.frameClient);
+}});
+</script>
+<iframe id="frame" src="{escape(src, quote=True)}"></iframe>
+</body></html>
+"""
+
+
 NOBODY = f"<!doctype html><html><head><title>nobody</title></head><p id=\"version\">{VERSION}</p>"
 GZ_PAGE = f"<!doctype html><html><head><title>gz</title></head><body><p id=\"version\">gz {VERSION}</p></body></html>"
 JSON_BODY = json.dumps({"version": VERSION, "html": "<p>not a page</p></body>"})
@@ -96,6 +126,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.answer(GZ_PAGE, html, "gzip" if accepts_gzip else None)
         elif path == "/gz-always":
             self.answer(GZ_PAGE, html, "gzip")
+        elif path == "/no-shared-worker":
+            self.answer(NO_SHARED_WORKER, html)
+        elif path == "/frames":
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            gz = "gzip" if query.get("gz") == ["1"] else None
+            self.answer(frames_page(query.get("src", ["/frame-child"])[0]), html, gz)
+        elif path == "/frame-child":
+            self.answer(FRAME_CHILD, html)
         elif path == "/json":
             self.answer(JSON_BODY, "application/json")
         elif path == "/style.css":
