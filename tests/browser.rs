@@ -19,8 +19,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -180,10 +180,12 @@ impl Drop for Browser {
     }
 }
 
-/// A browser, or `None` after a visible `SKIP:` line when `DEVSERVE_SKIP_BROWSER=1` allows it.
-fn browser_or_skip(test: &str) -> Option<Browser> {
+/// A browser, with the lock that keeps it the only one (keep the guard while it runs), or `None`
+/// after a visible `SKIP:` line when `DEVSERVE_SKIP_BROWSER=1` allows it.
+fn browser_or_skip(test: &str) -> Option<(MutexGuard<'static, ()>, Browser)> {
+    let one = ONE_BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     match Browser::start() {
-        Ok(browser) => Some(browser),
+        Ok(browser) => Some((one, browser)),
         Err(why) if std::env::var_os("DEVSERVE_SKIP_BROWSER").is_some() => {
             eprintln!("SKIP: {test}: {why} (DEVSERVE_SKIP_BROWSER is set)");
             println!("SKIP: {test}: {why}");
@@ -218,6 +220,11 @@ fn start_devserve(dir: &Path, proxy: &str) -> (Devserve, String) {
         devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     (devserve, addr)
+}
+
+/// The proxy's `/__devserve/stats`: `{"instance","ready","streams","opened"}`.
+fn stats(addr: &str) -> Value {
+    serde_json::from_str(&http_get(addr, "/__devserve/stats").expect("stats")).expect("stats JSON")
 }
 
 /// What devserve printed, for a failure message.
@@ -272,8 +279,8 @@ fn line_index(devserve: &Devserve, from: usize, matches: impl Fn(&str) -> bool) 
 
 #[test]
 fn the_open_page_follows_saves_failures_and_crashes() {
-    let _one = ONE_BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(mut browser) = browser_or_skip("the_open_page_follows_saves_failures_and_crashes") else {
+    let Some((_one, mut browser)) = browser_or_skip("the_open_page_follows_saves_failures_and_crashes")
+    else {
         return;
     };
     let dir = temp_dir("browser-loop");
@@ -450,8 +457,7 @@ fn pages_are_injected_or_untouched(browser: &mut Browser, devserve: &Devserve, a
 
 #[test]
 fn eight_tabs_share_one_event_stream_that_survives_a_devserve_restart() {
-    let _one = ONE_BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(mut browser) =
+    let Some((_one, mut browser)) =
         browser_or_skip("eight_tabs_share_one_event_stream_that_survives_a_devserve_restart")
     else {
         return;
@@ -462,9 +468,6 @@ fn eight_tabs_share_one_event_stream_that_survives_a_devserve_restart() {
     let proxy = format!("127.0.0.1:{port}");
     let (devserve, addr) = start_devserve(&dir, &proxy);
     let page = format!("http://{addr}/");
-    let stats = |addr: &str| -> Value {
-        serde_json::from_str(&http_get(addr, "/__devserve/stats").expect("stats")).expect("stats JSON")
-    };
     {
         let context = tail(&devserve);
         browser.open(&page);
@@ -514,8 +517,7 @@ fn eight_tabs_share_one_event_stream_that_survives_a_devserve_restart() {
 /// client of its own, and runs in a same-origin frame of a page without one.
 #[test]
 fn a_tab_without_shared_workers_streams_alone_and_frames_follow_the_origin_rules() {
-    let _one = ONE_BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(mut browser) =
+    let Some((_one, mut browser)) =
         browser_or_skip("a_tab_without_shared_workers_streams_alone_and_frames_follow_the_origin_rules")
     else {
         return;
@@ -524,14 +526,11 @@ fn a_tab_without_shared_workers_streams_alone_and_frames_follow_the_origin_rules
     write(&dir.join("version.txt"), "v1");
     let (devserve, addr) = start_devserve(&dir, "127.0.0.1:0");
     let context = tail(&devserve);
-    let stats = || -> Value {
-        serde_json::from_str(&http_get(&addr, "/__devserve/stats").expect("stats")).expect("stats JSON")
-    };
 
     // The per-tab fallback: an EventSource of the tab's own, which follows a save.
     browser.open(&format!("http://{addr}/no-shared-worker"));
     assert_eq!(browser.wait("the client connected", connected(), &context), "event-source");
-    assert_eq!(stats()["streams"], 1, "the tab's own stream: {}", stats());
+    assert_eq!(stats(&addr)["streams"], 1, "the tab's own stream: {}", stats(&addr));
     write(&dir.join("version.txt"), "v2");
     browser.wait("v2 through the tab's own stream", &version_is("v2"), &context);
     assert_eq!(browser.wait("connected again", connected(), &context), "event-source");
@@ -551,7 +550,7 @@ fn a_tab_without_shared_workers_streams_alone_and_frames_follow_the_origin_rules
     for (url, expected, why) in cases {
         browser.open(&url);
         let reported = browser.wait(&format!("the frame's report ({why})"), reports, &context);
-        assert_eq!(reported, serde_json::json!([expected]), "{why}: {url}");
+        assert_eq!(reported, json!([expected]), "{why}: {url}");
     }
     assert_eq!(
         browser.eval("return typeof window.__devserve"),
