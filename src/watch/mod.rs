@@ -242,9 +242,14 @@ fn watch_roots(
         }
         watched += match root.only {
             // A single file is watched through its directory, so an atomic save (a new inode
-            // renamed over it) is still seen.
-            Some(_) => {
+            // renamed over it) is still seen; one saved before that watch counts by its time.
+            Some(file) => {
                 watcher.watch(&root.dir, RecursiveMode::NonRecursive).map_err(|e| WatchError::from(&e))?;
+                if let Some((since, changed)) = modified.as_mut()
+                    && std::fs::metadata(&file).and_then(|m| m.modified()).is_ok_and(|t| t >= *since)
+                {
+                    changed.push(file);
+                }
                 1
             }
             None => {
@@ -664,5 +669,42 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).expect("clean up");
         assert_eq!(early, 0, "files stamped before the start that preceded their write");
+    }
+
+    /// A file watched by name (`-w FILE`, `--touch-reload`, the config file) is watched through
+    /// its folder, which the walk may reach after the file was saved: its time must count too.
+    /// (The stamp is in the future, so it is after the start whatever the clock.)
+    #[test]
+    fn a_file_root_saved_before_its_folder_is_watched_counts() {
+        let dir = std::env::temp_dir().join(format!("devserve-file-root-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.canonicalize().expect("canonical").join("devserve.toml");
+        let written = std::fs::File::create(&file).expect("create");
+        written.set_modified(std::time::SystemTime::now() + Duration::from_secs(3600)).expect("set mtime");
+        drop(written);
+        let config = WatchConfig {
+            roots: vec![file.clone()],
+            touch: Vec::new(),
+            config_file: None,
+            exts: Vec::new(),
+            ignore: Vec::new(),
+            vcs_ignore: false,
+            debounce: Duration::from_millis(20),
+            eager: false,
+            poll: None,
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let handle = spawn(config, Vec::new(), tx).expect("watch");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut reported = None;
+        while let Ok(event) = rx.recv_deadline(deadline) {
+            if let Event::Change(change) = event {
+                reported = Some(change.paths);
+                break;
+            }
+        }
+        drop(handle);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        assert_eq!(reported, Some(vec![file]));
     }
 }
