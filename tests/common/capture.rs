@@ -36,6 +36,8 @@ struct Lines {
     lines: Vec<Line>,
     /// Every line followed by `\n`, in arrival order (stdout and stderr merged).
     text: String,
+    /// Streams still being read (not at their end yet).
+    open: usize,
 }
 
 /// Lines captured from stdout and stderr, in the order they arrived. Cloning shares the capture.
@@ -59,6 +61,7 @@ impl Capture {
     pub fn follow(&self, stream: impl Read + Send + 'static, which: Stream) {
         let capture = self.clone();
         let echo = std::env::var_os("DEVSERVE_TEST_ECHO").is_some();
+        self.lock().open += 1;
         std::thread::spawn(move || {
             // Lossy: a test about escaping must see what was printed, even if it is not UTF-8.
             let mut reader = BufReader::new(stream);
@@ -81,7 +84,13 @@ impl Capture {
                 lines.text.push('\n');
                 lines.lines.push(Line { at: Instant::now(), stream: which, text });
             }
+            capture.lock().open -= 1;
         });
+    }
+
+    /// Whether every followed stream has ended: all that was written is captured.
+    pub fn closed(&self) -> bool {
+        self.lock().open == 0
     }
 
     fn lock(&self) -> MutexGuard<'_, Lines> {

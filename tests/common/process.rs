@@ -36,6 +36,9 @@ pub fn devserve_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Comm
     command
 }
 
+/// How long [`Process::wait_exit`] waits for the output of a process that exited.
+const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(5);
+
 /// A running devserve: a [`Process`] started by [`Devserve::start`].
 pub type Devserve = Process;
 
@@ -161,10 +164,15 @@ impl Process {
         }
     }
 
-    /// Waits for the process to exit; fails the test if it does not within [`WAIT`].
+    /// Waits for the process to exit; fails the test if it does not within [`WAIT`]. Then waits
+    /// (a few seconds at most: a descendant may hold the pipes on) until its output is all read,
+    /// so that what it printed last is in [`Process::output`].
     pub fn wait_exit(&mut self) -> ExitStatus {
         match self.wait_exit_within(WAIT) {
-            Some(status) => status,
+            Some(status) => {
+                wait_until(OUTPUT_AFTER_EXIT, || self.capture.closed());
+                status
+            }
             None => panic!("{} did not exit; output:\n{}", self.pid(), self.output()),
         }
     }
