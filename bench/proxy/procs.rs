@@ -8,9 +8,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::common::{Capture, Found, http_get};
+use crate::common::http_get;
 use crate::shared::process::Guard;
 
 /// How long a stopped process gets between SIGTERM and SIGKILL.
@@ -43,31 +41,6 @@ impl Spawned {
         let guard = Guard::spawn(name, command, STOP_GRACE, TAIL)
             .map_err(|e| format!("cannot start {name} ({program}): {e}"))?;
         Ok(Spawned(guard))
-    }
-
-    /// Waits until `find` finds something in the output; an error if the process exits first or
-    /// `timeout` passes.
-    pub fn wait_for<T>(
-        &mut self,
-        timeout: Duration,
-        what: &str,
-        find: impl Fn(&Capture) -> Option<T>,
-    ) -> Result<T, String> {
-        self.poll(timeout, Duration::from_millis(2), find)?.ok_or_else(|| {
-            let tail = self.log().tail(TAIL);
-            format!("{}: no {what} within {} s; last lines: {tail}", self.name(), timeout.as_secs())
-        })
-    }
-
-    /// Waits for a JSON event of `kind` (devserve's `--log-format json`) from line `from` on.
-    pub fn wait_event(
-        &mut self,
-        from: usize,
-        timeout: Duration,
-        kind: &str,
-        matches: impl Fn(&Value) -> bool,
-    ) -> Result<Found<Value>, String> {
-        self.wait_for(timeout, &format!("{kind} event"), |log| log.find_event(from, kind, &matches))
     }
 
     /// Waits until `GET /` on `addr` answers 200 (the process must stay alive meanwhile).

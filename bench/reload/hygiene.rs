@@ -55,7 +55,7 @@ fn hygiene(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
     let scratch = scratch("hygiene", tool)?;
     let mut run = Running::start(ctx, tool, &scratch)?;
     let pid = run.pid();
-    run.wait_event(0, START_TIMEOUT, "generation_ready", &|e| e["generation"] == 1)?;
+    run.wait_event(0, START_TIMEOUT, "generation_ready", |e| e["generation"] == 1)?;
     thread::sleep(SAVE_GAP);
     let before = Footprint::of(pid)?;
     let mut reloads = Vec::new();
@@ -65,11 +65,11 @@ fn hygiene(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
         let sent = Instant::now();
         kill(Pid::from_raw(pid), Signal::SIGHUP).map_err(|e| format!("cannot send SIGHUP: {e}"))?;
         let ready =
-            run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", &|e| e["generation"] == generation)?;
+            run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", |e| e["generation"] == generation)?;
         measured_ready(&ready.item)?;
         reloads.push(ready.at - sent);
     }
-    run.wait_event(0, SAVE_TIMEOUT, "generation_stopped", &|e| e["generation"] == last - 1)?;
+    run.wait_event(0, SAVE_TIMEOUT, "generation_stopped", |e| e["generation"] == last - 1)?;
     thread::sleep(SAVE_GAP);
     let after = Footprint::of(pid)?;
     run.stop();

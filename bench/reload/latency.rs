@@ -42,7 +42,7 @@ fn fresh_latency(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
         latencies.push(served - written);
         if tool == Tool::Devserve {
             // The app's start-up as devserve measured it (from the spawn to READY=1).
-            let ready = run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", &|_| true)?.item;
+            let ready = run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", |_| true)?.item;
             starts.push(measured_start(&ready)?);
         }
     }

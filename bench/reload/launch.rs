@@ -8,15 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::common::{Capture, Fixture, Found, descendants};
-use crate::report::secs;
+use crate::common::{Fixture, descendants};
 use crate::shared::process::Guard;
 use crate::tools::{Ctx, STOP_GRACE, TAIL, finish, is_app, watchexec_flags};
-
-/// How often a wait looks at the captured output again.
-const LOOK_EVERY: Duration = Duration::from_millis(1);
 
 /// devserve with `--log-format json`, then `args`, then `--` and the fixture: in `dir`, with the
 /// fixture's environment (workers inherit it), no colour, no inherited socket variables.
@@ -66,28 +60,6 @@ impl Launch {
         let guard = Guard::spawn(label, command, STOP_GRACE, TAIL)
             .map_err(|e| format!("cannot start {label}: {e}"))?;
         Ok(Launch(guard))
-    }
-
-    /// Waits (looking every millisecond) until `find` finds something in the output.
-    pub fn wait<T>(
-        &mut self,
-        timeout: Duration,
-        what: &str,
-        find: impl Fn(&Capture) -> Option<T>,
-    ) -> Result<T, String> {
-        let found = self.poll(timeout, LOOK_EVERY, find)?;
-        found.ok_or_else(|| format!("no {what} within {}: {}", secs(timeout), self.log().tail(TAIL)))
-    }
-
-    /// Waits for a JSON event of `kind` from line `from` on.
-    pub fn wait_event(
-        &mut self,
-        from: usize,
-        timeout: Duration,
-        kind: &str,
-        matches: impl Fn(&Value) -> bool,
-    ) -> Result<Found<Value>, String> {
-        self.wait(timeout, &format!("{kind} event"), |log| log.find_event(from, kind, &matches))
     }
 
     /// The port of the address in devserve's first `kind` event (`listening`, `proxy_listening`).

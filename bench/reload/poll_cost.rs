@@ -88,7 +88,7 @@ fn measure(ctx: &Ctx, tool: Tool, tree: &Tree, ignore: bool) -> Result<Duration,
         glob.map_or("", |_| ", 90% ignored")
     );
     let mut run = Launch::spawn(&label, command)?;
-    run.wait(START_TIMEOUT, "app start", |log| log.find(0, is_app_start))?;
+    run.wait_for(START_TIMEOUT, "app start", |log| log.find(0, is_app_start))?;
     // Probe until a change restarts the app: the tool has walked the tree and polls it.
     let mut probes = 0u32;
     loop {

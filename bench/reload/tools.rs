@@ -12,10 +12,9 @@ use serde_json::Value;
 
 use crate::big_tree::Tree;
 use crate::client::{Outcome, http_get};
-use crate::common::{Capture, Fixture, Found, TempDir, descendants, free_port, runs};
+use crate::common::{Fixture, Found, TempDir, descendants, free_port, runs};
 use crate::config::Config;
 use crate::peers::Bins;
-use crate::report::secs;
 use crate::shared::process::Guard;
 use crate::{DEBOUNCE_ARG, REQUEST_TIMEOUT, START_TIMEOUT};
 
@@ -199,28 +198,7 @@ impl Running {
         what: &str,
         matches: &dyn Fn(&str) -> bool,
     ) -> Result<Found<String>, String> {
-        self.wait(timeout, what, |log| log.find(from, matches))
-    }
-
-    /// Waits for a JSON event of `kind` (devserve's `--log-format json`) from line `from` on.
-    pub fn wait_event(
-        &mut self,
-        from: usize,
-        timeout: Duration,
-        kind: &str,
-        matches: &dyn Fn(&Value) -> bool,
-    ) -> Result<Found<Value>, String> {
-        self.wait(timeout, &format!("{kind} event"), |log| log.find_event(from, kind, matches))
-    }
-
-    fn wait<T>(
-        &mut self,
-        timeout: Duration,
-        what: &str,
-        find: impl Fn(&Capture) -> Option<Found<T>>,
-    ) -> Result<Found<T>, String> {
-        let found = self.poll(timeout, Duration::from_millis(2), find)?;
-        found.ok_or_else(|| format!("no {what} within {}", secs(timeout)))
+        self.wait_for(timeout, what, |log| log.find(from, matches))
     }
 
     /// The tool's own processes: it and its descendants, minus the fixture apps.

@@ -13,7 +13,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-use crate::common::{Capture, Process};
+use serde_json::Value;
+
+use crate::common::{Capture, Found, Process};
+
+/// How often [`Guard::wait_for`] looks at the output again.
+const LOOK_EVERY: Duration = Duration::from_millis(1);
 
 /// Environment variable that marks every process a bench starts.
 const MARK_VAR: &str = "DEVSERVE_BENCH_MARK";
@@ -89,25 +94,38 @@ impl Guard {
         self.process.wait_exit_within(timeout)
     }
 
-    /// Looks at the output every `every` until `find` finds something: `Ok(None)` once `timeout`
-    /// has passed, an error if the process exits first.
-    pub fn poll<T>(
+    /// Looks at the output every millisecond until `find` finds something: an error naming
+    /// `what` and the last lines once `timeout` has passed, or naming the exit if the process
+    /// exits first.
+    pub fn wait_for<T>(
         &mut self,
         timeout: Duration,
-        every: Duration,
+        what: &str,
         find: impl Fn(&Capture) -> Option<T>,
-    ) -> Result<Option<T>, String> {
+    ) -> Result<T, String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(found) = find(self.log()) {
-                return Ok(Some(found));
+                return Ok(found);
             }
             self.check_alive()?;
             if Instant::now() >= deadline {
-                return Ok(None);
+                let (seconds, tail) = (timeout.as_secs_f64(), self.log().tail(self.tail));
+                return Err(format!("{}: no {what} within {seconds:.1} s; last lines: {tail}", self.name));
             }
-            thread::sleep(every);
+            thread::sleep(LOOK_EVERY);
         }
+    }
+
+    /// Waits for a JSON event of `kind` (devserve's `--log-format json`) from line `from` on.
+    pub fn wait_event(
+        &mut self,
+        from: usize,
+        timeout: Duration,
+        kind: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Result<Found<Value>, String> {
+        self.wait_for(timeout, &format!("{kind} event"), |log| log.find_event(from, kind, &matches))
     }
 
     /// SIGTERM to its group, SIGKILL after the grace, then SIGKILL to anything still marked.
