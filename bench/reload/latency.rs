@@ -1,14 +1,11 @@
 //! 1. Fresh latency: save → first response with the new version, for `BENCH_SAVES` saves 300 ms
 //!    apart; for devserve, its overhead beyond the debounce and the app's start-up.
 
-use std::thread;
-
-use crate::client::poll_for_version;
+use crate::DEBOUNCE;
 use crate::config::Config;
 use crate::report::{Better, Cell, Scenario, Unit, figure};
 use crate::shared::report::percentile;
-use crate::tools::{Ctx, Running, Tool, measured_start, scratch, write_version};
-use crate::{DEBOUNCE, SAVE_GAP, SAVE_TIMEOUT};
+use crate::tools::{Ctx, Running, Tool, scratch, timed_saves};
 
 pub fn scenario(config: &Config) -> Scenario {
     Scenario {
@@ -31,21 +28,8 @@ pub fn scenario(config: &Config) -> Scenario {
 fn fresh_latency(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
     let scratch = scratch("fresh", tool)?;
     let mut run = Running::start(ctx, tool, &scratch)?;
-    let mut latencies = Vec::new();
-    let mut starts = Vec::new();
-    for n in 1..=ctx.config.saves {
-        thread::sleep(SAVE_GAP);
-        let version = format!("v{n}");
-        let mark = run.log().len();
-        let written = write_version(&scratch, &version)?;
-        let served = poll_for_version(run.port, &version, SAVE_TIMEOUT)?;
-        latencies.push(served - written);
-        if tool == Tool::Devserve {
-            // The app's start-up as devserve measured it (from the spawn to READY=1).
-            let ready = run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", |_| true)?.item;
-            starts.push(measured_start(&ready)?);
-        }
-    }
+    let port = run.port;
+    let (mut latencies, starts) = timed_saves(&mut run, tool, &scratch, port, ctx.config.saves)?;
     run.stop();
     let overheads = latencies.iter().zip(&starts).map(|(latency, start)| {
         (latency.as_secs_f64() - DEBOUNCE.as_secs_f64() - start.as_secs_f64()) * 1000.0

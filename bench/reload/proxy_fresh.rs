@@ -13,7 +13,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::client::{Outcome, http_get, poll_for_version};
+use crate::client::{Outcome, http_get};
 use crate::common::{Fixture, free_port};
 use crate::config::Config;
 use crate::launch::{self, Launch};
@@ -21,8 +21,8 @@ use crate::report::{Better, Cell, Scenario, Unit, figure, secs};
 use crate::shared::report::percentile;
 use crate::storm::{STORM_FILES, STORM_LIMIT, STORM_QUIET, write_burst};
 use crate::targets;
-use crate::tools::{Ctx, Tool, is_app_start, measured_start, scratch, write_version};
-use crate::{DEBOUNCE_ARG, REQUEST_TIMEOUT, SAVE_GAP, SAVE_TIMEOUT, START_TIMEOUT};
+use crate::tools::{Ctx, Tool, is_app_start, scratch, timed_saves, write_version};
+use crate::{DEBOUNCE_ARG, REQUEST_TIMEOUT, SAVE_GAP, START_TIMEOUT};
 
 /// The target: save → fresh p50 ≤ the app's start-up + this.
 const SLACK: Duration = Duration::from_millis(10);
@@ -118,21 +118,7 @@ fn measure_fresh(ctx: &Ctx, tool: Tool) -> Result<Vec<Cell>, String> {
     let scratch = scratch("proxy-fresh", tool)?;
     let (mut run, port) = start(ctx, tool, &scratch)?;
     let begun = run.log().len();
-    let mut latencies = Vec::new();
-    let mut starts = Vec::new();
-    for n in 1..=ctx.config.saves {
-        thread::sleep(SAVE_GAP);
-        let version = format!("v{n}");
-        let mark = run.log().len();
-        let written = write_version(&scratch, &version)?;
-        let served = poll_for_version(port, &version, SAVE_TIMEOUT)?;
-        latencies.push(served - written);
-        if tool == Tool::Devserve {
-            // The generation that served vN first is the first one ready after the save.
-            let ready = run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", |_| true)?.item;
-            starts.push(measured_start(&ready)?);
-        }
-    }
+    let (mut latencies, mut starts) = timed_saves(&mut run, tool, &scratch, port, ctx.config.saves)?;
     thread::sleep(SAVE_GAP);
     let started = match tool {
         Tool::Devserve => count_events(&run, begun, "generation_starting"),

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::big_tree::Tree;
-use crate::client::{Outcome, http_get};
+use crate::client::{Outcome, http_get, poll_for_version};
 use crate::common::{Fixture, Found, TempDir, descendants, free_port, runs};
 use crate::config::Config;
 use crate::peers::Bins;
 use crate::shared::process::Guard;
-use crate::{DEBOUNCE_ARG, REQUEST_TIMEOUT, START_TIMEOUT};
+use crate::{DEBOUNCE_ARG, REQUEST_TIMEOUT, SAVE_GAP, SAVE_TIMEOUT, START_TIMEOUT};
 
 /// Runs `$0` with fd `LISTEN_FDS_FIRST_FD` (when set) duplicated onto fd 3.
 const MOVE_TO_FD3: [&str; 3] = ["sh", "-c", r#"exec 3<&"${LISTEN_FDS_FIRST_FD:-3}" "$0""#];
@@ -224,6 +224,32 @@ pub fn scratch(scenario: &str, tool: Tool) -> Result<TempDir, String> {
     let dir = TempDir::new(&format!("bench-{scenario}-{}", tool.slug()));
     write_version(&dir, "v0")?;
     Ok(dir)
+}
+
+/// `saves` saves of `VERSION` in `dir` (v1, v2, …), [`SAVE_GAP`] apart: for each, the time from
+/// the write to the first answer with the new version on `port`, and for devserve the app's
+/// start-up it measured (spawn → `READY=1`) for the first generation ready after the save.
+pub fn timed_saves(
+    run: &mut Guard,
+    tool: Tool,
+    dir: &Path,
+    port: u16,
+    saves: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let (mut latencies, mut starts) = (Vec::new(), Vec::new());
+    for n in 1..=saves {
+        thread::sleep(SAVE_GAP);
+        let version = format!("v{n}");
+        let mark = run.log().len();
+        let written = write_version(dir, &version)?;
+        let served = poll_for_version(port, &version, SAVE_TIMEOUT)?;
+        latencies.push(served - written);
+        if tool == Tool::Devserve {
+            let ready = run.wait_event(mark, SAVE_TIMEOUT, "generation_ready", |_| true)?.item;
+            starts.push(measured_start(&ready)?);
+        }
+    }
+    Ok((latencies, starts))
 }
 
 /// Refuses a `generation_ready` event whose readiness devserve only assumed (no `READY=1`): a
