@@ -39,11 +39,12 @@ pub(crate) const PREFIX: &str = "/__devserve/";
 /// How often an idle event stream gets a comment line.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(15);
 
-/// The browser client (added to every HTML page).
-const CLIENT_JS: &str = include_str!("client.js");
+/// The browser client (added to every HTML page), with the reconnecting stream it shares with
+/// the worker.
+const CLIENT_JS: &str = concat!(include_str!("client.js"), include_str!("stream.js"));
 
-/// The shared worker (one event stream per browser).
-const WORKER_JS: &str = include_str!("worker.js");
+/// The shared worker (one event stream per browser), with the same stream.
+const WORKER_JS: &str = concat!(include_str!("worker.js"), include_str!("stream.js"));
 
 /// The browsers' side of the proxy: the open event streams and what a late one must be told.
 pub(crate) struct Hub {

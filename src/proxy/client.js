@@ -5,7 +5,8 @@
 //
 // One event stream per browser: a SharedWorker (/__devserve/worker.js) holds the stream and
 // relays it to every tab of the origin. Where SharedWorker is missing or fails, each tab opens
-// its own EventSource. Both reconnect by themselves (devserve restarted, the laptop woke up).
+// its own EventSource. Both reconnect by themselves (devserve restarted, the laptop woke up),
+// through `__devserveStream` (stream.js, appended to this script when it is served).
 //
 // Safety: everything from the stream is put into the page as text (textContent), never as HTML;
 // the script does nothing in a frame whose ancestors are of another origin.
@@ -269,34 +270,9 @@
 
   // ---- Transport.
 
-  // An EventSource that comes back: the browser retries a dropped stream by itself; a stream
-  // that failed for good (an error answer) is opened again, backing off to 5 s.
-  function stream(url, onEvent, onDown) {
-    let delay = 500;
-    const open = () => {
-      const source = new EventSource(url);
-      for (const kind of KINDS) {
-        source.addEventListener(kind, (event) => {
-          delay = 500;
-          let data;
-          try { data = JSON.parse(event.data); } catch (e) { return; }
-          onEvent(kind, data);
-        });
-      }
-      source.onerror = () => {
-        onDown();
-        if (source.readyState === EventSource.CLOSED) {
-          setTimeout(open, delay);
-          delay = Math.min(delay * 2, 5000);
-        }
-      };
-    };
-    open();
-  }
-
   function direct() {
     state.transport = 'event-source';
-    stream(location.origin + '/__devserve/events', receive, () => { state.connected = false; });
+    __devserveStream(location.origin + '/__devserve/events', KINDS, receive, () => { state.connected = false; });
   }
 
   function shared() {

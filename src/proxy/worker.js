@@ -61,23 +61,5 @@ self.onconnect = (event) => {
   replay(port);
 };
 
-let delay = 500;
-function open() {
-  const source = new EventSource('/__devserve/events');
-  for (const kind of KINDS) {
-    source.addEventListener(kind, (event) => {
-      delay = 500;
-      let data;
-      try { data = JSON.parse(event.data); } catch (e) { return; }
-      receive(kind, data);
-    });
-  }
-  source.onerror = () => {
-    down();
-    if (source.readyState === EventSource.CLOSED) {
-      setTimeout(open, delay);
-      delay = Math.min(delay * 2, 5000);
-    }
-  };
-}
-open();
+// The stream: `__devserveStream` is stream.js, appended to this script when it is served.
+__devserveStream('/__devserve/events', KINDS, receive, down);
