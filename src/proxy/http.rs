@@ -13,7 +13,8 @@
 //!   sent and dropped before any response byte → once more only for an idempotent request with a
 //!   resendable body.
 //!   A pooled connection that turns out closed before the request was written is not a retry: the
-//!   request goes on a fresh connection.
+//!   request goes on a fresh connection; so does a resendable one that the app closed as it was
+//!   written (its keep-alive timeout), without using up the retry.
 //! - **Upgrades** (`101`): both sides' upgraded sockets are joined and copied both ways until one
 //!   closes or `Close` arrives for the generation.
 //! - **The browser side** (with `browser_reload`): a request under `/__devserve/` is answered by
@@ -173,8 +174,9 @@ enum Attempt {
     Unread { upstream: SocketAddr, why: String },
     /// A pooled connection was found closed before the request was written: try a fresh one.
     Stale,
-    /// The request was written and the connection failed before any response byte.
-    Dropped { upstream: SocketAddr, error: hyper::Error },
+    /// The request was written and the connection failed before any response byte (`pooled`: on
+    /// a connection that had been idle in the pool, which the app may have been closing).
+    Dropped { upstream: SocketAddr, error: hyper::Error, pooled: bool },
     /// Give up with this response.
     Done(Response<ResponseBody>),
 }
@@ -209,11 +211,9 @@ impl Exchange {
                     continue;
                 }
                 Attempt::Unread { upstream, why } => format!("the app at {upstream} {why}"),
-                Attempt::Dropped { upstream, error } => {
+                Attempt::Dropped { upstream, error, pooled } => {
                     let cause = chain(&error);
-                    let resend = if retried {
-                        Err("it was already resent once".to_string())
-                    } else if !idempotent {
+                    let resend = if !idempotent {
                         Err(format!("{} is not idempotent", self.method))
                     } else if !self.payload.resendable() {
                         Err("its body was streamed, not kept".to_string())
@@ -223,12 +223,23 @@ impl Exchange {
                         Ok(())
                     };
                     match resend {
-                        Ok(()) => {
+                        // The keep-alive race: the app closed an idle connection as the request
+                        // went out. Not its fault: a fresh connection, no avoidance.
+                        Ok(()) if pooled && stale < STALE_LIMIT => {
+                            stale += 1;
+                            self.shared.count_retry();
+                            continue;
+                        }
+                        Ok(()) if !retried => {
                             retried = true;
                             self.shared.count_retry();
                             avoid = Some(self.shared.avoid(upstream));
                             continue;
                         }
+                        Ok(()) => format!(
+                            "the app at {upstream} dropped the request before answering ({cause}); \
+                             not resent: it was already resent once"
+                        ),
                         Err(not) => format!(
                             "the app at {upstream} dropped the request before answering ({cause}); \
                              not resent: {not}"
@@ -283,7 +294,7 @@ impl Exchange {
                     let why = "closed the connection before the request was sent".to_string();
                     return Err(Attempt::Unread { upstream, why });
                 }
-                Err(Attempt::Dropped { upstream, error: error.into_error() })
+                Err(Attempt::Dropped { upstream, error: error.into_error(), pooled })
             }
         }
     }

@@ -22,7 +22,14 @@
 //!   whatever the request (its body was never touched). A request written to an upstream that
 //!   reset or closed before any response byte is retried once only when it is idempotent (RFC 9110
 //!   §9.2.2) and its body is empty or was buffered (≤ [`ProxyConfig::retry_body_limit`], known
-//!   `Content-Length`); otherwise the client gets `502` with the reason.
+//!   `Content-Length`); otherwise the client gets `502` with the reason. A retry avoids the
+//!   upstream that failed until the routing changes, for at most
+//!   [`ProxyConfig::avoid_for`]: a sole worker that dropped one request gets it again then,
+//!   rather than the client waiting out the hold timeout.
+//! - **Idle connections closing.** A pooled connection the app closed as the request was written
+//!   (its keep-alive timeout, RFC 9112 §9.3.1) is not the app dropping the request: an idempotent
+//!   request with a resendable body goes again on a fresh connection, to the same upstream if it is
+//!   still the best, without using up its one retry.
 //! - **Drain.** [`ProxyCommand::Drain`] stops routing to a generation and closes its idle pooled
 //!   connections at once; [`ProxyEvent::Drained`] follows when its last exchange ends. An exchange
 //!   is a request until its response body is complete, an upgraded (WebSocket) connection until
@@ -76,6 +83,10 @@ use self::state::Shared;
 /// The default [`ProxyConfig::hold_timeout`].
 pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The default [`ProxyConfig::avoid_for`]: the supervisor reaps a crashed worker and unroutes it
+/// in milliseconds; a second is ample on a loaded machine and short for a person waiting.
+pub const DEFAULT_AVOID_FOR: Duration = Duration::from_secs(1);
+
 /// The default [`ProxyConfig::retry_body_limit`]: 64 KiB, enough for any form post or JSON call a
 /// dev app sees, small enough that buffering it costs nothing noticeable.
 pub const DEFAULT_RETRY_BODY_LIMIT: usize = 64 * 1024;
@@ -98,6 +109,11 @@ pub struct ProxyConfig {
     /// `Accept-Encoding: identity` so that they can be. When false, every request goes to the app
     /// untouched and [`ProxyCommand::Browser`] is ignored (`--no-browser-reload`).
     pub browser_reload: bool,
+    /// How long a retried request stays away from the upstream that dropped it while the routing
+    /// does not change. A crashed worker leaves the routing well within it (then the request waits
+    /// for its restart, held); a living sole worker gets the request again after it. Default
+    /// [`DEFAULT_AVOID_FOR`].
+    pub avoid_for: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -107,6 +123,7 @@ impl Default for ProxyConfig {
             retry_body_limit: DEFAULT_RETRY_BODY_LIMIT,
             mode: ProxyMode::Http,
             browser_reload: true,
+            avoid_for: DEFAULT_AVOID_FOR,
         }
     }
 }

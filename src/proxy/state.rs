@@ -85,11 +85,19 @@ struct Idle {
     since: Instant,
 }
 
-/// An upstream to stay away from on a retry, as long as the routing has not changed since.
+/// An upstream to stay away from on a retry, as long as the routing has not changed since and
+/// `until` has not passed ([`ProxyConfig::avoid_for`](super::ProxyConfig::avoid_for)).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Avoid {
     upstream: SocketAddr,
     version: u64,
+    until: Instant,
+}
+
+impl Avoid {
+    fn active(&self, version: u64, now: Instant) -> bool {
+        self.version == version && now < self.until
+    }
 }
 
 /// Why a request got no upstream.
@@ -250,7 +258,7 @@ impl Shared {
 
     /// Routes a new exchange: to the least loaded upstream of the serving set, after waiting (up to
     /// the hold timeout) if nothing serves. `avoid` keeps a retry away from the upstream that just
-    /// failed, until the routing changes.
+    /// failed, until the routing changes or the avoidance lapses.
     pub(crate) async fn route(self: &Arc<Self>, avoid: Option<Avoid>) -> Result<Flight, Refusal> {
         let mut changes = self.version.subscribe();
         let mut hold: Option<HoldGuard> = None;
@@ -266,10 +274,14 @@ impl Shared {
             if hold.is_none() {
                 hold = Some(self.begin_hold());
             }
-            let until = *deadline.get_or_insert_with(|| Instant::now() + self.config.hold_timeout);
+            let hold_until = *deadline.get_or_insert_with(|| Instant::now() + self.config.hold_timeout);
+            // A lapsing avoidance is a change too: the avoided upstream may be the only one.
+            let lapse = avoid.map(|a| a.until).filter(|until| Instant::now() < *until);
+            let until = lapse.map_or(hold_until, |lapse| lapse.min(hold_until));
             match tokio::time::timeout_at(until, changes.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Refusal::ShuttingDown),
+                Err(_) if until < hold_until => {}
                 Err(_) => return Err(self.hold_refusal()),
             }
         }
@@ -280,7 +292,8 @@ impl Shared {
         if state.shut_down {
             return Decision::ShutDown;
         }
-        let avoided = avoid.filter(|a| a.version == state.version).map(|a| a.upstream);
+        let now = Instant::now();
+        let avoided = avoid.filter(|a| a.active(state.version, now)).map(|a| a.upstream);
         if let Some(upstream) = state.pick(avoided) {
             let generation = state.serving.as_ref().map_or(0, |s| s.generation);
             return Decision::To(upstream, generation);
@@ -367,7 +380,8 @@ impl Shared {
 
     /// The current routing version, for [`Shared::avoid`].
     pub(crate) fn avoid(&self, upstream: SocketAddr) -> Avoid {
-        Avoid { upstream, version: self.lock().version }
+        let version = self.lock().version;
+        Avoid { upstream, version, until: Instant::now() + self.config.avoid_for }
     }
 
     /// An idle pooled connection to `upstream` of `generation` that has been idle at most

@@ -381,6 +381,56 @@ fn resetter(h: &Harness) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+/// What [`dropper`] counted: connections accepted, requests reset unanswered.
+#[derive(Default)]
+struct Drops {
+    accepted: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+/// A raw HTTP/1.1 upstream that answers every request `ok` and keeps the connection open, except
+/// that it resets the connection after reading request `r` of connection `c` (both from 0) when
+/// `drop(c, r)`.
+fn dropper(
+    h: &Harness,
+    drop: impl Fn(usize, usize) -> bool + Send + Sync + 'static,
+) -> (SocketAddr, Arc<Drops>) {
+    let listener = h.bind();
+    let addr = listener.local_addr().expect("addr");
+    let drops = Arc::new(Drops::default());
+    let counts = Arc::clone(&drops);
+    let drop = Arc::new(drop);
+    h.spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let connection = counts.accepted.fetch_add(1, Ordering::SeqCst);
+            let (counts, drop) = (Arc::clone(&counts), Arc::clone(&drop));
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                for request in 0.. {
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    head.clear();
+                    if drop(connection, request) {
+                        counts.dropped.fetch_add(1, Ordering::SeqCst);
+                        socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).expect("linger");
+                        return;
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, drops)
+}
+
 /// A raw TCP echo upstream.
 fn tcp_echo(h: &Harness) -> SocketAddr {
     let listener = h.bind();
@@ -579,6 +629,40 @@ fn a_post_the_upstream_read_and_reset_is_not_retried() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
     assert_eq!(up.hits(), 0);
     assert_eq!(h.stats().total, Counters { held: 0, retried: 0, failed: 1 });
+}
+
+#[test]
+fn a_request_dropped_on_an_idle_pooled_connection_goes_again_on_a_fresh_one() {
+    // The app closing an idle keep-alive connection just as a request goes out: the request is
+    // resent at once on a new connection to the same (sole) upstream. Avoiding it would hold
+    // the request for `avoid_for`, longer here than the test waits.
+    let h = Harness::new(ProxyConfig { avoid_for: Duration::from_secs(3600), ..ProxyConfig::default() });
+    let (addr, drops) = dropper(&h, |connection, request| connection == 0 && request == 1);
+    h.serve(1, &[addr]);
+    let first = h.block_on(send(h.addr, get("/")));
+    assert_eq!((first.status, first.body.as_str()), (StatusCode::OK, "ok"));
+    let shared = Arc::clone(&h.proxy().shared);
+    wait_until("the first connection pooled", || shared.pooled(1, addr) == 1);
+    let second = h.block_on(send(h.addr, get("/")));
+    assert_eq!((second.status, second.body.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(drops.dropped.load(Ordering::SeqCst), 1, "the pooled connection was the one dropped");
+    assert_eq!(drops.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(h.stats().total, Counters { held: 0, retried: 1, failed: 0 });
+}
+
+#[test]
+fn a_sole_upstream_that_dropped_a_request_gets_it_again_once_the_avoidance_lapses() {
+    let h = Harness::new(ProxyConfig { avoid_for: Duration::from_millis(200), ..ProxyConfig::default() });
+    let (addr, drops) = dropper(&h, |connection, _| connection == 0);
+    h.serve(1, &[addr]);
+    let started = Instant::now();
+    let reply = h.block_on(send(h.addr, get("/")));
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "ok"));
+    assert!(started.elapsed() >= Duration::from_millis(200), "the retry kept away for avoid_for");
+    assert_eq!(drops.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(drops.accepted.load(Ordering::SeqCst), 2);
+    let total = h.stats().total;
+    assert_eq!((total.retried, total.failed), (1, 0));
 }
 
 #[test]
