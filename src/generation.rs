@@ -368,6 +368,11 @@ impl Generation {
         Some(WorkerExit::Ended { slot: worker.slot, crashes_in_a_row: worker.restarts + 1 })
     }
 
+    /// The longest-running active worker: the one [`Generation::retire_oldest`] stops.
+    pub fn oldest_active(&self) -> Option<Pid> {
+        self.workers.iter().filter(|w| w.is_active()).min_by_key(|w| w.started())?.pid()
+    }
+
     /// Asks the longest-running active worker alone to stop (SIGTTOU, rolling swaps).
     pub fn retire_oldest(
         &mut self,

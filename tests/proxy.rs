@@ -337,9 +337,12 @@ fn rollback_restart_scaling_and_once_work_behind_the_proxy() {
     });
     assert!(pids, "both workers get requests");
     devserve.signal("TTOU");
-    devserve.wait_event("worker_stopped", |_| true);
+    let stopping = devserve.wait_event("worker_stopping", |e| e["rolling"] == false);
+    devserve.wait_event("worker_stopped", |e| e["pid"] == stopping["pid"]);
     for _ in 0..10 {
-        http_get(&addr, "/").expect("no request lost to the retired worker");
+        if let Err(e) = http_get(&addr, "/") {
+            panic!("a request lost after the TTOU: {e}\n{}", devserve.output());
+        }
     }
     // HUP: a new generation, v2 once the file says so.
     write(&dir.path().join("version"), "v2");

@@ -276,13 +276,18 @@ impl<P: Procs> Supervisor<P> {
     }
 
     /// Sends the stop signal to the serving generation's oldest running worker and says so
-    /// (`rolling`: a step of a rolling swap, else a TTOU).
+    /// (`rolling`: a step of a rolling swap, else a TTOU). Behind the front door its upstream is
+    /// removed first: no new request goes to it, and the proxy closes its idle pooled connections,
+    /// which an app would otherwise wait on before it exits (its in-flight requests finish).
     pub(super) fn retire_oldest_worker(&mut self, now: Instant, rolling: bool) {
         let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
-        if let Some(serving) = self.serving.as_mut()
-            && let Some((slot, pid)) = serving.retire_oldest(signal, timeout, now, &mut self.procs)
-        {
-            let generation = serving.id;
+        let Some(serving) = self.serving.as_mut() else { return };
+        let generation = serving.id;
+        if let Some(port) = serving.oldest_active().and_then(|pid| serving.port_of(pid)) {
+            self.upstream_removed(generation, Some(port));
+        }
+        let Some(serving) = self.serving.as_mut() else { return };
+        if let Some((slot, pid)) = serving.retire_oldest(signal, timeout, now, &mut self.procs) {
             self.out.report(Report::WorkerStopping { generation, worker: slot, pid: pid.as_raw(), rolling });
         }
     }

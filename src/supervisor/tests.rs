@@ -502,6 +502,36 @@ fn front_door_closes_what_is_left_at_the_stop_timeout_and_holds_while_nothing_se
 }
 
 #[test]
+fn front_door_ttou_unroutes_the_retiring_worker_before_it_stops() {
+    use crate::proxy::ProxyCommand;
+    let (mut h, front) = behind_front(&["-n", "2"]);
+    h.start();
+    h.upstreams_ready(1);
+    let ports: Vec<std::net::SocketAddr> = match commands(&front).last() {
+        Some(ProxyCommand::Serve { generation: 1, upstreams }) => upstreams.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ports.len(), 2);
+    h.event(Event::Request(Request::FewerWorkers));
+    let retiring: Vec<Pid> = h.workers(1).into_iter().filter(|p| h.term_sent(*p)).collect();
+    assert_eq!(retiring.len(), 1);
+    let removed = match commands(&front).last() {
+        Some(ProxyCommand::RemoveUpstream { generation: 1, upstream }) => *upstream,
+        other => panic!("the retiring worker leaves the routing as it is signalled: {other:?}"),
+    };
+    assert!(ports.contains(&removed));
+    let kept = ports.iter().find(|p| **p != removed).copied();
+    h.exit(retiring[0], ExitStatus::Code(0));
+    assert_eq!(h.last("worker_stopped")["pid"], retiring[0].as_raw());
+    assert!(
+        !commands(&front)
+            .iter()
+            .any(|c| matches!(c, ProxyCommand::RemoveUpstream { upstream, .. } if Some(*upstream) == kept)),
+        "the other worker stays routed"
+    );
+}
+
+#[test]
 fn front_door_readiness_is_observed_never_assumed() {
     let (mut h, _front) = behind_front(&["--ready-delay", "10ms"]);
     h.start();
