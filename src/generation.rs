@@ -332,7 +332,10 @@ impl Generation {
             command = command.env(key, value);
         }
         if let Some(watchdog) = launch.watchdog {
-            command = command.env("WATCHDOG_USEC", watchdog.as_micros().to_string());
+            // WATCHDOG_PID: `sd_watchdog_enabled()` then answers yes in the worker only, not in
+            // the processes it starts.
+            command =
+                command.env("WATCHDOG_USEC", watchdog.as_micros().to_string()).own_pid_env("WATCHDOG_PID");
         }
         if let Some(port) = port {
             command =

@@ -4,8 +4,9 @@
 //! exists only after `fork`. std builds the environment block before forking and installs it
 //! itself after the `pre_exec` hook, so the hook can neither allocate (forbidden after `fork` in a
 //! threaded program) nor change the block std will use. So this module builds everything before
-//! forking — the resolved program path, argv, an envp whose `LISTEN_PID=` entry has a fixed-width
-//! slot, the fd plan — and the child only writes the pid's digits into that slot.
+//! forking — the resolved program path, argv, an envp whose `LISTEN_PID=` (and, for a worker with
+//! a watchdog, `WATCHDOG_PID=`) entry has a fixed-width slot, the fd plan — and the child only
+//! writes its pid's digits into those slots.
 //!
 //! Every child, worker or build:
 //! - leads a new process group (so its whole tree can be signalled, and a terminal's Ctrl-C
@@ -47,7 +48,6 @@ pub const ACTIVATION_VARS: &[&str] = &[
     "DEVSERVE_RUN",
 ];
 
-const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
 /// Room for any pid's digits plus the terminating NUL.
 const PID_DIGITS: usize = 21;
 
@@ -62,6 +62,8 @@ pub struct Command {
     env: Vec<(OsString, OsString)>,
     sockets: Vec<RawFd>,
     listen_pid: bool,
+    /// Variables set to the child's own pid (besides `LISTEN_PID`).
+    own_pid_vars: Vec<&'static str>,
     /// Where the child's stdout and stderr go instead of devserve's own.
     output: Option<RawFd>,
 }
@@ -129,6 +131,7 @@ impl Command {
             env: Vec::new(),
             sockets: Vec::new(),
             listen_pid: false,
+            own_pid_vars: Vec::new(),
             output: None,
         }
     }
@@ -172,7 +175,15 @@ impl Command {
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         let key = key.into();
         self.env.retain(|(known, _)| *known != key);
+        self.own_pid_vars.retain(|name| OsStr::new(name) != key);
         self.env.push((key, value.into()));
+        self
+    }
+
+    /// Sets `key` to the child's own pid (known only after fork), as `WATCHDOG_PID` must be.
+    pub fn own_pid_env(mut self, key: &'static str) -> Self {
+        self.env.retain(|(known, _)| known != key);
+        self.own_pid_vars.push(key);
         self
     }
 
@@ -232,10 +243,11 @@ struct Plan {
     /// Owns the strings `argv_ptrs` points into.
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
-    /// Owns the strings `envp_ptrs` points into; one may be the LISTEN_PID slot.
+    /// Owns the strings `envp_ptrs` points into, the own-pid slots among them.
     env: Vec<Vec<u8>>,
     envp_ptrs: Vec<*const libc::c_char>,
-    listen_pid_slot: Option<usize>,
+    /// The entries of `env` whose value the child fills with its pid: (index, length of `NAME=`).
+    pid_slots: Vec<(usize, usize)>,
     sockets: Vec<RawFd>,
     /// Scratch space for the child's temporary socket dups (no allocation after fork).
     scratch: Vec<RawFd>,
@@ -269,12 +281,15 @@ impl Plan {
             .map(|(key, value)| env_entry(&key, &value))
             .collect();
         env.extend(command.env.iter().map(|(key, value)| env_entry(key, value)));
-        let listen_pid_slot = (command.listen_pid && !command.sockets.is_empty()).then(|| {
-            let mut slot = LISTEN_PID_PREFIX.to_vec();
-            slot.resize(LISTEN_PID_PREFIX.len() + PID_DIGITS, 0);
+        let listen_pid = (command.listen_pid && !command.sockets.is_empty()).then_some("LISTEN_PID");
+        let mut pid_slots = Vec::new();
+        for name in listen_pid.into_iter().chain(command.own_pid_vars.iter().copied()) {
+            let mut slot = format!("{name}=").into_bytes();
+            let prefix = slot.len();
+            slot.resize(prefix + PID_DIGITS, 0);
             env.push(slot);
-            env.len() - 1
-        });
+            pid_slots.push((env.len() - 1, prefix));
+        }
         let dev_null = File::open("/dev/null").map_err(SpawnError::Setup)?;
         let mut plan = Plan {
             program,
@@ -282,7 +297,7 @@ impl Plan {
             _argv: argv,
             envp_ptrs: Vec::new(),
             env,
-            listen_pid_slot,
+            pid_slots,
             sockets: command.sockets.clone(),
             scratch: vec![-1; command.sockets.len()],
             max_fd: open_file_limit(),
@@ -298,7 +313,14 @@ impl Plan {
         let (report_read, report_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ChildError::Setup(e.into()))?;
         let parent = nix::unistd::getpid().as_raw();
-        let slot = self.listen_pid_slot.map(|i| self.env[i].as_mut_ptr());
+        // Where the child writes its pid: pointers taken (and allocated) before the fork.
+        let mut slots: Vec<*mut u8> = Vec::with_capacity(self.pid_slots.len());
+        for &(index, prefix) in &self.pid_slots {
+            if let Some(entry) = self.env.get_mut(index) {
+                // The entry is `prefix + PID_DIGITS` bytes long: the pointer stays inside it.
+                slots.push(entry[prefix..].as_mut_ptr());
+            }
+        }
         // SAFETY: fork is what the OS demands here. In the child (a copy of this possibly
         // multi-threaded process) `child_after_fork` makes only async-signal-safe calls and
         // writes only into memory allocated before the fork; it never returns.
@@ -308,7 +330,7 @@ impl Plan {
         }
         if pid == 0 {
             // SAFETY: see above; this is the child and the call does not return.
-            unsafe { self.child_after_fork(parent, slot, report_write.as_raw_fd()) }
+            unsafe { self.child_after_fork(parent, &slots, report_write.as_raw_fd()) }
         }
         drop(report_write);
         let pid = Pid::from_raw(pid);
@@ -329,8 +351,9 @@ impl Plan {
     /// Runs in the forked child. Only async-signal-safe libc calls from here to `execve`.
     ///
     /// # Safety
-    /// Must be called only in the child of `fork`, with `slot` pointing into `self.env`.
-    unsafe fn child_after_fork(&mut self, parent: libc::pid_t, slot: Option<*mut u8>, report: RawFd) -> ! {
+    /// Must be called only in the child of `fork`, with each of `slots` pointing at `PID_DIGITS`
+    /// bytes inside an entry of `self.env`.
+    unsafe fn child_after_fork(&mut self, parent: libc::pid_t, slots: &[*mut u8], report: RawFd) -> ! {
         // SAFETY: setpgid, prctl, getppid, sigprocmask, signal, dup2, fcntl, syscall(close_range),
         // getpid, execve, write and _exit are async-signal-safe; the pointers are to memory
         // allocated before fork and owned by `self`, which outlives this function (it never returns).
@@ -388,9 +411,9 @@ impl Plan {
                     libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
                 }
             }
-            if let Some(slot) = slot {
-                let digits = std::slice::from_raw_parts_mut(slot.add(LISTEN_PID_PREFIX.len()), PID_DIGITS);
-                write_decimal(digits, libc::getpid() as u32);
+            let own = libc::getpid() as u32;
+            for slot in slots {
+                write_decimal(std::slice::from_raw_parts_mut(*slot, PID_DIGITS), own);
             }
             libc::execve(self.program.as_ptr(), self.argv_ptrs.as_ptr(), self.envp_ptrs.as_ptr());
             fail_in_child(report)
@@ -498,6 +521,26 @@ mod tests {
         assert_eq!(&buf[..8], b"4194304\0");
         write_decimal(&mut buf, 0);
         assert_eq!(&buf[..2], b"0\0");
+    }
+
+    #[test]
+    fn own_pid_variables_hold_the_childs_pid() {
+        let dir = std::env::temp_dir().join(format!("devserve-own-pid-{}", std::process::id()));
+        let out = File::create(&dir).expect("output file");
+        let pid = Command::new("sh")
+            .arg("-c")
+            .arg("echo \"$$ $WATCHDOG_PID $OTHER\"")
+            .env("WATCHDOG_PID", "stale")
+            .own_pid_env("WATCHDOG_PID")
+            .env("OTHER", "kept")
+            .output_to(out.as_raw_fd())
+            .spawn()
+            .expect("spawn");
+        let status = nix::sys::wait::waitpid(pid, None).expect("wait");
+        assert!(matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)), "{status:?}");
+        let printed = std::fs::read_to_string(&dir).expect("output");
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(printed, format!("{pid} {pid} kept\n"));
     }
 
     #[test]

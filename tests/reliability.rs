@@ -116,7 +116,7 @@ fn a_worker_that_stops_sending_watchdog_is_restarted() {
     let hang = "import os, socket, time\n\
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
                 s.sendto(b'READY=1\\nWATCHDOG=1', os.environ['NOTIFY_SOCKET'])\n\
-                print('hung worker', os.environ['WATCHDOG_USEC'], flush=True)\n\
+                print('hung worker', os.environ['WATCHDOG_USEC'], os.environ['WATCHDOG_PID'] == str(os.getpid()), flush=True)\n\
                 time.sleep(600)\n";
     let args =
         ["-w", "nothing-here", "--watchdog", "1s", "--log-format", "json", "--", "python3", "-c", hang];
@@ -124,7 +124,7 @@ fn a_worker_that_stops_sending_watchdog_is_restarted() {
     let devserve = Devserve::start(dir.path(), &args, &[]);
     let ready = devserve.wait_event("generation_ready", |_| true);
     // The worker prints after it notified, so the line may come after the ready event.
-    devserve.wait_for("hung worker 1000000");
+    devserve.wait_for("hung worker 1000000 True");
     let missed = devserve.wait_event("watchdog_missed", |e| e["generation"] == 1);
     assert_eq!(missed["after_ms"], 1000);
     devserve.wait_event("worker_started", |e| e["why"] == "restart");
