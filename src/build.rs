@@ -73,8 +73,7 @@ impl Build {
             command = command.env(key, value);
         }
         let (tail, write_end) = if keep_output {
-            let (read_end, write_end) =
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Setup(e.into()))?;
+            let (read_end, write_end) = crate::spawn::cloexec_pipe().map_err(SpawnError::Setup)?;
             command = command.output_to(std::os::fd::AsRawFd::as_raw_fd(&write_end));
             (Some(copy_output(std::fs::File::from(read_end), cargo_json.is_some())), Some(write_end))
         } else {

@@ -153,6 +153,10 @@ pub struct HeldSocket {
     /// What the kernel gave, e.g. `127.0.0.1:41234` after asking for port 0.
     pub bound: String,
     /// The bound address, to bind again after a `shutdown()` released an ephemeral port.
+    #[cfg_attr(
+        not(any(target_os = "linux", target_os = "android", target_os = "freebsd")),
+        allow(dead_code)
+    )]
     local: Option<SockAddr>,
 }
 

@@ -310,8 +310,7 @@ impl Plan {
     }
 
     fn fork_exec(mut self) -> Result<Pid, ChildError> {
-        let (report_read, report_write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ChildError::Setup(e.into()))?;
+        let (report_read, report_write) = cloexec_pipe().map_err(ChildError::Setup)?;
         let parent = nix::unistd::getpid().as_raw();
         // Where the child writes its pid: pointers taken (and allocated) before the fork.
         let mut slots: Vec<*mut u8> = Vec::with_capacity(self.pid_slots.len());
@@ -418,6 +417,25 @@ impl Plan {
             libc::execve(self.program.as_ptr(), self.argv_ptrs.as_ptr(), self.envp_ptrs.as_ptr());
             fail_in_child(report)
         }
+    }
+}
+
+/// A pipe whose two ends are close-on-exec: (read end, write end).
+///
+/// # Errors
+/// The OS refused a pipe (out of file descriptors).
+pub fn cloexec_pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    return Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?);
+    // macOS has no pipe2: the flag is set right after. A child forked in between still gets
+    // nothing, as every child marks the fds above its sockets close-on-exec itself.
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        let (read, write) = nix::unistd::pipe()?;
+        for end in [&read, &write] {
+            nix::fcntl::fcntl(end, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+        }
+        Ok((read, write))
     }
 }
 

@@ -106,6 +106,7 @@ fn a_stalled_stderr_does_not_freeze_the_supervisor() {
     let mut stderr = child.stderr.take().expect("stderr pipe");
     let mut devserve = Process::adopt(child);
     // The smallest pipe the kernel allows, and nobody reads it for now.
+    #[cfg(target_os = "linux")]
     let _ = nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096));
     wait_for_version(&addr, "v1");
     let pid = devserve.pid().to_string();

@@ -54,6 +54,7 @@ impl Guard {
         command.env(MARK_VAR, &marker).process_group(0);
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent. If the bench
         // dies, the child gets SIGTERM (and stops its own children) instead of living on.
+        #[cfg(target_os = "linux")]
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
