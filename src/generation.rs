@@ -371,9 +371,20 @@ impl Generation {
         Some(WorkerExit::Ended { slot: worker.slot, crashes_in_a_row: worker.restarts + 1 })
     }
 
-    /// The longest-running active worker: the one [`Generation::retire_oldest`] stops.
-    pub fn oldest_active(&self) -> Option<Pid> {
-        self.workers.iter().filter(|w| w.is_active()).min_by_key(|w| w.started())?.pid()
+    /// Where the longest-running active worker is in `workers`: the one a TTOU or a rolling step
+    /// stops.
+    fn oldest_active(&self) -> Option<usize> {
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.is_active())
+            .min_by_key(|(_, w)| w.started())
+            .map(|(i, _)| i)
+    }
+
+    /// The port of the worker [`Generation::retire_oldest`] would stop, behind the front door.
+    pub fn oldest_active_port(&self) -> Option<u16> {
+        self.workers.get(self.oldest_active()?)?.port
     }
 
     /// Asks the longest-running active worker alone to stop (SIGTTOU, rolling swaps).
@@ -384,7 +395,8 @@ impl Generation {
         now: Instant,
         procs: &mut dyn Procs,
     ) -> Option<(u32, Pid)> {
-        let worker = self.workers.iter_mut().filter(|w| w.is_active()).min_by_key(|w| w.started())?;
+        let oldest = self.oldest_active()?;
+        let worker = self.workers.get_mut(oldest)?;
         let pid = worker.pid()?;
         procs.signal(pid, signal);
         worker.state = WorkerState::Retiring { pid, deadline: deadline(now, timeout), killed: false };

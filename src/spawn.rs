@@ -543,8 +543,8 @@ mod tests {
 
     #[test]
     fn own_pid_variables_hold_the_childs_pid() {
-        let dir = std::env::temp_dir().join(format!("devserve-own-pid-{}", std::process::id()));
-        let out = File::create(&dir).expect("output file");
+        let path = std::env::temp_dir().join(format!("devserve-own-pid-{}", std::process::id()));
+        let out = File::create(&path).expect("output file");
         let pid = Command::new("sh")
             .arg("-c")
             .arg("echo \"$$ $WATCHDOG_PID $OTHER\"")
@@ -556,8 +556,8 @@ mod tests {
             .expect("spawn");
         let status = nix::sys::wait::waitpid(pid, None).expect("wait");
         assert!(matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)), "{status:?}");
-        let printed = std::fs::read_to_string(&dir).expect("output");
-        let _ = std::fs::remove_file(&dir);
+        let printed = std::fs::read_to_string(&path).expect("output");
+        let _ = std::fs::remove_file(&path);
         assert_eq!(printed, format!("{pid} {pid} kept\n"));
     }
 

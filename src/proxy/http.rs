@@ -222,7 +222,7 @@ impl Exchange {
                     } else {
                         Ok(())
                     };
-                    match resend {
+                    let not = match resend {
                         // The keep-alive race: the app closed an idle connection as the request
                         // went out. Not its fault: a fresh connection, no avoidance.
                         Ok(()) if pooled && stale < STALE_LIMIT => {
@@ -236,15 +236,12 @@ impl Exchange {
                             avoid = Some(self.shared.avoid(upstream));
                             continue;
                         }
-                        Ok(()) => format!(
-                            "the app at {upstream} dropped the request before answering ({cause}); \
-                             not resent: it was already resent once"
-                        ),
-                        Err(not) => format!(
-                            "the app at {upstream} dropped the request before answering ({cause}); \
-                             not resent: {not}"
-                        ),
-                    }
+                        Ok(()) => "it was already resent once".to_string(),
+                        Err(not) => not,
+                    };
+                    format!(
+                        "the app at {upstream} dropped the request before answering ({cause}); not resent: {not}"
+                    )
                 }
             };
             return self.fail(&why);

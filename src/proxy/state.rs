@@ -378,7 +378,8 @@ impl Shared {
         state.total.failed += 1;
     }
 
-    /// The current routing version, for [`Shared::avoid`].
+    /// Keeps a retry away from `upstream` while the routing stays as it is now, for at most
+    /// [`ProxyConfig::avoid_for`](super::ProxyConfig::avoid_for).
     pub(crate) fn avoid(&self, upstream: SocketAddr) -> Avoid {
         let version = self.lock().version;
         Avoid { upstream, version, until: Instant::now() + self.config.avoid_for }

@@ -281,13 +281,13 @@ impl<P: Procs> Supervisor<P> {
     /// which an app would otherwise wait on before it exits (its in-flight requests finish).
     pub(super) fn retire_oldest_worker(&mut self, now: Instant, rolling: bool) {
         let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
-        let Some(serving) = self.serving.as_mut() else { return };
-        let generation = serving.id;
-        if let Some(port) = serving.oldest_active().and_then(|pid| serving.port_of(pid)) {
-            self.upstream_removed(generation, Some(port));
-        }
-        let Some(serving) = self.serving.as_mut() else { return };
-        if let Some((slot, pid)) = serving.retire_oldest(signal, timeout, now, &mut self.procs) {
+        let Some((generation, port)) = self.serving.as_ref().map(|g| (g.id, g.oldest_active_port())) else {
+            return;
+        };
+        self.upstream_removed(generation, port);
+        if let Some(serving) = self.serving.as_mut()
+            && let Some((slot, pid)) = serving.retire_oldest(signal, timeout, now, &mut self.procs)
+        {
             self.out.report(Report::WorkerStopping { generation, worker: slot, pid: pid.as_raw(), rolling });
         }
     }
