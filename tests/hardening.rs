@@ -488,7 +488,7 @@ fn an_unreadable_folder_gets_one_warning_line() {
         std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("/proc/self")) == 0;
     let mut command = if root {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", devserve_bin()]);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", devserve_bin().as_str()]);
         c
     } else {
         Command::new(devserve_bin())

@@ -14,9 +14,10 @@ use super::capture::{Capture, Found, events_in, parse_event};
 use super::procfs::{children, process_state};
 use super::wait::{WAIT, wait_until};
 
-/// The devserve binary cargo built for this test or bench.
-pub fn devserve_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_devserve")
+/// The devserve binary cargo built for this test or bench, unless `DEVSERVE_TEST_BIN` names
+/// another: a test of a fix is seen to fail against a build without it.
+pub fn devserve_bin() -> String {
+    std::env::var("DEVSERVE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_devserve").to_owned())
 }
 
 /// devserve in `dir` with `args` and extra environment: no colour, no `RUST_LOG`, a backtrace if
