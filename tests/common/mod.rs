@@ -26,6 +26,8 @@
 //!   [`descendants`], [`fd_count`], [`fd_targets`], [`cpu_ticks`], [`status_kib`].
 //! - [`files`]: [`TempDir`], a fresh directory removed when it is dropped (set
 //!   `DEVSERVE_TEST_KEEP=1` to keep them), and [`write`].
+//! - [`ws`]: [`WsClient`], a minimal blocking WebSocket client (upgrade, masked text frames, one
+//!   [`Frame`] at a time, so a test tells the app's close frame from a bare TCP cut).
 //!
 //! Set `DEVSERVE_TEST_ECHO=1` to see every captured line on the test's stderr as it arrives.
 
@@ -38,6 +40,7 @@ pub mod http;
 pub mod process;
 pub mod procfs;
 pub mod wait;
+pub mod ws;
 
 pub use capture::*;
 pub use files::*;
@@ -46,3 +49,4 @@ pub use http::*;
 pub use process::*;
 pub use procfs::*;
 pub use wait::*;
+pub use ws::*;
