@@ -24,7 +24,7 @@ macro_rules! command_line {
         pub struct Cli {
             $(
                 $(#[$fmeta:meta])*
-                $(@setting($apply:ident $(, inverted = $key:literal)?))?
+                $(@setting($apply:ident $(, inverted = $key:literal)? $(, key = $own:literal)?))?
                 pub $field:ident : $ty:ty,
             )*
         }
@@ -40,6 +40,7 @@ macro_rules! command_line {
                 id: stringify!($field),
                 apply: Apply::$apply,
                 inverted: command_line!(@key $($key)?),
+                file_key: command_line!(@key $($own)?),
             }, )? )*
         ];
     };
@@ -66,13 +67,16 @@ pub struct Setting {
     pub apply: Apply,
     /// For a `--no-…` flag: the positive key the file uses (`vcs-ignore = false`).
     pub inverted: Option<&'static str>,
+    /// A file key other than the flag's name: a list the flag adds one item to
+    /// (`--allowed-host NAME`, `allowed-hosts = [...]`).
+    pub file_key: Option<&'static str>,
 }
 
 impl Setting {
     /// The configuration-file key: the long flag name (`ready-delay`), the positive form of a
     /// `--no-…` flag, or the field name for the positional `command`.
     pub fn key(&self, command: &clap::Command) -> String {
-        if let Some(key) = self.inverted {
+        if let Some(key) = self.inverted.or(self.file_key) {
             return key.to_owned();
         }
         command
@@ -161,6 +165,18 @@ pub struct Cli {
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
     @setting(NextStart)
     pub hold_timeout: Duration,
+
+    /// With --proxy: also answer requests for this host name (repeatable; `.example.test` allows
+    /// its subdomains too); `all` turns the DNS-rebinding and cross-site checks off
+    #[arg(long = "allowed-host", value_name = "NAME", value_parser = parse_allowed_host)]
+    @setting(NextStart, key = "allowed-hosts")
+    pub allowed_hosts: Vec<String>,
+
+    /// With --proxy: a request the app has not begun to answer within DUR gets a 504 (default:
+    /// wait as long as the app takes, e.g. on a breakpoint)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    @setting(NextStart)
+    pub upstream_timeout: Option<Duration>,
 
     /// Worker processes per generation (1 to 1024), or `auto` (also `0`): one per available CPU
     #[arg(short = 'n', long = "workers", value_name = "N", default_value = "1", value_parser = parse_workers)]
@@ -359,6 +375,25 @@ pub fn check_env(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Parses `--allowed-host`: `all`, a host name (`dev.test`), or a suffix with a leading dot
+/// (`.example.test`); letters, digits, `-`, `_` and `.`, lowercased. No port: any port is allowed.
+pub fn parse_allowed_host(text: &str) -> Result<String, String> {
+    let name = text.trim().to_ascii_lowercase();
+    let body = name.strip_prefix('.').unwrap_or(&name);
+    let valid = !body.is_empty()
+        && body.len() <= 253
+        && !body.starts_with('.')
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(name)
+    } else {
+        Err(format!(
+            "`{}` is not a host name; use e.g. dev.test, .example.test (and its subdomains) or all",
+            text.escape_debug()
+        ))
+    }
+}
+
 /// Parses `--ready-path`: an absolute path, printable, no spaces (`/health`, `/ready?deep=1`).
 pub fn parse_ready_path(text: &str) -> Result<String, String> {
     let ok = text.starts_with('/') && text.chars().all(|c| c.is_ascii_graphic());
@@ -536,6 +571,16 @@ mod tests {
         assert!(hint(&["--signal", "SIGTERM"]).is_some_and(|h| h.contains("--stop-signal SIGTERM")));
         assert!(hint(&["--signal", "reload"]).is_none(), "devserve's own --signal");
         assert!(hint(&["--", "app", "-r"]).is_none(), "the app's own flags are not devserve's");
+    }
+
+    #[test]
+    fn allowed_hosts() {
+        assert_eq!(parse_allowed_host("Dev.Test"), Ok("dev.test".into()));
+        assert_eq!(parse_allowed_host(".example.test"), Ok(".example.test".into()));
+        assert_eq!(parse_allowed_host("all"), Ok("all".into()));
+        for bad in ["", ".", "..a", "a b", "dev.test:8080", "http://dev.test", "[::1]"] {
+            assert!(parse_allowed_host(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

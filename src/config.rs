@@ -301,8 +301,12 @@ impl Loader {
             ));
         }
         if cli.proxy.is_none() {
-            for (id, flag) in [("app_port", "--app-port"), ("ready_path", "--ready-path")] {
-                let given = if id == "app_port" { cli.app_port.is_some() } else { cli.ready_path.is_some() };
+            for (id, flag, given) in [
+                ("app_port", "--app-port", cli.app_port.is_some()),
+                ("ready_path", "--ready-path", cli.ready_path.is_some()),
+                ("allowed_hosts", "--allowed-host", !cli.allowed_hosts.is_empty()),
+                ("upstream_timeout", "--upstream-timeout", cli.upstream_timeout.is_some()),
+            ] {
                 if given {
                     problems.push(blame(id, format!("{flag} needs --proxy")));
                 }

@@ -56,6 +56,9 @@ pub enum FrontEvent {
     Counters { held: u64, retried: u64, failed: u64 },
     /// The front door could not do its job: one line for the user.
     Problem(String),
+    /// The front door refused a request (allowed hosts, cross-site checks); once per value and
+    /// minute.
+    Refused { check: &'static str, value: String, text: String },
 }
 
 /// A debounced set of changed paths.

@@ -33,7 +33,7 @@ pub enum WorkerStart {
     Added,
 }
 
-/// Something devserve tells its user. See the README's "JSON output" for the fields.
+/// Something devserve tells its user. See docs/src/json-events.md for the fields.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Report {
@@ -66,6 +66,16 @@ pub enum Report {
     ProxyProblem {
         text: String,
     },
+    /// The front door refused requests (`403`): `check` is `host`, `origin` or
+    /// `cross-site-load`, `value` what was refused, `text` the page's sentence with the flag that
+    /// allows it. Once per check and value per minute.
+    ProxyRefused {
+        check: String,
+        value: String,
+        text: String,
+    },
+    /// `--allowed-host all`: the front door's DNS-rebinding and cross-site checks are off.
+    AllowedHostsOff,
     /// A worker's picked port was taken before it bound it: started again on another port.
     PortTaken {
         generation: u64,
@@ -307,6 +317,13 @@ impl Report {
                 ),
             ),
             Report::ProxyProblem { text } => one(Tone::Warn, format!("proxy: {text}")),
+            Report::ProxyRefused { text, .. } => one(Tone::Warn, format!("proxy: refused: {text}")),
+            Report::AllowedHostsOff => one(
+                Tone::Warn,
+                "proxy: --allowed-host all: any web site can read the app through DNS rebinding, \
+                 open its WebSockets and include its scripts"
+                    .to_owned(),
+            ),
             Report::PortTaken { generation, worker, port, pid } => one(
                 Tone::Info,
                 format!(

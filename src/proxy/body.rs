@@ -18,8 +18,7 @@ use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use super::state::Flight;
 use super::upstream::UpstreamConn;
 
-/// Any error, boxed.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) use super::request_body::BoxError;
 
 /// The body type of every response the proxy sends to clients.
 pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;

@@ -89,9 +89,23 @@ pub(crate) fn prepare_request(parts: &mut Parts, peer: SocketAddr, upgrade: bool
     add_forwarded(&mut parts.headers, peer.ip());
 }
 
-/// Rewrites an upstream response's head for the client.
+/// Rewrites an upstream response's head for the client. A response that came with a
+/// `Transfer-Encoding` was framed by it (RFC 9112 §6.3): a `Content-Length` beside it says
+/// nothing about the body devserve forwards, and goes.
 pub(crate) fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     strip_hop_by_hop(headers, upgrade);
+}
+
+/// Whether a response is an event stream (`text/event-stream`): open for as long as the app
+/// keeps it, like an upgraded connection.
+pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
 }
 
 /// Appends `client` to `X-Forwarded-For` and `Forwarded`; sets `X-Forwarded-Proto` and

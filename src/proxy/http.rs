@@ -21,6 +21,17 @@
 //!   [`super::browser`] at once and never reaches an app; an HTML navigation is asked for
 //!   uncompressed, and its HTML answer (the app's or one of devserve's own pages) gets the client's
 //!   script tag ([`super::inject`]).
+//! - **Before anything else**, [`super::guard`] decides whether the request is answered at all
+//!   (allowed hosts, cross-site upgrades and loads): `403` or `400` otherwise, for the app's
+//!   routes and devserve's own alike.
+//! - **Who is blamed.** A client's body that breaks off or is malformed is the client's error
+//!   (`400`), one that stops arriving for [`ProxyConfig::body_timeout`] a `408`; an app that has
+//!   not begun its answer within [`ProxyConfig::upstream_timeout`] gets the client a `504`.
+//! - **Framing comes from what is forwarded**: a response that came chunked loses any
+//!   `Content-Length` the app sent beside it, and a `101` the client did not ask for is a `502`.
+//!
+//! [`ProxyConfig::body_timeout`]: super::ProxyConfig::body_timeout
+//! [`ProxyConfig::upstream_timeout`]: super::ProxyConfig::upstream_timeout
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,8 +49,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::body::{ResponseBody, Tracked, full};
+use super::guard::{self, Verdict};
 use super::inject::{self, Page, Plan};
 use super::state::{Avoid, Flight, Refusal, Shared};
+use super::request_body::{BodyTimedOut, BoxError, ClientBody};
 use super::upstream::{UpBody, UpstreamConn};
 use super::{browser, headers, pages};
 
@@ -64,9 +77,9 @@ const POOL_READY_WAIT: Duration = Duration::from_secs(1);
 /// How many closed-before-written pooled connections one request may run into.
 const STALE_LIMIT: u32 = 3;
 
-/// Serves one client connection until it closes.
-pub(crate) async fn serve_client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    let service = service_fn(move |request| handle(Arc::clone(&shared), peer, request));
+/// Serves one client connection (`client` in the shared state) until it closes.
+pub(crate) async fn serve_client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, client: u64) {
+    let service = service_fn(move |request| handle(Arc::clone(&shared), peer, client, request));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -80,14 +93,37 @@ pub(crate) async fn serve_client(shared: Arc<Shared>, stream: TcpStream, peer: S
 async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
-    mut request: Request<Incoming>,
+    client: u64,
+    request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let browser_reload = shared.config.browser_reload;
-    if browser_reload && request.uri().path().starts_with(browser::PREFIX) {
-        return Ok(browser::answer(&shared.browser, request.method(), request.uri().path()));
+    let checks = !shared.config.allowed_hosts.any;
+    let mut response = answer(shared, peer, client, request).await;
+    if checks && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        guard::add_resource_policy(response.headers_mut());
     }
+    Ok(response)
+}
+
+async fn answer(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    client: u64,
+    mut request: Request<Incoming>,
+) -> Response<ResponseBody> {
     let html = pages::wants_html(request.headers());
     let upgrade = headers::is_upgrade_request(request.headers());
+    match shared.config.allowed_hosts.check(request.version(), request.uri(), request.headers(), upgrade) {
+        Verdict::Pass => {}
+        Verdict::BadRequest(reason) => return pages::bad_request(&reason, html),
+        Verdict::Refused(refusal) => {
+            shared.refused(&refusal, pages::refusal_text(&refusal));
+            return pages::forbidden(&refusal, html);
+        }
+    }
+    let browser_reload = shared.config.browser_reload;
+    if browser_reload && request.uri().path().starts_with(browser::PREFIX) {
+        return browser::answer(&shared.browser, request.method(), request.uri().path());
+    }
     let may_inject = browser_reload && !upgrade && inject::candidate(request.method(), request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
@@ -95,14 +131,15 @@ async fn handle(
     if may_inject {
         inject::ask_identity(&mut parts.headers);
     }
-    let payload = match Payload::read(body, upgrade, shared.config.retry_body_limit).await {
+    let config = &shared.config;
+    let body = ClientBody::new(body, config.body_timeout);
+    let body_failed = body.failure_flag();
+    let payload = match Payload::read(body, upgrade, config.retry_body_limit).await {
         Ok(payload) => payload,
-        Err(error) => {
-            shared.count_failed();
-            let reason = format!("could not read the request body: {}", chain(&error));
-            return Ok(pages::bad_request(&reason, html));
-        }
+        Err(error) => return client_body_error(&error, html),
     };
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let what = if upgrade { format!("upgrade {target}") } else { format!("{} {target}", parts.method) };
     let exchange = Exchange {
         shared,
         method: parts.method,
@@ -112,8 +149,24 @@ async fn handle(
         html,
         inject: may_inject,
         client_upgrade,
+        what,
+        client,
+        body_failed,
     };
-    Ok(exchange.run().await)
+    exchange.run().await
+}
+
+/// The client's own body failed: a `408` if it stopped arriving, a `400` otherwise. Not the
+/// app's failure, so not counted as one.
+fn client_body_error(error: &BoxError, html: bool) -> Response<ResponseBody> {
+    if error.is::<BodyTimedOut>() {
+        let reason = format!("{error}: the request was not sent to the app");
+        let mut response = pages::bad_request(&reason, html);
+        *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+        response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+        return response;
+    }
+    pages::bad_request(&format!("could not read the request body: {}", chain(error.as_ref())), html)
 }
 
 /// The request body as it will be sent upstream.
@@ -121,19 +174,30 @@ enum Payload {
     /// Empty or read whole: can be sent again.
     Buffered(Bytes),
     /// Streamed from the client: can be sent once (`None` once taken).
-    Streamed(Option<Incoming>),
+    Streamed(Option<ClientBody>),
 }
 
 impl Payload {
-    async fn read(body: Incoming, upgrade: bool, limit: usize) -> Result<Payload, hyper::Error> {
+    async fn read(mut body: ClientBody, upgrade: bool, limit: usize) -> Result<Payload, BoxError> {
         if body.is_end_stream() {
             return Ok(Payload::Buffered(Bytes::new()));
         }
-        let small = body.size_hint().exact().is_some_and(|length| length <= limit as u64);
-        if small && !upgrade {
-            return Ok(Payload::Buffered(body.collect().await?.to_bytes()));
+        let length = body.size_hint().exact().filter(|length| *length <= limit as u64);
+        match length {
+            Some(length) if !upgrade => {
+                // Copied into one buffer of the announced size: the frames hyper hands over each
+                // keep the whole read buffer they came in alive, so a body sent a byte per
+                // segment would cost kilobytes per byte if they were kept.
+                let mut buffer = Vec::with_capacity(usize::try_from(length).unwrap_or(limit));
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame?.into_data() {
+                        buffer.extend_from_slice(&data);
+                    }
+                }
+                Ok(Payload::Buffered(Bytes::from(buffer)))
+            }
+            _ => Ok(Payload::Streamed(Some(body))),
         }
-        Ok(Payload::Streamed(Some(body)))
     }
 
     fn resendable(&self) -> bool {
@@ -166,6 +230,12 @@ struct Exchange {
     /// The answer may get the browser client's script tag.
     inject: bool,
     client_upgrade: Option<OnUpgrade>,
+    /// What the status table calls it (`GET /path`).
+    what: String,
+    /// The client connection it came on.
+    client: u64,
+    /// Set when the client's own body failed.
+    body_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How one attempt ended, when it did not produce a response.
@@ -188,7 +258,7 @@ impl Exchange {
         let mut avoid: Option<Avoid> = None;
         let mut stale = 0;
         loop {
-            let flight = match self.shared.route(avoid).await {
+            let flight = match self.shared.route(avoid, &self.what, self.client).await {
                 Ok(flight) => flight,
                 Err(refusal) => return self.refused(refusal),
             };
@@ -211,6 +281,9 @@ impl Exchange {
                     continue;
                 }
                 Attempt::Unread { upstream, why } => format!("the app at {upstream} {why}"),
+                Attempt::Dropped { .. } if self.body_failed.load(std::sync::atomic::Ordering::Relaxed) => {
+                    return self.client_failed();
+                }
                 Attempt::Dropped { upstream, error, pooled } => {
                     let cause = chain(&error);
                     let resend = if !idempotent {
@@ -266,12 +339,29 @@ impl Exchange {
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
         let closed = flight.closed();
+        let patience = self.shared.config.upstream_timeout;
+        let timed_out = async move {
+            match patience {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
         let sent = tokio::select! {
             sent = conn.sender().try_send_request(request) => sent,
             () = closed => {
                 conn.close();
                 let why = format!("closed by devserve: generation {} was stopped", flight.generation);
                 return Err(Attempt::Done(self.fail(&why)));
+            }
+            () = timed_out => {
+                conn.close();
+                let after = humantime::format_duration(patience.unwrap_or_default());
+                let why = format!(
+                    "the app at {upstream} did not begin its answer within {after} (--upstream-timeout); \
+                     the request was not resent"
+                );
+                self.shared.count_failed();
+                return Err(Attempt::Done(self.own_page(pages::gateway_timeout(&why, self.html))));
             }
         };
         match sent {
@@ -299,19 +389,29 @@ impl Exchange {
     fn respond(
         &mut self,
         mut response: Response<Incoming>,
-        flight: Flight,
+        mut flight: Flight,
         conn: UpstreamConn,
     ) -> Response<ResponseBody> {
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(client) = self.client_upgrade.take()
-        {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client) = self.client_upgrade.take() else {
+                conn.close();
+                let why = format!(
+                    "the app at {} switched protocols (101) on a request that did not ask to",
+                    flight.upstream
+                );
+                return self.fail(&why);
+            };
             let upstream = hyper::upgrade::on(&mut response);
             headers::prepare_response(response.headers_mut(), true);
             conn.detach();
+            flight.long_lived(&format!("upgraded {}", self.target()));
             tokio::spawn(tunnel(flight, client, upstream));
             return response.map(|_| full(Bytes::new()));
         }
         headers::prepare_response(response.headers_mut(), false);
+        if headers::is_event_stream(response.headers()) {
+            flight.long_lived(&format!("event stream {}", self.target()));
+        }
         let plan = if self.inject { Plan::for_response(response.status(), response.headers()) } else { None };
         let page = self.page(flight.generation);
         let response = response.map(|body| Tracked::new(body, flight, conn).boxed_unsync());
@@ -329,6 +429,17 @@ impl Exchange {
             Refusal::ShuttingDown => pages::not_ready("devserve is stopping", self.html),
         };
         self.own_page(response)
+    }
+
+    /// The request target, for the status table.
+    fn target(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |pq| pq.as_str())
+    }
+
+    /// The client's own body failed while it was being sent: the client's error, not the app's.
+    fn client_failed(&self) -> Response<ResponseBody> {
+        let why = "the request body broke off or was malformed while it was sent to the app";
+        self.own_page(pages::bad_request(why, self.html))
     }
 
     fn fail(&self, why: &str) -> Response<ResponseBody> {

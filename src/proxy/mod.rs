@@ -61,10 +61,12 @@
 
 mod body;
 mod browser;
+mod guard;
 mod headers;
 mod http;
 mod inject;
 mod pages;
+mod request_body;
 mod state;
 mod tcp;
 #[cfg(test)]
@@ -80,6 +82,8 @@ use tokio::sync::mpsc;
 
 use self::state::Shared;
 
+pub use self::guard::AllowedHosts;
+
 /// The default [`ProxyConfig::hold_timeout`].
 pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -90,6 +94,11 @@ pub const DEFAULT_AVOID_FOR: Duration = Duration::from_secs(1);
 /// The default [`ProxyConfig::retry_body_limit`]: 64 KiB, enough for any form post or JSON call a
 /// dev app sees, small enough that buffering it costs nothing noticeable.
 pub const DEFAULT_RETRY_BODY_LIMIT: usize = 64 * 1024;
+
+/// The default [`ProxyConfig::body_timeout`]: as long as hyper gives a client for its request
+/// head. A body that stops arriving for this long is given up (`408`), so that connections that
+/// never finish their request cannot hold the front door's file descriptors for ever.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the proxy behaves; fixed for the proxy's life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +123,15 @@ pub struct ProxyConfig {
     /// for its restart, held); a living sole worker gets the request again after it. Default
     /// [`DEFAULT_AVOID_FOR`].
     pub avoid_for: Duration,
+    /// Which hosts the front door answers for, and the cross-site checks (`--allowed-host`).
+    pub allowed_hosts: AllowedHosts,
+    /// A request sent to an app that has not begun its answer within this time gets `504`
+    /// (`--upstream-timeout`). `None` (the default): wait as long as the app takes, since a
+    /// debugger stopped on a breakpoint is a good reason to wait.
+    pub upstream_timeout: Option<Duration>,
+    /// A request body that sends no byte for this long is given up. Default
+    /// [`DEFAULT_BODY_TIMEOUT`].
+    pub body_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -124,6 +142,9 @@ impl Default for ProxyConfig {
             mode: ProxyMode::Http,
             browser_reload: true,
             avoid_for: DEFAULT_AVOID_FOR,
+            allowed_hosts: AllowedHosts::default(),
+            upstream_timeout: None,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -298,6 +319,16 @@ pub enum ProxyEvent {
     Counters(Counters),
     /// The proxy could not do its job (an accept error, …): one line for the user.
     Problem(String),
+    /// A request was refused by the allowed-hosts or cross-site checks (`403`). Sent once per
+    /// check and value per minute, not per request.
+    Refused {
+        /// `host`, `origin` or `cross-site-load`.
+        check: &'static str,
+        /// What was refused: the host, the origin.
+        value: String,
+        /// The sentence the `403` page says, with the flag that would allow it.
+        text: String,
+    },
 }
 
 /// Request counters over some period.
@@ -329,6 +360,22 @@ pub struct ProxyStats {
     /// shared worker, one per tab without it. A stream the browser dropped is counted until the
     /// proxy notices (at the latest at the next heartbeat, 15 s).
     pub browser_streams: usize,
+    /// The oldest exchanges in flight (at most [`OLDEST_SHOWN`]), oldest first.
+    pub oldest: Vec<InFlight>,
+}
+
+/// How many exchanges [`ProxyStats::oldest`] lists.
+pub const OLDEST_SHOWN: usize = 5;
+
+/// One exchange in flight, for the status table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// The generation it went to.
+    pub generation: u64,
+    /// What it is: `GET /path`, `WebSocket /path`, `TCP connection`.
+    pub what: String,
+    /// How long it has been in flight.
+    pub age: Duration,
 }
 
 /// One generation's line in [`ProxyStats`].
@@ -424,22 +471,46 @@ async fn run(
 }
 
 /// Accepts client connections forever, one task each.
+///
+/// Out of file descriptors, the loop does what nginx and Go's servers do rather than stall: it
+/// keeps one descriptor in reserve (`/dev/null`, opened at start), and when `accept` fails for
+/// lack of descriptors it frees the reserve, sheds the oldest client connection that waits on no
+/// app (idle between requests, or still sending its request), accepts, and takes the reserve
+/// again. If every connection waits on the app, the new one is closed at once: its client sees
+/// a close, not a hang.
 async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
     let mut last_problem: Option<(std::io::ErrorKind, tokio::time::Instant)> = None;
+    let mut reserve = std::fs::File::open("/dev/null").ok();
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                match shared.config.mode {
-                    ProxyMode::Http => {
-                        tokio::spawn(http::serve_client(Arc::clone(&shared), stream, peer));
-                    }
-                    ProxyMode::Tcp => {
-                        tokio::spawn(tcp::serve_client(Arc::clone(&shared), stream));
+            Ok((stream, peer)) => start_client(&shared, stream, peer),
+            Err(error) if is_transient_accept_error(&error) => {}
+            Err(error) if is_out_of_fds(&error) && reserve.is_some() => {
+                drop(reserve.take());
+                let shed = shared.shed_oldest_idle();
+                // Let the shed task run so that its socket is closed before the next accept.
+                tokio::task::yield_now().await;
+                if let Ok((stream, peer)) = listener.accept().await {
+                    if shed {
+                        start_client(&shared, stream, peer);
+                    } else {
+                        drop(stream);
                     }
                 }
+                reserve = std::fs::File::open("/dev/null").ok();
+                let now = tokio::time::Instant::now();
+                let repeat = last_problem
+                    .is_some_and(|(kind, at)| kind == error.kind() && now - at < Duration::from_secs(60));
+                if !repeat {
+                    let what = if shed {
+                        "closed the oldest idle client connection to make room"
+                    } else {
+                        "every connection waits on the app: closed the new one"
+                    };
+                    shared.problem(format!("proxy: out of file descriptors ({error}); {what}"));
+                    last_problem = Some((error.kind(), now));
+                }
             }
-            Err(error) if is_transient_accept_error(&error) => {}
             Err(error) => {
                 // Out of file descriptors or memory: say so (once per kind per minute) and back off
                 // so that the loop does not spin; the connection stays in the kernel queue.
@@ -454,6 +525,39 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
             }
         }
     }
+}
+
+/// Starts the task that serves one client connection.
+fn start_client(shared: &Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let id = shared.client_opened();
+    let task_shared = Arc::clone(shared);
+    let task = tokio::spawn(async move {
+        // Drops (and reports the client gone) however the task ends, aborted included.
+        let _open = ClientOpen { shared: Arc::clone(&task_shared), id };
+        match task_shared.config.mode {
+            ProxyMode::Http => http::serve_client(task_shared, stream, peer, id).await,
+            ProxyMode::Tcp => tcp::serve_client(task_shared, stream, peer, id).await,
+        }
+    });
+    shared.client_task(id, task.abort_handle());
+}
+
+/// A client connection's place in the shared state, given up when its task ends.
+struct ClientOpen {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for ClientOpen {
+    fn drop(&mut self) {
+        self.shared.client_closed(self.id);
+    }
+}
+
+/// `EMFILE` or `ENFILE`: no descriptor for the new connection.
+fn is_out_of_fds(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// Errors about one connection that died in the queue, not about the listener.

@@ -17,6 +17,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::body::{ResponseBody, full};
+use super::guard::{Check, Refusal};
 
 /// At most this much of the build output is shown (its end).
 const OUTPUT_TAIL: usize = 32 * 1024;
@@ -56,6 +57,41 @@ pub(crate) fn bad_gateway(reason: &str, html: bool) -> Response<ResponseBody> {
 /// `400`: the request itself could not be read.
 pub(crate) fn bad_request(reason: &str, html: bool) -> Response<ResponseBody> {
     simple(StatusCode::BAD_REQUEST, "devserve: bad request", reason, html)
+}
+
+/// `403`: a check of [`super::guard`] refused the request; the page says which, and what would
+/// allow it.
+pub(crate) fn forbidden(refusal: &Refusal, html: bool) -> Response<ResponseBody> {
+    let message = refusal_text(refusal);
+    simple(StatusCode::FORBIDDEN, "devserve: refused", &message, html)
+}
+
+/// What [`forbidden`] says, in one sentence (the page and devserve's line share it).
+pub(crate) fn refusal_text(refusal: &Refusal) -> String {
+    let Refusal { check, value, allow } = refusal;
+    let why = match check {
+        Check::Host => format!(
+            "`{value}` is not an allowed host: a page on another site could reach this server under \
+             that name through DNS rebinding"
+        ),
+        Check::Origin => format!(
+            "a page on {value} asked to open a WebSocket (or another upgrade); only pages on local \
+             sites may"
+        ),
+        Check::CrossSiteLoad => {
+            format!("a page on {value} loaded this file as a script, style or image from another site")
+        }
+    };
+    if allow.is_empty() {
+        format!("{why}. To turn the checks off: --allowed-host all")
+    } else {
+        format!("{why}. To allow it: --allowed-host {allow}")
+    }
+}
+
+/// `504`: the app did not answer within `--upstream-timeout`.
+pub(crate) fn gateway_timeout(reason: &str, html: bool) -> Response<ResponseBody> {
+    simple(StatusCode::GATEWAY_TIMEOUT, "devserve: the app did not answer in time", reason, html)
 }
 
 /// `502`: the last build failed and nothing serves.

@@ -9,23 +9,49 @@
 //! closes its idle connections at once, and a connection coming back from a request to an
 //! un-routed upstream is closed instead of pooled. The mutex is never held across an `.await` nor
 //! while calling the event callback.
+//!
+//! A **long-lived** exchange (an upgraded connection, an event stream, a raw TCP connection) does
+//! not hold up `Drain`: a draining generation with nothing else in flight is reported drained, so
+//! that it is signalled at once and the app closes those connections its own way (a WebSocket
+//! close frame, a gRPC `GOAWAY`); clients reconnect to the new generation. They still count for
+//! `Close`, and the generation's record stays until the last one ends.
+//!
+//! The state also knows every **client connection** (for shedding the oldest one that waits on
+//! no app when file descriptors run out), how many are open (to give memory back after a burst),
+//! and which refusals were reported lately (one line per host per minute, not per request).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::browser::Hub;
+use super::guard::Refusal as Refused;
 use super::pages::BuildFailure;
 use super::upstream::UpstreamConn;
-use super::{Counters, EventSink, GenerationStats, ProxyCommand, ProxyConfig, ProxyEvent, ProxyStats};
+use super::{
+    Counters, EventSink, GenerationStats, InFlight, OLDEST_SHOWN, ProxyCommand, ProxyConfig, ProxyEvent,
+    ProxyStats,
+};
 
 /// At most this many idle connections are kept per upstream.
 const POOL_MAX_IDLE_PER_UPSTREAM: usize = 32;
+
+/// The same refusal (check and value) is reported at most once in this period.
+const REFUSAL_QUIET: Duration = Duration::from_secs(60);
+
+/// At most this many refusals are remembered for [`REFUSAL_QUIET`]; past it the memory starts
+/// afresh (a flood of made-up hosts costs a line each minute, not memory).
+const REFUSALS_KEPT: usize = 256;
+
+/// Memory is given back to the system when the open client connections fall to a quarter of
+/// their peak, once the peak was at least this many.
+const TRIM_AFTER_PEAK: usize = 256;
 
 /// What every proxy task shares.
 pub(crate) struct Shared {
@@ -57,6 +83,32 @@ struct State {
     total: Counters,
     held_now: usize,
     shut_down: bool,
+    /// Exchanges in flight by id (ids grow: the first is the oldest), for the status table.
+    flights: BTreeMap<u64, FlightInfo>,
+    next_flight: u64,
+    /// Open client connections by id (the first is the oldest).
+    clients: BTreeMap<u64, Client>,
+    next_client: u64,
+    /// The most client connections open at once since memory was last given back.
+    clients_peak: usize,
+    /// Refusals reported lately, and when.
+    refusals: HashMap<(&'static str, String), Instant>,
+}
+
+/// One exchange in flight, as the status table shows it.
+struct FlightInfo {
+    generation: u64,
+    what: String,
+    since: Instant,
+}
+
+/// One client connection.
+#[derive(Default)]
+struct Client {
+    /// Ends its task (and closes its socket).
+    abort: Option<AbortHandle>,
+    /// Its exchanges with the app in flight: a client with none waits on no app and may be shed.
+    flights: usize,
 }
 
 /// The routing set.
@@ -68,14 +120,39 @@ struct Serving {
 /// One generation's exchanges.
 struct GenerationTrack {
     active: usize,
+    /// How many of `active` are long-lived (upgraded, event streams, raw TCP).
+    long_lived: usize,
     draining: bool,
+    /// `Drained` was reported (once only nothing long-lived was left).
+    drained_sent: bool,
     /// Set to `true` by `Close`: every exchange of the generation watches it.
     closed: watch::Sender<bool>,
 }
 
 impl GenerationTrack {
     fn new() -> Self {
-        GenerationTrack { active: 0, draining: false, closed: watch::Sender::new(false) }
+        GenerationTrack {
+            active: 0,
+            long_lived: 0,
+            draining: false,
+            drained_sent: false,
+            closed: watch::Sender::new(false),
+        }
+    }
+
+    /// Draining, and only long-lived exchanges (or none) left: the generation can be signalled.
+    /// True once: the caller reports `Drained`.
+    fn settle(&mut self) -> bool {
+        if self.draining && !self.drained_sent && self.active == self.long_lived {
+            self.drained_sent = true;
+            return true;
+        }
+        false
+    }
+
+    /// Nothing left: the record can go.
+    fn done(&self) -> bool {
+        self.active == 0 && (self.draining || *self.closed.borrow())
     }
 }
 
@@ -188,6 +265,7 @@ impl Shared {
                 state.cursor = 0;
                 if let Some(track) = state.generations.get_mut(&generation) {
                     track.draining = false;
+                    track.drained_sent = false;
                 }
             }
             ProxyCommand::AddUpstream { generation, upstream } => {
@@ -221,9 +299,11 @@ impl Shared {
                 }
                 let track = state.generations.entry(generation).or_insert_with(GenerationTrack::new);
                 track.draining = true;
-                if track.active == 0 {
-                    state.generations.remove(&generation);
+                if track.settle() {
                     events.push(ProxyEvent::Drained { generation });
+                }
+                if track.done() {
+                    state.generations.remove(&generation);
                 }
             }
             ProxyCommand::Close { generation } => {
@@ -259,14 +339,22 @@ impl Shared {
     /// Routes a new exchange: to the least loaded upstream of the serving set, after waiting (up to
     /// the hold timeout) if nothing serves. `avoid` keeps a retry away from the upstream that just
     /// failed, until the routing changes or the avoidance lapses.
-    pub(crate) async fn route(self: &Arc<Self>, avoid: Option<Avoid>) -> Result<Flight, Refusal> {
+    /// `what` names the exchange in the status table; `client` is the connection it came on.
+    pub(crate) async fn route(
+        self: &Arc<Self>,
+        avoid: Option<Avoid>,
+        what: &str,
+        client: u64,
+    ) -> Result<Flight, Refusal> {
         let mut changes = self.version.subscribe();
         let mut hold: Option<HoldGuard> = None;
         let mut deadline: Option<Instant> = None;
         loop {
             changes.mark_unchanged();
             match self.decide(avoid) {
-                Decision::To(upstream, generation) => return Ok(self.begin_flight(generation, upstream)),
+                Decision::To(upstream, generation) => {
+                    return Ok(self.begin_flight(generation, upstream, what, client));
+                }
                 Decision::Failed(failure) => return Err(Refusal::BuildFailed(failure)),
                 Decision::ShutDown => return Err(Refusal::ShuttingDown),
                 Decision::Wait => {}
@@ -324,16 +412,25 @@ impl Shared {
         Refusal::NotReady { reason: format!("{reason} (waited {:?})", self.config.hold_timeout) }
     }
 
-    fn begin_flight(self: &Arc<Self>, generation: u64, upstream: SocketAddr) -> Flight {
+    fn begin_flight(self: &Arc<Self>, generation: u64, upstream: SocketAddr, what: &str, client: u64) -> Flight {
         let mut state = self.lock();
         let track = state.generations.entry(generation).or_insert_with(GenerationTrack::new);
         track.active += 1;
         let closed = track.closed.subscribe();
         *state.outstanding.entry((generation, upstream)).or_default() += 1;
-        Flight { shared: Arc::clone(self), generation, upstream, closed }
+        let id = state.next_flight;
+        state.next_flight += 1;
+        let mut what: String = what.chars().take(120).collect();
+        what.retain(|c| !c.is_control());
+        state.flights.insert(id, FlightInfo { generation, what, since: Instant::now() });
+        if let Some(slot) = state.clients.get_mut(&client) {
+            slot.flights += 1;
+        }
+        Flight { shared: Arc::clone(self), id, generation, upstream, client, long_lived: false, closed }
     }
 
-    fn end_flight(&self, generation: u64, upstream: SocketAddr) {
+    fn end_flight(&self, flight: &Flight) {
+        let (generation, upstream) = (flight.generation, flight.upstream);
         let mut state = self.lock();
         if let Some(count) = state.outstanding.get_mut(&(generation, upstream)) {
             *count = count.saturating_sub(1);
@@ -341,11 +438,18 @@ impl Shared {
                 state.outstanding.remove(&(generation, upstream));
             }
         }
+        state.flights.remove(&flight.id);
+        if let Some(slot) = state.clients.get_mut(&flight.client) {
+            slot.flights = slot.flights.saturating_sub(1);
+        }
         let mut drained = false;
         if let Some(track) = state.generations.get_mut(&generation) {
             track.active = track.active.saturating_sub(1);
-            if track.active == 0 && (track.draining || *track.closed.borrow()) {
-                drained = track.draining;
+            if flight.long_lived {
+                track.long_lived = track.long_lived.saturating_sub(1);
+            }
+            drained = track.settle();
+            if track.done() {
                 state.generations.remove(&generation);
             }
         }
@@ -354,6 +458,86 @@ impl Shared {
         if report {
             (self.events)(ProxyEvent::Drained { generation });
         }
+    }
+
+    /// `flight` turned out long-lived: it no longer holds up its generation's drain.
+    fn mark_long_lived(&self, flight: &Flight, what: &str) {
+        let generation = flight.generation;
+        let mut state = self.lock();
+        if let Some(info) = state.flights.get_mut(&flight.id) {
+            info.what = what.chars().filter(|c| !c.is_control()).take(120).collect();
+        }
+        let mut drained = false;
+        if let Some(track) = state.generations.get_mut(&generation) {
+            track.long_lived += 1;
+            drained = track.settle();
+        }
+        let report = drained && !state.shut_down;
+        drop(state);
+        if report {
+            (self.events)(ProxyEvent::Drained { generation });
+        }
+    }
+
+    /// A new client connection: its id (ids grow, so the smallest is the oldest).
+    pub(crate) fn client_opened(&self) -> u64 {
+        let mut state = self.lock();
+        let id = state.next_client;
+        state.next_client += 1;
+        state.clients.insert(id, Client::default());
+        state.clients_peak = state.clients_peak.max(state.clients.len());
+        id
+    }
+
+    /// The task serving client `id` (so that it can be shed).
+    pub(crate) fn client_task(&self, id: u64, abort: AbortHandle) {
+        if let Some(client) = self.lock().clients.get_mut(&id) {
+            client.abort = Some(abort);
+        }
+    }
+
+    /// Client `id` is gone. When a burst of connections has ended (a quarter of the peak left),
+    /// the allocator gives the memory they used back to the system.
+    pub(crate) fn client_closed(&self, id: u64) {
+        let mut state = self.lock();
+        state.clients.remove(&id);
+        let trim = state.clients_peak >= TRIM_AFTER_PEAK && state.clients.len() <= state.clients_peak / 4;
+        if trim {
+            state.clients_peak = state.clients.len();
+        }
+        drop(state);
+        if trim {
+            give_memory_back();
+        }
+    }
+
+    /// Out of file descriptors: ends the oldest client connection that waits on no app (idle
+    /// between requests, or still sending its request). False if every one waits on the app.
+    pub(crate) fn shed_oldest_idle(&self) -> bool {
+        let mut state = self.lock();
+        let oldest = state.clients.iter().find(|(_, c)| c.flights == 0 && c.abort.is_some()).map(|(id, _)| *id);
+        let Some(id) = oldest else { return false };
+        if let Some(abort) = state.clients.remove(&id).and_then(|c| c.abort) {
+            abort.abort();
+        }
+        true
+    }
+
+    /// Reports a refused request, unless the same check refused the same value less than
+    /// [`REFUSAL_QUIET`] ago.
+    pub(crate) fn refused(&self, refused: &Refused, text: String) {
+        let key = (refused.check.as_str(), refused.value.clone());
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.shut_down || state.refusals.get(&key).is_some_and(|at| now.duration_since(*at) < REFUSAL_QUIET) {
+            return;
+        }
+        if state.refusals.len() >= REFUSALS_KEPT {
+            state.refusals.clear();
+        }
+        state.refusals.insert(key, now);
+        drop(state);
+        (self.events)(ProxyEvent::Refused { check: refused.check.as_str(), value: refused.value.clone(), text });
     }
 
     fn begin_hold(self: &Arc<Self>) -> HoldGuard {
@@ -448,6 +632,12 @@ impl Shared {
             held_now: state.held_now,
             total: state.total,
             browser_streams: self.browser.streams(),
+            oldest: state
+                .flights
+                .values()
+                .take(OLDEST_SHOWN)
+                .map(|f| InFlight { generation: f.generation, what: f.what.clone(), age: f.since.elapsed() })
+                .collect(),
         }
     }
 
@@ -499,10 +689,13 @@ impl State {
 /// its upstream) until dropped.
 pub(crate) struct Flight {
     shared: Arc<Shared>,
+    id: u64,
     /// The generation it was routed to.
     pub(crate) generation: u64,
     /// The upstream it was routed to.
     pub(crate) upstream: SocketAddr,
+    client: u64,
+    long_lived: bool,
     closed: watch::Receiver<bool>,
 }
 
@@ -522,11 +715,31 @@ impl Flight {
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
+
+    /// This exchange lasts as long as a peer keeps it open (an upgraded connection, an event
+    /// stream, raw TCP), now shown as `what`: it no longer holds up a drain.
+    pub(crate) fn long_lived(&mut self, what: &str) {
+        if !self.long_lived {
+            self.long_lived = true;
+            self.shared.mark_long_lived(self, what);
+        }
+    }
 }
 
 impl Drop for Flight {
     fn drop(&mut self) {
-        self.shared.end_flight(self.generation, self.upstream);
+        self.shared.end_flight(self);
+    }
+}
+
+/// Gives the allocator's free memory back to the system (glibc keeps freed memory in its arenas
+/// for reuse: after a burst of thousands of connections that is tens of MB of RSS).
+fn give_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas; it takes no
+    // pointer and is thread-safe (it locks each arena).
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

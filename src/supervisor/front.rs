@@ -170,6 +170,9 @@ impl<P: Procs> Supervisor<P> {
                 });
             }
             FrontEvent::Problem(text) => self.out.report(Report::ProxyProblem { text }),
+            FrontEvent::Refused { check, value, text } => {
+                self.out.report(Report::ProxyRefused { check: check.to_owned(), value, text });
+            }
         }
     }
 
@@ -197,9 +200,10 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
-    /// A line for the status table.
-    pub(super) fn front_status(&self) -> Option<String> {
-        let front = self.front.as_ref()?;
+    /// The front door's lines for the status table: its routing and counters, then the oldest
+    /// exchanges in flight with their age.
+    pub(super) fn front_status(&self) -> Vec<String> {
+        let Some(front) = self.front.as_ref() else { return Vec::new() };
         let stats = front.stats();
         let serving = stats.serving.map_or("nothing (holding)".to_owned(), |g| format!("gen {g}"));
         let in_flight: Vec<String> = stats
@@ -207,7 +211,7 @@ impl<P: Procs> Supervisor<P> {
             .iter()
             .map(|g| format!("gen {} {} in flight", g.generation, g.in_flight))
             .collect();
-        Some(format!(
+        let mut lines = vec![format!(
             "  proxy {}: to {serving}; {} held now; total held {}, retried {}, failed {}{}",
             self.front_address.as_deref().unwrap_or_default(),
             stats.held_now,
@@ -215,7 +219,16 @@ impl<P: Procs> Supervisor<P> {
             stats.total.retried,
             stats.total.failed,
             if in_flight.is_empty() { String::new() } else { format!("; {}", in_flight.join(", ")) }
-        ))
+        )];
+        for exchange in &stats.oldest {
+            lines.push(format!(
+                "    {} in flight to gen {}: {}",
+                crate::output::duration(exchange.age),
+                exchange.generation,
+                exchange.what
+            ));
+        }
+        lines
     }
 
     /// The pid's port in the generation it belongs to.

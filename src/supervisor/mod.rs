@@ -45,11 +45,11 @@ use crate::event::{Event, ExitStatus};
 use crate::generation::{Generation, Launch, Upstream, deadline};
 use crate::output::{LogFormat, Output, Report};
 use crate::procs::{OsProcs, Procs};
-use crate::proxy::{ProxyConfig, ProxyEvent, ProxyHandle, ProxyMode};
+use crate::proxy::{AllowedHosts, ProxyConfig, ProxyEvent, ProxyHandle, ProxyMode};
 use crate::runtime::{RuntimeDir, RuntimeError};
 use crate::sentinel::Sentinel;
 use crate::signals;
-use crate::sockets::{self, BindError, ListenSpec, NamedSocket, ProxySpec};
+use crate::sockets::{self, BindError, ListenAddr, ListenSpec, NamedSocket, ProxySpec};
 use crate::spawn::SpawnError;
 use crate::watch::{self, WatchError, WatchHandle};
 use trigger::Trigger;
@@ -126,6 +126,10 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     let (events_tx, events) = crossbeam_channel::unbounded();
     // First, so that no child can exit before SIGCHLD is handled.
     signals::spawn(events_tx.clone()).map_err(StartError::Signals)?;
+    // The front door and the watcher need descriptors; workers get the original limit back.
+    if let Some((before, after)) = crate::spawn::raise_fd_limit() {
+        tracing::debug!("open files limit raised from {before} to {after}");
+    }
     let pidfile = config
         .pidfile
         .as_deref()
@@ -201,10 +205,16 @@ fn start_front(
         .ok_or_else(|| StartError::Proxy(io::Error::other("no socket")))?;
     let listener = socket.std_listener().map_err(StartError::Proxy)?;
     let mode = if spec.raw_tcp { ProxyMode::Tcp } else { ProxyMode::Http };
+    let proxy_host = match &spec.addr {
+        ListenAddr::Tcp(addr) => addr.ip().to_string(),
+        ListenAddr::AnyInterface(_) | ListenAddr::Unix(_) => String::new(),
+    };
     let proxy_config = ProxyConfig {
         hold_timeout: config.hold_timeout,
         mode,
         browser_reload: !config.no_browser_reload && !spec.raw_tcp,
+        allowed_hosts: AllowedHosts::new(&proxy_host, &config.allowed_hosts),
+        upstream_timeout: config.upstream_timeout,
         ..ProxyConfig::default()
     };
     let events = events.clone();
@@ -216,11 +226,16 @@ fn start_front(
                 FrontEvent::Counters { held: c.held, retried: c.retried, failed: c.failed }
             }
             ProxyEvent::Problem(text) => FrontEvent::Problem(text),
+            ProxyEvent::Refused { check, value, text } => FrontEvent::Refused { check, value, text },
         };
         let _ = events.send(Event::Front(event));
     });
+    let checks_off = proxy_config.allowed_hosts.any;
     let handle = ProxyHandle::start(listener, proxy_config, sink).map_err(StartError::Proxy)?;
     out.report(Report::ProxyListening { address: socket.bound.clone(), raw_tcp: spec.raw_tcp });
+    if checks_off && !spec.raw_tcp {
+        out.report(Report::AllowedHostsOff);
+    }
     Ok((handle, socket))
 }
 
