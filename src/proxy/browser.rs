@@ -16,6 +16,7 @@
 //!   [`super::pages::Run`]s (`{"text", "style"?, "loc"?}`): text with the CSS of its colours,
 //!   which the client puts into elements as text, never as HTML.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -140,16 +141,15 @@ impl Hub {
         state.opened += 1;
         state.streams.push((id, sender));
         let hello = json!({ "instance": self.instance, "ready": state.ready });
-        let mut first = b"retry: 1000\n\n".to_vec();
-        first.extend_from_slice(&encode("hello", &hello));
-        for kept in [&state.failure, &state.building].into_iter().flatten() {
-            first.extend_from_slice(kept);
-        }
+        let mut first = VecDeque::from([Bytes::from_static(b"retry: 1000\n\n"), encode("hello", &hello)]);
+        // The kept messages are shared, not copied: a large build failure costs its size once,
+        // however many streams open (and however slowly they read).
+        first.extend([&state.failure, &state.building].into_iter().flatten().cloned());
         drop(state);
         let start = tokio::time::Instant::now() + HEARTBEAT;
         let mut heartbeat = tokio::time::interval_at(start, HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        EventStream { hub: Arc::clone(self), id, first: Some(Bytes::from(first)), receiver, heartbeat }
+        EventStream { hub: Arc::clone(self), id, first, receiver, heartbeat }
     }
 
     fn unsubscribe(&self, id: u64) {
@@ -195,7 +195,7 @@ fn runs_json(runs: &[Run]) -> Value {
 fn diagnostic_json(diagnostic: &Diagnostic) -> Value {
     json!({
         "level": strip_ansi(&diagnostic.level),
-        "message": strip_ansi(&diagnostic.message),
+        "message": strip_ansi(tail(&diagnostic.message)),
         "file": strip_ansi(&diagnostic.file),
         "line": diagnostic.line,
         "column": diagnostic.column,
@@ -259,7 +259,8 @@ fn plain(status: StatusCode, text: String) -> Response<ResponseBody> {
 struct EventStream {
     hub: Arc<Hub>,
     id: u64,
-    first: Option<Bytes>,
+    /// The hello and the kept messages, sent before anything new.
+    first: VecDeque<Bytes>,
     receiver: mpsc::UnboundedReceiver<Bytes>,
     heartbeat: tokio::time::Interval,
 }
@@ -273,7 +274,7 @@ impl Body for EventStream {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(first) = this.first.take() {
+        if let Some(first) = this.first.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
         match this.receiver.poll_recv(cx) {
@@ -296,5 +297,39 @@ impl Body for EventStream {
 impl Drop for EventStream {
     fn drop(&mut self) {
         self.hub.unsubscribe(self.id);
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    /// A standing build failure is sent to every new stream as the one copy the hub keeps.
+    #[test]
+    fn the_standing_failure_is_shared_by_every_stream_not_copied() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        let _context = runtime.enter();
+        let hub = Arc::new(Hub::new());
+        hub.publish(BrowserEvent::BuildFailed {
+            command: "cargo build".into(),
+            status: "exit status: 101".into(),
+            duration_ms: 1,
+            output: "error\n".into(),
+            diagnostics: vec![Diagnostic {
+                level: "error".into(),
+                message: "m".repeat(10 << 20),
+                file: String::new(),
+                line: 0,
+                column: 0,
+                rendered: "error: m\n".into(),
+            }],
+        });
+        let kept = hub.lock().failure.clone().expect("a standing failure");
+        assert!(kept.len() < 256 * 1024, "a diagnostic's message is cut to its tail: {} bytes", kept.len());
+        let streams: Vec<EventStream> = (0..80).map(|_| hub.subscribe()).collect();
+        for stream in &streams {
+            let shared = stream.first.iter().any(|frame| frame.as_ptr() == kept.as_ptr() && frame.len() == kept.len());
+            assert!(shared, "a stream got its own copy of the failure");
+        }
     }
 }
