@@ -51,6 +51,29 @@ pub const ACTIVATION_VARS: &[&str] = &[
 /// Room for any pid's digits plus the terminating NUL.
 const PID_DIGITS: usize = 21;
 
+/// The soft `RLIMIT_NOFILE` devserve was started with, once [`raise_fd_limit`] raised its own
+/// (0: not raised). Children get it back, so an app sees the limit its shell gave it.
+static STARTED_WITH_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Raises devserve's soft limit of open files to the hard limit, as servers do (nginx's
+/// `worker_rlimit_nofile`, Go since 1.19): the front door holds two descriptors per proxied
+/// request, and the common soft limit of 1024 is a few hundred clients. Workers and builds are
+/// started with the soft limit devserve had (see [`Command::spawn`]). Returns the limits before and
+/// after, or `None` when nothing was raised (already at the hard limit, or refused).
+pub fn raise_fd_limit() -> Option<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    // macOS reports an unlimited hard limit but refuses a soft one above OPEN_MAX.
+    #[cfg(target_os = "macos")]
+    let hard = hard.min(libc::OPEN_MAX as u64);
+    if soft >= hard {
+        return None;
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).ok()?;
+    STARTED_WITH_NOFILE.store(soft, std::sync::atomic::Ordering::Relaxed);
+    Some((soft, hard))
+}
+
 /// What to run and what to give it.
 #[derive(Debug, Clone)]
 pub struct Command {
@@ -255,6 +278,8 @@ struct Plan {
     max_fd: RawFd,
     dev_null: File,
     output: Option<RawFd>,
+    /// The open-files limit to give the child back (see [`raise_fd_limit`]).
+    nofile: Option<libc::rlimit>,
 }
 
 enum ChildError {
@@ -303,6 +328,7 @@ impl Plan {
             max_fd: open_file_limit(),
             dev_null,
             output: command.output,
+            nofile: started_with_nofile(),
         };
         plan.argv_ptrs = plan._argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
         plan.envp_ptrs = plan.env.iter().map(|e| e.as_ptr().cast()).chain([std::ptr::null()]).collect();
@@ -354,7 +380,7 @@ impl Plan {
     /// bytes inside an entry of `self.env`.
     unsafe fn child_after_fork(&mut self, parent: libc::pid_t, slots: &[*mut u8], report: RawFd) -> ! {
         // SAFETY: setpgid, prctl, getppid, sigprocmask, signal, dup2, fcntl, syscall(close_range),
-        // getpid, execve, write and _exit are async-signal-safe; the pointers are to memory
+        // setrlimit, getpid, execve, write and _exit are async-signal-safe; the pointers are to memory
         // allocated before fork and owned by `self`, which outlives this function (it never returns).
         unsafe {
             libc::setpgid(0, 0);
@@ -409,6 +435,10 @@ impl Plan {
                 for fd in first_free..self.max_fd {
                     libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
                 }
+            }
+            if let Some(limit) = &self.nofile {
+                // The soft limit devserve was started with; a failure leaves the higher one.
+                libc::setrlimit(libc::RLIMIT_NOFILE, limit);
             }
             let own = libc::getpid() as u32;
             for slot in slots {
@@ -493,6 +523,16 @@ fn read_exec_report(mut pipe: File) -> Result<ExecReport, io::Error> {
     Ok(ExecReport::Started)
 }
 
+/// The limit a child gets back, if devserve raised its own.
+fn started_with_nofile() -> Option<libc::rlimit> {
+    let soft = STARTED_WITH_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
+    if soft == 0 {
+        return None;
+    }
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+    Some(libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t })
+}
+
 /// RLIMIT_NOFILE's soft limit, capped so the fallback loop stays short.
 fn open_file_limit() -> RawFd {
     let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -559,6 +599,26 @@ mod tests {
         let printed = std::fs::read_to_string(&path).expect("output");
         let _ = std::fs::remove_file(&path);
         assert_eq!(printed, format!("{pid} {pid} kept\n"));
+    }
+
+    #[test]
+    fn devserve_raises_its_open_files_limit_and_children_get_the_original_back() {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        // A soft limit below the hard one, so that there is something to raise.
+        let low = if soft < hard { soft } else { hard.saturating_sub(1).max(1024) };
+        assert!(low < hard, "the hard limit {hard} leaves nothing to raise");
+        setrlimit(Resource::RLIMIT_NOFILE, low, hard).expect("lower the soft limit");
+        assert_eq!(raise_fd_limit(), Some((low, hard)));
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit"), (hard, hard));
+        let path = std::env::temp_dir().join(format!("devserve-nofile-{}", std::process::id()));
+        let out = File::create(&path).expect("output file");
+        let pid = Command::new("sh").arg("-c").arg("ulimit -Sn").output_to(out.as_raw_fd()).spawn().expect("spawn");
+        let status = nix::sys::wait::waitpid(pid, None).expect("wait");
+        assert!(matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)), "{status:?}");
+        let printed = std::fs::read_to_string(&path).expect("output");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(printed.trim(), low.to_string());
     }
 
     #[test]
