@@ -130,33 +130,77 @@ fn copy_output(pipe: std::fs::File, cargo_json: bool) -> OutputTail {
                 kept.drain(..excess);
             }
         };
-        let mut reader = std::io::BufReader::new(pipe);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match std::io::BufRead::read_until(&mut reader, b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) if cargo_json && line.first() == Some(&b'{') => {
-                    if let Some(message) = compiler_message(&line) {
-                        keep(message.rendered.as_bytes());
-                        if let Ok(mut found) = found.lock()
-                            && found.len() < MAX_DIAGNOSTICS
-                        {
-                            found.push(message);
-                        }
+        let line = |line: &[u8]| {
+            if cargo_json && line.first() == Some(&b'{') {
+                if let Some(message) = compiler_message(line) {
+                    keep(message.rendered.as_bytes());
+                    if let Ok(mut found) = found.lock()
+                        && found.len() < MAX_DIAGNOSTICS
+                    {
+                        found.push(message);
                     }
                 }
-                Ok(_) => keep(&line),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+            } else {
+                keep(line);
             }
-        }
+        };
+        read_lines(pipe, MAX_LINE, line, keep);
         let _ = done_tx.send(());
     });
     if let Err(e) = spawned {
         tracing::warn!("cannot read the build's output: {e}");
     }
     OutputTail { kept, diagnostics, done }
+}
+
+/// A line of build output longer than this is not held whole: what came of it so far is passed
+/// through as text, and so is the rest of it as it comes (a JSON line that long is not parsed).
+/// 1 MiB holds any diagnostic cargo prints.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// Reads `pipe` to its end, handing each line (with its newline) to `line`, except that a line
+/// longer than `max` goes to `long` in pieces as it arrives: memory stays bounded whatever the
+/// build prints.
+fn read_lines(pipe: impl std::io::Read, max: usize, mut line: impl FnMut(&[u8]), mut long: impl FnMut(&[u8])) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(pipe);
+    let mut held: Vec<u8> = Vec::new();
+    // Inside a line already passed through in pieces.
+    let mut passing = false;
+    loop {
+        let buffer = match reader.fill_buf() {
+            Ok([]) => break,
+            Ok(buffer) => buffer,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let (piece, ends) = match buffer.iter().position(|b| *b == b'\n') {
+            Some(at) => (&buffer[..=at], true),
+            None => (buffer, false),
+        };
+        let used = piece.len();
+        if passing {
+            long(piece);
+        } else if held.len() + piece.len() > max {
+            long(&held);
+            long(piece);
+            held = Vec::new();
+            passing = true;
+        } else {
+            held.extend_from_slice(piece);
+            if ends {
+                line(&held);
+                held.clear();
+            }
+        }
+        if ends {
+            passing = false;
+        }
+        reader.consume(used);
+    }
+    if !held.is_empty() {
+        line(&held);
+    }
 }
 
 /// A `compiler-message` of cargo's JSON output, with its primary span; other messages (artifacts,
@@ -195,6 +239,21 @@ mod tests {
         assert!(with_diagnostics("cargo build --message-format short").is_none());
         assert!(with_diagnostics("make").is_none());
         assert!(with_diagnostics("cargo test").is_none());
+    }
+
+    #[test]
+    fn lines_are_held_whole_up_to_the_bound_and_longer_ones_pass_through_in_pieces() {
+        let input = [b"short\n".as_slice(), &[b'x'; 100], b"\nend"].concat();
+        let (mut lines, mut pieces) = (Vec::new(), Vec::new());
+        read_lines(&input[..], 50, |l| lines.push(l.to_vec()), |p| pieces.push(p.len()));
+        assert_eq!(lines, [b"short\n".to_vec(), b"end".to_vec()]);
+        assert_eq!(pieces.iter().sum::<usize>(), 101, "the long line and its newline, in pieces");
+        // A long line read through a small buffer is never held: the most held is the bound.
+        let held_most = std::cell::Cell::new(0);
+        let most = |bytes: &[u8]| held_most.set(held_most.get().max(bytes.len()));
+        let long = vec![b'y'; 5 << 20];
+        read_lines(&long[..], 1 << 20, most, most);
+        assert!(held_most.get() <= 1 << 20, "held {} bytes at once", held_most.get());
     }
 
     #[test]
