@@ -1,7 +1,7 @@
 //! One invocation of devserve, from its arguments to its exit status: parse the command line,
 //! then hand over to [`supervisor::run`] to serve, to [`control::send`] for `--signal`, or print
 //! (`check`, `--completions`, `--man`). Usage errors are one line and exit 2; failures while
-//! starting or running are one line and exit 1 (see the README's exit codes).
+//! starting or running are one line and exit 1 (see docs/src/exit-codes.md).
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -471,21 +471,24 @@ mod tests {
     use super::*;
 
     /// The declaration (the `@setting` fields) and the documents agree: every setting has its
-    /// row in the README's flag table with its default, its key in the README's TOML block and in
-    /// `devserve.example.toml`; and those documents name no key or flag that does not exist.
+    /// row in the book's flag table (docs/src/command-line.md) with its default, its key in the
+    /// book's TOML block (docs/src/configuration.md) and in `devserve.example.toml`; and those
+    /// documents name no key or flag that does not exist.
     #[test]
     fn docs_agree() {
         use clap::CommandFactory;
-        let readme = include_str!("../README.md");
+        let command_line = include_str!("../docs/src/command-line.md");
+        let configuration = include_str!("../docs/src/configuration.md");
         let example = include_str!("../devserve.example.toml");
-        let section = |title: &str| {
-            let start = readme.find(title).unwrap_or_else(|| panic!("README has {title}"));
-            let rest = &readme[start + title.len()..];
+        // A chapter's section: from its title (the chapter's `# ` heading) to the next `## `.
+        let section = |chapter: &'static str, title: &str| -> &'static str {
+            let start = chapter.find(title).unwrap_or_else(|| panic!("the book has {title:?}"));
+            let rest = &chapter[start + title.len()..];
             &rest[..rest.find("\n## ").unwrap_or(rest.len())]
         };
         let flag_table: Vec<&str> =
-            section("## Command line").lines().filter(|l| l.starts_with("| `")).collect();
-        let config_section = section("## Configuration file");
+            section(command_line, "# Command line\n").lines().filter(|l| l.starts_with("| `")).collect();
+        let config_section = section(configuration, "# Configuration file\n");
         let toml_start = config_section.find("```toml").expect("a TOML block") + 7;
         let toml_block = &config_section[toml_start..];
         let toml_block = &toml_block[..toml_block.find("```").expect("closed")];
@@ -503,19 +506,19 @@ mod tests {
         for setting in SETTINGS {
             let key = setting.key(&command);
             let table_key = if key == "env" { "[env]".to_owned() } else { format!("{key} = ") };
-            assert!(toml_block.contains(&table_key), "README's TOML block lacks `{key}`");
+            assert!(toml_block.contains(&table_key), "docs/src/configuration.md's TOML block lacks `{key}`");
             assert!(example.contains(&table_key), "devserve.example.toml lacks `{key}`");
             let arg = command.get_arguments().find(|a| a.get_id() == setting.id).expect("declared arg");
             let Some(long) = arg.get_long() else { continue };
             let row = flag_table
                 .iter()
                 .find(|row| row.split('|').nth(1).is_some_and(|cell| cell.contains(&format!("--{long}"))))
-                .unwrap_or_else(|| panic!("README's flag table has no row for --{long}"));
+                .unwrap_or_else(|| panic!("docs/src/command-line.md has no row for --{long}"));
             for default in arg.get_default_values() {
                 let default = default.to_string_lossy();
                 assert!(
                     row.contains(&format!("`{default}`")),
-                    "README's row for --{long} says its default {default}"
+                    "docs/src/command-line.md's row for --{long} says its default {default}"
                 );
             }
         }
@@ -528,7 +531,7 @@ mod tests {
             for word in cell.split(['`', ' ', ',', '<']).filter(|w| w.starts_with("--")) {
                 let flag = word.trim_start_matches("--");
                 let known = longs.contains(&flag) || ["help", "version", "no-listen-pid"].contains(&flag);
-                assert!(known, "README's flag table documents --{flag}, which does not exist");
+                assert!(known, "docs/src/command-line.md documents --{flag}, which does not exist");
             }
         }
     }

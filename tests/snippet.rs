@@ -1,5 +1,6 @@
-//! The README's Rust example (fixtures/axum-app) is a real program: it builds from its committed
-//! lock file, takes fd 3 from devserve, says READY=1, and drains a request in flight across a swap.
+//! The book's Rust example (fixtures/axum-app, shown in docs/src/front-doors.md) is a real program: it
+//! builds from its committed lock file, takes fd 3 from devserve, says READY=1, and drains a request in
+//! flight across a swap.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::process::Command;
 use common::*;
 
 /// Builds fixtures/axum-app, its own workspace, into target/axum-app with its `Cargo.lock`, and
-/// returns the binary. A failed build fails the test: the README must not show code that rotted.
+/// returns the binary. A failed build fails the test: the book must not show code that rotted.
 fn build_axum_example() -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = repo.join("target/axum-app");
@@ -77,17 +78,19 @@ fn the_axum_example_takes_fd_3_and_drains_a_request_in_flight_across_a_swap() {
     assert!(!new_pid.is_empty() && new_pid != old_pid, "gen 2 answered {body:?}");
 }
 
-/// The README shows the example's `main` verbatim, so it cannot drift from the code tested above.
+/// The book's chapter on front doors shows the example's `main` verbatim, so it cannot drift from
+/// the code tested above.
 #[test]
-fn the_readme_rust_example_is_an_excerpt_of_the_axum_app() {
+fn the_book_rust_example_is_an_excerpt_of_the_axum_app() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(repo.join("README.md")).expect("read README.md");
+    let chapter =
+        std::fs::read_to_string(repo.join("docs/src/front-doors.md")).expect("read docs/src/front-doors.md");
     let source =
         std::fs::read_to_string(repo.join("fixtures/axum-app/src/main.rs")).expect("read the example");
-    let section = readme
+    let section = chapter
         .split_once("\n## Taking the socket in your app\n")
         .map(|(_, rest)| rest.split("\n## ").next().unwrap_or(rest))
-        .expect("README section \"Taking the socket in your app\"");
+        .expect("docs/src/front-doors.md section \"Taking the socket in your app\"");
     let block = section
         .split_once("```rust\n")
         .and_then(|(_, rest)| rest.split_once("\n```"))
@@ -95,6 +98,6 @@ fn the_readme_rust_example_is_an_excerpt_of_the_axum_app() {
         .expect("a ```rust block in that section");
     assert!(
         source.contains(block),
-        "the README's Rust example is not a verbatim excerpt of fixtures/axum-app/src/main.rs:\n{block}"
+        "the book's Rust example is not a verbatim excerpt of fixtures/axum-app/src/main.rs:\n{block}"
     );
 }
