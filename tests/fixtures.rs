@@ -107,7 +107,7 @@ fn drop_unread_stop_resets_connections_accepted_but_not_read() {
         // serving thread is busy with the slow one.
         let fds = fd_count(app.pid()).expect("fds");
         let mut queued = TcpStream::connect(&addr).expect("connect");
-        queued.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n").expect("write");
+        queued.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("write");
         assert!(wait_until(WAIT, || fd_count(app.pid()) == Some(fds + 1)), "{name}: never accepted");
         app.signal("TERM");
         app.wait_for("fixture: dropped unread connections: 1 ");

@@ -124,7 +124,7 @@ fn a_failed_first_build_is_a_page_with_its_output() {
     assert!(head.contains(" 502 ") || head.contains(" 503 "), "{head}");
     assert!(body.contains("exited with status 3") && body.contains("src/main.rs:3:7"), "{body}");
     let mut stream = TcpStream::connect(&addr).expect("connect");
-    write!(stream, "GET / HTTP/1.0\r\nHost: t\r\nAccept: text/html\r\n\r\n").expect("write");
+    write!(stream, "GET / HTTP/1.0\r\nHost: localhost\r\nAccept: text/html\r\n\r\n").expect("write");
     let mut page = String::new();
     stream.read_to_string(&mut page).expect("read");
     assert!(page.contains("&lt;b&gt;boom&lt;/b&gt;"), "the output is shown as text, never as HTML: {page}");
@@ -214,7 +214,7 @@ fn streams_app(dir: &Path, extra: &[&str]) -> (Devserve, String) {
 fn open_upgrade(addr: &str) -> TcpStream {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
-    write!(stream, "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+    write!(stream, "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
         .expect("write");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -255,7 +255,7 @@ fn an_event_stream_arrives_as_it_is_sent() {
     let (_devserve, addr) = streams_app(dir.path(), &[]);
     let mut stream = TcpStream::connect(&addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
-    write!(stream, "GET /sse HTTP/1.1\r\nHost: t\r\n\r\n").expect("write");
+    write!(stream, "GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
     let mut reader = BufReader::new(stream);
     // The stream never ends: its events can only arrive if the proxy forwards them as they come.
     let mut events = 0;
@@ -286,7 +286,7 @@ fn a_50_mb_upload_is_streamed_not_buffered() {
     let size: usize = 50 * 1024 * 1024;
     let mut stream = TcpStream::connect(&addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    write!(stream, "POST /upload HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n")
+    write!(stream, "POST /upload HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n")
         .expect("head");
     let chunk = vec![b'x'; 1 << 16];
     let mut peak = before;

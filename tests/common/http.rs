@@ -45,7 +45,7 @@ fn exchange<S: Read + Write>(mut stream: S, path: &str) -> Result<String, String
 }
 
 fn request<S: Read + Write>(stream: &mut S, path: &str) -> Result<(String, String), String> {
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| format!("write: {e}"))?;
     let mut response = String::new();
     stream.read_to_string(&mut response).map_err(|e| format!("read: {e}"))?;
     let (head, body) =
