@@ -70,8 +70,8 @@ struct Browser {
 }
 
 impl Browser {
-    /// Starts the driver and Chromium, or says why it cannot.
-    fn start() -> Result<Browser, String> {
+    /// Starts the driver and Chromium (with the extra flags `args`), or says why it cannot.
+    fn start(args: &[&str]) -> Result<Browser, String> {
         let chromium = find_program(
             "CHROMIUM",
             &["/usr/lib/chromium/chromium", "chromium", "chromium-browser", "google-chrome"],
@@ -98,8 +98,8 @@ impl Browser {
             }
         });
         let mut browser = Browser { child, stdin, answers };
-        let started =
-            browser.send(&json!({"op": "start", "chromium": chromium, "chromedriver": chromedriver}));
+        let started = browser
+            .send(&json!({"op": "start", "chromium": chromium, "chromedriver": chromedriver, "args": args}));
         if let Some(why) = started["unavailable"].as_str() {
             return Err(why.to_owned());
         }
@@ -183,8 +183,13 @@ impl Drop for Browser {
 /// A browser, with the lock that keeps it the only one (keep the guard while it runs), or `None`
 /// after a visible `SKIP:` line when `DEVSERVE_SKIP_BROWSER=1` allows it.
 fn browser_or_skip(test: &str) -> Option<(MutexGuard<'static, ()>, Browser)> {
+    browser_or_skip_with(test, &[])
+}
+
+/// [`browser_or_skip`] with extra Chromium flags (`--host-resolver-rules=…`).
+fn browser_or_skip_with(test: &str, args: &[&str]) -> Option<(MutexGuard<'static, ()>, Browser)> {
     let one = ONE_BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    match Browser::start() {
+    match Browser::start(args) {
         Ok(browser) => Some((one, browser)),
         Err(why) if std::env::var_os("DEVSERVE_SKIP_BROWSER").is_some() => {
             eprintln!("SKIP: {test}: {why} (DEVSERVE_SKIP_BROWSER is set)");
@@ -557,4 +562,119 @@ fn a_tab_without_shared_workers_streams_alone_and_frames_follow_the_origin_rules
         "undefined",
         "the gzip-encoded top page was left without a client"
     );
+}
+
+/// A second, separate web server on loopback (`python3 -m http.server`), serving `files` from a
+/// directory of its own: "another site" for the browser. Stopped when dropped.
+struct StaticSite {
+    server: Process,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl StaticSite {
+    fn serve(files: &[(&str, &str)]) -> StaticSite {
+        let dir = temp_dir("browser-other-site");
+        for (name, text) in files {
+            write(&dir.join(name), text);
+        }
+        let port = free_port();
+        let mut command = Command::new("python3");
+        command.args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"]);
+        command.arg(dir.path());
+        let server = Process::spawn(command);
+        assert!(
+            wait_until(WAIT, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "python3 -m http.server never listened on {port}: {}",
+            server.output()
+        );
+        StaticSite { server, port, _dir: dir }
+    }
+}
+
+/// The page of another site that includes the app's `/secret.js` from `localhost:{app_port}` and,
+/// once loaded, reports in `window.report` what it got: `secret` is `window.appSecret` (or its
+/// `typeof` when it is not a string), `failed` whether the script element's `error` fired.
+fn including_page(app_port: &str) -> String {
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>another site</title></head><body>
+<script>window.includeFailed = false;</script>
+<script src="http://localhost:{app_port}/secret.js" onerror="window.includeFailed = true"></script>
+<script>
+addEventListener('load', function () {{
+  var secret = window.appSecret;
+  window.report = {{ secret: typeof secret === 'string' ? secret : typeof secret, failed: window.includeFailed }};
+}});
+</script>
+</body></html>
+"#
+    )
+}
+
+/// webpack-dev-server's CVE-2025-30359 class, in a real browser: a page on another site cannot
+/// include the app's script (and read it through the globals it sets), nor reach the app under a
+/// name of its own that resolves to loopback (DNS rebinding); a page on another port of
+/// `localhost` is the same site and still can. Each hole is noted and the test fails at the end
+/// with all of them, so a build without the checks shows every one.
+#[test]
+fn a_page_on_another_site_cannot_include_the_apps_script_nor_rebind_to_it() {
+    // `other.test` resolves to 127.0.0.1 in this browser only: a hostile site that rebound its
+    // name to loopback.
+    let Some((_one, mut browser)) = browser_or_skip_with(
+        "a_page_on_another_site_cannot_include_the_apps_script_nor_rebind_to_it",
+        &["--host-resolver-rules=MAP other.test 127.0.0.1"],
+    ) else {
+        return;
+    };
+    let dir = temp_dir("browser-cross-site");
+    write(&dir.join("version.txt"), "v1");
+    let (devserve, addr) = start_devserve(&dir, "127.0.0.1:0");
+    let app = addr.rsplit(':').next().expect("a port").to_owned();
+    let site = StaticSite::serve(&[("page.html", &including_page(&app))]);
+    let context =
+        || format!("{}\nthe other site's log: {}", tail(&devserve)(), site.server.capture().tail(10));
+    let report = "return window.report";
+    let asked_for = |path: &str, from: usize| {
+        let line = format!("app: gen=1 GET {path}");
+        line_index(&devserve, from, |l| l.trim_end() == line).is_some()
+    };
+    let mut holes = Vec::new();
+
+    // A page on another site: the include fails, and the app is never asked for the file.
+    browser.open(&format!("http://other.test:{}/page.html", site.port));
+    let got = browser.wait("the include's outcome on another site", report, &context);
+    if got != json!({"secret": "undefined", "failed": true}) {
+        holes.push(format!("a page on other.test included the app's script: {got}"));
+    }
+    if asked_for("/secret.js", 0) {
+        holes.push("the cross-site include reached the app".to_owned());
+    }
+
+    // The same page on localhost (another port, the same site): the include works.
+    let mark = devserve.capture().len();
+    browser.open(&format!("http://localhost:{}/page.html", site.port));
+    let got = browser.wait("the include's outcome on localhost", report, &context);
+    assert_eq!(
+        got,
+        json!({"secret": "s3cret", "failed": false}),
+        "a page on localhost:{} could not include the app's script from localhost:{app}\n{}",
+        site.port,
+        context()
+    );
+    assert!(asked_for("/secret.js", mark), "the app served the include\n{}", context());
+
+    // The app under a name that is not allowed (DNS rebinding): devserve's 403 page, not the app.
+    let mark = devserve.capture().len();
+    browser.open(&format!("http://other.test:{app}/"));
+    let shown =
+        browser.wait("a page under other.test", "return document.body && document.body.innerText", &context);
+    let shown = shown.as_str().unwrap_or("").to_owned();
+    if browser.eval("return document.getElementById('version') !== null") == true || asked_for("/", mark) {
+        holes.push(format!("the app answered under other.test (DNS rebinding): {shown:?}"));
+    }
+    if !shown.contains("--allowed-host other.test") {
+        holes.push(format!("the page under other.test is not devserve's refusal naming the flag: {shown:?}"));
+    }
+
+    assert!(holes.is_empty(), "{} hole(s):\n- {}\n{}", holes.len(), holes.join("\n- "), context());
 }

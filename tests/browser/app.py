@@ -15,7 +15,8 @@ Routes: / (the page, which records each load in sessionStorage `loads`), /nobody
 whatever was asked), /json, /style.css, /no-shared-worker (the page, with `SharedWorker` removed
 before devserve's client runs), /frames?src=URL (a page framing URL that collects the frames'
 reports in `window.frameReports`; `&gz=1` sends it gzip-encoded, so devserve leaves it without a
-client), /frame-child (posts `typeof window.__devserve` to its parent once loaded).
+client), /frame-child (posts `typeof window.__devserve` to its parent once loaded), /secret.js
+(JavaScript that sets `window.appSecret`: what a page on another site must not be able to include).
 """
 
 import gzip
@@ -91,6 +92,7 @@ addEventListener('message', function (event) {{
 
 NOBODY = f"<!doctype html><html><head><title>nobody</title></head><p id=\"version\">{VERSION}</p>"
 GZ_PAGE = f"<!doctype html><html><head><title>gz</title></head><body><p id=\"version\">gz {VERSION}</p></body></html>"
+SECRET_JS = 'window.appSecret = "s3cret";\n'
 JSON_BODY = json.dumps({"version": VERSION, "html": "<p>not a page</p></body>"})
 
 
@@ -136,6 +138,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.answer(FRAME_CHILD, html)
         elif path == "/json":
             self.answer(JSON_BODY, "application/json")
+        elif path == "/secret.js":
+            self.answer(SECRET_JS, "text/javascript")
         elif path == "/style.css":
             self.answer(STYLE, "text/css")
         else:

@@ -5,7 +5,9 @@ A line protocol: one JSON command a line on stdin, one JSON answer a line on std
 answer is an object; `error` when the command failed). The test decides what to check; this
 script only acts and reports.
 
-  {"op": "start", "chromium": PATH, "chromedriver": PATH}  -> {"version": "…"} or {"unavailable": why}
+  {"op": "start", "chromium": PATH, "chromedriver": PATH, "args": [FLAG, …]}
+                                        -> {"version": "…"} or {"unavailable": why}; `args`
+                                        (optional): extra Chromium flags, after the usual ones
   {"op": "open", "url": URL}            load URL in the current tab (waits for the load event)
   {"op": "new_tab", "url": URL}         open a tab, switch to it, load URL -> {"index": n}
   {"op": "switch", "index": n}          make tab n current
@@ -62,6 +64,7 @@ def start(command):
         "--disable-renderer-backgrounding",
         "--disable-backgrounding-occluded-windows",
         f"--user-data-dir={profile}",
+        *command.get("args", []),
     ]:
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(command["chromedriver"]), options=options)
