@@ -161,7 +161,12 @@ const MAX_LINE: usize = 1024 * 1024;
 /// Reads `pipe` to its end, handing each line (with its newline) to `line`, except that a line
 /// longer than `max` goes to `long` in pieces as it arrives: memory stays bounded whatever the
 /// build prints.
-fn read_lines(pipe: impl std::io::Read, max: usize, mut line: impl FnMut(&[u8]), mut long: impl FnMut(&[u8])) {
+fn read_lines(
+    pipe: impl std::io::Read,
+    max: usize,
+    mut line: impl FnMut(&[u8]),
+    mut long: impl FnMut(&[u8]),
+) {
     use std::io::BufRead;
     let mut reader = std::io::BufReader::new(pipe);
     let mut held: Vec<u8> = Vec::new();

@@ -642,7 +642,7 @@ fn a_page_on_another_site_cannot_include_the_apps_script_nor_rebind_to_it() {
 
     // A page on another site: the include fails, and the app is never asked for the file.
     browser.open(&format!("http://other.test:{}/page.html", site.port));
-    let got = browser.wait("the include's outcome on another site", report, &context);
+    let got = browser.wait("the include's outcome on another site", report, context);
     if got != json!({"secret": "undefined", "failed": true}) {
         holes.push(format!("a page on other.test included the app's script: {got}"));
     }
@@ -653,7 +653,7 @@ fn a_page_on_another_site_cannot_include_the_apps_script_nor_rebind_to_it() {
     // The same page on localhost (another port, the same site): the include works.
     let mark = devserve.capture().len();
     browser.open(&format!("http://localhost:{}/page.html", site.port));
-    let got = browser.wait("the include's outcome on localhost", report, &context);
+    let got = browser.wait("the include's outcome on localhost", report, context);
     assert_eq!(
         got,
         json!({"secret": "s3cret", "failed": false}),
@@ -667,7 +667,7 @@ fn a_page_on_another_site_cannot_include_the_apps_script_nor_rebind_to_it() {
     let mark = devserve.capture().len();
     browser.open(&format!("http://other.test:{app}/"));
     let shown =
-        browser.wait("a page under other.test", "return document.body && document.body.innerText", &context);
+        browser.wait("a page under other.test", "return document.body && document.body.innerText", context);
     let shown = shown.as_str().unwrap_or("").to_owned();
     if browser.eval("return document.getElementById('version') !== null") == true || asked_for("/", mark) {
         holes.push(format!("the app answered under other.test (DNS rebinding): {shown:?}"));

@@ -328,7 +328,8 @@ mod unit {
         assert!(kept.len() < 256 * 1024, "a diagnostic's message is cut to its tail: {} bytes", kept.len());
         let streams: Vec<EventStream> = (0..80).map(|_| hub.subscribe()).collect();
         for stream in &streams {
-            let shared = stream.first.iter().any(|frame| frame.as_ptr() == kept.as_ptr() && frame.len() == kept.len());
+            let shared =
+                stream.first.iter().any(|frame| frame.as_ptr() == kept.as_ptr() && frame.len() == kept.len());
             assert!(shared, "a stream got its own copy of the failure");
         }
     }
