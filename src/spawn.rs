@@ -613,7 +613,8 @@ mod tests {
         assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit"), (hard, hard));
         let path = std::env::temp_dir().join(format!("devserve-nofile-{}", std::process::id()));
         let out = File::create(&path).expect("output file");
-        let pid = Command::new("sh").arg("-c").arg("ulimit -Sn").output_to(out.as_raw_fd()).spawn().expect("spawn");
+        let pid =
+            Command::new("sh").arg("-c").arg("ulimit -Sn").output_to(out.as_raw_fd()).spawn().expect("spawn");
         let status = nix::sys::wait::waitpid(pid, None).expect("wait");
         assert!(matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)), "{status:?}");
         let printed = std::fs::read_to_string(&path).expect("output");

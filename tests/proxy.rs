@@ -290,8 +290,11 @@ fn a_50_mb_upload_is_streamed_not_buffered() {
     let size: usize = 50 * 1024 * 1024;
     let mut stream = TcpStream::connect(&addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    write!(stream, "POST /upload HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n")
-        .expect("head");
+    write!(
+        stream,
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n"
+    )
+    .expect("head");
     let chunk = vec![b'x'; 1 << 16];
     let mut peak = before;
     for _ in 0..size / chunk.len() {

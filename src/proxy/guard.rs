@@ -166,7 +166,11 @@ impl AllowedHosts {
         {
             return match site {
                 Some(site) => refuse(Check::Origin, text, site),
-                None => Verdict::Refused(Refusal { check: Check::Origin, value: text.clone(), allow: String::new() }),
+                None => Verdict::Refused(Refusal {
+                    check: Check::Origin,
+                    value: text.clone(),
+                    allow: String::new(),
+                }),
             };
         }
         let fetch = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
@@ -174,7 +178,11 @@ impl AllowedHosts {
             && fetch("sec-fetch-mode").is_some_and(|v| v.eq_ignore_ascii_case("no-cors"))
         {
             let site = origin.as_ref().map_or("another site".to_owned(), |(text, _)| text.clone());
-            return Verdict::Refused(Refusal { check: Check::CrossSiteLoad, value: site, allow: String::new() });
+            return Verdict::Refused(Refusal {
+                check: Check::CrossSiteLoad,
+                value: site,
+                allow: String::new(),
+            });
         }
         Verdict::Pass
     }
@@ -246,7 +254,9 @@ fn parse_authority(text: &str) -> Result<Host, String> {
     };
     if let Some(port) = port
         && !port.is_empty()
-        && (!port.bytes().all(|b| b.is_ascii_digit()) || port.len() > 5 || port.parse::<u32>().map_or(true, |p| p > 65535))
+        && (!port.bytes().all(|b| b.is_ascii_digit())
+            || port.len() > 5
+            || port.parse::<u32>().map_or(true, |p| p > 65535))
     {
         return bad("has an invalid port");
     }
@@ -335,7 +345,9 @@ mod unit {
     #[test]
     fn other_names_are_refused_with_the_flag_that_allows_them() {
         let rules = rules(&["dev.test"]);
-        for value in ["evil.example", "evil.example:8080", "localhost.evil.example", "notdev.test", "dev.test.evil"] {
+        for value in
+            ["evil.example", "evil.example:8080", "localhost.evil.example", "notdev.test", "dev.test.evil"]
+        {
             assert!(refused(&host(&rules, value), Check::Host), "{value}");
         }
         let Verdict::Refused(refusal) = host(&rules, "Evil.Example:8080") else { panic!("refused") };
@@ -365,15 +377,23 @@ mod unit {
     #[test]
     fn malformed_or_missing_hosts_are_bad_requests() {
         let rules = rules(&[]);
-        for value in ["", "[::1", "localhost:99999", "localhost:8x", "a b", "::1", "[::1]x", "user@localhost"] {
+        for value in ["", "[::1", "localhost:99999", "localhost:8x", "a b", "::1", "[::1]x", "user@localhost"]
+        {
             assert!(matches!(host(&rules, value), Verdict::BadRequest(_)), "{value:?}");
         }
         let high = head(&[("host", b"caf\xc3\xa9.localhost")]);
-        assert!(matches!(rules.check(Version::HTTP_11, &Uri::from_static("/"), &high, false), Verdict::BadRequest(_)));
+        assert!(matches!(
+            rules.check(Version::HTTP_11, &Uri::from_static("/"), &high, false),
+            Verdict::BadRequest(_)
+        ));
         let none = HeaderMap::new();
         let root = Uri::from_static("/");
         assert!(matches!(rules.check(Version::HTTP_11, &root, &none, false), Verdict::BadRequest(_)));
-        assert_eq!(rules.check(Version::HTTP_10, &root, &none, false), Verdict::Pass, "HTTP/1.0: the proxy itself");
+        assert_eq!(
+            rules.check(Version::HTTP_10, &root, &none, false),
+            Verdict::Pass,
+            "HTTP/1.0: the proxy itself"
+        );
         let two = head(&[("host", b"localhost"), ("host", b"localhost")]);
         assert!(matches!(rules.check(Version::HTTP_11, &root, &two, false), Verdict::BadRequest(_)));
     }
@@ -399,7 +419,8 @@ mod unit {
         for origin in ["http://evil.example", "http://203.0.113.7", "http://192.168.1.9:8080", "null"] {
             assert!(refused(&upgrade(&rules, origin.as_bytes()), Check::Origin), "{origin}");
         }
-        for origin in [&b""[..], b"localhost", b"http://", b"http://[::1", b"http://a:99999", b"http://\xff"] {
+        for origin in [&b""[..], b"localhost", b"http://", b"http://[::1", b"http://a:99999", b"http://\xff"]
+        {
             assert!(matches!(upgrade(&rules, origin), Verdict::BadRequest(_)), "{origin:?}");
         }
         let plain = head(&[("host", b"localhost"), ("origin", b"http://evil.example")]);
@@ -414,7 +435,8 @@ mod unit {
     fn cross_site_no_cors_loads_are_refused() {
         let rules = rules(&[]);
         let load = |site: &[u8], mode: &[u8]| {
-            let headers = head(&[("host", b"localhost:8080"), ("sec-fetch-site", site), ("sec-fetch-mode", mode)]);
+            let headers =
+                head(&[("host", b"localhost:8080"), ("sec-fetch-site", site), ("sec-fetch-mode", mode)]);
             rules.check(Version::HTTP_11, &Uri::from_static("/app.js"), &headers, false)
         };
         assert!(refused(&load(b"cross-site", b"no-cors"), Check::CrossSiteLoad));

@@ -51,8 +51,8 @@ use tokio::net::TcpStream;
 use super::body::{ResponseBody, Tracked, full};
 use super::guard::{self, Verdict};
 use super::inject::{self, Page, Plan};
-use super::state::{Avoid, Flight, Refusal, Shared};
 use super::request_body::{BodyTimedOut, BoxError, ClientBody};
+use super::state::{Avoid, Flight, Refusal, Shared};
 use super::upstream::{UpBody, UpstreamConn};
 use super::{browser, headers, pages};
 
@@ -163,7 +163,9 @@ fn client_body_error(error: &BoxError, html: bool) -> Response<ResponseBody> {
         let reason = format!("{error}: the request was not sent to the app");
         let mut response = pages::bad_request(&reason, html);
         *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
-        response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
         return response;
     }
     pages::bad_request(&format!("could not read the request body: {}", chain(error.as_ref())), html)

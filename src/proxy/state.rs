@@ -412,7 +412,13 @@ impl Shared {
         Refusal::NotReady { reason: format!("{reason} (waited {:?})", self.config.hold_timeout) }
     }
 
-    fn begin_flight(self: &Arc<Self>, generation: u64, upstream: SocketAddr, what: &str, client: u64) -> Flight {
+    fn begin_flight(
+        self: &Arc<Self>,
+        generation: u64,
+        upstream: SocketAddr,
+        what: &str,
+        client: u64,
+    ) -> Flight {
         let mut state = self.lock();
         let track = state.generations.entry(generation).or_insert_with(GenerationTrack::new);
         track.active += 1;
@@ -515,7 +521,8 @@ impl Shared {
     /// between requests, or still sending its request). False if every one waits on the app.
     pub(crate) fn shed_oldest_idle(&self) -> bool {
         let mut state = self.lock();
-        let oldest = state.clients.iter().find(|(_, c)| c.flights == 0 && c.abort.is_some()).map(|(id, _)| *id);
+        let oldest =
+            state.clients.iter().find(|(_, c)| c.flights == 0 && c.abort.is_some()).map(|(id, _)| *id);
         let Some(id) = oldest else { return false };
         if let Some(abort) = state.clients.remove(&id).and_then(|c| c.abort) {
             abort.abort();
@@ -529,7 +536,9 @@ impl Shared {
         let key = (refused.check.as_str(), refused.value.clone());
         let now = Instant::now();
         let mut state = self.lock();
-        if state.shut_down || state.refusals.get(&key).is_some_and(|at| now.duration_since(*at) < REFUSAL_QUIET) {
+        if state.shut_down
+            || state.refusals.get(&key).is_some_and(|at| now.duration_since(*at) < REFUSAL_QUIET)
+        {
             return;
         }
         if state.refusals.len() >= REFUSALS_KEPT {
@@ -537,7 +546,11 @@ impl Shared {
         }
         state.refusals.insert(key, now);
         drop(state);
-        (self.events)(ProxyEvent::Refused { check: refused.check.as_str(), value: refused.value.clone(), text });
+        (self.events)(ProxyEvent::Refused {
+            check: refused.check.as_str(),
+            value: refused.value.clone(),
+            text,
+        });
     }
 
     fn begin_hold(self: &Arc<Self>) -> HoldGuard {

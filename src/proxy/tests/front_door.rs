@@ -190,7 +190,9 @@ fn missing_or_doubled_host_is_400_but_http_1_0_without_host_is_the_proxy_itself(
     h.block_on(async {
         let none = raw_exchange(h.addr, b"GET / HTTP/1.1\r\n\r\n", whole).await;
         assert_eq!(status_of(&none), 400, "{none}");
-        let two = raw_exchange(h.addr, b"GET / HTTP/1.1\r\nhost: localhost\r\nhost: localhost\r\n\r\n", whole).await;
+        let two =
+            raw_exchange(h.addr, b"GET / HTTP/1.1\r\nhost: localhost\r\nhost: localhost\r\n\r\n", whole)
+                .await;
         assert_eq!(status_of(&two), 400, "{two}");
         let old = raw_exchange(h.addr, b"GET / HTTP/1.0\r\n\r\n", whole).await;
         assert_eq!(status_of(&old), 200, "{old}");
@@ -266,7 +268,8 @@ fn a_chunked_answer_with_a_content_length_is_forwarded_whole() {
 #[test]
 fn an_unasked_101_is_a_502() {
     let h = Harness::http();
-    let app = fixed(&h, b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n");
+    let app =
+        fixed(&h, b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n");
     h.serve(1, &[app]);
     let reply = h.block_on(send(h.addr, get("/")));
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
@@ -275,7 +278,10 @@ fn an_unasked_101_is_a_502() {
 
 #[test]
 fn an_app_that_never_answers_gets_504_after_the_upstream_timeout_and_shows_in_the_stats() {
-    let h = Harness::new(ProxyConfig { upstream_timeout: Some(Duration::from_millis(800)), ..ProxyConfig::default() });
+    let h = Harness::new(ProxyConfig {
+        upstream_timeout: Some(Duration::from_millis(800)),
+        ..ProxyConfig::default()
+    });
     let up = Upstream::start(&h, "a");
     h.serve(1, &[up.addr]);
     let addr = h.addr;
@@ -295,7 +301,9 @@ fn an_app_that_never_answers_gets_504_after_the_upstream_timeout_and_shows_in_th
     let slow = patient.spawn(send(addr, get("/slow")));
     wait_until("waiting", || up.seen.waiting.load(Ordering::SeqCst) == 1);
     let since = Instant::now();
-    wait_until("a second in flight", || patient.stats().oldest.first().is_some_and(|f| f.age >= Duration::from_secs(1)));
+    wait_until("a second in flight", || {
+        patient.stats().oldest.first().is_some_and(|f| f.age >= Duration::from_secs(1))
+    });
     assert!(since.elapsed() < WAIT);
     up.release();
     assert_eq!(patient.join(slow).status, StatusCode::OK);
@@ -308,7 +316,8 @@ fn a_drain_waits_for_requests_but_not_for_long_lived_connections() {
     h.serve(1, &[up.addr]);
     let addr = h.addr;
     let mut socket = h.block_on(async {
-        let response = connect(addr).await.send_request(upgrade_from("http://localhost:3000")).await.expect("101");
+        let response =
+            connect(addr).await.send_request(upgrade_from("http://localhost:3000")).await.expect("101");
         TokioIo::new(hyper::upgrade::on(response).await.expect("upgraded"))
     });
     let slow = h.spawn(send(addr, get("/slow")));
