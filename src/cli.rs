@@ -172,6 +172,11 @@ pub struct Cli {
     @setting(NextStart, key = "allowed-hosts")
     pub allowed_hosts: Vec<String>,
 
+    /// With --proxy: open the front door's address in the default browser once gen 1 is ready
+    #[arg(long)]
+    @setting(NextStart)
+    pub open: bool,
+
     /// With --proxy: a request the app has not begun to answer within DUR gets a 504 (default:
     /// wait as long as the app takes, e.g. on a breakpoint)
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]

@@ -306,6 +306,7 @@ impl Loader {
                 ("ready_path", "--ready-path", cli.ready_path.is_some()),
                 ("allowed_hosts", "--allowed-host", !cli.allowed_hosts.is_empty()),
                 ("upstream_timeout", "--upstream-timeout", cli.upstream_timeout.is_some()),
+                ("open", "--open", cli.open),
             ] {
                 if given {
                     problems.push(blame(id, format!("{flag} needs --proxy")));
