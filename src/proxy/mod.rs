@@ -10,7 +10,8 @@
 //! # Contract
 //! - **Hold, never refuse.** Before the first [`ProxyCommand::Serve`], after a
 //!   [`ProxyCommand::Hold`], and while the serving set is empty, a new request waits (up to
-//!   [`ProxyConfig::hold_timeout`], then `503` with the hold reason). If the last build failed
+//!   [`ProxyConfig::hold_timeout`], then `503` with the hold reason). After a
+//!   [`ProxyCommand::Down`] nothing is coming: the `503` is at once. If the last build failed
 //!   ([`ProxyCommand::BuildFailed`], and no `Hold` came after it) and nothing serves, requests get a
 //!   `502` page with the build's output at once.
 //! - **Routing.** New requests go only to the serving set; among its upstreams the one with the
@@ -194,6 +195,13 @@ pub enum ProxyCommand {
     /// the body). Stops routing to the serving generation.
     Hold {
         /// Why nothing is ready, for the user ("building", "gen 3 starting").
+        reason: String,
+    },
+    /// Nothing is ready and nothing is starting (the new generation failed and no old one
+    /// serves): requests get a `503` with this reason at once instead of waiting for the hold
+    /// timeout. Stops routing like [`ProxyCommand::Hold`]; the next `Hold` or `Serve` ends it.
+    Down {
+        /// Why nothing serves ("gen 1 failed: w0 exited with status 1 before it was ready").
         reason: String,
     },
     /// The last build failed: when nothing serves, requests get an error page with this (status

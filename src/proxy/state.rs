@@ -70,6 +70,8 @@ pub(crate) struct Shared {
 struct State {
     serving: Option<Serving>,
     hold_reason: Option<String>,
+    /// `Down`: nothing is starting, so a request is refused at once with `hold_reason`.
+    down: bool,
     build_failed: Option<Arc<BuildFailure>>,
     /// The build failure came after the last `Hold`: answer with it at once instead of holding.
     failure_is_latest: bool,
@@ -195,6 +197,8 @@ pub(crate) enum Refusal {
 enum Decision {
     To(SocketAddr, u64),
     Wait,
+    /// Nothing is starting: refused at once, with this reason.
+    Down(String),
     Failed(Arc<BuildFailure>),
     ShutDown,
 }
@@ -263,6 +267,7 @@ impl Shared {
                 });
                 state.serving = Some(Serving { generation, upstreams });
                 state.cursor = 0;
+                state.down = false;
                 if let Some(track) = state.generations.get_mut(&generation) {
                     track.draining = false;
                     track.drained_sent = false;
@@ -284,6 +289,13 @@ impl Shared {
                 state.serving = None;
                 state.hold_reason = Some(reason);
                 state.failure_is_latest = false;
+                state.down = false;
+            }
+            ProxyCommand::Down { reason } => {
+                state.serving = None;
+                state.hold_reason = Some(reason);
+                state.failure_is_latest = false;
+                state.down = true;
             }
             ProxyCommand::BuildFailed { command, status, output } => {
                 state.build_failed = Some(Arc::new(BuildFailure { command, status, output }));
@@ -356,6 +368,7 @@ impl Shared {
                     return Ok(self.begin_flight(generation, upstream, what, client));
                 }
                 Decision::Failed(failure) => return Err(Refusal::BuildFailed(failure)),
+                Decision::Down(reason) => return Err(Refusal::NotReady { reason }),
                 Decision::ShutDown => return Err(Refusal::ShuttingDown),
                 Decision::Wait => {}
             }
@@ -390,6 +403,9 @@ impl Shared {
         match &state.build_failed {
             Some(failure) if state.failure_is_latest && nothing_serves => {
                 Decision::Failed(Arc::clone(failure))
+            }
+            _ if state.down && nothing_serves => {
+                Decision::Down(state.hold_reason.clone().unwrap_or_else(|| "nothing is starting".into()))
             }
             _ => Decision::Wait,
         }

@@ -91,6 +91,14 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
+    /// Nothing serves and nothing is starting: requests get a 503 saying `reason` at once.
+    pub(super) fn down(&mut self, reason: String) {
+        if self.front.is_some() && self.serving.is_none() {
+            self.routed = None;
+            self.tell(ProxyCommand::Down { reason });
+        }
+    }
+
     /// Tells the pages open in browsers (reload, overlay); nothing without the front door.
     pub(super) fn tell_browsers(&self, event: crate::proxy::BrowserEvent) {
         self.tell(ProxyCommand::Browser(event));

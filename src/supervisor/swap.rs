@@ -187,6 +187,8 @@ impl<P: Procs> Supervisor<P> {
                 generation.css_only = trigger.css_only();
                 let pids = generation.live_pids().iter().map(|p| p.as_raw()).collect();
                 self.out.report(Report::GenerationStarting { generation: id, pids });
+                // Nothing serves: requests wait for this one (after a failure they were refused).
+                self.hold(format!("gen {id} starting"));
                 self.loops.started(now);
                 self.next = if rolling { Next::Rolling(generation) } else { Next::Starting(generation) };
             }
@@ -196,6 +198,7 @@ impl<P: Procs> Supervisor<P> {
             }
             Err(e) => {
                 let reason = format!("could not start: {e}");
+                self.down(format!("gen {id} failed: {reason}; waiting for a change"));
                 self.out.report(Report::GenerationFailed {
                     generation: id,
                     reason,
@@ -346,7 +349,9 @@ impl<P: Procs> Supervisor<P> {
             reason: reason.to_owned(),
             serving: self.serving.as_ref().map(|g| g.id),
         });
-        self.hold(format!("gen {} failed: {reason}; waiting for a change", failed.id));
+        let why = format!("gen {} failed: {reason}; waiting for a change", failed.id);
+        // With --app-port the previous generation starts again: a wait worth holding for.
+        if self.previous.is_some() { self.hold(why) } else { self.down(why) }
         self.tell_browsers(BrowserEvent::Crashed { generation: failed.id, status: reason.to_owned() });
         self.retire(failed, now);
         if self.serving.is_none()

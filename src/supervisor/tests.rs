@@ -436,7 +436,10 @@ fn front_door_routes_a_generation_once_ready_and_drains_the_old_one_before_signa
     let (mut h, front) = behind_front(&["--stop-timeout", "5s"]);
     h.start();
     assert_eq!(h.sup.procs.probes.len(), 1, "each worker's port is probed");
-    assert!(commands(&front).is_empty(), "nothing routed before it is ready");
+    assert!(
+        !commands(&front).iter().any(|c| matches!(c, ProxyCommand::Serve { .. })),
+        "nothing routed before it is ready"
+    );
     h.upstreams_ready(1);
     assert!(
         matches!(commands(&front).last(), Some(ProxyCommand::Serve { generation: 1, upstreams }) if upstreams.len() == 1)
@@ -564,4 +567,21 @@ fn app_port_holds_across_the_restart_and_rolls_back_to_the_previous_command() {
     h.upstreams_ready(3);
     assert_eq!(h.serving(), Some(3));
     assert!(matches!(commands(&front).last(), Some(ProxyCommand::Serve { generation: 3, .. })));
+}
+
+#[test]
+fn front_door_a_failed_first_generation_is_told_at_once_not_held() {
+    use crate::proxy::ProxyCommand;
+    let (mut h, front) = behind_front(&[]);
+    h.start();
+    let pid = h.workers(1)[0];
+    h.exit(pid, CRASH);
+    assert!(
+        matches!(commands(&front).last(), Some(ProxyCommand::Down { reason }) if reason.contains("gen 1 failed")),
+        "nothing is starting: requests are answered at once, not held: {:?}",
+        commands(&front).last()
+    );
+    // The next change starts a generation again: requests wait for it.
+    h.change();
+    assert!(matches!(commands(&front).last(), Some(ProxyCommand::Hold { .. }) | Some(ProxyCommand::Serve { .. })));
 }

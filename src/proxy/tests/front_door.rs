@@ -339,3 +339,22 @@ fn a_drain_waits_for_requests_but_not_for_long_lived_connections() {
     wait_until("forgotten once the tunnel closed", || h.stats().generations.is_empty());
     h.no_event(|event| matches!(event, ProxyEvent::Drained { .. }));
 }
+
+#[test]
+fn down_answers_503_with_the_reason_at_once_until_the_next_hold() {
+    let h = Harness::new(ProxyConfig { hold_timeout: Duration::from_secs(30), ..ProxyConfig::default() });
+    h.send(ProxyCommand::Down { reason: "gen 1 failed: exited with status 1".into() });
+    let started = Instant::now();
+    let reply = h.block_on(send(h.addr, get("/")));
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.body.contains("gen 1 failed"), "{}", reply.body);
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
+    // A new start: requests wait again, and are served once a generation is.
+    h.send(ProxyCommand::Hold { reason: "gen 2 starting".into() });
+    let up = Upstream::start(&h, "a");
+    let addr = h.addr;
+    let held = h.spawn(send(addr, get("/")));
+    wait_until("held", || h.stats().held_now == 1);
+    h.serve(2, &[up.addr]);
+    assert_eq!(h.join(held).status, StatusCode::OK);
+}
