@@ -30,6 +30,12 @@ pub enum Event {
     Notify(Notification),
     /// Behind the front door: a worker's port accepts (and `--ready-path` answers below 500).
     UpstreamReady { generation: u64, pid: Pid },
+    /// A worker does not listen where devserve expects it to: it was given `given` (its port
+    /// behind the front door; `None` under `--listen`, where it was given the held sockets) and
+    /// listens on `found` instead (empty: on nothing yet).
+    OwnPort { generation: u64, pid: Pid, given: Option<u16>, found: Vec<u16> },
+    /// Under `--listen`: connections wait in a held socket's queue and no worker accepts them.
+    NotAccepting { generation: u64, pid: Pid, address: String, queued: u64 },
     /// The front door reports.
     Front(FrontEvent),
     /// A key pressed on devserve's terminal that is no signal's request.

@@ -302,6 +302,14 @@ impl Generation {
         }
         if let Some(port) = port {
             procs.probe_upstream(self.id, pid, port, self.launch.ready_path.clone());
+        } else if !self.launch.sockets.is_empty() {
+            let held = self
+                .launch
+                .sockets
+                .iter()
+                .filter_map(|s| Some((s.bound.clone(), crate::ports::own_socket_inode(s.raw_fd())?)))
+                .collect();
+            procs.watch_handover(self.id, pid, held);
         }
         Ok(pid)
     }
@@ -555,6 +563,21 @@ impl Generation {
             .filter_map(|w| w.port)
             .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
             .collect()
+    }
+
+    /// The slot of the worker running as `pid`.
+    pub fn slot_of(&self, pid: Pid) -> Option<u32> {
+        self.workers.iter().find(|w| w.pid() == Some(pid)).map(|w| w.slot)
+    }
+
+    /// The worker running as `pid` listens on `port` of its own, not on the port it was given:
+    /// from now on its port is that one, and so is every later worker's of this generation (as
+    /// with `--app-port`). False if no such worker.
+    pub fn adopt_port(&mut self, pid: Pid, port: u16) -> bool {
+        let Some(worker) = self.workers.iter_mut().find(|w| w.pid() == Some(pid)) else { return false };
+        worker.port = Some(port);
+        self.launch.upstream = Upstream::Fixed(port);
+        true
     }
 
     /// The port of the worker running as `pid`.

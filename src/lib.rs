@@ -9,7 +9,7 @@
 //!    the [`config::Config`] the supervisor runs with.
 //! 4. [`generation`], [`build`], [`procs`]: a set of workers, a build, the process table.
 //! 5. [`spawn`], [`sockets`], [`readiness`], [`watch`], [`signals`], [`keys`], [`sentinel`],
-//!    [`runtime`], [`control`], [`proxy`]: one OS concern each.
+//!    [`runtime`], [`control`], [`proxy`], [`ports`]: one OS concern each.
 //! 6. [`event`], [`output`]: the messages the threads send the supervisor, and what devserve
 //!    prints.
 
@@ -22,6 +22,7 @@ pub mod event;
 pub mod generation;
 pub mod keys;
 pub mod output;
+pub mod ports;
 pub mod procs;
 pub mod proxy;
 pub mod readiness;
@@ -54,6 +55,7 @@ mod layering {
         ("runtime", 5),
         ("control", 5),
         ("proxy", 5),
+        ("ports", 5),
         ("event", 6),
         ("output", 6),
     ];

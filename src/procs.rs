@@ -99,6 +99,10 @@ pub trait Procs {
     /// Watches a worker behind the front door until its port accepts (and `ready_path` answers
     /// below 500): then [`Event::UpstreamReady`] arrives. Gives up when the worker is gone.
     fn probe_upstream(&mut self, generation: u64, pid: Pid, port: u16, ready_path: Option<String>);
+    /// Watches a worker given the held sockets (`--listen`) for a while: [`Event::OwnPort`] if it
+    /// listens on a port of its own instead, [`Event::NotAccepting`] if connections wait in a held
+    /// socket's queue while nothing accepts them. `held`: (address, socket inode) per socket.
+    fn watch_handover(&mut self, generation: u64, pid: Pid, held: Vec<(String, u64)>);
     /// Another path for the sentinel to remove should devserve die.
     fn add_cleanup(&mut self, path: &Path);
     /// Clean exit: the sentinel has nothing left to do.
@@ -191,6 +195,10 @@ impl Procs for OsProcs {
         crate::readiness::probe_upstream(generation, pid, port, ready_path, self.events.clone());
     }
 
+    fn watch_handover(&mut self, generation: u64, pid: Pid, held: Vec<(String, u64)>) {
+        crate::readiness::watch_handover(generation, pid, held, self.events.clone());
+    }
+
     fn restart_sentinel(&mut self) -> io::Result<Pid> {
         let sentinel = self.sentinel.as_mut().ok_or_else(|| io::Error::other("no sentinel"))?;
         let pid = sentinel.respawn()?;
@@ -230,6 +238,8 @@ pub struct FakeProcs {
     pub fail_spawns: bool,
     /// Upstream probes asked for: (generation, pid, port).
     pub probes: Vec<(u64, Pid, u16)>,
+    /// Hand-over watches asked for: (generation, pid).
+    pub handover_watches: Vec<(u64, Pid)>,
 }
 
 impl FakeProcs {
@@ -313,6 +323,10 @@ impl Procs for FakeProcs {
 
     fn probe_upstream(&mut self, generation: u64, pid: Pid, port: u16, _ready_path: Option<String>) {
         self.probes.push((generation, pid, port));
+    }
+
+    fn watch_handover(&mut self, generation: u64, pid: Pid, _held: Vec<(String, u64)>) {
+        self.handover_watches.push((generation, pid));
     }
 
     fn restart_sentinel(&mut self) -> io::Result<Pid> {

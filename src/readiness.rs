@@ -125,9 +125,21 @@ fn receive(socket: &UnixDatagram, buffer: &mut [u8]) -> io::Result<(usize, Optio
 /// timeout (at most 24h) decides earlier, this only bounds the prober thread.
 const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
+/// A worker that has not opened its port after this long is looked at: which ports its processes
+/// listen on instead ([`Event::OwnPort`]).
+const OWN_PORT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A worker that listens on no port at all after this long gets one line saying so.
+const NO_PORT_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Behind the front door: polls `127.0.0.1:port` (every 5 ms, backing off to 50 ms) until it
 /// accepts a connection and, with `ready_path`, a `GET` there answers below 500; then sends
 /// [`Event::UpstreamReady`]. Ends when the worker is gone or the supervisor stopped listening.
+///
+/// A worker still not accepting after [`OWN_PORT_AFTER`] that listens on other ports (the app's
+/// port is written in its code) is reported once as [`Event::OwnPort`]; with exactly one such
+/// port the probe ends there (the supervisor proxies to that port instead). One that listens on
+/// nothing after [`NO_PORT_AFTER`] is reported once too, and the probe goes on.
 pub fn probe_upstream(
     generation: u64,
     pid: Pid,
@@ -139,6 +151,7 @@ pub fn probe_upstream(
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(5);
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let (mut told_own, mut told_none) = (false, false);
         while started.elapsed() < PROBE_LIMIT {
             // Gone (or a zombie about to be reaped): nothing to wait for.
             let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -154,12 +167,81 @@ pub fn probe_upstream(
                 let _ = events.send(Event::UpstreamReady { generation, pid });
                 return;
             }
+            if !accepting && !told_own && started.elapsed() >= OWN_PORT_AFTER {
+                let found = crate::ports::listening(pid.as_raw(), &[]);
+                if !found.is_empty() && !found.contains(&port) {
+                    told_own = true;
+                    let single = found.len() == 1;
+                    let _ = events.send(Event::OwnPort { generation, pid, given: Some(port), found });
+                    if single {
+                        return;
+                    }
+                } else if found.is_empty() && !told_none && started.elapsed() >= NO_PORT_AFTER {
+                    told_none = true;
+                    let _ = events.send(Event::OwnPort { generation, pid, given: Some(port), found });
+                }
+            }
             std::thread::sleep(pause);
             pause = (pause * 2).min(std::time::Duration::from_millis(50));
         }
     });
     if let Err(e) = spawned {
         tracing::warn!("cannot start the readiness probe for port {port}: {e}");
+    }
+}
+
+/// How long a worker given the held sockets is watched for not taking them.
+const HANDOVER_WATCH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long connections must wait in a held socket's queue, with nothing accepting, before it is
+/// said.
+const QUEUE_STALLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Under `--listen`: watches a worker for [`HANDOVER_WATCH`] after its first second. A worker
+/// that listens on a TCP port of its own (not one of the `held` sockets, given as (address,
+/// inode)) is reported as [`Event::OwnPort`]; a held socket whose accept queue stays non-empty
+/// for [`QUEUE_STALLED`] (nothing accepts) as [`Event::NotAccepting`]. Each at most once; ends
+/// when the worker is gone.
+pub fn watch_handover(generation: u64, pid: Pid, held: Vec<(String, u64)>, events: Sender<Event>) {
+    let spawned = std::thread::Builder::new().name(format!("handover-{pid}")).spawn(move || {
+        let started = std::time::Instant::now();
+        let inodes: Vec<u64> = held.iter().map(|(_, inode)| *inode).collect();
+        let mut stalled_since: Option<std::time::Instant> = None;
+        let mut told_own = false;
+        std::thread::sleep(OWN_PORT_AFTER);
+        for round in 0u32.. {
+            if started.elapsed() >= HANDOVER_WATCH + OWN_PORT_AFTER
+                || !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                return;
+            }
+            // The process table scan once a second; the queue (one file) every round.
+            if !told_own && round % 4 == 0 {
+                let found = crate::ports::listening(pid.as_raw(), &inodes);
+                if !found.is_empty() {
+                    told_own = true;
+                    let _ = events.send(Event::OwnPort { generation, pid, given: None, found });
+                }
+            }
+            let waiting = held
+                .iter()
+                .filter_map(|(address, inode)| Some((address, crate::ports::accept_queue(pid.as_raw(), *inode)?)))
+                .find(|(_, queued)| *queued > 0);
+            match (waiting, stalled_since) {
+                (Some((address, queued)), Some(since)) if since.elapsed() >= QUEUE_STALLED => {
+                    let address = address.clone();
+                    let _ = events.send(Event::NotAccepting { generation, pid, address, queued });
+                    return;
+                }
+                (Some(_), None) => stalled_since = Some(std::time::Instant::now()),
+                (Some(_), Some(_)) => {}
+                (None, _) => stalled_since = None,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch gen {generation}'s worker {pid}: {e}");
     }
 }
 

@@ -24,7 +24,8 @@ fn behind_proxy(dir: &Path, fixture: &Fixture, args: &[&str]) -> (Devserve, Stri
     let mut vars = fixture.env_pairs();
     vars.push(("FIXTURE_BIND_PORT_ENV", "1"));
     let devserve = Devserve::start(dir, &all, &vars);
-    let addr = devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    let addr =
+        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
     (devserve, addr)
 }
 
@@ -53,4 +54,70 @@ fn a_failed_first_generation_is_told_at_once_behind_the_proxy() {
         "the request waited {:?} for a generation that nothing starts",
         started.elapsed()
     );
+}
+
+#[test]
+fn an_app_on_a_port_of_its_own_is_found_and_served_through_it_behind_the_proxy() {
+    let dir = temp_dir("first-contact-own-port");
+    let own = free_port();
+    let bind = format!("127.0.0.1:{own}");
+    // Without FIXTURE_BIND_PORT_ENV the fixture binds FIXTURE_BIND, not $PORT: a port in its code.
+    let fixture = Fixture::python().version("v1").env("FIXTURE_BIND", &bind);
+    let mut args = vec!["--proxy", "127.0.0.1:0", "--log-format", "json", "-w", "."];
+    args.push("--");
+    args.extend(fixture.argv());
+    let devserve = Devserve::start(dir.path(), &args, &fixture.env_pairs());
+    let addr =
+        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    let found = devserve.wait_event("own_port", |e| e["generation"] == 1);
+    assert_eq!(found["found"], serde_json::json!([own]), "{found}");
+    devserve.wait_event("app_port_found", |e| e["port"] == own);
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    let (status, body) = get(&addr);
+    assert!(status.contains(" 200 "), "{status}: {body}");
+    assert!(body.contains("version=v1"), "{body}");
+
+    // A save: the app-port path (the old one stops first, requests wait), no request fails.
+    let load = Load::start(&addr, 2);
+    load.wait_for_answers(5);
+    write(&dir.path().join("edit.txt"), "edit");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 2);
+    load.wait_for_answers(5);
+    let result = load.stop();
+    assert!(
+        result.failures.is_empty(),
+        "{:?}\n{}",
+        &result.failures[..result.failures.len().min(3)],
+        devserve.output()
+    );
+}
+
+#[test]
+fn under_listen_an_app_on_a_port_of_its_own_or_one_that_never_accepts_is_named() {
+    let dir = temp_dir("first-contact-listen-own");
+    let own = free_port();
+    let bind = format!("127.0.0.1:{own}");
+    // The app ignores the held socket and binds a port of its own.
+    let fixture =
+        Fixture::python().version("v1").env("FIXTURE_BIND", &bind).in_shell("unset LISTEN_FDS LISTEN_PID;");
+    let args = fixture.devserve_args(&["-l", "127.0.0.1:0", "--log-format", "json", "-w", "."]);
+    let devserve = Devserve::start(dir.path(), &args, &fixture.env_pairs());
+    let found = devserve.wait_event("own_port", |e| e["generation"] == 1);
+    assert_eq!(found["found"], serde_json::json!([own]), "{found}");
+    assert!(found["given"].is_null(), "{found}");
+    drop(devserve);
+
+    // An app that takes neither: connections wait in the held queue, and that is said.
+    let quiet = temp_dir("first-contact-listen-quiet");
+    let devserve = Devserve::start(
+        quiet.path(),
+        &["-l", "127.0.0.1:0", "--log-format", "json", "-w", ".", "--", "sleep", "600"],
+        &[],
+    );
+    let listening = devserve.wait_event("listening", |_| true);
+    let held = listening["address"].as_str().expect("address").to_owned();
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    let _waiting = TcpStream::connect(&held).expect("connect to the held socket");
+    let stalled = devserve.wait_event("not_accepting", |e| e["generation"] == 1);
+    assert_eq!(stalled["address"], held.as_str(), "{stalled}");
 }

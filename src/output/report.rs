@@ -76,6 +76,28 @@ pub enum Report {
     },
     /// `--allowed-host all`: the front door's DNS-rebinding and cross-site checks are off.
     AllowedHostsOff,
+    /// A worker listens where it was not told to: behind the front door on `found` instead of
+    /// `given` (its `PORT`; `found` empty: on nothing yet), or under `--listen` (`given` null) on
+    /// ports of its own instead of the held sockets.
+    OwnPort {
+        generation: u64,
+        worker: Option<u32>,
+        pid: i32,
+        given: Option<u16>,
+        found: Vec<u16>,
+    },
+    /// The app's port was found: the front door proxies to it, as `--app-port PORT` would.
+    AppPortFound {
+        generation: u64,
+        port: u16,
+    },
+    /// Under `--listen`: connections wait in the held socket at `address` and nothing accepts.
+    NotAccepting {
+        generation: u64,
+        worker: Option<u32>,
+        address: String,
+        queued: u64,
+    },
     /// A worker's picked port was taken before it bound it: started again on another port.
     PortTaken {
         generation: u64,
@@ -318,6 +340,45 @@ impl Report {
             ),
             Report::ProxyProblem { text } => one(Tone::Warn, format!("proxy: {text}")),
             Report::ProxyRefused { text, .. } => one(Tone::Warn, format!("proxy: refused: {text}")),
+            Report::OwnPort { generation, worker, pid, given, found } => {
+                let who = match worker {
+                    Some(worker) => format!("gen {generation} w{worker} (pid {pid})"),
+                    None => format!("gen {generation} (pid {pid})"),
+                };
+                let ports = found.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                let text = match (given, found.is_empty()) {
+                    (Some(given), true) => format!(
+                        "{who} listens on no port yet; it was given port {given} (PORT and {{port}}): \
+                         does the app read them?"
+                    ),
+                    (Some(given), false) => format!(
+                        "{who} listens on port {ports}, not on port {given} it was given: the app does not \
+                         read PORT or {{port}}"
+                    ),
+                    (None, _) => format!(
+                        "{who} listens on port {ports} of its own, not on the socket devserve holds (fd 3): \
+                         requests to the held address wait unanswered. Run it with --proxy ADDR and have it \
+                         bind $PORT, or take fd 3 (LISTEN_FDS)"
+                    ),
+                };
+                one(Tone::Warn, text)
+            }
+            Report::AppPortFound { port, .. } => one(
+                Tone::Info,
+                format!(
+                    "proxying to port {port} as --app-port {port} does: a swap stops the old generation \
+                     before the new one starts, and requests wait across the gap (give --app-port {port} \
+                     to say so from the start)"
+                ),
+            ),
+            Report::NotAccepting { generation, address, queued, .. } => one(
+                Tone::Warn,
+                format!(
+                    "gen {generation}: {queued} connection(s) wait on {address} and no worker accepts them: \
+                     the app does not take the socket devserve holds (fd 3, LISTEN_FDS). Run it with \
+                     --proxy ADDR and have it bind $PORT, or take fd 3"
+                ),
+            ),
             Report::AllowedHostsOff => one(
                 Tone::Warn,
                 "proxy: --allowed-host all: any web site can read the app through DNS rebinding, \

@@ -239,6 +239,55 @@ impl<P: Procs> Supervisor<P> {
         lines
     }
 
+    /// A worker listens where it was not told to (see [`Event::OwnPort`]): say so; behind the
+    /// front door, with one worker listening on one port of its own, proxy to that port from now
+    /// on, as `--app-port` does (a swap then stops the old generation before the new one starts,
+    /// and requests wait across the gap).
+    ///
+    /// [`Event::OwnPort`]: crate::event::Event::OwnPort
+    pub(super) fn on_own_port(&mut self, generation: u64, pid: Pid, given: Option<u16>, found: Vec<u16>) {
+        let worker = self.slot_of(generation, pid);
+        self.out.report(Report::OwnPort { generation, worker, pid: pid.as_raw(), given, found: found.clone() });
+        let (Some(_), [port]) = (given, found.as_slice()) else { return };
+        if !self.behind_front() || self.workers != 1 {
+            return;
+        }
+        let port = *port;
+        let adopted = self
+            .next
+            .generation_mut()
+            .into_iter()
+            .chain(self.serving.as_mut())
+            .find(|g| g.id == generation)
+            .is_some_and(|g| g.adopt_port(pid, port));
+        if adopted {
+            self.app_port_found = Some(port);
+            self.keep_found_app_port();
+            self.out.report(Report::AppPortFound { generation, port });
+            self.on_upstream_ready(generation, pid);
+        }
+    }
+
+    /// A port found for the app stays in force across configuration reloads (unless the
+    /// configuration names one itself).
+    pub(super) fn keep_found_app_port(&mut self) {
+        if let Some(port) = self.app_port_found
+            && self.launch.upstream == Upstream::PerWorker
+        {
+            self.launch.upstream = Upstream::Fixed(port);
+        }
+    }
+
+    /// The slot of the worker running as `pid` in `generation`, if it is still known.
+    pub(super) fn slot_of(&self, generation: u64, pid: Pid) -> Option<u32> {
+        self.next
+            .generation()
+            .into_iter()
+            .chain(&self.serving)
+            .find(|g| g.id == generation)
+            .and_then(|g| g.slot_of(pid))
+    }
+
     /// The pid's port in the generation it belongs to.
     pub(super) fn port_of(&self, generation: u64, pid: Pid) -> Option<u16> {
         self.next

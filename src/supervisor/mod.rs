@@ -428,6 +428,8 @@ struct Supervisor<P: Procs> {
     previous: Option<crate::generation::Relaunch>,
     /// The same, waiting for the failed generation to be gone (they share the port).
     queued_previous: Option<crate::generation::Relaunch>,
+    /// The port the app was found listening on instead of its `PORT` (as if `--app-port`).
+    app_port_found: Option<u16>,
 }
 
 impl<P: Procs> Supervisor<P> {
@@ -475,6 +477,7 @@ impl<P: Procs> Supervisor<P> {
             drained_pending: std::collections::BTreeSet::new(),
             previous: None,
             queued_previous: None,
+            app_port_found: None,
         }
     }
 
@@ -522,6 +525,11 @@ impl<P: Procs> Supervisor<P> {
             Event::Exited { pid, status } => self.on_exit(pid, status, now),
             Event::Notify(note) => self.on_notify(&note, now),
             Event::UpstreamReady { generation, pid } => self.on_upstream_ready(generation, pid),
+            Event::OwnPort { generation, pid, given, found } => self.on_own_port(generation, pid, given, found),
+            Event::NotAccepting { generation, pid, address, queued } => {
+                let worker = self.slot_of(generation, pid);
+                self.out.report(Report::NotAccepting { generation, worker, address, queued });
+            }
             Event::Front(event) => self.on_front(event, now),
         }
     }

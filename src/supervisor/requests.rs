@@ -157,6 +157,7 @@ impl<P: Procs> Supervisor<P> {
             self.workers = new.workers;
         }
         self.launch = launch_for(&new, &self.sockets);
+        self.keep_found_app_port();
         self.config = new;
         let next_start = changes
             .iter()

@@ -585,3 +585,35 @@ fn front_door_a_failed_first_generation_is_told_at_once_not_held() {
     h.change();
     assert!(matches!(commands(&front).last(), Some(ProxyCommand::Hold { .. }) | Some(ProxyCommand::Serve { .. })));
 }
+
+#[test]
+fn front_door_an_app_found_on_a_port_of_its_own_is_proxied_there_as_with_app_port() {
+    use crate::proxy::ProxyCommand;
+    let (mut h, front) = behind_front(&[]);
+    h.start();
+    let pid = h.workers(1)[0];
+    h.event(Event::OwnPort { generation: 1, pid, given: Some(41234), found: vec![3000] });
+    assert_eq!(h.last("own_port")["found"], serde_json::json!([3000]));
+    assert_eq!(h.last("app_port_found")["port"], 3000);
+    assert_eq!(h.serving(), Some(1), "the worker is ready on the port it listens on");
+    let fixed = std::net::SocketAddr::from(([127, 0, 0, 1], 3000));
+    assert!(
+        matches!(commands(&front).last(), Some(ProxyCommand::Serve { generation: 1, upstreams }) if upstreams == &[fixed])
+    );
+    // From now on it is --app-port: the old generation goes first, requests are held meanwhile.
+    h.change();
+    assert!(matches!(h.sup.next, Next::Queued { .. }), "one port: the old one goes first");
+    assert!(commands(&front).contains(&ProxyCommand::Drain { generation: 1 }));
+}
+
+#[test]
+fn front_door_several_ports_or_none_are_only_said() {
+    let (mut h, _front) = behind_front(&[]);
+    h.start();
+    let pid = h.workers(1)[0];
+    h.event(Event::OwnPort { generation: 1, pid, given: Some(41234), found: vec![] });
+    h.event(Event::OwnPort { generation: 1, pid, given: Some(41234), found: vec![3000, 3001] });
+    assert_eq!(h.serving(), None, "no port to choose: still waiting");
+    assert_eq!(h.count("own_port"), 2);
+    assert_eq!(h.count("app_port_found"), 0);
+}
