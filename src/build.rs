@@ -9,8 +9,16 @@
 //! `--message-format` of its own) then runs with `--message-format=json-diagnostic-rendered-ansi`:
 //! the terminal still shows each diagnostic as cargo renders it, and the overlay gets each one
 //! with its file, line and column. An arbitrary command is never rewritten.
+//!
+//! What devserve copies to its stderr is the build's own bytes, untouched, except for the
+//! `rendered` text of cargo's JSON messages, which devserve prints itself: cargo renders it with
+//! ANSI colours whatever the terminal, so when devserve's stderr is not a terminal (a file, a
+//! pipe) or `NO_COLOR` is set, devserve prints it without its escape sequences. The kept tail
+//! keeps the colours either way (the overlay renders them). Only a message with a primary span
+//! (a file, a line) is listed as a diagnostic; the others (`aborting due to …`, `For more
+//! information about this error, …`) are in the output only.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,38 +127,130 @@ fn copy_output(pipe: std::fs::File, cargo_json: bool) -> OutputTail {
     let kept = Arc::new(Mutex::new(Vec::new()));
     let diagnostics = Arc::new(Mutex::new(Vec::new()));
     let (done_tx, done) = crossbeam_channel::bounded(1);
-    let (sink, found) = (Arc::clone(&kept), Arc::clone(&diagnostics));
-    let spawned = std::thread::Builder::new().name("build-output".into()).spawn(move || {
-        let keep = |text: &[u8]| {
-            // The build's own output, as it would have gone to the terminal.
+    let copier = Copier {
+        // The build's output, as it would have gone to the terminal.
+        show: |text: &[u8]| {
             let _ = std::io::stderr().lock().write_all(text);
-            if let Ok(mut kept) = sink.lock() {
-                kept.extend_from_slice(text);
-                let excess = kept.len().saturating_sub(TAIL);
-                kept.drain(..excess);
-            }
-        };
-        let line = |line: &[u8]| {
-            if cargo_json && line.first() == Some(&b'{') {
-                if let Some(message) = compiler_message(line) {
-                    keep(message.rendered.as_bytes());
-                    if let Ok(mut found) = found.lock()
-                        && found.len() < MAX_DIAGNOSTICS
-                    {
-                        found.push(message);
-                    }
-                }
-            } else {
-                keep(line);
-            }
-        };
-        read_lines(pipe, MAX_LINE, line, keep);
+        },
+        cargo_json,
+        colour: stderr_shows_colour(),
+        kept: Arc::clone(&kept),
+        found: Arc::clone(&diagnostics),
+    };
+    let spawned = std::thread::Builder::new().name("build-output".into()).spawn(move || {
+        read_lines(pipe, MAX_LINE, |line| copier.line(line), |piece| copier.text(piece));
         let _ = done_tx.send(());
     });
     if let Err(e) = spawned {
         tracing::warn!("cannot read the build's output: {e}");
     }
     OutputTail { kept, diagnostics, done }
+}
+
+/// Whether devserve's stderr shows colours: a terminal, and no `NO_COLOR` (set and not empty),
+/// as for devserve's own lines.
+fn stderr_shows_colour() -> bool {
+    shows_colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"))
+}
+
+fn shows_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
+/// What [`copy_output`] does with the build's output: shows it (`show`: devserve's stderr), keeps
+/// its tail and, with `cargo_json`, collects cargo's diagnostics.
+struct Copier<S> {
+    show: S,
+    cargo_json: bool,
+    /// Whether `show` displays colours; when not, the `rendered` text of cargo's messages (which
+    /// devserve prints itself) is shown without its escape sequences.
+    colour: bool,
+    kept: Arc<Mutex<Vec<u8>>>,
+    found: Arc<Mutex<Vec<Diagnostic>>>,
+}
+
+impl<S: Fn(&[u8])> Copier<S> {
+    /// Output as the build wrote it: shown and kept byte for byte.
+    fn text(&self, text: &[u8]) {
+        (self.show)(text);
+        self.keep(text);
+    }
+
+    /// One whole line: a JSON line of cargo's is shown as its `rendered` text (and a diagnostic
+    /// with a primary span collected), any other line is [`Copier::text`].
+    fn line(&self, line: &[u8]) {
+        if !(self.cargo_json && line.first() == Some(&b'{')) {
+            self.text(line);
+            return;
+        }
+        let Some(message) = compiler_message(line) else { return };
+        if self.colour {
+            (self.show)(message.rendered.as_bytes());
+        } else {
+            (self.show)(strip_escapes(&message.rendered).as_bytes());
+        }
+        // The tail keeps the colours: the overlay renders them.
+        self.keep(message.rendered.as_bytes());
+        if let Some(diagnostic) = message.diagnostic
+            && let Ok(mut found) = self.found.lock()
+            && found.len() < MAX_DIAGNOSTICS
+        {
+            found.push(diagnostic);
+        }
+    }
+
+    fn keep(&self, text: &[u8]) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.extend_from_slice(text);
+            let excess = kept.len().saturating_sub(TAIL);
+            kept.drain(..excess);
+        }
+    }
+}
+
+/// `text` without its terminal escape sequences: CSI (`ESC [ … final`, colours among them), OSC
+/// (`ESC ] … BEL` or `ESC ] … ESC \`, hyperlinks), nF (`ESC ( B`) and two-character ones. Every other
+/// character stays.
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                // Parameters and intermediates, up to the final byte.
+                for c in chars.by_ref() {
+                    if ('\x40'..='\x7e').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\x07' {
+                        break;
+                    }
+                    if c == '\x1b' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            // nF (`ESC ( B`): intermediates, then the final byte.
+            Some('\x20'..='\x2f') => {
+                for c in chars.by_ref() {
+                    if !('\x20'..='\x2f').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A line of build output longer than this is not held whole: what came of it so far is passed
@@ -208,25 +308,39 @@ fn read_lines(
     }
 }
 
-/// A `compiler-message` of cargo's JSON output, with its primary span; other messages (artifacts,
-/// build scripts, the final `build-finished`) are not shown.
-fn compiler_message(line: &[u8]) -> Option<Diagnostic> {
+/// A `compiler-message` of cargo's JSON output: its rendered text, and its diagnostic when it
+/// has a primary span. Other messages (artifacts, build scripts, the final `build-finished`) are
+/// not shown.
+struct CompilerMessage {
+    /// The compiler's rendering (with ANSI colours).
+    rendered: String,
+    /// For the overlay's list: only a message with a primary span in a file. The ones without
+    /// (`aborting due to 2 previous errors`, `For more information about this error, try …`,
+    /// `generated 1 warning`) would be a location-less entry; they are in the output only.
+    diagnostic: Option<Diagnostic>,
+}
+
+fn compiler_message(line: &[u8]) -> Option<CompilerMessage> {
     let value: serde_json::Value = serde_json::from_slice(line).ok()?;
     if value["reason"] != "compiler-message" {
         return None;
     }
     let message = &value["message"];
+    let rendered = message["rendered"].as_str().unwrap_or_default().to_owned();
     let spans = message["spans"].as_array();
     let primary = spans.and_then(|spans| spans.iter().find(|s| s["is_primary"] == true));
     let number = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
-    Some(Diagnostic {
-        level: message["level"].as_str().unwrap_or("error").to_owned(),
-        message: message["message"].as_str().unwrap_or_default().to_owned(),
-        file: primary.and_then(|s| s["file_name"].as_str()).unwrap_or_default().to_owned(),
-        line: primary.map_or(0, |s| number(&s["line_start"])),
-        column: primary.map_or(0, |s| number(&s["column_start"])),
-        rendered: message["rendered"].as_str().unwrap_or_default().to_owned(),
-    })
+    let diagnostic = primary
+        .map(|span| Diagnostic {
+            level: message["level"].as_str().unwrap_or("error").to_owned(),
+            message: message["message"].as_str().unwrap_or_default().to_owned(),
+            file: span["file_name"].as_str().unwrap_or_default().to_owned(),
+            line: number(&span["line_start"]),
+            column: number(&span["column_start"]),
+            rendered: rendered.clone(),
+        })
+        .filter(|d| !d.file.is_empty() && d.line > 0);
+    Some(CompilerMessage { rendered, diagnostic })
 }
 
 #[cfg(test)]
@@ -264,9 +378,89 @@ mod tests {
     #[test]
     fn a_compiler_message_keeps_its_primary_span_and_rendering() {
         let line = br#"{"reason":"compiler-message","message":{"level":"error","message":"cannot find value `x`","spans":[{"file_name":"src/main.rs","line_start":3,"column_start":7,"is_primary":true}],"rendered":"\u001b[31merror\u001b[0m: cannot find value `x`\n --> src/main.rs:3:7\n"}}"#;
-        let message = compiler_message(line).expect("a diagnostic");
+        let message = compiler_message(line).expect("a compiler message").diagnostic.expect("a diagnostic");
         assert_eq!((message.file.as_str(), message.line, message.column), ("src/main.rs", 3, 7));
         assert!(message.rendered.contains("src/main.rs:3:7"));
         assert!(compiler_message(br#"{"reason":"build-finished","success":false}"#).is_none());
+    }
+
+    /// What cargo prints for a `cargo build` of `let y = x;` with no `x`: one error with a
+    /// primary span, then an `aborting` error and a `failure-note` with none.
+    const UNDEFINED_X: &str = concat!(
+        r#"{"reason":"compiler-message","package_id":"app 0.1.0","message":{"rendered":"\u001b[0m\u001b[1m\u001b[38;5;9merror[E0425]\u001b[0m\u001b[0m\u001b[1m: cannot find value `x` in this scope\u001b[0m\n\u001b[0m \u001b[0m\u001b[0m\u001b[1m\u001b[38;5;12m--> \u001b[0m\u001b[0msrc/main.rs:2:13\u001b[0m\n","$message_type":"diagnostic","children":[],"code":{"code":"E0425","explanation":null},"level":"error","message":"cannot find value `x` in this scope","spans":[{"file_name":"src/main.rs","byte_start":28,"byte_end":29,"line_start":2,"line_end":2,"column_start":13,"column_end":14,"is_primary":true,"text":[],"label":"not found in this scope","suggested_replacement":null,"suggestion_applicability":null,"expansion":null}]}}"#,
+        "\n",
+        r#"{"reason":"compiler-message","package_id":"app 0.1.0","message":{"rendered":"\u001b[0m\u001b[1m\u001b[38;5;9merror\u001b[0m\u001b[0m\u001b[1m: aborting due to 1 previous error\u001b[0m\n\n","$message_type":"diagnostic","children":[],"code":null,"level":"error","message":"aborting due to 1 previous error","spans":[]}}"#,
+        "\n",
+        r#"{"reason":"compiler-message","package_id":"app 0.1.0","message":{"rendered":"\u001b[0m\u001b[1mFor more information about this error, try `rustc --explain E0425`.\u001b[0m\n","$message_type":"diagnostic","children":[],"code":null,"level":"failure-note","message":"For more information about this error, try `rustc --explain E0425`.","spans":[]}}"#,
+        "\n",
+        r#"{"reason":"build-finished","success":false}"#,
+        "\n",
+    );
+
+    #[test]
+    fn only_a_message_with_a_primary_span_is_listed_and_every_one_is_in_the_output() {
+        let (read_end, write_end) = crate::spawn::cloexec_pipe().expect("pipe");
+        std::fs::File::from(write_end).write_all(UNDEFINED_X.as_bytes()).expect("write");
+        let tail = copy_output(std::fs::File::from(read_end), true);
+        tail.done.recv_timeout(Duration::from_secs(10)).expect("the output read to its end");
+        let found = tail.diagnostics.lock().expect("diagnostics").clone();
+        let listed: Vec<_> =
+            found.iter().map(|d| (d.level.as_str(), d.file.as_str(), d.line, d.column)).collect();
+        assert_eq!(listed, [("error", "src/main.rs", 2, 13)], "no location-less entry: {found:?}");
+        let kept = String::from_utf8(tail.kept.lock().expect("kept").clone()).expect("utf-8");
+        assert!(kept.contains("aborting due to 1 previous error"), "{kept:?}");
+        assert!(kept.contains("try `rustc --explain E0425`"), "{kept:?}");
+    }
+
+    /// A [`Copier`] of cargo's JSON whose shown output goes to the returned buffer.
+    fn copier(colour: bool) -> (Copier<impl Fn(&[u8])>, Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>) {
+        let shown = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let screen = Arc::clone(&shown);
+        let show = move |text: &[u8]| screen.lock().expect("shown").extend_from_slice(text);
+        let copier =
+            Copier { show, cargo_json: true, colour, kept: Arc::clone(&kept), found: Arc::default() };
+        (copier, shown, kept)
+    }
+
+    fn text(bytes: &Arc<Mutex<Vec<u8>>>) -> String {
+        String::from_utf8(bytes.lock().expect("bytes").clone()).expect("utf-8")
+    }
+
+    #[test]
+    fn without_colour_the_rendered_text_is_shown_plain_and_the_build_s_own_bytes_as_written() {
+        let compiling = "\x1b[1m\x1b[32m   Compiling\x1b[0m app v0.1.0\n";
+        let (plain, shown, kept) = copier(false);
+        plain.line(compiling.as_bytes());
+        for line in UNDEFINED_X.lines() {
+            plain.line(format!("{line}\n").as_bytes());
+        }
+        let shown = text(&shown);
+        let rendered = shown.strip_prefix(compiling).expect("the build's own line, as it wrote it");
+        assert!(!rendered.contains('\x1b'), "{rendered:?}");
+        assert!(
+            rendered.contains("error[E0425]: cannot find value `x` in this scope\n --> src/main.rs:2:13\n")
+        );
+        assert!(rendered.contains("error: aborting due to 1 previous error\n"), "{rendered:?}");
+        assert!(text(&kept).contains("\x1b[38;5;9merror[E0425]"), "the tail keeps the colours");
+
+        let (coloured, shown, _) = copier(true);
+        coloured.line(UNDEFINED_X.lines().next().expect("a line").as_bytes());
+        assert!(text(&shown).contains("\x1b[38;5;9merror[E0425]"), "a terminal gets cargo's colours");
+    }
+
+    #[test]
+    fn colour_needs_a_terminal_and_no_no_color() {
+        assert!(shows_colour(true, None));
+        assert!(shows_colour(true, Some("".into())), "an empty NO_COLOR is unset");
+        assert!(!shows_colour(true, Some("1".into())));
+        assert!(!shows_colour(false, None));
+    }
+
+    #[test]
+    fn escapes_are_stripped_and_nothing_else() {
+        let text = "a\x1b[1;38;5;9mb\x1b[0m\x1b]8;;file:///x\x1b\\c\x1b]8;;\x07\td\x1b(Be\r\n";
+        assert_eq!(strip_escapes(text), "abc\tde\r\n");
+        assert_eq!(strip_escapes("cut\x1b[1"), "cut");
     }
 }

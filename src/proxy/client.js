@@ -218,7 +218,12 @@
         const box = el('div', 'diagnostic');
         const head = el('div', 'head');
         head.append(el('span', 'level ' + d.level, d.level), ': ' + d.message);
-        box.append(head, el('div', 'loc', d.file + ':' + d.line + ':' + d.column));
+        box.append(head);
+        // Only a place in a file is a location: never `:0:0` (devserve lists no diagnostic
+        // without one, and a column of 0 is left out).
+        if (d.file && d.line > 0) {
+          box.append(el('div', 'loc', d.file + ':' + d.line + (d.column > 0 ? ':' + d.column : '')));
+        }
         if (d.rendered && d.rendered.length) box.append(runs(d.rendered));
         panel.append(box);
       }
