@@ -8,8 +8,9 @@
 //! control character (but newline and tab) is dropped. Every page is `Cache-Control: no-store`.
 //!
 //! For the browser overlay the same output is turned into [`Run`]s: pieces of plain text with the
-//! CSS of their colours and a flag for `path:line:col` locations, which the client puts into
-//! `<span>`s as text (never as markup).
+//! CSS of their colours and a flag for source locations (`path:line:col`, Node's stack frames,
+//! Python's `File "app.py", line 5`: see [`locations`]), which the client puts into `<span>`s as
+//! text (never as markup).
 
 use std::fmt::Write as _;
 
@@ -300,8 +301,8 @@ pub(crate) struct Run {
 }
 
 /// Terminal output as [`Run`]s: the same colours as [`ansi_to_html`], and source locations
-/// (`src/main.rs:3:7`, `app.py:12`) as runs of their own, found in the plain text (so a location
-/// split by colour codes is still one).
+/// (`src/main.rs:3:7`, `app.py:12`, `"app.py", line 12`: see [`locations`]) as runs of their own,
+/// found in the plain text (so a location split by colour codes is still one).
 pub(crate) fn ansi_runs(text: &str) -> Vec<Run> {
     let mut chars: Vec<char> = Vec::with_capacity(text.len());
     let mut styles: Vec<usize> = Vec::with_capacity(text.len());
@@ -339,17 +340,19 @@ pub(crate) fn ansi_runs(text: &str) -> Vec<Run> {
     runs
 }
 
-/// Marks the characters that belong to a `path:line[:col]` location: a path (letters, digits and
-/// `_-./\~@+`, with a letter and a `.` or `/` in it) followed by `:LINE` and optionally `:COL`.
+/// Marks the characters that belong to a source location, in the forms compilers and runtimes
+/// print:
+/// - `path:LINE` or `path:LINE:COL`: rustc's ` --> src/main.rs:3:7`, Go's `./main.go:12:5:` and
+///   `main.go:12:`, Node's `at f (/app/x.js:12:5)` and `at /app/x.js:12:5`. The path is letters,
+///   digits and `_-./\~@+`, with a letter and a `.` or `/` in it, not ending with `.`; the
+///   location is not followed by `/`, a letter or a digit (`example.com:8080/api` is an address).
+///   A path right after a `:` is part of something else (`http://host:8080/`, `node:internal/…`,
+///   IPv6's `fe80::1:2:3`) and is not marked, but for a `file:` URL (`file:///app/x.mjs:3:7`) and
+///   a Windows drive (`C:\src\x.rs:3:4`), which are marked whole.
+/// - Python's `File "app.py", line 5`: marked from the opening quote to the line number
+///   (`"app.py", line 5`), the quoted path any text but a `<…>` name (`"<stdin>"`).
 fn locations(chars: &[char]) -> Vec<bool> {
     let is_path = |c: char| c.is_alphanumeric() || "_-./\\~@+".contains(c);
-    let digits_from = |mut at: usize| {
-        let start = at;
-        while at < chars.len() && chars[at].is_ascii_digit() {
-            at += 1;
-        }
-        (at > start).then_some(at)
-    };
     let mut marked = vec![false; chars.len()];
     let mut index = 0;
     while index < chars.len() {
@@ -358,7 +361,7 @@ fn locations(chars: &[char]) -> Vec<bool> {
             continue;
         }
         let colon = index;
-        let Some(line_end) = digits_from(colon + 1) else {
+        let Some(line_end) = digits_from(chars, colon + 1) else {
             index += 1;
             continue;
         };
@@ -366,25 +369,86 @@ fn locations(chars: &[char]) -> Vec<bool> {
         while start > 0 && is_path(chars[start - 1]) {
             start -= 1;
         }
-        let path = &chars[start..colon];
-        let plausible = path.iter().any(|c| c.is_alphabetic())
-            && path.iter().any(|c| *c == '.' || *c == '/')
-            && path.last().is_none_or(|c| *c != '.');
-        if !plausible {
-            index = line_end;
-            continue;
+        if start > 0 && chars[start - 1] == ':' {
+            // A scheme or a drive letter before the path, or another piece of an address.
+            let mut word = start - 1;
+            while word > 0 && chars[word - 1].is_ascii_alphabetic() {
+                word -= 1;
+            }
+            let scheme: String = chars[word..start - 1].iter().collect();
+            let alone = word == 0 || !is_path(chars[word - 1]);
+            let drive = scheme.len() == 1 && matches!(chars[start], '\\' | '/');
+            let file = scheme.eq_ignore_ascii_case("file") && chars[start..].starts_with(&['/', '/']);
+            if alone && (drive || file) {
+                start = word;
+            } else {
+                index = line_end;
+                continue;
+            }
         }
         let mut end = line_end;
         if end < chars.len()
             && chars[end] == ':'
-            && let Some(column_end) = digits_from(end + 1)
+            && let Some(column_end) = digits_from(chars, end + 1)
         {
             end = column_end;
+        }
+        let address = chars.get(end).is_some_and(|c| *c == '/' || c.is_alphanumeric());
+        if !plausible_path(&chars[start..colon]) || address {
+            index = end;
+            continue;
         }
         marked[start..end].iter_mut().for_each(|m| *m = true);
         index = end;
     }
+    python_locations(chars, &mut marked);
     marked
+}
+
+/// Python's traceback lines, `File "PATH", line N`: marks `"PATH", line N`.
+fn python_locations(chars: &[char], marked: &mut [bool]) {
+    const FILE: [char; 6] = ['F', 'i', 'l', 'e', ' ', '"'];
+    const LINE: [char; 8] = ['"', ',', ' ', 'l', 'i', 'n', 'e', ' '];
+    let mut index = 0;
+    while index < chars.len() {
+        let here = &chars[index..];
+        if !here.starts_with(&FILE) || (index > 0 && chars[index - 1].is_alphanumeric()) {
+            index += 1;
+            continue;
+        }
+        let quote = index + FILE.len() - 1;
+        let Some(length) = chars[quote + 1..].iter().position(|c| *c == '"' || *c == '\n') else {
+            return;
+        };
+        let close = quote + 1 + length;
+        let path = &chars[quote + 1..close];
+        let line_end =
+            if chars[close..].starts_with(&LINE) { digits_from(chars, close + LINE.len()) } else { None };
+        match line_end {
+            Some(end) if plausible_path(path) && path.first() != Some(&'<') => {
+                marked[quote..end].iter_mut().for_each(|m| *m = true);
+                index = end;
+            }
+            _ => index = close,
+        }
+    }
+}
+
+/// The end of the digits that start at `at`, if there is at least one.
+fn digits_from(chars: &[char], mut at: usize) -> Option<usize> {
+    let start = at;
+    while at < chars.len() && chars[at].is_ascii_digit() {
+        at += 1;
+    }
+    (at > start).then_some(at)
+}
+
+/// A path that could be a file's: a letter and a `.` or `/` in it, and not ending with `.`
+/// (`v1.2`, `Makefile` and `..` are not taken for one).
+fn plausible_path(path: &[char]) -> bool {
+    path.iter().any(|c| c.is_alphabetic())
+        && path.iter().any(|c| matches!(*c, '.' | '/'))
+        && path.last().is_none_or(|c| *c != '.')
 }
 
 /// The 16 basic colours (a dark-background palette).
@@ -542,14 +606,97 @@ mod unit {
         );
     }
 
+    /// The texts marked as locations in `text` (a location split by colours joined again).
+    fn found(text: &str) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        let mut after_location = false;
+        for run in ansi_runs(text) {
+            match found.last_mut() {
+                Some(last) if run.location && after_location => last.push_str(&run.text),
+                _ if run.location => found.push(run.text),
+                _ => {}
+            }
+            after_location = run.location;
+        }
+        found
+    }
+
     #[test]
     fn locations_need_a_plausible_path() {
-        let found = |text: &str| -> Vec<String> {
-            ansi_runs(text).into_iter().filter(|r| r.location).map(|r| r.text).collect()
-        };
         assert_eq!(found("tests/a_b.rs:10:2: error"), ["tests/a_b.rs:10:2"]);
         assert_eq!(found("./lib/x.go:4: y"), ["./lib/x.go:4"]);
         assert_eq!(found("time 12:30:01 v1.2 error:3 ..:4 Makefile:3"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn python_traceback_locations_are_marked_from_the_quote_to_the_line() {
+        let traceback = "Traceback (most recent call last):\n  File \"/srv/my app/app.py\", line 12, in \
+                         <module>\n    main()\n  File \"app.py\", line 5, in main\nNameError: name 'x'";
+        assert_eq!(found(traceback), ["\"/srv/my app/app.py\", line 12", "\"app.py\", line 5"]);
+        assert_eq!(found("  File \"C:\\app\\views.py\", line 7"), ["\"C:\\app\\views.py\", line 7"]);
+        // A coloured traceback (Python 3.13's) is still one location.
+        assert_eq!(found("File \x1b[35m\"app.py\"\x1b[0m, line \x1b[35m5\x1b[0m"), ["\"app.py\", line 5"]);
+    }
+
+    #[test]
+    fn python_non_locations_are_not_marked() {
+        assert_eq!(found("  File \"<stdin>\", line 1, in <module>"), Vec::<String>::new());
+        assert_eq!(found("File \"<frozen importlib._bootstrap>\", line 1360"), Vec::<String>::new());
+        assert_eq!(found("File \"app.py\", in main"), Vec::<String>::new(), "no line");
+        assert_eq!(found("ProfileFile \"app.py\", line 5"), Vec::<String>::new(), "not the word File");
+        assert_eq!(found("File \"app.py\nline 5"), Vec::<String>::new(), "a quote left open");
+        assert_eq!(found("File \"v1\", line 5"), Vec::<String>::new(), "not a path");
+    }
+
+    #[test]
+    fn node_stack_locations_are_marked() {
+        let stack = "TypeError: x is not a function\n    at handler (/srv/app/routes.js:12:5)\n    at \
+                     /srv/app/server.js:40:3\n    at Object.<anonymous> (C:\\app\\main.js:1:9)\n    at \
+                     async file:///srv/app/esm.mjs:3:7";
+        assert_eq!(
+            found(stack),
+            [
+                "/srv/app/routes.js:12:5",
+                "/srv/app/server.js:40:3",
+                "C:\\app\\main.js:1:9",
+                "file:///srv/app/esm.mjs:3:7"
+            ]
+        );
+    }
+
+    #[test]
+    fn node_internals_are_not_marked() {
+        assert_eq!(
+            found("    at Module._compile (node:internal/modules/cjs/loader:1105:14)"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn go_locations_are_marked_with_or_without_a_column() {
+        let output = "# example.com/app\n./main.go:12:5: undefined: x\nmain.go:12: missing return\n\
+                      \t/home/me/app/handler.go:33 +0x1d\n--- FAIL: TestX (0.00s)\n    x_test.go:9: want 2";
+        assert_eq!(
+            found(output),
+            ["./main.go:12:5", "main.go:12", "/home/me/app/handler.go:33", "x_test.go:9"]
+        );
+    }
+
+    #[test]
+    fn times_urls_and_ipv6_addresses_are_not_locations() {
+        for text in [
+            "at 12:30:45 the build failed",
+            "2024-05-01T12:30:45.123Z build.log",
+            "listening on http://host:8080/",
+            "GET http://localhost:3000/api/x.json:12 failed",
+            "see https://example.com:8443/docs and ws://127.0.0.1:9000",
+            "proxying to example.com:8080/api",
+            "bound to [::1]:8080 and [fe80::1%eth0]:443",
+            "fe80::1:2:3 2001:db8::8a2e:370:7334 ::ffff:192.0.2.1:80",
+            "2001:db8:1:2",
+        ] {
+            assert_eq!(found(text), Vec::<String>::new(), "{text:?}");
+        }
     }
 
     #[test]
