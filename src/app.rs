@@ -100,6 +100,13 @@ fn check_and_describe(out: &Output, loaded: Result<config::Config, Vec<config::P
     if let Err(e) = sockets::bind_all(&config.listen) {
         return usage_error(out, &[e.to_string()]);
     }
+    // The front door's address too: a busy port is found now, not at the real start.
+    if let Some(proxy) = &config.proxy {
+        let spec = sockets::ListenSpec { name: Some("proxy".into()), addr: proxy.addr.clone() };
+        if let Err(e) = sockets::bind_all(std::slice::from_ref(&spec)) {
+            return usage_error(out, &[e.to_string()]);
+        }
+    }
     output::stdout(format!("{}ok\n", config::describe(&config)).as_bytes());
     ExitCode::SUCCESS
 }

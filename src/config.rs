@@ -532,11 +532,28 @@ pub fn describe(config: &Config) -> String {
     }
     let _ = writeln!(text, "build: {}", config.build.as_deref().unwrap_or("none"));
     let listen: Vec<String> = config.listen.iter().map(|l| l.addr.to_string()).collect();
-    let _ = writeln!(
-        text,
-        "listen: {}",
-        if listen.is_empty() { "none (restart mode)".into() } else { listen.join(", ") }
-    );
+    let front = match (&config.proxy, listen.is_empty()) {
+        (Some(proxy), _) => {
+            let kind = if proxy.raw_tcp { "raw TCP" } else { "HTTP" };
+            let port = match config.app_port {
+                Some(port) => format!("the app's own port {port} (--app-port)"),
+                None => "a port for each worker (PORT, {port})".to_owned(),
+            };
+            let hosts = if proxy.raw_tcp {
+                String::new()
+            } else if config.allowed_hosts.iter().any(|h| h == "all") {
+                " · any host (--allowed-host all)".to_owned()
+            } else {
+                let mut names = vec!["localhost, *.localhost, IP literals".to_owned()];
+                names.extend(config.allowed_hosts.iter().cloned());
+                format!(" · answers {}", names.join(", "))
+            };
+            format!("proxy on {} ({kind}) to {port}{hosts}", proxy.addr)
+        }
+        (None, false) => format!("listen on {} (the sockets are fds 3, 4, … of every worker)", listen.join(", ")),
+        (None, true) => "none (restart mode: the app binds its own port; the old generation stops first)".into(),
+    };
+    let _ = writeln!(text, "front door: {front}");
     let command: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let _ = writeln!(text, "command: {}", command.join(" "));
     for (key, value) in &config.env {

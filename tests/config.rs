@@ -80,7 +80,7 @@ fn check_lists_every_problem_or_what_would_run() {
     let (code, stdout, stderr) = (finished.code(), finished.stdout, finished.stderr);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("workers: 2") && stdout.contains("listen: 127.0.0.1:0") && stdout.ends_with("ok\n"),
+        stdout.contains("workers: 2") && stdout.contains("front door: listen on 127.0.0.1:0") && stdout.ends_with("ok\n"),
         "{stdout}"
     );
     write(

@@ -121,3 +121,27 @@ fn under_listen_an_app_on_a_port_of_its_own_or_one_that_never_accepts_is_named()
     let stalled = devserve.wait_event("not_accepting", |e| e["generation"] == 1);
     assert_eq!(stalled["address"], held.as_str(), "{stalled}");
 }
+
+#[test]
+fn check_describes_the_front_door_and_tries_its_address() {
+    let dir = temp_dir("first-contact-check");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = busy.local_addr().expect("addr").to_string();
+    let finished = run_devserve(dir.path(), &["check", "--proxy", &busy, "--", "true"], &[]);
+    assert_eq!(
+        finished.code(),
+        2,
+        "a busy front door fails check, as it would fail the start\n{}",
+        finished.stdout
+    );
+    assert!(finished.stderr.contains("address already in use"), "{}", finished.stderr);
+
+    let free = format!("127.0.0.1:{}", free_port());
+    let finished = run_devserve(dir.path(), &["check", "--proxy", &free, "--", "true"], &[]);
+    assert_eq!(finished.code(), 0, "{}", finished.stderr);
+    let front = finished.stdout.lines().find(|l| l.starts_with("front door:")).unwrap_or_default().to_owned();
+    assert!(front.contains(&format!("proxy on {free}")), "{}", finished.stdout);
+    assert!(front.contains("PORT"), "{front}");
+    let restart = run_devserve(dir.path(), &["check", "--", "true"], &[]);
+    assert!(restart.stdout.contains("front door: none (restart mode"), "{}", restart.stdout);
+}
