@@ -26,7 +26,18 @@ impl<P: Procs> Supervisor<P> {
     // ----- changes and builds -------------------------------------------------------------
 
     /// Files changed: reload, unless only paths of a self-triggered loop did (see `loops`).
-    pub(super) fn on_change(&mut self, paths: Vec<std::path::PathBuf>, since: Instant) {
+    pub(super) fn on_change(&mut self, mut paths: Vec<std::path::PathBuf>, since: Instant) {
+        // A file the build writes itself, while it ran, is its own doing: not a reason to cancel
+        // it or to build again.
+        let during_build = self.build.is_some() || self.last_build.is_some_and(|(_, _, ended)| since <= ended);
+        if let Some(script) = self.config.build.as_deref()
+            && during_build
+        {
+            paths.retain(|path| !written_by_build(script, path));
+            if paths.is_empty() {
+                return;
+            }
+        }
         match self.loops.judge(paths, since) {
             Verdict::Reload(paths) => self.trigger(Trigger::change(paths, since)),
             Verdict::Ignore => {}
@@ -690,6 +701,12 @@ impl<P: Procs> Supervisor<P> {
             self.upstream_added(generation, port);
         }
     }
+}
+
+/// Files a build command writes in the watched tree itself: cargo rewrites `Cargo.lock` when
+/// `Cargo.toml` changed (its `target/` is not watched by the default ignores of a Cargo project).
+fn written_by_build(script: &str, path: &std::path::Path) -> bool {
+    script.split_whitespace().any(|word| word == "cargo") && path.file_name().is_some_and(|n| n == "Cargo.lock")
 }
 
 /// `gen 4 ready in 262ms (debounce 50ms, build 180ms, start 32ms) · 3 files changed`: what is

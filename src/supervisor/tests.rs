@@ -201,6 +201,26 @@ fn a_change_during_a_build_cancels_it_and_builds_again() {
 }
 
 #[test]
+fn cargo_rewriting_its_lock_file_during_the_build_does_not_cancel_it() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "-b", "cargo build"]);
+    h.start();
+    let build = h.sup.procs.pid_of(Owner::Build).expect("build");
+    h.event(Event::Change(Change { paths: vec!["/src/Cargo.lock".into()], since: Instant::now() }));
+    assert!(!h.sup.procs.was_signalled(build, Signal::SIGKILL), "the build's own write cancelled it");
+    assert_eq!(h.count("build_restarted"), 0);
+    // Any other file still does; so does the lock file under another build command.
+    h.event(Event::Change(Change {
+        paths: vec!["/src/Cargo.lock".into(), "/src/main.rs".into()],
+        since: Instant::now(),
+    }));
+    assert!(h.sup.procs.was_signalled(build, Signal::SIGKILL));
+    let mut make = harness(&["-l", "127.0.0.1:0", "-b", "make"]);
+    make.start();
+    make.event(Event::Change(Change { paths: vec!["/src/Cargo.lock".into()], since: Instant::now() }));
+    assert_eq!(make.count("build_restarted"), 1);
+}
+
+#[test]
 fn supersede_a_newer_change_replaces_the_generation_still_starting() {
     let mut h = harness(&["-l", "127.0.0.1:0"]);
     h.start();
