@@ -349,7 +349,13 @@ fn a_10_mb_standing_build_failure_is_not_copied_into_each_event_stream() {
     // `cargo build` with cargo's JSON messages and keeps each message for the overlay.
     let line = serde_json::json!({
         "reason": "compiler-message",
-        "message": {"level": "error", "message": "x".repeat(MESSAGE_BYTES), "spans": [], "rendered": "error: x\n"},
+        "message": {
+            "level": "error",
+            "message": "x".repeat(MESSAGE_BYTES),
+            // A primary span: only such a message is listed in the overlay (and kept for it).
+            "spans": [{"file_name": "src/main.rs", "line_start": 1, "column_start": 1, "is_primary": true}],
+            "rendered": "error: x\n"
+        },
     });
     write(&tools.join("message.json"), &format!("{line}\n"));
     let cargo = tools.join("cargo");
