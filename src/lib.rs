@@ -9,7 +9,8 @@
 //!    the [`config::Config`] the supervisor runs with.
 //! 4. [`generation`], [`build`], [`procs`]: a set of workers, a build, the process table.
 //! 5. [`spawn`], [`sockets`], [`readiness`], [`watch`], [`signals`], [`keys`], [`sentinel`],
-//!    [`runtime`], [`control`], [`proxy`], [`ports`]: one OS concern each.
+//!    [`runtime`], [`control`], [`proxy`], [`ports`]: one OS concern each; [`detect`]: what a
+//!    folder holds and how devserve would run it (zero-config).
 //! 6. [`event`], [`output`]: the messages the threads send the supervisor, and what devserve
 //!    prints.
 
@@ -18,6 +19,7 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod detect;
 pub mod event;
 pub mod generation;
 pub mod keys;
@@ -55,6 +57,7 @@ mod layering {
         ("runtime", 5),
         ("control", 5),
         ("proxy", 5),
+        ("detect", 5),
         ("ports", 5),
         ("event", 6),
         ("output", 6),
