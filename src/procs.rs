@@ -42,6 +42,8 @@ pub enum Owner {
     Probe,
     /// The sentinel (see [`crate::sentinel`]).
     Sentinel,
+    /// `--open`'s `xdg-open` (or `open`), opening the front door in a browser.
+    Opener,
 }
 
 /// A generation's `NOTIFY_SOCKET`: its path, and the socket kept open while it lives.

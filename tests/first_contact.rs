@@ -145,3 +145,49 @@ fn check_describes_the_front_door_and_tries_its_address() {
     let restart = run_devserve(dir.path(), &["check", "--", "true"], &[]);
     assert!(restart.stdout.contains("front door: none (restart mode"), "{}", restart.stdout);
 }
+
+#[test]
+fn open_opens_the_front_door_once_ready_or_says_why_not() {
+    let dir = temp_dir("first-contact-open");
+    let tools = temp_dir("first-contact-open-tools");
+    let opened = tools.join("opened");
+    let opener = tools.join("xdg-open");
+    write(&opener, &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", opened.display()));
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap_or_default());
+    let fixture = Fixture::python().version("v1");
+    let mut args = vec!["--proxy", "127.0.0.1:0", "--open", "--log-format", "json", "-w", "."];
+    args.push("--");
+    args.extend(fixture.argv());
+    let mut vars = fixture.env_pairs();
+    vars.push(("FIXTURE_BIND_PORT_ENV", "1"));
+    vars.push(("PATH", &path));
+    let devserve = Devserve::start(dir.path(), &args, &vars);
+    let url = devserve.wait_event("front_url", |_| true)["url"].as_str().expect("url").to_owned();
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "{url}");
+    devserve.wait_event("browser_opened", |e| e["url"] == url.as_str());
+    assert!(
+        wait_until(WAIT, || std::fs::read_to_string(&opened).is_ok_and(|t| t.trim() == url)),
+        "xdg-open was not run with {url}"
+    );
+    drop(devserve);
+
+    // No opener at all: one line that says so, and the run goes on. PATH is an empty folder, so
+    // the app is started by its interpreter's full path.
+    let bare = temp_dir("first-contact-open-none");
+    let empty = temp_dir("first-contact-open-empty");
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3");
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
+    let app = python_fixture();
+    let app = app.to_str().expect("utf-8 path");
+    let args = ["--proxy", "127.0.0.1:0", "--open", "--log-format", "json", "-w", ".", "--", &python, app];
+    let path = empty.display().to_string();
+    let vars = [("FIXTURE_BIND_PORT_ENV", "1"), ("FIXTURE_VERSION", "v1"), ("PATH", path.as_str())];
+    let devserve = Devserve::start(bare.path(), &args, &vars);
+    let said = devserve.wait_event("browser_not_opened", |_| true);
+    assert!(said["reason"].as_str().is_some_and(|r| r.contains("xdg-open")), "{said}");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+}

@@ -76,6 +76,18 @@ pub enum Report {
     },
     /// `--allowed-host all`: the front door's DNS-rebinding and cross-site checks are off.
     AllowedHostsOff,
+    /// Where to point a browser: the front door's URL, on a line of its own.
+    FrontUrl {
+        url: String,
+    },
+    /// `--open`: the browser was asked to open `url`.
+    BrowserOpened {
+        url: String,
+    },
+    /// `--open` could not open a browser.
+    BrowserNotOpened {
+        reason: String,
+    },
     /// A worker listens where it was not told to: behind the front door on `found` instead of
     /// `given` (its `PORT`; `found` empty: on nothing yet), or under `--listen` (`given` null) on
     /// ports of its own instead of the held sockets.
@@ -379,6 +391,9 @@ impl Report {
                      --proxy ADDR and have it bind $PORT, or take fd 3"
                 ),
             ),
+            Report::FrontUrl { url } => one(Tone::Good, format!("→ {url}")),
+            Report::BrowserOpened { url } => one(Tone::Info, format!("opening {url} in the browser")),
+            Report::BrowserNotOpened { reason } => one(Tone::Warn, format!("--open: {reason}")),
             Report::AllowedHostsOff => one(
                 Tone::Warn,
                 "proxy: --allowed-host all: any web site can read the app through DNS rebinding, \

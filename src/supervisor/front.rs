@@ -19,6 +19,7 @@ use crate::event::FrontEvent;
 use crate::generation::{Upstream, deadline};
 use crate::output::Report;
 use crate::procs::Procs;
+use crate::procs::Owner;
 use crate::proxy::{ProxyCommand, ProxyHandle, ProxyStats};
 
 /// What the supervisor needs of the proxy: a seam, so that the policy can be tested with a fake.
@@ -239,6 +240,29 @@ impl<P: Procs> Supervisor<P> {
         lines
     }
 
+    /// The front door's address as a URL for a browser (`0.0.0.0` and `::` as `localhost`).
+    pub(super) fn front_url(&self) -> Option<String> {
+        front_url(self.front_address.as_deref()?)
+    }
+
+    /// `--open`: the front door in the user's browser, once (the first generation is ready).
+    pub(super) fn open_browser(&mut self) {
+        if !self.config.open {
+            return;
+        }
+        let Some(url) = self.front_url() else { return };
+        let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+        if which::which(opener).is_err() {
+            let reason = format!("no {opener} on PATH: open {url} yourself");
+            self.out.report(Report::BrowserNotOpened { reason });
+            return;
+        }
+        match self.procs.spawn(crate::spawn::Command::new(opener).arg(&url), Owner::Opener) {
+            Ok(_) => self.out.report(Report::BrowserOpened { url }),
+            Err(e) => self.out.report(Report::BrowserNotOpened { reason: format!("{opener}: {e}") }),
+        }
+    }
+
     /// A worker listens where it was not told to (see [`Event::OwnPort`]): say so; behind the
     /// front door, with one worker listening on one port of its own, proxy to that port from now
     /// on, as `--app-port` does (a swap then stops the old generation before the new one starts,
@@ -297,4 +321,15 @@ impl<P: Procs> Supervisor<P> {
             .find(|g| g.id == generation)
             .and_then(|g| g.port_of(pid))
     }
+}
+
+/// `http://ADDR/` for a bound address; every interface (`0.0.0.0`, `[::]`) as `localhost`.
+pub(super) fn front_url(address: &str) -> Option<String> {
+    let addr: std::net::SocketAddr = address.parse().ok()?;
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    Some(format!("http://{host}:{}/", addr.port()))
 }

@@ -236,6 +236,11 @@ fn start_front(
     if checks_off && !spec.raw_tcp {
         out.report(Report::AllowedHostsOff);
     }
+    if !spec.raw_tcp
+        && let Some(url) = front::front_url(&socket.bound)
+    {
+        out.report(Report::FrontUrl { url });
+    }
     Ok((handle, socket))
 }
 

@@ -327,6 +327,7 @@ impl<P: Procs> Supervisor<P> {
     /// The new generation is ready: it serves, the old one drains.
     fn promote(&mut self, now: Instant) {
         let Some(generation) = self.next.take_generation() else { return };
+        let first = !self.started_once;
         self.started_once = true;
         self.loops.ready(now);
         self.previous = None;
@@ -338,6 +339,9 @@ impl<P: Procs> Supervisor<P> {
         // New requests go to the new generation before the old one drains; then pages reload,
         // into the new generation.
         self.route();
+        if first {
+            self.open_browser();
+        }
         self.tell_browsers(BrowserEvent::Ready { generation: id, css_only });
         if let Some(old) = old {
             let (id, signal) = (old.id, self.config.stop_signal.as_str().to_owned());
@@ -566,6 +570,10 @@ impl<P: Procs> Supervisor<P> {
                 other => self.build = other,
             },
             Some(Owner::CancelledBuild) => {}
+            Some(Owner::Opener) if !status.success() => {
+                self.out.report(Report::BrowserNotOpened { reason: format!("the opener {status}") });
+            }
+            Some(Owner::Opener) => {}
             Some(Owner::Probe) => {
                 self.probe = None;
                 self.probe_finished(status);
