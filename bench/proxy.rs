@@ -1,9 +1,10 @@
 //! Proxy benchmark: devserve's front door (`--proxy`) against direct access to the app and against
-//! nginx's `proxy_pass`, and uvicorn across swaps behind `--proxy` and behind `--listen`.
+//! nginx's `proxy_pass`, uvicorn across swaps behind `--proxy` and behind `--listen`, and the
+//! latency of an app that writes each response in two pieces with Nagle on.
 //!
 //! Run with `cargo bench --bench proxy`. It builds `devserve` and the `fixture-app` example in
 //! release, installs what is missing (`apt-get install -y nginx wrk`, `python3 -m pip install
-//! uvicorn`), and runs, over 127.0.0.1 only:
+//! uvicorn django`), and runs, over 127.0.0.1 only:
 //!
 //! 1. **Throughput** (`proxy/throughput.rs`): `GET /` on the release-built fixture app reached
 //!    directly (`FIXTURE_BIND`), through `devserve --proxy` (the fixture binds the port devserve
@@ -16,6 +17,14 @@
 //!    python3 -m uvicorn app:app --port {port}` and behind `devserve -l … -- … --fd 3`, each under
 //!    the test kit's 2-client `Load` (a new connection per `GET /`) across `BENCH_PROXY_SWAPS`
 //!    swaps, each a file written into the watched folder; every failed request is counted.
+//! 3. **Two writes** (`proxy/two_writes.rs`): `tests/apps/two_writes.py` and a minimal Django
+//!    project under `manage.py runserver --noreload`, both of which write a response in two
+//!    `write(2)` calls with Nagle on, reached by one client sending `BENCH_PROXY_REQUESTS` requests
+//!    one after another per round (after a warm-up) on one kept-alive connection: directly (the
+//!    client delaying its ACKs, then re-arming `TCP_QUICKACK`), directly with a fresh connection per
+//!    request (the baseline: a new connection acknowledges at once), through `devserve --proxy` and
+//!    through nginx. A reader that delays its ACKs to the app pays about 40 ms per request; the
+//!    target is devserve's added p50 (over the baseline) ≤ nginx's.
 //!
 //! It prints a Markdown report on stdout (progress on stderr): each figure with its ratio to the
 //! peers measured in the same run, and a `PASS`/`MISS`/`SKIP` line per target of the issue. A peer
@@ -25,7 +34,8 @@
 //! ends with `no process left running`.
 //!
 //! Settings: `BENCH_PROXY_SECS` (5), `BENCH_PROXY_ROUNDS` (3), `BENCH_PROXY_SWAPS` (20),
-//! `BENCH_PROXY_CLIENT` (`wrk` or `hyper`), `BENCH_PROXY_PARTS` (`throughput,swaps`).
+//! `BENCH_PROXY_REQUESTS` (300), `BENCH_PROXY_CLIENT` (`wrk` or `hyper`), `BENCH_PROXY_PARTS`
+//! (`throughput,swaps,two-writes`).
 //!
 //! What this bench shares with `reload.rs` (the release build, settings parsing, the process guard
 //! and marker sweep, percentiles and the machine line) is in `shared/`.
@@ -51,11 +61,13 @@ mod setup;
 mod swaps;
 #[path = "proxy/throughput.rs"]
 mod throughput;
+#[path = "proxy/two_writes.rs"]
+mod two_writes;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use config::{ClientKind, Config};
+use config::Config;
 use report::Results;
 use setup::Tools;
 
@@ -69,12 +81,14 @@ fn main() {
         std::process::exit(1);
     }
     let (throughput, swaps) = (config.selected("throughput"), config.selected("swaps"));
-    if !throughput && !swaps {
-        eprintln!("[bench] BENCH_PROXY_PARTS selects nothing: use throughput, swaps or both");
+    let two_writes = config.selected("two-writes");
+    if !throughput && !swaps && !two_writes {
+        eprintln!(
+            "[bench] BENCH_PROXY_PARTS selects nothing: use throughput, swaps, two-writes or a list of them"
+        );
         std::process::exit(2);
     }
-    let tools =
-        Tools::find(&shared::build::target_dir(&root), throughput, config.client == ClientKind::Wrk, swaps);
+    let tools = Tools::find(&shared::build::target_dir(&root), &config);
     for (what, path) in [("devserve", &tools.devserve), ("fixture-app", &tools.fixture)] {
         if !path.exists() {
             eprintln!("[bench] {what} missing at {} after the release build", path.display());
@@ -84,6 +98,7 @@ fn main() {
     let results = Results {
         throughput: throughput.then(|| throughput::run(&config, &tools)),
         swaps: swaps.then(|| swaps::run(&tools.uvicorn, &tools.devserve, config.swaps)),
+        two_writes: two_writes.then(|| two_writes::run(&config, &tools)),
         took: began.elapsed(),
     };
     shared::process::report_leftovers();

@@ -3,6 +3,9 @@
 //! client on hyper's HTTP/1.1 connection API. Both keep each client's connection alive, reopen it
 //! when the server closes it, time each request from its first byte written to its last byte read,
 //! and stop after a fixed duration.
+//!
+//! The two-writes part has its own client, [`sequential`]: one request after another on plain std
+//! sockets, timed one by one.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -208,4 +211,156 @@ async fn client(addr: SocketAddr, deadline: tokio::time::Instant) -> Tally {
         driver.abort();
     }
     tally
+}
+
+/// What [`sequential`] measured.
+pub struct Sequence {
+    /// One per measured request that got a 200 (µs, from the first byte written, or from the
+    /// connect for a fresh connection, to the last body byte read).
+    pub latencies_us: Vec<u32>,
+    /// Requests that failed (any error, or a status other than 200); each is followed by a new
+    /// connection.
+    pub errors: u64,
+    /// Connections opened, the warm-up's included.
+    pub connections: u64,
+    /// The last failure, as the client saw it.
+    pub last_error: Option<String>,
+}
+
+/// After this many failures in a row, [`sequential`] gives up.
+const MAX_FAILURES_IN_A_ROW: u64 = 5;
+
+/// How [`sequential`] uses its connections.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Connections {
+    /// One kept-alive connection, as a browser or `curl` keeps it (its ACKs delayed as the kernel
+    /// sees fit); a new one only when the server closes it or a request fails.
+    KeptAlive,
+    /// The same, with `TCP_QUICKACK` re-armed after every read: each segment is acknowledged at once.
+    QuickAck,
+    /// A new connection for every request (`Connection: close`).
+    Fresh,
+}
+
+/// `GET /` one request after another on plain std sockets (`Host: ADDR`, `TCP_NODELAY` on):
+/// `warm_up` unrecorded ones, then `requests` timed ones, on connections used as `connections` says.
+pub fn sequential(
+    addr: SocketAddr,
+    warm_up: usize,
+    requests: usize,
+    connections: Connections,
+) -> Result<Sequence, String> {
+    let fresh = connections == Connections::Fresh;
+    let quick_ack = connections == Connections::QuickAck;
+    let close = if fresh { "Connection: close\r\n" } else { "" };
+    let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: devserve-bench\r\n{close}\r\n");
+    let mut sequence =
+        Sequence { latencies_us: Vec::with_capacity(requests), errors: 0, connections: 0, last_error: None };
+    let mut stream: Option<std::net::TcpStream> = None;
+    let mut buf = Vec::with_capacity(4096);
+    let mut in_a_row = 0;
+    for n in 0..warm_up + requests {
+        let started = Instant::now();
+        let kept = stream.take();
+        if kept.is_none() {
+            sequence.connections += 1;
+        }
+        let outcome = kept.map_or_else(|| connect(addr), Ok).and_then(|mut conn| {
+            let keep = exchange(&mut conn, request.as_bytes(), &mut buf, quick_ack)?;
+            Ok((keep && !fresh).then_some(conn))
+        });
+        let elapsed = started.elapsed();
+        match outcome {
+            Ok(conn) => {
+                in_a_row = 0;
+                if n >= warm_up {
+                    sequence.latencies_us.push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
+                }
+                stream = conn;
+            }
+            Err(why) => {
+                in_a_row += 1;
+                if n >= warm_up {
+                    sequence.errors += 1;
+                }
+                if in_a_row >= MAX_FAILURES_IN_A_ROW {
+                    return Err(format!("{in_a_row} requests failed in a row, the last: {why}"));
+                }
+                sequence.last_error = Some(why);
+            }
+        }
+    }
+    Ok(sequence)
+}
+
+fn connect(addr: SocketAddr) -> Result<std::net::TcpStream, String> {
+    let stream =
+        std::net::TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| format!("set timeout: {e}"))?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| format!("set timeout: {e}"))?;
+    Ok(stream)
+}
+
+/// One request on `stream`: writes `request`, reads the head, then `Content-Length` body bytes
+/// (with `quick_ack`, re-arming `TCP_QUICKACK` after every read, as devserve does upstream).
+/// `Ok(true)` when the connection may carry another request.
+fn exchange(
+    stream: &mut std::net::TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+    quick_ack: bool,
+) -> Result<bool, String> {
+    use std::io::{Read, Write};
+    stream.write_all(request).map_err(|e| format!("write: {e}"))?;
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    let mut read = |buf: &mut Vec<u8>, stream: &mut std::net::TcpStream, what: &str| {
+        match stream.read(&mut chunk) {
+            Ok(0) => Err(format!("closed before the {what}")),
+            Ok(n) => {
+                if quick_ack {
+                    // The kernel clears it by itself: set again, it acknowledges what is pending now.
+                    let _ = socket2::SockRef::from(&*stream).set_tcp_quickack(true);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) => Err(format!("read ({what}): {e}")),
+        }
+    };
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Err("a response head over 64 KiB".into());
+        }
+        read(buf, stream, "response head")?;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = head.lines().next().unwrap_or_default();
+    if !status.starts_with("HTTP/1.1 200 ") && !status.starts_with("HTTP/1.0 200 ") {
+        return Err(format!("status: {status}"));
+    }
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_ascii_lowercase())
+        })
+    };
+    let length: usize = header("content-length")
+        .ok_or_else(|| format!("no Content-Length in {:?}", head.trim_end()))?
+        .parse()
+        .map_err(|e| format!("bad Content-Length: {e}"))?;
+    while buf.len() - head_end < length {
+        read(buf, stream, "body")?;
+    }
+    if buf.len() - head_end > length {
+        return Err("more bytes than Content-Length".into());
+    }
+    let connection = header("connection").unwrap_or_default();
+    let keep =
+        if status.starts_with("HTTP/1.0") { connection == "keep-alive" } else { connection != "close" };
+    Ok(keep)
 }

@@ -11,17 +11,20 @@ pub enum ClientKind {
     Hyper,
 }
 
-/// `BENCH_PROXY_SECS`, `BENCH_PROXY_ROUNDS`, `BENCH_PROXY_SWAPS`, `BENCH_PROXY_CLIENT` and
-/// `BENCH_PROXY_PARTS`.
+/// `BENCH_PROXY_SECS`, `BENCH_PROXY_ROUNDS`, `BENCH_PROXY_SWAPS`, `BENCH_PROXY_REQUESTS`,
+/// `BENCH_PROXY_CLIENT` and `BENCH_PROXY_PARTS`.
 pub struct Config {
     /// Length of one measured cell, in seconds (each is preceded by a 1 s warm-up).
     pub secs: u64,
-    /// How many times every cell is measured; the table gives the median.
+    /// How many times every cell is measured; the throughput table gives the median, the two-writes
+    /// table the percentiles of every round's requests together.
     pub rounds: usize,
     /// Swaps under load in each mode of the uvicorn part.
     pub swaps: usize,
+    /// Measured requests per round and route in the two-writes part (after a warm-up).
+    pub requests: usize,
     pub client: ClientKind,
-    /// `BENCH_PROXY_PARTS=throughput,swaps`: a subset to run (default both).
+    /// `BENCH_PROXY_PARTS=throughput,swaps,two-writes`: a subset to run (default all).
     pub only: Option<String>,
 }
 
@@ -39,6 +42,7 @@ impl Config {
             secs: env::number("BENCH_PROXY_SECS", 5),
             rounds: env::number("BENCH_PROXY_ROUNDS", 3),
             swaps: env::number("BENCH_PROXY_SWAPS", 20),
+            requests: env::number("BENCH_PROXY_REQUESTS", 300),
             client,
             only: env::subset("BENCH_PROXY_PARTS"),
         }
@@ -53,11 +57,12 @@ impl Config {
         let client = if self.client == ClientKind::Hyper { "BENCH_PROXY_CLIENT=hyper " } else { "" };
         let only = self.only.as_ref().map(|only| format!("BENCH_PROXY_PARTS={only} "));
         format!(
-            "{client}{}BENCH_PROXY_SECS={} BENCH_PROXY_ROUNDS={} BENCH_PROXY_SWAPS={} cargo bench --bench proxy",
+            "{client}{}BENCH_PROXY_SECS={} BENCH_PROXY_ROUNDS={} BENCH_PROXY_SWAPS={} BENCH_PROXY_REQUESTS={} cargo bench --bench proxy",
             only.unwrap_or_default(),
             self.secs,
             self.rounds,
-            self.swaps
+            self.swaps,
+            self.requests
         )
     }
 }

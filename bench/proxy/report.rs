@@ -1,4 +1,5 @@
-//! The report: the throughput table, the swaps table and the targets, as Markdown on stdout.
+//! The report: the throughput table, the swaps table, the two-writes table and the targets, as
+//! Markdown on stdout.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use crate::setup::{Tools, version_line};
 use crate::shared::report::machine;
 use crate::swaps::{Mode, SwapRun};
 use crate::throughput::{CLIENTS, Figures, Peer, Throughput};
+use crate::two_writes::{self, App, AppRun, Route};
 
 /// The targets.
 const ADDED_LATENCY_LIMIT: f64 = 1.5;
@@ -25,6 +27,7 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
 pub struct Results {
     pub throughput: Option<Result<Throughput, String>>,
     pub swaps: Option<Vec<(Mode, Result<SwapRun, String>)>>,
+    pub two_writes: Option<Vec<(App, Result<AppRun, String>)>>,
     pub took: Duration,
 }
 
@@ -52,6 +55,10 @@ pub fn render(config: &Config, tools: &Tools, results: &Results) -> String {
     }
     let _ = writeln!(out, "- nginx: {}", version_line(&tools.nginx, &["-v"]));
     let _ = writeln!(out, "- uvicorn: {}", version_line(&tools.uvicorn, &["-m", "uvicorn", "--version"]));
+    if results.two_writes.is_some() {
+        let _ = writeln!(out, "- python3: {}", version_line(&tools.python, &["--version"]));
+        let _ = writeln!(out, "- Django: {}", two_writes::django_version(&tools.django));
+    }
     let _ = writeln!(out, "- Total run time: {:.1} min", results.took.as_secs_f64() / 60.0);
     match &results.throughput {
         None => {}
@@ -63,6 +70,9 @@ pub fn render(config: &Config, tools: &Tools, results: &Results) -> String {
     match &results.swaps {
         None => {}
         Some(swaps) => swaps_table(&mut out, config, swaps),
+    }
+    if let Some(apps) = &results.two_writes {
+        two_writes_table(&mut out, config, apps);
     }
     let _ = writeln!(out, "\n### Targets\n");
     for line in targets(results) {
@@ -183,6 +193,64 @@ fn swaps_table(out: &mut String, config: &Config, swaps: &[(Mode, Result<SwapRun
     }
 }
 
+fn two_writes_table(out: &mut String, config: &Config, apps: &[(App, Result<AppRun, String>)]) {
+    let _ = writeln!(
+        out,
+        "\n### Two writes, Nagle on: sequential `GET /` from 1 client, {} round(s) of {} requests after {} unrecorded, percentiles over all rounds\n",
+        config.rounds,
+        config.requests,
+        two_writes::WARM_UP
+    );
+    let mut header = vec!["figure".to_owned()];
+    header.extend(Route::ALL.map(|route| route.label().to_owned()));
+    row(out, &header);
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for (app, run) in apps {
+        let run = match run {
+            Ok(run) => run,
+            Err(why) => {
+                let mut cells = vec![app.label().to_owned()];
+                cells.extend(Route::ALL.map(|_| why.clone()));
+                row(out, &cells);
+                continue;
+            }
+        };
+        let text =
+            |route: Route, show: &dyn Fn(two_writes::Figures) -> String| match &run.cells[route as usize] {
+                Ok(figures) => show(*figures),
+                Err(why) => why.clone(),
+            };
+        type Show = fn(two_writes::Figures) -> String;
+        let lines: [(&str, Show); 4] = [
+            ("latency p50", |f| format!("{:.0} µs", f.p50_us)),
+            ("latency p90", |f| format!("{:.0} µs", f.p90_us)),
+            ("latency p99 (max)", |f| format!("{:.0} µs ({:.0} µs)", f.p99_us, f.max_us)),
+            ("failed requests of measured; connections opened", |f| {
+                format!("{} of {}; {}", f.errors, f.requests, f.connections)
+            }),
+        ];
+        for (label, show) in lines {
+            let mut cells = vec![format!("{}: {label}", app.label())];
+            cells.extend(Route::ALL.map(|route| text(route, &show)));
+            row(out, &cells);
+        }
+        for (base, what) in [
+            (Route::DirectFresh, "added p50 (p50 − direct fresh p50)"),
+            (Route::DirectQuickAck, "the hop's own p50 (p50 − direct quick-ACK p50)"),
+        ] {
+            let mut cells = vec![format!("{}: {what}", app.label()), "–".into(), "–".into(), "–".into()];
+            for route in [Route::Devserve, Route::Nginx] {
+                cells.push(match (&run.cells[route as usize], run.get(base)) {
+                    (Err(why), _) => why.clone(),
+                    (Ok(figures), Some(base)) => format!("{:.0} µs", figures.p50_us - base.p50_us),
+                    (Ok(_), None) => "–".into(),
+                });
+            }
+            row(out, &cells);
+        }
+    }
+}
+
 /// `PASS`, `MISS` or `SKIP` lines for the targets.
 fn targets(results: &Results) -> Vec<String> {
     let mut lines = Vec::new();
@@ -249,5 +317,34 @@ fn targets(results: &Results) -> Vec<String> {
             )
         }
     });
+    match &results.two_writes {
+        None => lines.push("SKIP  two writes: part not run (BENCH_PROXY_PARTS)".to_owned()),
+        Some(apps) => {
+            for (app, run) in apps {
+                let what = format!("two writes, {}: devserve's added p50 ≤ nginx's", app.label());
+                let run = match run {
+                    Ok(run) => run,
+                    Err(why) => {
+                        lines.push(format!("SKIP  {what}: {why}"));
+                        continue;
+                    }
+                };
+                let (Some(fresh), Some(ours), Some(nginx)) =
+                    (run.get(Route::DirectFresh), run.get(Route::Devserve), run.get(Route::Nginx))
+                else {
+                    lines.push(format!("SKIP  {what}: a route did not run"));
+                    continue;
+                };
+                let (added, nginx_added) = (ours.p50_us - fresh.p50_us, nginx.p50_us - fresh.p50_us);
+                lines.push(format!(
+                    "{}  {what}: devserve {added:.0} µs ≤ nginx {nginx_added:.0} µs (p50 {:.0} µs and {:.0} µs; direct, fresh connection {:.0} µs)",
+                    verdict(added <= nginx_added),
+                    ours.p50_us,
+                    nginx.p50_us,
+                    fresh.p50_us
+                ));
+            }
+        }
+    }
     lines.into_iter().map(|line| format!("- {line}")).collect()
 }

@@ -1,6 +1,8 @@
-//! The three ways to reach the app in the throughput cells: the fixture app alone (direct), the
-//! fixture behind devserve's front door, and the same fixture behind nginx's `proxy_pass`.
+//! The three ways to reach an app: the app alone (direct), the app behind devserve's front door, and
+//! the direct app behind nginx's `proxy_pass`; for the fixture app of the throughput cells, and for
+//! any command (the apps of the two-writes part).
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -34,9 +36,13 @@ fn clean(command: &mut Command) {
 pub fn direct(fixture: &Path, dir: &Path) -> Result<Server, String> {
     let addr = parse_addr(&format!("127.0.0.1:{}", free_port()))?;
     let app = Fixture::at(fixture).version("bench").env("FIXTURE_BIND", &addr.to_string());
-    let mut command = app.command(dir);
+    direct_command("fixture app", app.command(dir), addr)
+}
+
+/// `command`, an app that binds `addr` itself; ready once `GET /` on `addr` answers 200.
+pub fn direct_command(name: &str, mut command: Command, addr: SocketAddr) -> Result<Server, String> {
     clean(&mut command);
-    let mut process = Spawned::spawn("fixture app", command)?;
+    let mut process = Spawned::spawn(name, command)?;
     process.wait_serving(&addr.to_string(), START_TIMEOUT)?;
     Ok(Server { addr, process })
 }
@@ -45,10 +51,20 @@ pub fn direct(fixture: &Path, dir: &Path) -> Result<Server, String> {
 /// its own port from `PORT` (`FIXTURE_BIND_PORT_ENV=1`) and sending `READY=1`. Ready once gen 1 is.
 pub fn devserve(devserve: &Path, fixture: &Path, dir: &Path) -> Result<Server, String> {
     let app = Fixture::at(fixture).version("bench").notify().env("FIXTURE_BIND_PORT_ENV", "1");
+    devserve_app(devserve, dir, app.argv(), &app.env_pairs())
+}
+
+/// `devserve --proxy 127.0.0.1:0 --log-format json -w DIR -- APP…` in `dir`, with `env` added:
+/// the address from its `proxy_listening` event; ready once gen 1 is and `GET /` answers 200.
+pub fn devserve_app<S: AsRef<OsStr>>(
+    devserve: &Path,
+    dir: &Path,
+    app: impl IntoIterator<Item = S>,
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
     let mut command = Command::new(devserve);
     command.args(["--proxy", "127.0.0.1:0", "--log-format", "json", "-w"]).arg(dir).arg("--");
-    command.args(app.argv()).current_dir(dir);
-    app.apply_env(&mut command);
+    command.args(app).current_dir(dir).envs(env.iter().copied());
     clean(&mut command);
     let mut process = Spawned::spawn("devserve", command)?;
     let listening = process.wait_event(0, START_TIMEOUT, "proxy_listening", |_| true)?;

@@ -1,12 +1,13 @@
 //! What the bench runs: devserve and the fixture app built in release, and the tools it measures
-//! against or with: `nginx` and `wrk` (Debian packages, installed with `apt-get` when missing) and
-//! uvicorn (installed with `pip` when missing). A tool that cannot be had is `Err(why)`, and the
-//! figures that need it say so.
+//! against or with: `nginx` and `wrk` (Debian packages, installed with `apt-get` when missing),
+//! `python3`, and uvicorn and Django (installed with `pip` when missing). A tool that cannot be had
+//! is `Err(why)`, and the figures that need it say so.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::common::try_run;
+use crate::config::{ClientKind, Config};
 use crate::shared::build;
 
 /// The programs the bench runs.
@@ -17,20 +18,30 @@ pub struct Tools {
     pub wrk: Result<PathBuf, String>,
     /// The `python3` that has uvicorn.
     pub uvicorn: Result<PathBuf, String>,
+    /// `python3` (runs `tests/apps/two_writes.py`).
+    pub python: Result<PathBuf, String>,
+    /// The `python3` that has Django.
+    pub django: Result<PathBuf, String>,
 }
 
 impl Tools {
-    /// Finds the tools the selected parts need, installing the missing ones.
-    pub fn find(target: &Path, throughput: bool, wrk: bool, swaps: bool) -> Tools {
+    /// Finds the tools the parts `config` selects need, installing the missing ones.
+    pub fn find(target: &Path, config: &Config) -> Tools {
         let release = target.join("release");
         let fixture = release.join("examples/fixture-app");
+        let (throughput, swaps) = (config.selected("throughput"), config.selected("swaps"));
+        let two_writes = config.selected("two-writes");
+        let wrk = throughput && config.client == ClientKind::Wrk;
         let not_needed = || Err("not needed by the selected parts".to_owned());
+        let python = || find_on_path("python3").ok_or_else(|| "no python3 on PATH".to_owned());
         Tools {
             devserve: release.join("devserve"),
             fixture: fixture.canonicalize().unwrap_or(fixture),
-            nginx: if throughput { debian_tool("nginx", "nginx") } else { not_needed() },
-            wrk: if throughput && wrk { debian_tool("wrk", "wrk") } else { not_needed() },
-            uvicorn: if swaps { uvicorn() } else { not_needed() },
+            nginx: if throughput || two_writes { debian_tool("nginx", "nginx") } else { not_needed() },
+            wrk: if wrk { debian_tool("wrk", "wrk") } else { not_needed() },
+            uvicorn: if swaps { python_with("uvicorn", "uvicorn") } else { not_needed() },
+            python: if two_writes { python() } else { not_needed() },
+            django: if two_writes { python_with("django", "django") } else { not_needed() },
         }
     }
 }
@@ -106,27 +117,27 @@ fn stop_started_service(before: Option<i32>) {
     let _ = Command::new("nginx").args(["-s", "quit"]).stdout(std::io::stderr()).status();
 }
 
-/// A `python3` that can import uvicorn, after `python3 -m pip install uvicorn` if needed.
-fn uvicorn() -> Result<PathBuf, String> {
+/// A `python3` that can import `module`, after `python3 -m pip install PACKAGE` if needed.
+fn python_with(module: &str, package: &str) -> Result<PathBuf, String> {
     let python = find_on_path("python3").ok_or("no python3 on PATH")?;
-    let has_uvicorn = || {
-        let out = try_run(Command::new(&python).args(["-c", "import uvicorn"]));
+    let has_it = || {
+        let out = try_run(Command::new(&python).args(["-c", &format!("import {module}")]));
         out.is_ok_and(|o| o.status.success())
     };
-    if has_uvicorn() {
+    if has_it() {
         return Ok(python);
     }
-    eprintln!("[bench] uvicorn missing: running `python3 -m pip install uvicorn`");
+    eprintln!("[bench] {module} missing: running `python3 -m pip install {package}`");
     let status = Command::new(&python)
-        .args(["-m", "pip", "install", "-q", "uvicorn"])
+        .args(["-m", "pip", "install", "-q", package])
         .stdin(Stdio::null())
         .stdout(std::io::stderr())
         .status()
         .map_err(|e| format!("cannot run pip: {e}"))?;
     if !status.success() {
-        return Err(format!("no uvicorn: `python3 -m pip install uvicorn` failed ({status})"));
+        return Err(format!("no {module}: `python3 -m pip install {package}` failed ({status})"));
     }
-    if has_uvicorn() { Ok(python) } else { Err("no uvicorn: installed, but `import uvicorn` fails".into()) }
+    if has_it() { Ok(python) } else { Err(format!("no {module}: installed, but `import {module}` fails")) }
 }
 
 /// `name` on `PATH`, or in the `sbin` folders a non-root `PATH` may lack (where nginx lives).
