@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::output::{self, Output, Report};
-use crate::{cli, config, control, sentinel, sockets, supervisor};
+use crate::{cli, config, control, detect, sentinel, sockets, supervisor};
 
 /// Exit status for bad input (clap uses 2 as well).
 const USAGE_ERROR: u8 = 2;
@@ -33,6 +33,10 @@ fn run(mut args: Vec<OsString>) -> ExitCode {
     let check = args.get(1).is_some_and(|a| a == "check");
     if check {
         args.remove(1);
+    }
+    // `devserve init [--force]` writes devserve.toml for the project in this folder.
+    if args.get(1).is_some_and(|a| a == "init") {
+        return init(&Output::new(false), &args[2..]);
     }
     let out = Output::new(false);
     let matches = match cli::Cli::command().try_get_matches_from(&args) {
@@ -74,6 +78,16 @@ fn run(mut args: Vec<OsString>) -> ExitCode {
             None => usage_error(&out, &[control::without_pidfile(action)]),
         };
     }
+    // A verb is never taken for the program: `devserve -w src init` is a slip, `-- init` is not.
+    if let Some(verb) = cli.command.first().and_then(|p| p.to_str()).filter(|p| VERBS.contains(p))
+        && !args.iter().any(|a| a == "--")
+    {
+        let line = format!(
+            "`{verb}` is a devserve verb: put it first (`devserve {verb}`), or run a program named {verb} \
+             with `devserve -- {verb}`"
+        );
+        return usage_error(&out, &[line]);
+    }
     let loader = config::Loader::new(args, &cli, &matches);
     let loaded = loader.load();
     if check {
@@ -81,10 +95,11 @@ fn run(mut args: Vec<OsString>) -> ExitCode {
     }
     let config = match loaded {
         Ok(config) => config,
-        Err(problems) => return usage_error(&out, &lines(&problems)),
+        Err(problems) => return problems_error(&out, &problems),
     };
     // From here the output format is known: a failure to start is a JSON event too.
     let out = out.with_json(config.log_format == output::LogFormat::Json);
+    announce(&out, &config);
     match supervisor::run(loader, config) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(error) => run_error(&out, &error.to_string()),
@@ -95,24 +110,89 @@ fn run(mut args: Vec<OsString>) -> ExitCode {
 fn check_and_describe(out: &Output, loaded: Result<config::Config, Vec<config::Problem>>) -> ExitCode {
     let config = match loaded {
         Ok(config) => config,
-        Err(problems) => return usage_error(out, &lines(&problems)),
+        Err(problems) => return problems_error(out, &problems),
     };
     if let Err(e) = sockets::bind_all(&config.listen) {
         return usage_error(out, &[e.to_string()]);
     }
     // The front door's address too: a busy port is found now, not at the real start.
-    if let Some(proxy) = &config.proxy {
-        let spec = sockets::ListenSpec { name: Some("proxy".into()), addr: proxy.addr.clone() };
-        if let Err(e) = sockets::bind_all(std::slice::from_ref(&spec)) {
-            return usage_error(out, &[e.to_string()]);
-        }
+    if let Some(proxy) = &config.proxy
+        && let Err(e) = sockets::bind_proxy(proxy)
+    {
+        return usage_error(out, &[e.to_string()]);
     }
     output::stdout(format!("{}ok\n", config::describe(&config)).as_bytes());
     ExitCode::SUCCESS
 }
 
-fn lines(problems: &[config::Problem]) -> Vec<String> {
-    problems.iter().map(ToString::to_string).collect()
+/// The words that are devserve's verbs, never a program's name unless after `--`.
+const VERBS: [&str; 2] = ["check", "init"];
+
+/// Before a run: what zero-config found (the equivalent command line, where each value came
+/// from), and a hint when the app reloads itself.
+fn announce(out: &Output, config: &config::Config) {
+    if let Some(detected) = &config.detected {
+        out.report(Report::Detected {
+            kind: detected.kind.clone(),
+            command_line: detected.command_line.clone(),
+            from: detected.used.iter().map(|(key, _, from)| format!("{key}: {from}")).collect(),
+            notes: detected.notes.clone(),
+        });
+    }
+    let argv: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    if let Some(hint) = detect::self_reloading(&argv) {
+        out.report(Report::SelfReloading { hint });
+    }
+}
+
+/// `devserve init [--force]`: devserve.toml from what detection finds, each key with a comment
+/// saying where it came from. An existing file is kept unless `--force`. Runs nothing.
+fn init(out: &Output, rest: &[OsString]) -> ExitCode {
+    let force = match rest {
+        [] => false,
+        [flag] if flag == "--force" => true,
+        _ => return usage_error(out, &["usage: devserve init [--force]".to_owned()]),
+    };
+    let path = std::path::Path::new(config::DEFAULT_FILE);
+    if !force && std::fs::symlink_metadata(path).is_ok() {
+        let line = format!(
+            "{} exists; it is kept (`devserve init --force` writes it again)",
+            config::DEFAULT_FILE
+        );
+        return usage_error(out, &[line]);
+    }
+    let here = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let project = match detect::detect(&here) {
+        detect::Detection::Found(project) => project,
+        detect::Detection::Nothing { looked_for } => {
+            return usage_error(out, &[format!("nothing to write: {looked_for}")]);
+        }
+        detect::Detection::Declined { kind, why } => {
+            return usage_error(out, &[format!("found {kind}, not run: {why}")]);
+        }
+        detect::Detection::Ambiguous { kind, message } => {
+            return usage_error(out, &[format!("found {kind}: {message}")]);
+        }
+    };
+    match std::fs::write(path, config::render_detected(&project)) {
+        Ok(()) => {
+            out.report(Report::ConfigWritten { file: config::DEFAULT_FILE.to_owned(), kind: project.kind });
+            ExitCode::SUCCESS
+        }
+        Err(e) => run_error(out, &format!("cannot write {}: {e}", config::DEFAULT_FILE)),
+    }
+}
+
+/// The configuration's problems, each an error line, but hints as hints; exit 2.
+fn problems_error(out: &Output, problems: &[config::Problem]) -> ExitCode {
+    for problem in problems {
+        if problem.hint {
+            out.report(Report::Hint { text: problem.to_string() });
+        } else {
+            out.report(Report::Error { text: problem.to_string() });
+        }
+    }
+    ExitCode::from(USAGE_ERROR)
 }
 
 fn usage_error(out: &Output, problems: &[String]) -> ExitCode {

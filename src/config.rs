@@ -16,6 +16,13 @@
 //!   stops at them; a live reload of the file keeps the running config and prints them.
 //! - The config file must be a regular file of at most 1 MiB; a dangling or looping symlink is
 //!   an error, a FIFO or device is refused before it is opened.
+//! - **Zero-config.** With no COMMAND on the command line and no `command` in the file, the
+//!   folder is looked at ([`crate::detect`], once per run): a project it recognises gives the
+//!   settings a file would hold, merged *under* the file and the command line (each of those
+//!   still wins per key; a detected `proxy` gives way to a `listen` given anywhere). What was
+//!   used, and where each value came from, is kept in [`Config::detected`]. A folder with nothing
+//!   to run adds one line to the "missing COMMAND" problem: what was looked for, or why the
+//!   project found is not run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -57,11 +64,14 @@ impl std::fmt::Display for Location {
 pub struct Problem {
     pub location: Option<Location>,
     pub message: String,
+    /// Not a problem of its own: a line that helps with the one before (what zero-config looked
+    /// for). Printed as a hint, not as an error.
+    pub hint: bool,
 }
 
 impl Problem {
     fn plain(message: impl Into<String>) -> Problem {
-        Problem { location: None, message: message.into() }
+        Problem { location: None, message: message.into(), hint: false }
     }
 }
 
@@ -91,6 +101,21 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// Where the file's `listen` key is, for errors found when binding.
     pub listen_location: Option<Location>,
+    /// Zero-config: what the folder was found to be and the settings taken from it.
+    pub detected: Option<Detected>,
+}
+
+/// The settings a zero-config run took from the folder ([`crate::detect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected {
+    /// "a Cargo package (myapp)".
+    pub kind: String,
+    /// Each setting used: its key, its value as the file would write it, and where it came from.
+    pub used: Vec<(String, String, String)>,
+    /// The same run as an explicit command line.
+    pub command_line: String,
+    /// What detection said beside the settings.
+    pub notes: Vec<String>,
 }
 
 impl Deref for Config {
@@ -122,6 +147,8 @@ pub struct Loader {
     args: Vec<OsString>,
     explicit: BTreeSet<String>,
     file: Option<PathBuf>,
+    /// What the folder was found to be, looked at once (see the module's zero-config rule).
+    detection: std::cell::OnceCell<crate::detect::Detection>,
 }
 
 impl Loader {
@@ -136,7 +163,15 @@ impl Loader {
             let default = PathBuf::from(DEFAULT_FILE);
             std::fs::symlink_metadata(&default).is_ok().then_some(default)
         });
-        Loader { args, explicit, file }
+        Loader { args, explicit, file, detection: std::cell::OnceCell::new() }
+    }
+
+    /// The folder devserve runs in, as detection sees it (looked at once).
+    fn detection(&self) -> &crate::detect::Detection {
+        self.detection.get_or_init(|| {
+            let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            crate::detect::detect(&here)
+        })
     }
 
     /// Reads the file (if any), merges and validates. `Err` lists every problem, those in the
@@ -224,6 +259,55 @@ impl Loader {
                 Err(e) => problems.push(at(format!("{key}: {e}"))),
             }
         }
+        // Zero-config: the folder's settings, under the file's and the command line's.
+        let in_file = |key: &str| file.is_some_and(|f| f.entries.contains_key(key));
+        let mut detected = None;
+        let mut detection_problem = None;
+        if !self.given("command") && !in_file("command") {
+            match self.detection() {
+                crate::detect::Detection::Found(project) => {
+                    let mut used = Vec::new();
+                    let mut taken_values = Vec::new();
+                    for found in &project.settings {
+                        let Some(setting) = SETTINGS.iter().find(|s| s.key(&command) == found.key) else { continue };
+                        let taken = self.given(setting.id)
+                            || in_file(found.key)
+                            || (found.key == "proxy" && (self.given("listen") || in_file("listen")));
+                        if taken {
+                            continue;
+                        }
+                        if found.key == "command" {
+                            file_command = strings(&found.value).unwrap_or_default().into_iter().map(OsString::from).collect();
+                        } else {
+                            let Some(arg) = command.get_arguments().find(|a| a.get_id() == setting.id) else { continue };
+                            match file_words(arg, setting, &found.value) {
+                                Ok(setting_words) => words.extend(setting_words),
+                                Err(e) => {
+                                    problems.push(Problem::plain(format!("{}: {e} (detected)", found.key)));
+                                    continue;
+                                }
+                            }
+                        }
+                        used.push((found.key.to_owned(), found.value.to_string(), found.from.clone()));
+                        taken_values.push((found.key, &found.value));
+                    }
+                    let command_line = explicit_command_line(&taken_values);
+                    detected = Some(Detected {
+                        kind: project.kind.clone(),
+                        used,
+                        command_line,
+                        notes: project.notes.clone(),
+                    });
+                }
+                crate::detect::Detection::Nothing { looked_for } => detection_problem = Some(looked_for.clone()),
+                crate::detect::Detection::Declined { kind, why } => {
+                    detection_problem = Some(format!("found {kind}, not run: {why}"));
+                }
+                crate::detect::Detection::Ambiguous { kind, message } => {
+                    detection_problem = Some(format!("found {kind}: {message}"));
+                }
+            }
+        }
         // Keys with a problem contributed no words: the rest is still checked, so that every
         // problem is listed at once.
         words.extend(self.args.iter().skip(1).cloned());
@@ -251,7 +335,14 @@ impl Loader {
                 (s.id, matches.get_raw(s.id).map(|v| v.map(OsStr::to_owned).collect()).unwrap_or_default())
             })
             .collect();
-        Some(self.validate(cli, raw, file, &from_file, problems))
+        let mut config = self.validate(cli, raw, file, &from_file, problems);
+        if config.command.is_empty()
+            && let Some(line) = detection_problem
+        {
+            problems.push(Problem { location: None, message: line, hint: true });
+        }
+        config.detected = detected;
+        Some(config)
     }
 
     /// What the parsers cannot check: paths that must exist, globs, the command.
@@ -263,7 +354,7 @@ impl Loader {
         from_file: &BTreeMap<&'static str, Location>,
         problems: &mut Vec<Problem>,
     ) -> Config {
-        let blame = |id: &str, message: String| Problem { location: from_file.get(id).cloned(), message };
+        let blame = |id: &str, message: String| Problem { location: from_file.get(id).cloned(), message, hint: false };
         let mut roots: Vec<PathBuf> = Vec::new();
         for path in &cli.watch {
             match path.canonicalize() {
@@ -352,10 +443,60 @@ impl Loader {
             quiet: cli.quiet > 0,
             file: self.file.clone(),
             listen_location: from_file.get("listen").cloned(),
+            detected: None,
             raw,
             cli,
         }
     }
+}
+
+/// `devserve init`'s file: what detection found, each key under a comment saying where its value
+/// came from, and the notes; a file [`Loader::load`] reads back as the same settings.
+pub fn render_detected(project: &crate::detect::Project) -> String {
+    let mut text = format!(
+        "# devserve.toml for {}, written by `devserve init`.\n\
+         # Every key is a devserve flag's long name (see docs/src/configuration.md); a flag given on\n\
+         # the command line wins. `devserve check` shows what would run.\n",
+        project.kind
+    );
+    for note in &project.notes {
+        let _ = writeln!(text, "# Note: {note}");
+    }
+    for found in &project.settings {
+        let _ = write!(text, "\n# {}\n{} = {}\n", found.from, found.key, found.value);
+    }
+    text
+}
+
+/// The settings a zero-config run took, as the command line that says the same:
+/// `devserve --proxy 127.0.0.1:8080 -w src -b 'cargo build' -- target/debug/app`.
+fn explicit_command_line(used: &[(&str, &toml::Value)]) -> String {
+    let mut words = vec!["devserve".to_owned()];
+    let mut program = Vec::new();
+    for (key, value) in used {
+        let values: Vec<String> = match value {
+            toml::Value::Array(items) => items.iter().filter_map(scalar).collect(),
+            other => scalar(other).into_iter().collect(),
+        };
+        if *key == "command" {
+            program = values;
+            continue;
+        }
+        for value in values {
+            words.push(format!("--{key}"));
+            words.push(shell_word(&value));
+        }
+    }
+    words.push("--".to_owned());
+    words.extend(program.iter().map(|w| shell_word(w)));
+    words.join(" ")
+}
+
+/// `word` as a shell reads it back: quoted when it holds anything but plain characters.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+{}".contains(c));
+    if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', r"'\''")) }
 }
 
 /// A TOML value as the words of a command-line option: `--key value` per value, a flag for
@@ -385,9 +526,10 @@ fn file_words(arg: &clap::Arg, setting: &cli::Setting, value: &toml::Value) -> R
         words.push(OsString::from(&flag));
         words.push(OsString::from(text));
     }
-    // The option alone, through its own parser: a bad value is blamed on this key's line.
-    let alone = clap::Command::new("devserve").no_binary_name(true).arg(arg.clone());
-    alone.try_get_matches_from(&words).map_err(|e| {
+    // The option alone, through its own parser: a bad value is blamed on this key's line. The
+    // whole command line's declaration parses it (a lone copy of the argument would name
+    // arguments it conflicts with that the copy lacks).
+    Cli::command().no_binary_name(true).try_get_matches_from(&words).map_err(|e| {
         use std::error::Error;
         e.source().map_or_else(|| cli::one_line(&e.to_string()), ToString::to_string)
     })?;
@@ -514,7 +656,7 @@ fn locate(path: &Path, text: &str, span: &Range<usize>, message: String) -> Prob
     let before = text.get(..span.start.min(text.len())).unwrap_or_default();
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Problem { location: Some(Location { file: path.to_path_buf(), line, col }), message }
+    Problem { location: Some(Location { file: path.to_path_buf(), line, col }), message, hint: false }
 }
 
 /// What `devserve check` prints: the settings devserve would run with.
@@ -522,6 +664,9 @@ pub fn describe(config: &Config) -> String {
     let mut text = String::new();
     let file = config.file.as_ref().map_or("none".into(), |p| p.display().to_string());
     let _ = writeln!(text, "config file: {file}");
+    if let Some(detected) = &config.detected {
+        let _ = writeln!(text, "found: {} (zero-config: {})", detected.kind, detected.command_line);
+    }
     let roots: Vec<String> = config.watch.roots.iter().map(|p| p.display().to_string()).collect();
     let _ = writeln!(text, "watch: {}", roots.join(", "));
     if !config.watch.exts.is_empty() {
@@ -548,7 +693,12 @@ pub fn describe(config: &Config) -> String {
                 names.extend(config.allowed_hosts.iter().cloned());
                 format!(" · answers {}", names.join(", "))
             };
-            format!("proxy on {} ({kind}) to {port}{hosts}", proxy.addr)
+            let at = if proxy.auto {
+                format!("{} (or the next free port up to {})", proxy.addr, crate::sockets::AUTO_PROXY_LAST_PORT)
+            } else {
+                proxy.addr.to_string()
+            };
+            format!("proxy on {at} ({kind}) to {port}{hosts}")
         }
         (None, false) => format!("listen on {} (the sockets are fds 3, 4, … of every worker)", listen.join(", ")),
         (None, true) => "none (restart mode: the app binds its own port; the old generation stops first)".into(),

@@ -38,8 +38,9 @@ use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, Package
 pub const LOOKED_FOR: &str =
     "looked for Cargo.toml, manage.py, pyproject.toml, Procfile, package.json, go.mod";
 
-/// The `proxy` every detected project gets: the default front door.
-pub const FRONT_DOOR: &str = "127.0.0.1:8080";
+/// The `proxy` every detected project gets: the default front door, `auto` (127.0.0.1:8080, or
+/// the next free port up to 8099).
+pub const FRONT_DOOR: &str = "auto";
 
 /// Files read to recognise a project are small; a larger one is not what it claims to be.
 const MAX_READ: u64 = 1024 * 1024;
@@ -301,7 +302,7 @@ fn cargo(dir: &Path) -> Detection {
 
     let mut notes = vec![format!(
         "the app must listen on the port devserve gives each worker in $PORT (std::env::var(\"PORT\")); \
-         the front door {FRONT_DOOR} forwards to it"
+         the front door forwards to it"
     )];
     let pkg_dir = package_dir(package);
     if pkg_dir != dir {
@@ -487,7 +488,7 @@ fn django(dir: &Path) -> Detection {
     let mut notes = venv_note(dir).into_iter().collect::<Vec<_>>();
     notes.insert(
         0,
-        format!("runserver listens on the port devserve puts in place of {{port}}, behind {FRONT_DOOR}"),
+        format!("runserver listens on the port devserve puts in place of {{port}}, behind the front door"),
     );
     Detection::Found(Project {
         kind: "a Django project".into(),
@@ -556,7 +557,7 @@ fn pyproject(dir: &Path) -> Detection {
             notes.insert(
                 0,
                 format!(
-                    "uvicorn listens on the port devserve puts in place of {{port}}, behind {FRONT_DOOR}"
+                    "uvicorn listens on the port devserve puts in place of {{port}}, behind the front door"
                 ),
             );
             return Detection::Found(Project {
@@ -589,7 +590,7 @@ fn pyproject(dir: &Path) -> Detection {
             notes.insert(
                 0,
                 format!(
-                    "flask run listens on the port devserve puts in place of {{port}}, behind {FRONT_DOOR}"
+                    "flask run listens on the port devserve puts in place of {{port}}, behind the front door"
                 ),
             );
             if module.app_dir.is_some() {
@@ -799,11 +800,11 @@ fn procfile(dir: &Path) -> Detection {
     settings.push(Found::proxy());
     let mut notes = vec![if web.contains("$PORT") || web.contains("${PORT}") {
         format!(
-            "$PORT in the Procfile is devserve's: each worker gets its own port there, behind {FRONT_DOOR}"
+            "$PORT in the Procfile is devserve's: each worker gets its own port there, behind the front door"
         )
     } else {
         format!(
-            "the web process must listen on $PORT, which devserve sets for each worker, behind {FRONT_DOOR}"
+            "the web process must listen on $PORT, which devserve sets for each worker, behind the front door"
         )
     }];
     if let Some(hint) = script_reloading(web) {
@@ -890,7 +891,7 @@ fn go(dir: &Path) -> Detection {
         ],
         notes: vec![format!(
             "the app must listen on the port devserve gives each worker in $PORT (os.Getenv(\"PORT\")); \
-             the front door {FRONT_DOOR} forwards to it"
+             the front door forwards to it"
         )],
     })
 }
@@ -950,10 +951,9 @@ fn node(dir: &Path) -> Detection {
     let dev_tool = dev.as_deref().and_then(dev_server);
     let ignore =
         || Found::list("ignore", NODE_IGNORE.iter().copied(), "Node's node_modules and build outputs");
-    let port_note = format!(
-        "the app must listen on process.env.PORT, which devserve sets for each worker; the front door \
-         {FRONT_DOOR} forwards to it"
-    );
+    let port_note = "the app must listen on process.env.PORT, which devserve sets for each worker; the front \
+                     door forwards to it"
+        .to_owned();
     let own_server = |script: &str, tool: &str| {
         format!(
             "the {script} script runs `{tool}`: a dev server with its own watcher and reload — run it as is \

@@ -58,10 +58,23 @@ pub struct ProxySpec {
     pub addr: ListenAddr,
     /// `tcp:ADDR`: connections are forwarded as bytes (gRPC/h2c, databases), not as HTTP.
     pub raw_tcp: bool,
+    /// `auto`: [`AUTO_PROXY`], or the next free port up to [`AUTO_PROXY_LAST_PORT`].
+    pub auto: bool,
 }
 
-/// Parses `--proxy`: `127.0.0.1:8080`, `:8080`, `[::1]:0`, `tcp:127.0.0.1:5432`.
+/// Where `--proxy auto` (zero-config's front door) listens first.
+pub const AUTO_PROXY: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+/// The last port `--proxy auto` moves up to when the ones before are taken.
+pub const AUTO_PROXY_LAST_PORT: u16 = 8099;
+
+/// Parses `--proxy`: `127.0.0.1:8080`, `:8080`, `[::1]:0`, `tcp:127.0.0.1:5432`, or `auto`
+/// (127.0.0.1:8080, or the next free port up to 8099).
 pub fn parse_proxy(text: &str) -> Result<ProxySpec, String> {
+    if text == "auto" {
+        return Ok(ProxySpec { addr: ListenAddr::Tcp(AUTO_PROXY), raw_tcp: false, auto: true });
+    }
     let (raw_tcp, rest) = match text.strip_prefix("tcp:") {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -70,8 +83,35 @@ pub fn parse_proxy(text: &str) -> Result<ProxySpec, String> {
         ListenAddr::Unix(_) => {
             Err(format!("`{text}`: the front door listens on TCP; use e.g. 127.0.0.1:8080"))
         }
-        addr => Ok(ProxySpec { addr, raw_tcp }),
+        addr => Ok(ProxySpec { addr, raw_tcp, auto: false }),
     }
+}
+
+/// Binds the front door's address; `auto` moves to the next free port up to
+/// [`AUTO_PROXY_LAST_PORT`] while the one tried is taken. An address the user gave is bound as
+/// given, or fails.
+pub fn bind_proxy(spec: &ProxySpec) -> Result<NamedSocket, BindError> {
+    let bind = |addr: &ListenAddr| {
+        let listen = ListenSpec { name: Some("proxy".into()), addr: addr.clone() };
+        bind_all(std::slice::from_ref(&listen)).and_then(|mut bound| {
+            bound.pop().ok_or_else(|| BindError {
+                addr: addr.clone(),
+                reason: BindFailure::Io(io::Error::other("no socket")),
+            })
+        })
+    };
+    let first = match bind(&spec.addr) {
+        Ok(socket) => return Ok(socket),
+        Err(e) => e,
+    };
+    if let (true, ListenAddr::Tcp(at)) = (spec.auto, &spec.addr) {
+        for port in at.port().saturating_add(1)..=AUTO_PROXY_LAST_PORT {
+            if let Ok(socket) = bind(&ListenAddr::Tcp(std::net::SocketAddr::new(at.ip(), port))) {
+                return Ok(socket);
+            }
+        }
+    }
+    Err(first)
 }
 
 /// Parses one `--listen` value, with an optional `NAME=` prefix.

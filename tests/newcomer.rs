@@ -11,7 +11,7 @@ fn flags_from_other_tools_get_one_line_pointing_to_devserves_way() {
     let cases: &[(&[&str], &str)] = &[
         (&["--delay", "1s", "--", "true"], "--debounce"),
         (&["-x", "check", "--", "true"], "-b 'cargo check'"),
-        (&["--exec", "run", "--", "true"], "-b 'cargo run'"),
+        (&["--exec", "run", "--", "true"], "-b 'cargo build' -- target/debug/NAME"),
         (&["-r", "--", "true"], "always replaces the server"),
         (&["--restart", "--", "true"], "always replaces the server"),
         (&["--postpone", "--", "true"], "no --postpone"),

@@ -76,6 +76,23 @@ pub enum Report {
     },
     /// `--allowed-host all`: the front door's DNS-rebinding and cross-site checks are off.
     AllowedHostsOff,
+    /// Zero-config: what the folder was found to be, the run as an explicit command line, where
+    /// each setting came from (`key: source`), and detection's notes.
+    Detected {
+        kind: String,
+        command_line: String,
+        from: Vec<String>,
+        notes: Vec<String>,
+    },
+    /// The app reloads itself too: what to drop or add.
+    SelfReloading {
+        hint: String,
+    },
+    /// `devserve init` wrote the configuration file.
+    ConfigWritten {
+        file: String,
+        kind: String,
+    },
     /// Where to point a browser: the front door's URL, on a line of its own.
     FrontUrl {
         url: String,
@@ -318,6 +335,10 @@ pub enum Report {
     Error {
         text: String,
     },
+    /// A line that helps with the error before it (what zero-config looked for).
+    Hint {
+        text: String,
+    },
 }
 
 impl Report {
@@ -392,6 +413,16 @@ impl Report {
                 ),
             ),
             Report::FrontUrl { url } => one(Tone::Good, format!("→ {url}")),
+            Report::Detected { kind, command_line, from, notes } => {
+                let mut lines = vec![format!("found {kind}: {command_line}"), format!("  from {}", from.join("; "))];
+                lines.extend(notes.iter().map(|note| format!("  {note}")));
+                Some((Tone::Info, lines))
+            }
+            Report::SelfReloading { hint } => one(Tone::Warn, format!("two reloaders: {hint}")),
+            Report::ConfigWritten { file, kind } => one(
+                Tone::Good,
+                format!("wrote {file} for {kind}; `devserve check` shows what would run, `devserve` runs it"),
+            ),
             Report::BrowserOpened { url } => one(Tone::Info, format!("opening {url} in the browser")),
             Report::BrowserNotOpened { reason } => one(Tone::Warn, format!("--open: {reason}")),
             Report::AllowedHostsOff => one(
@@ -630,6 +661,7 @@ impl Report {
             Report::StoppingNow => one(Tone::Info, "stopping now (SIGKILL)".into()),
             Report::Stopped => one(Tone::Info, "stopped".into()),
             Report::Error { text } => one(Tone::Error, format!("error: {text}")),
+            Report::Hint { text } => one(Tone::Info, format!("  {text}")),
         }
     }
 }

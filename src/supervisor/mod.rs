@@ -49,7 +49,7 @@ use crate::proxy::{AllowedHosts, ProxyConfig, ProxyEvent, ProxyHandle, ProxyMode
 use crate::runtime::{RuntimeDir, RuntimeError};
 use crate::sentinel::Sentinel;
 use crate::signals;
-use crate::sockets::{self, BindError, ListenAddr, ListenSpec, NamedSocket, ProxySpec};
+use crate::sockets::{self, BindError, ListenAddr, NamedSocket, ProxySpec};
 use crate::spawn::SpawnError;
 use crate::watch::{self, WatchError, WatchHandle};
 use trigger::Trigger;
@@ -198,11 +198,7 @@ fn start_front(
     out: &Output,
     events: &Sender<Event>,
 ) -> Result<(ProxyHandle, NamedSocket), StartError> {
-    let listen = ListenSpec { name: Some("proxy".into()), addr: spec.addr.clone() };
-    let socket = sockets::bind_all(std::slice::from_ref(&listen))
-        .map_err(StartError::Listen)?
-        .pop()
-        .ok_or_else(|| StartError::Proxy(io::Error::other("no socket")))?;
+    let socket = sockets::bind_proxy(spec).map_err(StartError::Listen)?;
     let listener = socket.std_listener().map_err(StartError::Proxy)?;
     let mode = if spec.raw_tcp { ProxyMode::Tcp } else { ProxyMode::Http };
     let proxy_host = match &spec.addr {

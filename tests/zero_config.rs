@@ -1,0 +1,212 @@
+//! Zero-config: `devserve` with no COMMAND runs the project in front of it. The README's quick
+//! start (`fixtures/hello`, a std-only Cargo project) is copied into a fresh folder and run by
+//! `devserve` alone: it is served on the default front door (or the next free port) and a save
+//! swaps it with no failed request; the same app with its port written in the code is found and
+//! served through it. `devserve init` writes a file `check` accepts and refuses to overwrite it;
+//! Django, Node and bundler projects are recognised (or declined) without running them; an empty
+//! folder says what was looked for; a verb is never run as a program; an app that reloads itself
+//! is named.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+fn hello_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hello")
+}
+
+/// A copy of the README's quick-start project in a fresh folder (no `target/`).
+fn hello_project(name: &str) -> TempDir {
+    let dir = temp_dir(name);
+    let source = hello_fixture();
+    for file in ["Cargo.toml", "src/main.rs"] {
+        let text = std::fs::read_to_string(source.join(file)).expect("read the quick-start project");
+        write(&dir.path().join(file), &text);
+    }
+    dir
+}
+
+/// `GET /` on `addr`: the status line and the body.
+fn get(addr: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    write!(stream, "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// `http://127.0.0.1:8081/` → `127.0.0.1:8081`.
+fn address_of(url: &str) -> String {
+    url.trim_start_matches("http://").trim_end_matches('/').to_owned()
+}
+
+#[test]
+fn devserve_alone_serves_the_quick_start_and_a_save_swaps_it_with_no_failed_request() {
+    let project = hello_project("zero-config-hello");
+    let devserve = Devserve::start(project.path(), &["--log-format", "json"], &[]);
+    let found = devserve.wait_event("detected", |_| true);
+    let line = found["command_line"].as_str().expect("a command line").to_owned();
+    assert!(line.contains("--build 'cargo build'") && line.ends_with("-- target/debug/hello"), "{line}");
+    assert!(line.contains("--proxy auto"), "{line}");
+    let url = devserve.wait_event("front_url", |_| true)["url"].as_str().expect("url").to_owned();
+    let port: u16 = address_of(&url).rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+    assert!((8080..=8099).contains(&port), "the default front door or the next free port: {url}");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    let addr = address_of(&url);
+    let (status, body) = get(&addr);
+    assert!(status.contains(" 200 ") && body.contains("Hello from v1"), "{status}: {body}");
+    assert!(body.contains("/__devserve/client.js"), "the page gets the reload script: {body}");
+
+    let load = Load::start(&addr, 2);
+    load.wait_for_answers(5);
+    let main = project.path().join("src/main.rs");
+    let source = std::fs::read_to_string(&main).expect("read main.rs");
+    write(&main, &source.replace("Hello from v1", "Hello from v2"));
+    let swapped = wait_until(Duration::from_secs(120), || get(&addr).1.contains("Hello from v2"));
+    assert!(swapped, "the save was never served\n{}", devserve.output());
+    load.wait_for_answers(5);
+    let result = load.stop();
+    assert!(
+        result.failures.is_empty(),
+        "{:?}\n{}",
+        &result.failures[..result.failures.len().min(3)],
+        devserve.output()
+    );
+}
+
+#[test]
+fn the_same_app_with_its_port_in_the_code_is_found_and_served_through_it() {
+    let project = hello_project("zero-config-fixed-port");
+    let own = free_port();
+    let main = project.path().join("src/main.rs");
+    let source = std::fs::read_to_string(&main).expect("read main.rs");
+    let fixed = source.replace(
+        r#"std::env::var("PORT").unwrap_or_else(|_| "3000".into())"#,
+        &format!(r#"String::from("{own}")"#),
+    );
+    assert_ne!(fixed, source, "the quick start reads PORT where this test expects it");
+    write(&main, &fixed);
+    let devserve = Devserve::start(project.path(), &["--log-format", "json"], &[]);
+    let url = devserve.wait_event("front_url", |_| true)["url"].as_str().expect("url").to_owned();
+    let found = devserve.wait_event("own_port", |e| e["generation"] == 1);
+    assert_eq!(found["found"], serde_json::json!([own]), "{found}");
+    devserve.wait_event("app_port_found", |e| e["port"] == own);
+    let (status, body) = get(&address_of(&url));
+    assert!(status.contains(" 200 ") && body.contains("Hello from v1"), "{status}: {body}");
+}
+
+#[test]
+fn init_writes_what_check_accepts_and_never_overwrites_or_runs_anything() {
+    let project = hello_project("zero-config-init");
+    let finished = run_devserve(project.path(), &["init"], &[]);
+    assert_eq!(finished.code(), 0, "{}", finished.stderr);
+    let written = std::fs::read_to_string(project.path().join("devserve.toml")).expect("devserve.toml");
+    for line in [
+        "command = [\"target/debug/hello\"]",
+        "build = \"cargo build\"",
+        "proxy = \"auto\"",
+        "# the default front door",
+    ] {
+        assert!(written.contains(line), "{line:?} missing from:\n{written}");
+    }
+    assert!(!project.path().join("target").exists(), "init built or ran something");
+    let check = run_devserve(project.path(), &["check"], &[]);
+    assert_eq!(check.code(), 0, "{}", check.stderr);
+    assert!(check.stdout.contains("config file: devserve.toml"), "{}", check.stdout);
+    assert!(check.stdout.contains("command: target/debug/hello"), "{}", check.stdout);
+
+    let again = run_devserve(project.path(), &["init"], &[]);
+    assert_eq!(again.code(), 2, "{}", again.stderr);
+    assert!(again.stderr.contains("devserve init --force"), "{}", again.stderr);
+    write(&project.path().join("devserve.toml"), "# mine\n");
+    let forced = run_devserve(project.path(), &["init", "--force"], &[]);
+    assert_eq!(forced.code(), 0, "{}", forced.stderr);
+    assert!(!std::fs::read_to_string(project.path().join("devserve.toml")).expect("file").contains("# mine"));
+}
+
+#[test]
+fn django_and_node_projects_are_recognised_without_running_them_and_bundlers_declined() {
+    let django = temp_dir("zero-config-django");
+    write(&django.path().join("manage.py"), "#!/usr/bin/env python3\nimport sys\n");
+    let check = run_devserve(django.path(), &["check"], &[]);
+    assert_eq!(check.code(), 0, "{}", check.stderr);
+    assert!(check.stdout.contains("found: a Django project"), "{}", check.stdout);
+    assert!(check.stdout.contains("runserver 127.0.0.1:{port} --noreload"), "{}", check.stdout);
+    assert!(check.stdout.contains("*.sqlite3"), "Django's database is ignored:\n{}", check.stdout);
+
+    // Node: through `init`, which needs no npm to write what it would run.
+    let node = temp_dir("zero-config-node");
+    write(&node.path().join("package.json"), r#"{"name": "api", "scripts": {"start": "node server.js"}}"#);
+    write(&node.path().join("server.js"), "require('http').createServer().listen(process.env.PORT)\n");
+    let init = run_devserve(node.path(), &["init"], &[]);
+    assert_eq!(init.code(), 0, "{}", init.stderr);
+    let written = std::fs::read_to_string(node.path().join("devserve.toml")).expect("devserve.toml");
+    assert!(written.contains("command = [\"npm\", \"start\"]"), "{written}");
+    assert!(written.contains("node_modules/**"), "{written}");
+
+    let vite = temp_dir("zero-config-vite");
+    write(&vite.path().join("package.json"), r#"{"name": "web", "scripts": {"dev": "vite"}}"#);
+    let run = run_devserve(vite.path(), &[], &[]);
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(run.stderr.contains("missing COMMAND"), "{}", run.stderr);
+    assert!(run.stderr.contains("vite"), "says why the dev server is not run: {}", run.stderr);
+}
+
+#[test]
+fn an_empty_folder_says_what_was_looked_for_and_a_verb_is_never_a_program() {
+    let empty = temp_dir("zero-config-empty");
+    let run = run_devserve(empty.path(), &[], &[]);
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(run.stderr.contains("missing COMMAND"), "{}", run.stderr);
+    assert!(run.stderr.contains("looked for Cargo.toml"), "{}", run.stderr);
+    let slip = run_devserve(empty.path(), &["-w", ".", "init"], &[]);
+    assert_eq!(slip.code(), 2, "{}", slip.stderr);
+    assert!(slip.stderr.contains("`init` is a devserve verb"), "{}", slip.stderr);
+    assert!(slip.stderr.contains("devserve -- init"), "{}", slip.stderr);
+    let nothing = run_devserve(empty.path(), &["init"], &[]);
+    assert_eq!(nothing.code(), 2, "{}", nothing.stderr);
+    assert!(!empty.path().join("devserve.toml").exists());
+}
+
+#[test]
+fn an_app_that_reloads_itself_is_named() {
+    let dir = temp_dir("zero-config-reloaders");
+    let tools = temp_dir("zero-config-reloaders-tools");
+    let nodemon = tools.path().join("nodemon");
+    write(&nodemon, "#!/bin/sh\nexit 0\n");
+    std::fs::set_permissions(&nodemon, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let path = format!("{}:{}", tools.path().display(), std::env::var("PATH").unwrap_or_default());
+    let run = run_devserve(
+        dir.path(),
+        &["--once", "--ready-delay", "10ms", "--log-format", "json", "--", "nodemon", "server.js"],
+        &[("PATH", &path)],
+    );
+    let hint = run.events().into_iter().find(|e| event_kind(e) == "self_reloading");
+    let hint = hint.unwrap_or_else(|| panic!("no self_reloading event:\n{}{}", run.stdout, run.stderr));
+    assert!(hint["hint"].as_str().is_some_and(|h| h.contains("nodemon")), "{hint}");
+}
+
+/// The README's quick start shows `fixtures/hello/src/main.rs` whole, so it cannot drift from the
+/// project the tests above run.
+#[test]
+fn the_readme_quick_start_is_the_tested_project() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README");
+    let source = std::fs::read_to_string(hello_fixture().join("src/main.rs")).expect("main.rs");
+    let section =
+        readme.split_once("\n## Quick start\n").map(|(_, rest)| rest).expect("a Quick start section");
+    let block = section
+        .split_once("```rust\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(code, _)| code)
+        .expect("a ```rust block in the quick start");
+    assert_eq!(block, source, "the README's quick start is not fixtures/hello/src/main.rs");
+}
