@@ -210,3 +210,35 @@ fn the_readme_quick_start_is_the_tested_project() {
         .expect("a ```rust block in the quick start");
     assert_eq!(block, source, "the README's quick start is not fixtures/hello/src/main.rs");
 }
+
+/// A stand-in for Django's `manage.py runserver ADDR --noreload`: it creates its database at its
+/// first start (as Django does with `db.sqlite3`) and serves ADDR.
+const MANAGE_PY: &str = r#"import http.server, os, sys
+addr = sys.argv[2]
+host, port = addr.rsplit(":", 1)
+open("db.sqlite3", "a").close()
+os.makedirs("__pycache__", exist_ok=True)
+open(os.path.join("__pycache__", "manage.cpython.pyc"), "w").close()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("django pid=%d\n" % os.getpid()).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer((host, int(port)), Handler).serve_forever()
+"#;
+
+#[test]
+fn a_django_apps_own_database_and_caches_are_not_changes() {
+    let project = temp_dir("zero-config-django-run");
+    write(&project.path().join("manage.py"), MANAGE_PY);
+    let devserve = Devserve::start(project.path(), &["--log-format", "json"], &[]);
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    assert!(project.path().join("db.sqlite3").exists(), "the app made its database");
+    // A save after the app's own writes: the next generation is for it, and nothing came between.
+    write(&project.path().join("views.py"), "# edit\n");
+    let ready = devserve.wait_event("generation_ready", |e| e["cause"] == "views.py changed");
+    assert_eq!(ready["generation"], 2, "the app's own files started a generation:\n{}", devserve.output());
+    assert_eq!(devserve.count_events("generation_superseded", |_| true), 0, "{}", devserve.output());
+}
