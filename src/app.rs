@@ -155,10 +155,8 @@ fn init(out: &Output, rest: &[OsString]) -> ExitCode {
     };
     let path = std::path::Path::new(config::DEFAULT_FILE);
     if !force && std::fs::symlink_metadata(path).is_ok() {
-        let line = format!(
-            "{} exists; it is kept (`devserve init --force` writes it again)",
-            config::DEFAULT_FILE
-        );
+        let line =
+            format!("{} exists; it is kept (`devserve init --force` writes it again)", config::DEFAULT_FILE);
         return usage_error(out, &[line]);
     }
     let here = std::env::current_dir().unwrap_or_else(|_| ".".into());

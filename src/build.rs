@@ -412,8 +412,11 @@ mod tests {
         assert!(kept.contains("try `rustc --explain E0425`"), "{kept:?}");
     }
 
+    /// Bytes a test collects.
+    type Buffer = Arc<Mutex<Vec<u8>>>;
+
     /// A [`Copier`] of cargo's JSON whose shown output goes to the returned buffer.
-    fn copier(colour: bool) -> (Copier<impl Fn(&[u8])>, Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>) {
+    fn copier(colour: bool) -> (Copier<impl Fn(&[u8])>, Buffer, Buffer) {
         let shown = Arc::new(Mutex::new(Vec::new()));
         let kept = Arc::new(Mutex::new(Vec::new()));
         let screen = Arc::clone(&shown);
@@ -423,7 +426,7 @@ mod tests {
         (copier, shown, kept)
     }
 
-    fn text(bytes: &Arc<Mutex<Vec<u8>>>) -> String {
+    fn text(bytes: &Buffer) -> String {
         String::from_utf8(bytes.lock().expect("bytes").clone()).expect("utf-8")
     }
 

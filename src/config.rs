@@ -269,7 +269,9 @@ impl Loader {
                     let mut used = Vec::new();
                     let mut taken_values = Vec::new();
                     for found in &project.settings {
-                        let Some(setting) = SETTINGS.iter().find(|s| s.key(&command) == found.key) else { continue };
+                        let Some(setting) = SETTINGS.iter().find(|s| s.key(&command) == found.key) else {
+                            continue;
+                        };
                         let taken = self.given(setting.id)
                             || in_file(found.key)
                             || (found.key == "proxy" && (self.given("listen") || in_file("listen")));
@@ -277,9 +279,15 @@ impl Loader {
                             continue;
                         }
                         if found.key == "command" {
-                            file_command = strings(&found.value).unwrap_or_default().into_iter().map(OsString::from).collect();
+                            file_command = strings(&found.value)
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(OsString::from)
+                                .collect();
                         } else {
-                            let Some(arg) = command.get_arguments().find(|a| a.get_id() == setting.id) else { continue };
+                            let Some(arg) = command.get_arguments().find(|a| a.get_id() == setting.id) else {
+                                continue;
+                            };
                             match file_words(arg, setting, &found.value) {
                                 Ok(setting_words) => words.extend(setting_words),
                                 Err(e) => {
@@ -299,7 +307,9 @@ impl Loader {
                         notes: project.notes.clone(),
                     });
                 }
-                crate::detect::Detection::Nothing { looked_for } => detection_problem = Some(looked_for.clone()),
+                crate::detect::Detection::Nothing { looked_for } => {
+                    detection_problem = Some(looked_for.clone())
+                }
                 crate::detect::Detection::Declined { kind, why } => {
                     detection_problem = Some(format!("found {kind}, not run: {why}"));
                 }
@@ -354,7 +364,11 @@ impl Loader {
         from_file: &BTreeMap<&'static str, Location>,
         problems: &mut Vec<Problem>,
     ) -> Config {
-        let blame = |id: &str, message: String| Problem { location: from_file.get(id).cloned(), message, hint: false };
+        let blame = |id: &str, message: String| Problem {
+            location: from_file.get(id).cloned(),
+            message,
+            hint: false,
+        };
         let mut roots: Vec<PathBuf> = Vec::new();
         for path in &cli.watch {
             match path.canonicalize() {
@@ -494,8 +508,8 @@ fn explicit_command_line(used: &[(&str, &toml::Value)]) -> String {
 
 /// `word` as a shell reads it back: quoted when it holds anything but plain characters.
 fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+{}".contains(c));
+    let plain =
+        !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+{}".contains(c));
     if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', r"'\''")) }
 }
 
@@ -694,14 +708,22 @@ pub fn describe(config: &Config) -> String {
                 format!(" · answers {}", names.join(", "))
             };
             let at = if proxy.auto {
-                format!("{} (or the next free port up to {})", proxy.addr, crate::sockets::AUTO_PROXY_LAST_PORT)
+                format!(
+                    "{} (or the next free port up to {})",
+                    proxy.addr,
+                    crate::sockets::AUTO_PROXY_LAST_PORT
+                )
             } else {
                 proxy.addr.to_string()
             };
             format!("proxy on {at} ({kind}) to {port}{hosts}")
         }
-        (None, false) => format!("listen on {} (the sockets are fds 3, 4, … of every worker)", listen.join(", ")),
-        (None, true) => "none (restart mode: the app binds its own port; the old generation stops first)".into(),
+        (None, false) => {
+            format!("listen on {} (the sockets are fds 3, 4, … of every worker)", listen.join(", "))
+        }
+        (None, true) => {
+            "none (restart mode: the app binds its own port; the old generation stops first)".into()
+        }
     };
     let _ = writeln!(text, "front door: {front}");
     let command: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();

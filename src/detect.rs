@@ -488,7 +488,7 @@ fn django(dir: &Path) -> Detection {
     let mut notes = venv_note(dir).into_iter().collect::<Vec<_>>();
     notes.insert(
         0,
-        format!("runserver listens on the port devserve puts in place of {{port}}, behind the front door"),
+        "runserver listens on the port devserve puts in place of {port}, behind the front door".to_owned(),
     );
     Detection::Found(Project {
         kind: "a Django project".into(),
@@ -556,9 +556,8 @@ fn pyproject(dir: &Path) -> Detection {
             command.extend(["--port".into(), "{port}".into()]);
             notes.insert(
                 0,
-                format!(
-                    "uvicorn listens on the port devserve puts in place of {{port}}, behind the front door"
-                ),
+                "uvicorn listens on the port devserve puts in place of {port}, behind the front door"
+                    .to_owned(),
             );
             return Detection::Found(Project {
                 kind: format!("a {framework} app (pyproject.toml)"),
@@ -589,9 +588,8 @@ fn pyproject(dir: &Path) -> Detection {
                     .collect();
             notes.insert(
                 0,
-                format!(
-                    "flask run listens on the port devserve puts in place of {{port}}, behind the front door"
-                ),
+                "flask run listens on the port devserve puts in place of {port}, behind the front door"
+                    .to_owned(),
             );
             if module.app_dir.is_some() {
                 notes.push(format!(
@@ -799,13 +797,11 @@ fn procfile(dir: &Path) -> Detection {
     }
     settings.push(Found::proxy());
     let mut notes = vec![if web.contains("$PORT") || web.contains("${PORT}") {
-        format!(
-            "$PORT in the Procfile is devserve's: each worker gets its own port there, behind the front door"
-        )
+        "$PORT in the Procfile is devserve's: each worker gets its own port there, behind the front door"
+            .to_owned()
     } else {
-        format!(
-            "the web process must listen on $PORT, which devserve sets for each worker, behind the front door"
-        )
+        "the web process must listen on $PORT, which devserve sets for each worker, behind the front door"
+            .to_owned()
     }];
     if let Some(hint) = script_reloading(web) {
         notes.push(format!("the Procfile's web process reloads itself: {hint}"));
@@ -951,9 +947,10 @@ fn node(dir: &Path) -> Detection {
     let dev_tool = dev.as_deref().and_then(dev_server);
     let ignore =
         || Found::list("ignore", NODE_IGNORE.iter().copied(), "Node's node_modules and build outputs");
-    let port_note = "the app must listen on process.env.PORT, which devserve sets for each worker; the front \
+    let port_note =
+        "the app must listen on process.env.PORT, which devserve sets for each worker; the front \
                      door forwards to it"
-        .to_owned();
+            .to_owned();
     let own_server = |script: &str, tool: &str| {
         format!(
             "the {script} script runs `{tool}`: a dev server with its own watcher and reload — run it as is \

@@ -225,7 +225,9 @@ pub fn watch_handover(generation: u64, pid: Pid, held: Vec<(String, u64)>, event
             }
             let waiting = held
                 .iter()
-                .filter_map(|(address, inode)| Some((address, crate::ports::accept_queue(pid.as_raw(), *inode)?)))
+                .filter_map(|(address, inode)| {
+                    Some((address, crate::ports::accept_queue(pid.as_raw(), *inode)?))
+                })
                 .find(|(_, queued)| *queued > 0);
             match (waiting, stalled_since) {
                 (Some((address, queued)), Some(since)) if since.elapsed() >= QUEUE_STALLED => {

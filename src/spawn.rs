@@ -63,9 +63,10 @@ static STARTED_WITH_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::At
 pub fn raise_fd_limit() -> Option<(u64, u64)> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
-    // macOS reports an unlimited hard limit but refuses a soft one above OPEN_MAX.
+    // macOS reports an unlimited hard limit but refuses a soft one above OPEN_MAX (10240 in
+    // <sys/syslimits.h>; the libc crate does not carry it).
     #[cfg(target_os = "macos")]
-    let hard = hard.min(libc::OPEN_MAX as u64);
+    let hard = hard.min(10240);
     if soft >= hard {
         return None;
     }

@@ -319,10 +319,13 @@ fn exchange(
         match stream.read(&mut chunk) {
             Ok(0) => Err(format!("closed before the {what}")),
             Ok(n) => {
+                // The kernel clears it by itself: set again, it acknowledges what is pending now.
+                #[cfg(target_os = "linux")]
                 if quick_ack {
-                    // The kernel clears it by itself: set again, it acknowledges what is pending now.
                     let _ = socket2::SockRef::from(&*stream).set_tcp_quickack(true);
                 }
+                #[cfg(not(target_os = "linux"))]
+                let _ = quick_ack;
                 buf.extend_from_slice(&chunk[..n]);
                 Ok(())
             }

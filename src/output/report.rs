@@ -414,7 +414,8 @@ impl Report {
             ),
             Report::FrontUrl { url } => one(Tone::Good, format!("→ {url}")),
             Report::Detected { kind, command_line, from, notes } => {
-                let mut lines = vec![format!("found {kind}: {command_line}"), format!("  from {}", from.join("; "))];
+                let mut lines =
+                    vec![format!("found {kind}: {command_line}"), format!("  from {}", from.join("; "))];
                 lines.extend(notes.iter().map(|note| format!("  {note}")));
                 Some((Tone::Info, lines))
             }

@@ -18,8 +18,8 @@ use super::Supervisor;
 use crate::event::FrontEvent;
 use crate::generation::{Upstream, deadline};
 use crate::output::Report;
-use crate::procs::Procs;
 use crate::procs::Owner;
+use crate::procs::Procs;
 use crate::proxy::{ProxyCommand, ProxyHandle, ProxyStats};
 
 /// What the supervisor needs of the proxy: a seam, so that the policy can be tested with a fake.
@@ -271,7 +271,13 @@ impl<P: Procs> Supervisor<P> {
     /// [`Event::OwnPort`]: crate::event::Event::OwnPort
     pub(super) fn on_own_port(&mut self, generation: u64, pid: Pid, given: Option<u16>, found: Vec<u16>) {
         let worker = self.slot_of(generation, pid);
-        self.out.report(Report::OwnPort { generation, worker, pid: pid.as_raw(), given, found: found.clone() });
+        self.out.report(Report::OwnPort {
+            generation,
+            worker,
+            pid: pid.as_raw(),
+            given,
+            found: found.clone(),
+        });
         let (Some(_), [port]) = (given, found.as_slice()) else { return };
         if !self.behind_front() || self.workers != 1 {
             return;

@@ -526,7 +526,9 @@ impl<P: Procs> Supervisor<P> {
             Event::Exited { pid, status } => self.on_exit(pid, status, now),
             Event::Notify(note) => self.on_notify(&note, now),
             Event::UpstreamReady { generation, pid } => self.on_upstream_ready(generation, pid),
-            Event::OwnPort { generation, pid, given, found } => self.on_own_port(generation, pid, given, found),
+            Event::OwnPort { generation, pid, given, found } => {
+                self.on_own_port(generation, pid, given, found)
+            }
             Event::NotAccepting { generation, pid, address, queued } => {
                 let worker = self.slot_of(generation, pid);
                 self.out.report(Report::NotAccepting { generation, worker, address, queued });

@@ -29,7 +29,8 @@ impl<P: Procs> Supervisor<P> {
     pub(super) fn on_change(&mut self, mut paths: Vec<std::path::PathBuf>, since: Instant) {
         // A file the build writes itself, while it ran, is its own doing: not a reason to cancel
         // it or to build again.
-        let during_build = self.build.is_some() || self.last_build.is_some_and(|(_, _, ended)| since <= ended);
+        let during_build =
+            self.build.is_some() || self.last_build.is_some_and(|(_, _, ended)| since <= ended);
         if let Some(script) = self.config.build.as_deref()
             && during_build
         {
@@ -366,7 +367,11 @@ impl<P: Procs> Supervisor<P> {
         });
         let why = format!("gen {} failed: {reason}; waiting for a change", failed.id);
         // With --app-port the previous generation starts again: a wait worth holding for.
-        if self.previous.is_some() { self.hold(why) } else { self.down(why) }
+        if self.previous.is_some() {
+            self.hold(why)
+        } else {
+            self.down(why)
+        }
         self.tell_browsers(BrowserEvent::Crashed { generation: failed.id, status: reason.to_owned() });
         self.retire(failed, now);
         if self.serving.is_none()
@@ -714,7 +719,8 @@ impl<P: Procs> Supervisor<P> {
 /// Files a build command writes in the watched tree itself: cargo rewrites `Cargo.lock` when
 /// `Cargo.toml` changed (its `target/` is not watched by the default ignores of a Cargo project).
 fn written_by_build(script: &str, path: &std::path::Path) -> bool {
-    script.split_whitespace().any(|word| word == "cargo") && path.file_name().is_some_and(|n| n == "Cargo.lock")
+    script.split_whitespace().any(|word| word == "cargo")
+        && path.file_name().is_some_and(|n| n == "Cargo.lock")
 }
 
 /// `gen 4 ready in 262ms (debounce 50ms, build 180ms, start 32ms) · 3 files changed`: what is

@@ -603,7 +603,10 @@ fn front_door_a_failed_first_generation_is_told_at_once_not_held() {
     );
     // The next change starts a generation again: requests wait for it.
     h.change();
-    assert!(matches!(commands(&front).last(), Some(ProxyCommand::Hold { .. }) | Some(ProxyCommand::Serve { .. })));
+    assert!(matches!(
+        commands(&front).last(),
+        Some(ProxyCommand::Hold { .. }) | Some(ProxyCommand::Serve { .. })
+    ));
 }
 
 #[test]
