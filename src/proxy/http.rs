@@ -74,6 +74,17 @@ const POOL_IDLE_UNSAFE: Duration = Duration::from_secs(1);
 /// How long a pooled connection may take to report ready before it is given up.
 const POOL_READY_WAIT: Duration = Duration::from_secs(1);
 
+/// A request with no answer after this long closes the idle pooled connections to its upstream: an app that serves one connection at a time (a plain accept loop,
+/// Python's `HTTPServer`, PHP's built-in server) may be blocked reading one of them.
+const ONE_AT_A_TIME_NUDGE: Duration = Duration::from_millis(50);
+
+/// How a wait for the upstream's answer ended.
+enum Waited {
+    Sent(Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpBody>>>),
+    Closed,
+    TimedOut,
+}
+
 /// How many closed-before-written pooled connections one request may run into.
 const STALE_LIMIT: u32 = 3;
 
@@ -348,14 +359,39 @@ impl Exchange {
                 None => std::future::pending().await,
             }
         };
-        let sent = tokio::select! {
-            sent = conn.sender().try_send_request(request) => sent,
-            () = closed => {
+        let waited = {
+            let send = conn.sender().try_send_request(request);
+            tokio::pin!(send, closed, timed_out);
+            // An app that serves one connection at a time may be blocked reading an idle one the
+            // pool keeps for it, while this request waits on another: after a moment without an
+            // answer, those idle connections are closed (an idle one carries no request: closing
+            // it costs only a later connect).
+            let mut every = ONE_AT_A_TIME_NUDGE;
+            let nudge = tokio::time::sleep(every);
+            tokio::pin!(nudge);
+            loop {
+                tokio::select! {
+                    sent = &mut send => break Waited::Sent(sent),
+                    () = &mut closed => break Waited::Closed,
+                    () = &mut timed_out => break Waited::TimedOut,
+                    () = &mut nudge => {
+                        flight.shared().close_idle(flight.generation, upstream);
+                        // A connection that turns idle later (a request before this one ends) is
+                        // closed at the next nudge; they space out while the wait goes on.
+                        every = (every * 2).min(Duration::from_secs(1));
+                        nudge.as_mut().reset(tokio::time::Instant::now() + every);
+                    }
+                }
+            }
+        };
+        let sent = match waited {
+            Waited::Sent(sent) => sent,
+            Waited::Closed => {
                 conn.close();
                 let why = format!("closed by devserve: generation {} was stopped", flight.generation);
                 return Err(Attempt::Done(self.fail(&why)));
             }
-            () = timed_out => {
+            Waited::TimedOut => {
                 conn.close();
                 let after = humantime::format_duration(patience.unwrap_or_default());
                 let why = format!(

@@ -670,6 +670,14 @@ impl Shared {
         }
     }
 
+    /// Closes the idle pooled connections to `upstream` of `generation`.
+    pub(crate) fn close_idle(&self, generation: u64, upstream: SocketAddr) {
+        let idle = self.lock().pool.remove(&(generation, upstream)).unwrap_or_default();
+        for idle in idle {
+            idle.conn.close();
+        }
+    }
+
     /// How many idle connections the pool holds to `upstream` of `generation`.
     pub(crate) fn pooled(&self, generation: u64, upstream: SocketAddr) -> usize {
         self.lock().pool.get(&(generation, upstream)).map_or(0, Vec::len)

@@ -358,3 +358,56 @@ fn down_answers_503_with_the_reason_at_once_until_the_next_hold() {
     h.serve(2, &[up.addr]);
     assert_eq!(h.join(held).status, StatusCode::OK);
 }
+
+/// A raw upstream that serves one connection at a time, as a plain accept loop does: it answers
+/// each request on a connection (keep-alive; `/slow` after 300 ms) until the client closes it,
+/// and only then accepts the next connection. Returns its address and how many requests it read.
+fn one_at_a_time(h: &Harness) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = h.bind();
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&requests);
+    h.spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
+                        _ => break,
+                    }
+                }
+                let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { break };
+                let slow = head.starts_with(b"GET /slow");
+                head.drain(..end + 4);
+                seen.fetch_add(1, Ordering::SeqCst);
+                if slow {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                if stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (addr, requests)
+}
+
+#[test]
+fn an_app_that_serves_one_connection_at_a_time_is_not_blocked_by_an_idle_pooled_one() {
+    let h = Harness::http();
+    let (app, requests) = one_at_a_time(&h);
+    h.serve(1, &[app]);
+    let addr = h.addr;
+    // A slow request holds the app's one connection; a second one meanwhile goes on a new
+    // connection, which the app accepts only once the first is closed. When the slow answer ends,
+    // the first connection is idle in the pool, and the app sits reading it.
+    let slow = h.spawn(send(addr, get("/slow")));
+    wait_until("the slow request reached the app", || requests.load(Ordering::SeqCst) == 1);
+    let second =
+        h.spawn(async move { tokio::time::timeout(Duration::from_secs(5), send(addr, get("/"))).await });
+    assert_eq!(h.join(slow).status, StatusCode::OK);
+    let second = h.join(second).expect("the second request was answered: the idle connection was closed");
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+}
