@@ -28,6 +28,24 @@ pub(crate) trait FrontDoor {
     fn stats(&self) -> ProxyStats;
 }
 
+/// The front door's part of the supervisor's state: the proxy, where it listens, what it routes
+/// to and what it still drains. Only this file's methods change it.
+#[derive(Default)]
+pub(super) struct Front {
+    /// The proxy (`--proxy`), if there is a front door.
+    pub(super) door: Option<Box<dyn FrontDoor>>,
+    /// The address it listens on, as bound.
+    pub(super) address: Option<String>,
+    /// Its listening socket, held open for devserve's whole life.
+    pub(super) socket: Option<crate::sockets::NamedSocket>,
+    /// The generation it routes to.
+    pub(super) routed: Option<u64>,
+    /// Generations asked to drain whose `Drained` has not come yet.
+    pub(super) drained_pending: std::collections::BTreeSet<u64>,
+    /// The port the app was found listening on instead of its `PORT` (as if `--app-port`).
+    pub(super) app_port_found: Option<u16>,
+}
+
 impl FrontDoor for ProxyHandle {
     fn send(&self, command: ProxyCommand) {
         ProxyHandle::send(self, command);
@@ -41,11 +59,11 @@ impl FrontDoor for ProxyHandle {
 impl<P: Procs> Supervisor<P> {
     /// Whether generations overlap behind the front door (each worker on its own port).
     pub(super) fn behind_front(&self) -> bool {
-        self.front.is_some() && self.launch.upstream == Upstream::PerWorker
+        self.front.door.is_some() && self.launch.upstream == Upstream::PerWorker
     }
 
     fn tell(&self, command: ProxyCommand) {
-        if let Some(front) = &self.front {
+        if let Some(front) = &self.front.door {
             front.send(command);
         }
     }
@@ -56,17 +74,17 @@ impl<P: Procs> Supervisor<P> {
         let Some(serving) = &self.serving else { return };
         let (generation, upstreams) = (serving.id, serving.ready_upstreams());
         // The generation routed to until now gets no new request: it drains when it retires.
-        if let Some(previous) = self.routed.replace(generation)
+        if let Some(previous) = self.front.routed.replace(generation)
             && previous != generation
         {
-            self.drained_pending.insert(previous);
+            self.front.drained_pending.insert(previous);
         }
         self.tell(ProxyCommand::Serve { generation, upstreams });
     }
 
     /// A worker of `generation` became ready on `port`: the serving generation gains an upstream.
     pub(super) fn upstream_added(&mut self, generation: u64, port: Option<u16>) {
-        if self.routed == Some(generation)
+        if self.front.routed == Some(generation)
             && let Some(port) = port
         {
             let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -76,7 +94,7 @@ impl<P: Procs> Supervisor<P> {
 
     /// A worker of `generation` on `port` stops or exited: no more requests for it.
     pub(super) fn upstream_removed(&mut self, generation: u64, port: Option<u16>) {
-        if self.routed == Some(generation)
+        if self.front.routed == Some(generation)
             && let Some(port) = port
         {
             let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -86,16 +104,16 @@ impl<P: Procs> Supervisor<P> {
 
     /// Nothing serves: requests wait, and a 503 after `--hold-timeout` says `reason`.
     pub(super) fn hold(&mut self, reason: String) {
-        if self.front.is_some() && self.serving.is_none() {
-            self.routed = None;
+        if self.front.door.is_some() && self.serving.is_none() {
+            self.front.routed = None;
             self.tell(ProxyCommand::Hold { reason });
         }
     }
 
     /// Nothing serves and nothing is starting: requests get a 503 saying `reason` at once.
     pub(super) fn down(&mut self, reason: String) {
-        if self.front.is_some() && self.serving.is_none() {
-            self.routed = None;
+        if self.front.door.is_some() && self.serving.is_none() {
+            self.front.routed = None;
             self.tell(ProxyCommand::Down { reason });
         }
     }
@@ -117,15 +135,15 @@ impl<P: Procs> Supervisor<P> {
     /// A generation that requests were routed to is retiring: drain it through the proxy first.
     /// True if it must wait for [`FrontEvent::Drained`] before it is signalled.
     pub(super) fn drain_first(&mut self, generation: u64) -> bool {
-        if self.front.is_none() {
+        if self.front.door.is_none() {
             return false;
         }
-        let was_routed = self.routed == Some(generation) || self.drained_pending.contains(&generation);
-        if self.routed == Some(generation) {
-            self.routed = None;
+        let was_routed = self.front.routed == Some(generation) || self.front.drained_pending.contains(&generation);
+        if self.front.routed == Some(generation) {
+            self.front.routed = None;
         }
         if was_routed {
-            self.drained_pending.insert(generation);
+            self.front.drained_pending.insert(generation);
             self.tell(ProxyCommand::Drain { generation });
         }
         was_routed
@@ -134,14 +152,14 @@ impl<P: Procs> Supervisor<P> {
     /// The stop timeout passed while the proxy still had requests for `generation`: its
     /// connections are closed (the proxy reports how many) and it is signalled now.
     pub(super) fn drain_timed_out(&mut self, generation: u64) {
-        self.drained_pending.remove(&generation);
+        self.front.drained_pending.remove(&generation);
         self.tell(ProxyCommand::Close { generation });
     }
 
     pub(super) fn on_front(&mut self, event: FrontEvent, now: Instant) {
         match event {
             FrontEvent::Drained { generation } => {
-                if !self.drained_pending.remove(&generation) {
+                if !self.front.drained_pending.remove(&generation) {
                     return;
                 }
                 let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
@@ -162,13 +180,13 @@ impl<P: Procs> Supervisor<P> {
                 }
             }
             FrontEvent::Counters { held, retried, failed } => {
-                let Some(generation) = self.routed else { return };
+                let Some(generation) = self.front.routed else { return };
                 let upstreams = self
                     .serving
                     .as_ref()
                     .map(|g| g.ready_upstreams().iter().map(ToString::to_string).collect())
                     .unwrap_or_default();
-                let address = self.front_address.clone().unwrap_or_default();
+                let address = self.front.address.clone().unwrap_or_default();
                 self.out.report(Report::ProxyRouting {
                     address,
                     generation,
@@ -212,7 +230,7 @@ impl<P: Procs> Supervisor<P> {
     /// The front door's lines for the status table: its routing and counters, then the oldest
     /// exchanges in flight with their age.
     pub(super) fn front_status(&self) -> Vec<String> {
-        let Some(front) = self.front.as_ref() else { return Vec::new() };
+        let Some(front) = self.front.door.as_ref() else { return Vec::new() };
         let stats = front.stats();
         let serving = stats.serving.map_or("nothing (holding)".to_owned(), |g| format!("gen {g}"));
         let in_flight: Vec<String> = stats
@@ -222,7 +240,7 @@ impl<P: Procs> Supervisor<P> {
             .collect();
         let mut lines = vec![format!(
             "  proxy {}: to {serving}; {} held now; total held {}, retried {}, failed {}{}",
-            self.front_address.as_deref().unwrap_or_default(),
+            self.front.address.as_deref().unwrap_or_default(),
             stats.held_now,
             stats.total.held,
             stats.total.retried,
@@ -242,7 +260,7 @@ impl<P: Procs> Supervisor<P> {
 
     /// The front door's address as a URL for a browser (`0.0.0.0` and `::` as `localhost`).
     pub(super) fn front_url(&self) -> Option<String> {
-        front_url(self.front_address.as_deref()?)
+        front_url(self.front.address.as_deref()?)
     }
 
     /// `--open`: the front door in the user's browser, once (the first generation is ready).
@@ -291,7 +309,7 @@ impl<P: Procs> Supervisor<P> {
             .find(|g| g.id == generation)
             .is_some_and(|g| g.adopt_port(pid, port));
         if adopted {
-            self.app_port_found = Some(port);
+            self.front.app_port_found = Some(port);
             self.keep_found_app_port();
             self.out.report(Report::AppPortFound { generation, port });
             self.on_upstream_ready(generation, pid);
@@ -301,7 +319,7 @@ impl<P: Procs> Supervisor<P> {
     /// A port found for the app stays in force across configuration reloads (unless the
     /// configuration names one itself).
     pub(super) fn keep_found_app_port(&mut self) {
-        if let Some(port) = self.app_port_found
+        if let Some(port) = self.front.app_port_found
             && self.launch.upstream == Upstream::PerWorker
         {
             self.launch.upstream = Upstream::Fixed(port);

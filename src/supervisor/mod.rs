@@ -174,9 +174,9 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     let procs = OsProcs::new(sentinel, marker, runtime_dir.path(), events_tx.clone());
     let mut supervisor = Supervisor::new(Some(loader), config, out, procs, sockets, events_tx);
     if let Some((handle, socket)) = front {
-        supervisor.front_address = Some(socket.bound.clone());
-        supervisor.front = Some(Box::new(handle));
-        supervisor.front_socket = Some(socket);
+        supervisor.front.address = Some(socket.bound.clone());
+        supervisor.front.door = Some(Box::new(handle));
+        supervisor.front.socket = Some(socket);
         supervisor.hold("starting: the first generation is not ready yet".into());
     }
     supervisor.runtime_dir = Some(runtime_dir);
@@ -416,21 +416,12 @@ struct Supervisor<P: Procs> {
     loops: loops::LoopGuard,
     /// The watcher's first walk is done.
     watching: bool,
-    /// The front door (`--proxy`) and the address it listens on.
-    front: Option<Box<dyn front::FrontDoor>>,
-    front_address: Option<String>,
-    /// The front door's listening socket, held open for devserve's whole life.
-    front_socket: Option<NamedSocket>,
-    /// The generation the front door routes to.
-    routed: Option<u64>,
-    /// Generations asked to drain whose `Drained` has not come yet.
-    drained_pending: std::collections::BTreeSet<u64>,
+    /// The front door (`--proxy`): see [`front::Front`].
+    front: front::Front,
     /// `--app-port`: the generation stopped for the one starting, to start again if that fails.
     previous: Option<crate::generation::Relaunch>,
     /// The same, waiting for the failed generation to be gone (they share the port).
     queued_previous: Option<crate::generation::Relaunch>,
-    /// The port the app was found listening on instead of its `PORT` (as if `--app-port`).
-    app_port_found: Option<u16>,
 }
 
 impl<P: Procs> Supervisor<P> {
@@ -471,14 +462,9 @@ impl<P: Procs> Supervisor<P> {
             fatal: None,
             loops: loops::LoopGuard::default(),
             watching: false,
-            front: None,
-            front_address: None,
-            front_socket: None,
-            routed: None,
-            drained_pending: std::collections::BTreeSet::new(),
+            front: front::Front::default(),
             previous: None,
             queued_previous: None,
-            app_port_found: None,
         }
     }
 
@@ -567,7 +553,7 @@ impl<P: Procs> Supervisor<P> {
         if let Some(next) = self.next.generation() {
             times.push((next.ready_deadline(self.config.ready_timeout), Deadline::ReadyTimeout));
             // Behind the front door readiness is observed, never assumed after a delay.
-            if !self.app_speaks_notify && self.front.is_none() {
+            if !self.app_speaks_notify && self.front.door.is_none() {
                 times.extend(
                     next.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)),
                 );
@@ -576,7 +562,7 @@ impl<P: Procs> Supervisor<P> {
         if let Some(serving) = &self.serving {
             times.extend(serving.next_restart().map(|t| (t, Deadline::Restart)));
             times.extend(serving.next_retiree_deadline().map(|t| (t, Deadline::RetireeKill)));
-            if self.front.is_none() {
+            if self.front.door.is_none() {
                 times.extend(
                     serving.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)),
                 );
@@ -600,8 +586,8 @@ impl<P: Procs> Supervisor<P> {
     fn clean_up(&mut self) {
         self.watcher = None;
         // The proxy thread ends (its connections are dropped) before the socket closes.
-        self.front = None;
-        self.front_socket = None;
+        self.front.door = None;
+        self.front.socket = None;
         self.serving = None;
         self.next = Next::Idle;
         self.draining.clear();

@@ -90,7 +90,7 @@ impl<P: Procs> Supervisor<P> {
         self.out.report(Report::BuildStarted { cause: trigger.describe(), command: script.to_owned() });
         self.hold(format!("building ({script})"));
         self.tell_browsers(BrowserEvent::Building { cause: trigger.describe() });
-        match Build::start(script, &self.config.env, self.front.is_some(), &mut self.procs, now) {
+        match Build::start(script, &self.config.env, self.front.door.is_some(), &mut self.procs, now) {
             Ok(build) => self.build = Some(BuildRun { build, trigger }),
             Err(e) => {
                 self.out.report(Report::BuildNotStarted { error: e.to_string() });
@@ -161,7 +161,7 @@ impl<P: Procs> Supervisor<P> {
         }
         if restart_mode && (self.serving.is_some() || !self.draining.is_empty()) {
             if let Some(mut old) = self.serving.take() {
-                if self.front.is_some() {
+                if self.front.door.is_some() {
                     // --app-port: if the new generation does not come up, the old command starts again.
                     self.previous = Some(old.relaunch());
                 }
@@ -188,7 +188,7 @@ impl<P: Procs> Supervisor<P> {
         self.rearm_sockets(culprit);
         // A rolling swap starts one worker and adds the others one by one (`roll_one`).
         // Behind the front door a swap is already one atomic switch: no rolling.
-        let rolling = self.config.rolling && self.serving.is_some() && self.front.is_none();
+        let rolling = self.config.rolling && self.serving.is_some() && self.front.door.is_none();
         let count = if rolling { 1 } else { self.workers };
         match Generation::start(id, count, self.launch.clone(), &mut self.procs, now) {
             Ok(mut generation) => {
@@ -245,7 +245,7 @@ impl<P: Procs> Supervisor<P> {
     pub(super) fn check_next(&mut self, now: Instant) {
         // Behind the front door readiness is observed (the port, --ready-path, READY=1), never
         // assumed after a delay.
-        let assume = self.front.is_none();
+        let assume = self.front.door.is_none();
         if let Some(serving) = self.serving.as_mut()
             && assume
         {
@@ -522,7 +522,7 @@ impl<P: Procs> Supervisor<P> {
             self.finish_once(Outcome::Success);
             return;
         };
-        let addr = match &self.front_address {
+        let addr = match &self.front.address {
             Some(front) => front.clone(),
             None => self.sockets.first().map(|s| s.bound.clone()).unwrap_or_default(),
         };

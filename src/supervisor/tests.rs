@@ -426,7 +426,7 @@ fn behind_front(args: &[&str]) -> (Harness, FakeFront) {
     all.extend_from_slice(args);
     let mut h = harness(&all);
     let front = FakeFront::default();
-    h.sup.front = Some(Box::new(front.clone()));
+    h.sup.front.door = Some(Box::new(front.clone()));
     (h, front)
 }
 
