@@ -80,7 +80,7 @@ const ONE_AT_A_TIME_NUDGE: Duration = Duration::from_millis(50);
 
 /// How a wait for the upstream's answer ended.
 enum Waited {
-    Sent(Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpBody>>>),
+    Sent(Box<Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpBody>>>>),
     Closed,
     TimedOut,
 }
@@ -371,7 +371,7 @@ impl Exchange {
             tokio::pin!(nudge);
             loop {
                 tokio::select! {
-                    sent = &mut send => break Waited::Sent(sent),
+                    sent = &mut send => break Waited::Sent(Box::new(sent)),
                     () = &mut closed => break Waited::Closed,
                     () = &mut timed_out => break Waited::TimedOut,
                     () = &mut nudge => {
@@ -385,7 +385,7 @@ impl Exchange {
             }
         };
         let sent = match waited {
-            Waited::Sent(sent) => sent,
+            Waited::Sent(sent) => *sent,
             Waited::Closed => {
                 conn.close();
                 let why = format!("closed by devserve: generation {} was stopped", flight.generation);

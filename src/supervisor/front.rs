@@ -138,7 +138,8 @@ impl<P: Procs> Supervisor<P> {
         if self.front.door.is_none() {
             return false;
         }
-        let was_routed = self.front.routed == Some(generation) || self.front.drained_pending.contains(&generation);
+        let was_routed =
+            self.front.routed == Some(generation) || self.front.drained_pending.contains(&generation);
         if self.front.routed == Some(generation) {
             self.front.routed = None;
         }

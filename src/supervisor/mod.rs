@@ -2,9 +2,11 @@
 //!
 //! [`run`] sets the stage (signal thread, pidfile, held sockets, runtime directory, sentinel,
 //! watcher) and then loops: wait for the next [`Event`] or the next deadline, react with a short
-//! named verb, repeat until everything it started is reaped. The verbs live in `swap.rs`
-//! (trigger, build, start a generation, promote, roll back, restart, route exits) and
-//! `requests.rs` (signals, the config file, status, shutdown).
+//! named verb, repeat until everything it started is reaped. The verbs live by concern:
+//! `builds.rs` (changes, triggers, builds), `generations.rs` (start, promote, roll back, restart,
+//! retire, kill), `children.rs` (route each reaped child, readiness), `once.rs` (`--once`'s probe
+//! and verdict), `front.rs` (the front door: routing, draining, found ports) and `requests.rs`
+//! (signals, the config file, status, shutdown).
 //!
 //! The state, as types:
 //! - `build`: the build in progress ([`BuildRun`]) and the change it is for; a newer change
@@ -21,10 +23,13 @@
 //! (`tests.rs`) drive the real policy with a [`FakeProcs`](crate::procs::FakeProcs) and
 //! synthetic events, without any process.
 
+mod builds;
+mod children;
 mod front;
+mod generations;
 mod loops;
+mod once;
 mod requests;
-mod swap;
 #[cfg(test)]
 mod tests;
 mod trigger;

@@ -1,155 +1,22 @@
-//! The swap: changes trigger builds, builds start generations, ready generations replace the
-//! serving one, failed ones are rolled back; serving workers that die are restarted; every
-//! reaped child is routed, by the process table, to whoever owns it.
-
+//! Generations: one starts (or is queued behind the old one in restart mode), becomes ready and
+//! replaces the serving one, or fails and is rolled back; serving workers that die are restarted;
+//! retiring generations drain and are killed at their deadline.
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
-use super::loops::Verdict;
 use super::trigger::Trigger;
-use super::{BuildRun, Draining, Next, Outcome, ProbeRun, Shutdown, StartError, Supervisor};
-use crate::build::Build;
-use crate::event::{ExitStatus, Notification};
-use crate::generation::{Generation, WorkerExit, deadline};
+use super::{Draining, Next, Outcome, Shutdown, StartError, Supervisor};
+use crate::generation::{Generation, deadline};
 use crate::output::{Report, WorkerStart};
-use crate::procs::{Owner, Procs};
+use crate::procs::Procs;
 use crate::proxy::BrowserEvent;
-use crate::spawn::Command;
 
 fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
 impl<P: Procs> Supervisor<P> {
-    // ----- changes and builds -------------------------------------------------------------
-
-    /// Files changed: reload, unless only paths of a self-triggered loop did (see `loops`).
-    pub(super) fn on_change(&mut self, mut paths: Vec<std::path::PathBuf>, since: Instant) {
-        // A file the build writes itself, while it ran, is its own doing: not a reason to cancel
-        // it or to build again.
-        let during_build =
-            self.build.is_some() || self.last_build.is_some_and(|(_, _, ended)| since <= ended);
-        if let Some(script) = self.config.build.as_deref()
-            && during_build
-        {
-            paths.retain(|path| !written_by_build(script, path));
-            if paths.is_empty() {
-                return;
-            }
-        }
-        match self.loops.judge(paths, since) {
-            Verdict::Reload(paths) => self.trigger(Trigger::change(paths, since)),
-            Verdict::Ignore => {}
-            Verdict::Muted(paths) => {
-                let cwd = std::env::current_dir().unwrap_or_default();
-                let globs: Vec<String> = paths
-                    .iter()
-                    .map(|path| {
-                        let root = self.config.watch.roots.iter().find(|r| path.starts_with(r));
-                        root.and_then(|r| path.strip_prefix(r).ok()).unwrap_or(path).display().to_string()
-                    })
-                    .collect();
-                let shown = paths.iter().map(|p| super::trigger::relative_display(p, &cwd)).collect();
-                let fix = globs.iter().map(|g| format!("--ignore '{g}'")).collect::<Vec<_>>().join(" ");
-                let key = format!(
-                    "ignore = [{}]",
-                    globs.iter().map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ")
-                );
-                self.out.report(Report::LoopMuted { paths: shown, starts: super::loops::STARTS, fix, key });
-            }
-        }
-    }
-
-    /// A change, a reload or the first start: build (cancelling a build in progress), then start
-    /// a generation.
-    pub(super) fn trigger(&mut self, mut trigger: Trigger) {
-        if self.shutdown.is_some() {
-            return;
-        }
-        if self.config.clear && !trigger.is_initial() {
-            self.out.clear_screen();
-        }
-        self.out.report(Report::ChangeDetected { cause: trigger.describe(), files: trigger.file_count() });
-        if let Some(BuildRun { build, trigger: earlier }) = self.build.take() {
-            build.cancel(&mut self.procs);
-            let mut merged = earlier;
-            merged.merge(trigger);
-            trigger = merged;
-            self.out.report(Report::BuildRestarted { cause: trigger.describe() });
-        }
-        let now = Instant::now();
-        match self.config.build.clone() {
-            Some(script) => self.start_build(&script, trigger, now),
-            None => self.start_generation(trigger, None, now),
-        }
-    }
-
-    fn start_build(&mut self, script: &str, trigger: Trigger, now: Instant) {
-        self.out.report(Report::BuildStarted { cause: trigger.describe(), command: script.to_owned() });
-        self.hold(format!("building ({script})"));
-        self.tell_browsers(BrowserEvent::Building { cause: trigger.describe() });
-        match Build::start(script, &self.config.env, self.front.door.is_some(), &mut self.procs, now) {
-            Ok(build) => self.build = Some(BuildRun { build, trigger }),
-            Err(e) => {
-                self.out.report(Report::BuildNotStarted { error: e.to_string() });
-                if self.config.once {
-                    self.finish_once(Outcome::BuildFailed);
-                }
-            }
-        }
-    }
-
-    fn build_finished(&mut self, run: BuildRun, status: ExitStatus, now: Instant) {
-        let took = run.build.took(now);
-        self.last_build = Some((status, took, now));
-        self.out.report(Report::BuildFinished {
-            ok: status.success(),
-            status: status.to_string(),
-            duration_ms: ms(took),
-            serving: self.serving.as_ref().map(|g| g.id),
-        });
-        let script = self.config.build.clone().unwrap_or_default();
-        let output = if status.success() { String::new() } else { run.build.output_tail() };
-        self.build_result(&script, status.success(), status.to_string(), output.clone());
-        if !status.success() {
-            let diagnostics = run.build.diagnostics();
-            self.tell_browsers(BrowserEvent::BuildFailed {
-                command: script.clone(),
-                status: status.to_string(),
-                duration_ms: ms(took),
-                output,
-                diagnostics,
-            });
-        }
-        if status.success() && self.unchanged_program(&run.trigger) {
-            let serving = self.serving.as_ref().map_or(0, |g| g.id);
-            self.out.report(Report::AppUnchanged { build_ms: ms(took), serving });
-            // Nothing to reload; an overlay from an earlier failure goes.
-            self.tell_browsers(BrowserEvent::Ready { generation: serving, css_only: Vec::new() });
-        } else if status.success() {
-            self.start_generation(run.trigger, Some(took), now);
-        } else if self.config.once {
-            self.finish_once(Outcome::BuildFailed);
-        }
-    }
-
-    /// A build for changed files left the program exactly as the serving generation runs it (a
-    /// comment edit, a test file, `cargo build` with nothing to do): no swap. Not for the first
-    /// start, a reload asked for (HUP, a config edit), `--always-swap`, or while another
-    /// generation is starting.
-    fn unchanged_program(&self, trigger: &Trigger) -> bool {
-        !self.config.always_swap
-            && !trigger.is_initial()
-            && trigger.file_count() > 0
-            && !trigger.is_reload()
-            && matches!(self.next, Next::Idle)
-            && self.serving.as_ref().is_some_and(|g| g.runs_same_program(&self.launch))
-    }
-
-    // ----- generations ---------------------------------------------------------------------
-
     pub(super) fn start_generation(&mut self, trigger: Trigger, build_took: Option<Duration>, now: Instant) {
         // Without held sockets and without a port of its own per worker, old and new would bind
         // the same port: the old one stops first.
@@ -309,7 +176,7 @@ impl<P: Procs> Supervisor<P> {
 
     /// Rolling swap step: every new worker so far is ready, so one old worker stops and one
     /// more new worker starts. Capacity never drops below the worker count.
-    fn roll_one(&mut self, now: Instant) {
+    pub(super) fn roll_one(&mut self, now: Instant) {
         self.retire_oldest_worker(now, true);
         let Some(next) = self.next.generation_mut() else { return };
         let slot = next.free_slot();
@@ -326,7 +193,7 @@ impl<P: Procs> Supervisor<P> {
     }
 
     /// The new generation is ready: it serves, the old one drains.
-    fn promote(&mut self, now: Instant) {
+    pub(super) fn promote(&mut self, now: Instant) {
         let Some(generation) = self.next.take_generation() else { return };
         let first = !self.started_once;
         self.started_once = true;
@@ -358,7 +225,7 @@ impl<P: Procs> Supervisor<P> {
     }
 
     /// The new generation failed: stop it, keep the old one.
-    fn roll_back(&mut self, reason: &str, now: Instant) {
+    pub(super) fn roll_back(&mut self, reason: &str, now: Instant) {
         let Some(failed) = self.next.take_generation() else { return };
         self.out.report(Report::GenerationFailed {
             generation: failed.id,
@@ -388,7 +255,7 @@ impl<P: Procs> Supervisor<P> {
 
     /// `--app-port` rollback: the generation stopped for the one that failed starts again, from its
     /// own launch and program copy, once the failed one is gone (they share the port).
-    fn restart_previous(&mut self, previous: crate::generation::Relaunch, now: Instant) {
+    pub(super) fn restart_previous(&mut self, previous: crate::generation::Relaunch, now: Instant) {
         if !self.draining.is_empty() {
             self.queued_previous = Some(previous);
             return;
@@ -456,7 +323,7 @@ impl<P: Procs> Supervisor<P> {
 
     /// Starts a worker of the serving generation in `slot` and says so; false if it could not
     /// start (a restart then tries again after its next backoff).
-    fn start_serving_worker(&mut self, slot: u32, why: WorkerStart, now: Instant) -> bool {
+    pub(super) fn start_serving_worker(&mut self, slot: u32, why: WorkerStart, now: Instant) -> bool {
         let Some(serving) = self.serving.as_mut() else { return false };
         let generation = serving.id;
         match serving.add_worker(slot, &mut self.procs, now) {
@@ -513,214 +380,6 @@ impl<P: Procs> Supervisor<P> {
             self.drain_timed_out(generation);
         }
     }
-
-    // ----- --once --------------------------------------------------------------------------
-
-    /// `--once`, generation ready: run the probe, or finish.
-    fn start_probe(&mut self, now: Instant) {
-        let Some(script) = self.config.probe.clone() else {
-            self.finish_once(Outcome::Success);
-            return;
-        };
-        let addr = match &self.front.address {
-            Some(front) => front.clone(),
-            None => self.sockets.first().map(|s| s.bound.clone()).unwrap_or_default(),
-        };
-        self.out.report(Report::ProbeStarted { command: script.clone() });
-        match self.procs.spawn(Command::shell(&script).env("DEVSERVE_ADDR", addr), Owner::Probe) {
-            Ok(pid) => self.probe = Some(ProbeRun { pid, started: now }),
-            Err(e) => {
-                self.out.report(Report::ProbeNotStarted { error: e.to_string() });
-                self.finish_once(Outcome::ProbeFailed);
-            }
-        }
-    }
-
-    fn probe_finished(&mut self, status: ExitStatus) {
-        if self.once_decided {
-            return;
-        }
-        self.out.report(Report::ProbeFinished { ok: status.success(), status: status.to_string() });
-        self.finish_once(if status.success() { Outcome::Success } else { Outcome::ProbeFailed });
-    }
-
-    /// `--once`: a probe still running at `--probe-timeout` is killed and fails the run.
-    pub(super) fn check_probe(&mut self, now: Instant) {
-        let Some(probe) = self.probe else { return };
-        if self.once_decided || now < deadline(probe.started, self.config.probe_timeout) {
-            return;
-        }
-        self.procs.signal(probe.pid, Signal::SIGKILL);
-        self.out.report(Report::ProbeTimedOut { after_ms: ms(self.config.probe_timeout) });
-        self.finish_once(Outcome::ProbeFailed);
-    }
-
-    /// `--once` is decided: remember how, stop gracefully.
-    pub(super) fn finish_once(&mut self, outcome: Outcome) {
-        if self.shutdown.is_none() && !self.once_decided {
-            self.once_decided = true;
-            self.outcome = outcome;
-            self.begin_shutdown(Shutdown::Graceful, Instant::now());
-        }
-    }
-
-    // ----- children ------------------------------------------------------------------------
-
-    /// A child was reaped: the process table says whose it was, in one lookup.
-    pub(super) fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
-        match self.procs.reaped(pid) {
-            Some(Owner::Sentinel) => self.sentinel_exited(pid, status),
-            Some(Owner::Build) => match self.build.take() {
-                Some(run) if run.build.pid == pid => self.build_finished(run, status, now),
-                other => self.build = other,
-            },
-            Some(Owner::CancelledBuild) => {}
-            Some(Owner::Opener) if !status.success() => {
-                self.out.report(Report::BrowserNotOpened { reason: format!("the opener {status}") });
-            }
-            Some(Owner::Opener) => {}
-            Some(Owner::Probe) => {
-                self.probe = None;
-                self.probe_finished(status);
-            }
-            Some(Owner::Worker { generation, slot }) => {
-                self.worker_exited(generation, slot, pid, status, now)
-            }
-            None => tracing::debug!("reaped pid {pid} ({status}), not one of ours (an orphaned descendant)"),
-        }
-    }
-
-    fn worker_exited(&mut self, generation: u64, slot: u32, pid: Pid, status: ExitStatus, now: Instant) {
-        let port = self.port_of(generation, pid);
-        if self.next.generation().is_some_and(|g| g.id == generation) {
-            if let Some(next) = self.next.generation_mut() {
-                next.worker_exited(pid, status, now);
-            }
-            if self.lost_port_race(generation, slot, port, now) {
-                return;
-            }
-            self.roll_back(&format!("w{slot} (pid {pid}) {status} before it was ready"), now);
-            self.rearm_sockets(Some(generation));
-        } else if self.serving.as_ref().is_some_and(|g| g.id == generation) {
-            self.upstream_removed(generation, port);
-            self.serving_worker_exited(pid, status, now);
-            self.rearm_sockets(Some(generation));
-        } else if let Some(index) = self.draining.iter().position(|d| d.generation.id == generation) {
-            self.draining[index].generation.worker_exited(pid, status, now);
-            if self.draining[index].generation.is_empty() {
-                // Released (its notify socket and reader closed) before it is reported stopped.
-                let generation = self.draining.remove(index).generation.id;
-                self.out.report(Report::GenerationStopped { generation });
-            }
-        }
-    }
-
-    /// A serving worker ended: a retiring one is simply gone; any other is restarted alone
-    /// after its backoff, unless it has crashed `--max-restarts` times in a row.
-    fn serving_worker_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
-        let max_restarts = self.config.max_restarts;
-        let Some(serving) = self.serving.as_mut() else { return };
-        let generation = serving.id;
-        let (pid, status_text) = (pid.as_raw(), status.to_string());
-        let report = match serving.worker_exited(Pid::from_raw(pid), status, now) {
-            Some(WorkerExit::Retired { slot }) => Report::WorkerStopped { generation, worker: slot, pid },
-            Some(WorkerExit::Ended { slot, crashes_in_a_row }) => {
-                let crash_loop = crashes_in_a_row > max_restarts;
-                let restart_in_ms = if crash_loop {
-                    serving.give_up_restarts();
-                    None
-                } else if serving.gave_up {
-                    None
-                } else {
-                    Some(ms(serving.schedule_restart(slot, now)))
-                };
-                Report::WorkerExited {
-                    generation,
-                    worker: slot,
-                    pid,
-                    status: status_text,
-                    crashes_in_a_row,
-                    restart_in_ms,
-                    crash_loop,
-                }
-            }
-            None => return,
-        };
-        self.out.report(report);
-    }
-
-    /// The sentinel died (someone killed it): start a new one at once, with everything it knew,
-    /// so that a SIGKILL of devserve still leaves nothing behind.
-    fn sentinel_exited(&mut self, pid: Pid, status: ExitStatus) {
-        let (new_pid, error) = match self.procs.restart_sentinel() {
-            Ok(new) => (Some(new.as_raw()), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        self.out.report(Report::SentinelRestarted {
-            old_pid: pid.as_raw(),
-            status: status.to_string(),
-            new_pid,
-            error,
-        });
-    }
-
-    /// A held socket that no longer listens (a worker called `shutdown()` on its fd) listens
-    /// again, on the same port; `culprit` is the generation most likely to have done it.
-    pub(super) fn rearm_sockets(&mut self, culprit: Option<u64>) {
-        for socket in &self.sockets {
-            match socket.rearm() {
-                Ok(false) => {}
-                Ok(true) => self
-                    .out
-                    .report(Report::SocketRearmed { address: socket.bound.clone(), generation: culprit }),
-                Err(e) => self.out.report(Report::SocketRearmFailed {
-                    address: socket.bound.clone(),
-                    error: e.to_string(),
-                }),
-            }
-        }
-    }
-
-    pub(super) fn on_notify(&mut self, note: &Notification, now: Instant) {
-        if let Some(status) = &note.status {
-            tracing::info!("gen {}: STATUS={status}", note.generation);
-        }
-        let mut ready_again = None;
-        let serving = self.serving.as_ref().map(|g| g.id);
-        let generations = self.next.generation_mut().into_iter().chain(self.serving.as_mut());
-        for generation in generations.filter(|g| g.id == note.generation) {
-            if generation.notified(note, now) {
-                tracing::debug!("gen {}: READY=1 from {:?}", generation.id, note.sender);
-                self.app_speaks_notify = true;
-                if Some(generation.id) == serving {
-                    ready_again = note.sender.and_then(|pid| generation.port_of(pid));
-                }
-            }
-        }
-        if let (Some(generation), Some(port)) = (serving, ready_again) {
-            self.upstream_added(generation, Some(port));
-        }
-    }
-
-    /// Behind the front door: a worker's port accepts. A starting generation counts it toward
-    /// its promotion; a serving one (a restarted or added worker) gets the upstream back.
-    pub(super) fn on_upstream_ready(&mut self, generation: u64, pid: Pid) {
-        if let Some(next) = self.next.generation_mut().filter(|g| g.id == generation) {
-            next.upstream_ready(pid);
-        } else if let Some(serving) = self.serving.as_mut().filter(|g| g.id == generation)
-            && serving.upstream_ready(pid)
-        {
-            let port = serving.port_of(pid);
-            self.upstream_added(generation, port);
-        }
-    }
-}
-
-/// Files a build command writes in the watched tree itself: cargo rewrites `Cargo.lock` when
-/// `Cargo.toml` changed (its `target/` is not watched by the default ignores of a Cargo project).
-fn written_by_build(script: &str, path: &std::path::Path) -> bool {
-    script.split_whitespace().any(|word| word == "cargo")
-        && path.file_name().is_some_and(|n| n == "Cargo.lock")
 }
 
 /// `gen 4 ready in 262ms (debounce 50ms, build 180ms, start 32ms) · 3 files changed`: what is

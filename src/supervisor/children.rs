@@ -1,0 +1,174 @@
+//! Children: every reaped child is routed, by the process table, to whoever owns it (a worker,
+//! the build, the probe, the sentinel, the opener); readiness (`READY=1`, the upstream probe) and
+//! the held sockets a crashed app shut down.
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use super::Supervisor;
+use crate::event::{ExitStatus, Notification};
+use crate::generation::WorkerExit;
+use crate::output::Report;
+use crate::procs::{Owner, Procs};
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+impl<P: Procs> Supervisor<P> {
+    /// A child was reaped: the process table says whose it was, in one lookup.
+    pub(super) fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
+        match self.procs.reaped(pid) {
+            Some(Owner::Sentinel) => self.sentinel_exited(pid, status),
+            Some(Owner::Build) => match self.build.take() {
+                Some(run) if run.build.pid == pid => self.build_finished(run, status, now),
+                other => self.build = other,
+            },
+            Some(Owner::CancelledBuild) => {}
+            Some(Owner::Opener) if !status.success() => {
+                self.out.report(Report::BrowserNotOpened { reason: format!("the opener {status}") });
+            }
+            Some(Owner::Opener) => {}
+            Some(Owner::Probe) => {
+                self.probe = None;
+                self.probe_finished(status);
+            }
+            Some(Owner::Worker { generation, slot }) => {
+                self.worker_exited(generation, slot, pid, status, now)
+            }
+            None => tracing::debug!("reaped pid {pid} ({status}), not one of ours (an orphaned descendant)"),
+        }
+    }
+
+    pub(super) fn worker_exited(
+        &mut self,
+        generation: u64,
+        slot: u32,
+        pid: Pid,
+        status: ExitStatus,
+        now: Instant,
+    ) {
+        let port = self.port_of(generation, pid);
+        if self.next.generation().is_some_and(|g| g.id == generation) {
+            if let Some(next) = self.next.generation_mut() {
+                next.worker_exited(pid, status, now);
+            }
+            if self.lost_port_race(generation, slot, port, now) {
+                return;
+            }
+            self.roll_back(&format!("w{slot} (pid {pid}) {status} before it was ready"), now);
+            self.rearm_sockets(Some(generation));
+        } else if self.serving.as_ref().is_some_and(|g| g.id == generation) {
+            self.upstream_removed(generation, port);
+            self.serving_worker_exited(pid, status, now);
+            self.rearm_sockets(Some(generation));
+        } else if let Some(index) = self.draining.iter().position(|d| d.generation.id == generation) {
+            self.draining[index].generation.worker_exited(pid, status, now);
+            if self.draining[index].generation.is_empty() {
+                // Released (its notify socket and reader closed) before it is reported stopped.
+                let generation = self.draining.remove(index).generation.id;
+                self.out.report(Report::GenerationStopped { generation });
+            }
+        }
+    }
+
+    /// A serving worker ended: a retiring one is simply gone; any other is restarted alone
+    /// after its backoff, unless it has crashed `--max-restarts` times in a row.
+    pub(super) fn serving_worker_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
+        let max_restarts = self.config.max_restarts;
+        let Some(serving) = self.serving.as_mut() else { return };
+        let generation = serving.id;
+        let (pid, status_text) = (pid.as_raw(), status.to_string());
+        let report = match serving.worker_exited(Pid::from_raw(pid), status, now) {
+            Some(WorkerExit::Retired { slot }) => Report::WorkerStopped { generation, worker: slot, pid },
+            Some(WorkerExit::Ended { slot, crashes_in_a_row }) => {
+                let crash_loop = crashes_in_a_row > max_restarts;
+                let restart_in_ms = if crash_loop {
+                    serving.give_up_restarts();
+                    None
+                } else if serving.gave_up {
+                    None
+                } else {
+                    Some(ms(serving.schedule_restart(slot, now)))
+                };
+                Report::WorkerExited {
+                    generation,
+                    worker: slot,
+                    pid,
+                    status: status_text,
+                    crashes_in_a_row,
+                    restart_in_ms,
+                    crash_loop,
+                }
+            }
+            None => return,
+        };
+        self.out.report(report);
+    }
+
+    /// The sentinel died (someone killed it): start a new one at once, with everything it knew,
+    /// so that a SIGKILL of devserve still leaves nothing behind.
+    pub(super) fn sentinel_exited(&mut self, pid: Pid, status: ExitStatus) {
+        let (new_pid, error) = match self.procs.restart_sentinel() {
+            Ok(new) => (Some(new.as_raw()), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        self.out.report(Report::SentinelRestarted {
+            old_pid: pid.as_raw(),
+            status: status.to_string(),
+            new_pid,
+            error,
+        });
+    }
+
+    /// A held socket that no longer listens (a worker called `shutdown()` on its fd) listens
+    /// again, on the same port; `culprit` is the generation most likely to have done it.
+    pub(super) fn rearm_sockets(&mut self, culprit: Option<u64>) {
+        for socket in &self.sockets {
+            match socket.rearm() {
+                Ok(false) => {}
+                Ok(true) => self
+                    .out
+                    .report(Report::SocketRearmed { address: socket.bound.clone(), generation: culprit }),
+                Err(e) => self.out.report(Report::SocketRearmFailed {
+                    address: socket.bound.clone(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+    }
+
+    pub(super) fn on_notify(&mut self, note: &Notification, now: Instant) {
+        if let Some(status) = &note.status {
+            tracing::info!("gen {}: STATUS={status}", note.generation);
+        }
+        let mut ready_again = None;
+        let serving = self.serving.as_ref().map(|g| g.id);
+        let generations = self.next.generation_mut().into_iter().chain(self.serving.as_mut());
+        for generation in generations.filter(|g| g.id == note.generation) {
+            if generation.notified(note, now) {
+                tracing::debug!("gen {}: READY=1 from {:?}", generation.id, note.sender);
+                self.app_speaks_notify = true;
+                if Some(generation.id) == serving {
+                    ready_again = note.sender.and_then(|pid| generation.port_of(pid));
+                }
+            }
+        }
+        if let (Some(generation), Some(port)) = (serving, ready_again) {
+            self.upstream_added(generation, Some(port));
+        }
+    }
+
+    /// Behind the front door: a worker's port accepts. A starting generation counts it toward
+    /// its promotion; a serving one (a restarted or added worker) gets the upstream back.
+    pub(super) fn on_upstream_ready(&mut self, generation: u64, pid: Pid) {
+        if let Some(next) = self.next.generation_mut().filter(|g| g.id == generation) {
+            next.upstream_ready(pid);
+        } else if let Some(serving) = self.serving.as_mut().filter(|g| g.id == generation)
+            && serving.upstream_ready(pid)
+        {
+            let port = serving.port_of(pid);
+            self.upstream_added(generation, port);
+        }
+    }
+}
