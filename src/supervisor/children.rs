@@ -30,7 +30,7 @@ impl<P: Procs> Supervisor<P> {
             }
             Some(Owner::Opener) => {}
             Some(Owner::Probe) => {
-                self.probe = None;
+                self.once.probe = None;
                 self.probe_finished(status);
             }
             Some(Owner::Worker { generation, slot }) => {

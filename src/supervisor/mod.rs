@@ -40,7 +40,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use nix::unistd::Pid;
 
 use crate::build::Build;
 use crate::config::{Config, Loader};
@@ -366,13 +365,6 @@ struct Draining {
     killed: bool,
 }
 
-/// `--once`'s probe, once the generation is ready.
-#[derive(Debug, Clone, Copy)]
-struct ProbeRun {
-    pid: Pid,
-    started: Instant,
-}
-
 /// Why the loop must wake up at some moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Deadline {
@@ -403,7 +395,6 @@ struct Supervisor<P: Procs> {
     next: Next,
     serving: Option<Generation>,
     draining: Vec<Draining>,
-    probe: Option<ProbeRun>,
     /// How the last finished build went, for the status table.
     last_build: Option<(ExitStatus, Duration, Instant)>,
     next_id: u64,
@@ -413,9 +404,8 @@ struct Supervisor<P: Procs> {
     /// A generation has started successfully at least once.
     started_once: bool,
     shutdown: Option<Shutdown>,
-    outcome: Outcome,
-    /// `--once`: the verdict is known (a TERM before it makes the run fail).
-    once_decided: bool,
+    /// `--once`'s probe and verdict: see [`once::OnceRun`].
+    once: once::OnceRun,
     fatal: Option<StartError>,
     /// Self-triggered reload loops.
     loops: loops::LoopGuard,
@@ -455,15 +445,13 @@ impl<P: Procs> Supervisor<P> {
             next: Next::Idle,
             serving: None,
             draining: Vec::new(),
-            probe: None,
             last_build: None,
             next_id: 1,
             workers,
             app_speaks_notify: false,
             started_once: false,
             shutdown: None,
-            outcome: Outcome::Success,
-            once_decided: false,
+            once: once::OnceRun::default(),
             fatal: None,
             loops: loops::LoopGuard::default(),
             watching: false,
@@ -489,7 +477,7 @@ impl<P: Procs> Supervisor<P> {
             Some(error) => Err(error),
             None => {
                 self.out.report(Report::Stopped);
-                Ok(self.outcome)
+                Ok(self.once.outcome)
             }
         }
     }
@@ -574,8 +562,8 @@ impl<P: Procs> Supervisor<P> {
             }
         }
         times.extend(self.draining.iter().filter(|d| !d.killed).map(|d| (d.deadline, Deadline::DrainKill)));
-        if let Some(probe) = self.probe
-            && !self.once_decided
+        if let Some(probe) = self.once.probe
+            && !self.once.decided
         {
             times.push((deadline(probe.started, self.config.probe_timeout), Deadline::ProbeTimeout));
         }

@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{Outcome, ProbeRun, Shutdown, Supervisor};
+use nix::unistd::Pid;
+
+use super::{Outcome, Shutdown, Supervisor};
 use crate::event::ExitStatus;
 use crate::generation::deadline;
 use crate::output::Report;
@@ -13,6 +15,30 @@ use crate::spawn::Command;
 
 fn ms(d: Duration) -> u128 {
     d.as_millis()
+}
+
+/// The `--once` run: its probe, and its verdict once known.
+#[derive(Debug)]
+pub(super) struct OnceRun {
+    /// The probe, once the generation is ready.
+    pub(super) probe: Option<ProbeRun>,
+    /// The verdict is known (a TERM before it makes the run fail).
+    pub(super) decided: bool,
+    /// How the run ends (also a plain run's: stopped by a signal is a success).
+    pub(super) outcome: Outcome,
+}
+
+impl Default for OnceRun {
+    fn default() -> Self {
+        OnceRun { probe: None, decided: false, outcome: Outcome::Success }
+    }
+}
+
+/// `--once`'s probe, once the generation is ready.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ProbeRun {
+    pub(super) pid: Pid,
+    pub(super) started: Instant,
 }
 
 impl<P: Procs> Supervisor<P> {
@@ -28,7 +54,7 @@ impl<P: Procs> Supervisor<P> {
         };
         self.out.report(Report::ProbeStarted { command: script.clone() });
         match self.procs.spawn(Command::shell(&script).env("DEVSERVE_ADDR", addr), Owner::Probe) {
-            Ok(pid) => self.probe = Some(ProbeRun { pid, started: now }),
+            Ok(pid) => self.once.probe = Some(ProbeRun { pid, started: now }),
             Err(e) => {
                 self.out.report(Report::ProbeNotStarted { error: e.to_string() });
                 self.finish_once(Outcome::ProbeFailed);
@@ -37,7 +63,7 @@ impl<P: Procs> Supervisor<P> {
     }
 
     pub(super) fn probe_finished(&mut self, status: ExitStatus) {
-        if self.once_decided {
+        if self.once.decided {
             return;
         }
         self.out.report(Report::ProbeFinished { ok: status.success(), status: status.to_string() });
@@ -46,8 +72,8 @@ impl<P: Procs> Supervisor<P> {
 
     /// `--once`: a probe still running at `--probe-timeout` is killed and fails the run.
     pub(super) fn check_probe(&mut self, now: Instant) {
-        let Some(probe) = self.probe else { return };
-        if self.once_decided || now < deadline(probe.started, self.config.probe_timeout) {
+        let Some(probe) = self.once.probe else { return };
+        if self.once.decided || now < deadline(probe.started, self.config.probe_timeout) {
             return;
         }
         self.procs.signal(probe.pid, Signal::SIGKILL);
@@ -57,9 +83,9 @@ impl<P: Procs> Supervisor<P> {
 
     /// `--once` is decided: remember how, stop gracefully.
     pub(super) fn finish_once(&mut self, outcome: Outcome) {
-        if self.shutdown.is_none() && !self.once_decided {
-            self.once_decided = true;
-            self.outcome = outcome;
+        if self.shutdown.is_none() && !self.once.decided {
+            self.once.decided = true;
+            self.once.outcome = outcome;
             self.begin_shutdown(Shutdown::Graceful, Instant::now());
         }
     }

@@ -32,13 +32,13 @@ impl<P: Procs> Supervisor<P> {
     }
 
     pub(super) fn begin_shutdown(&mut self, mode: Shutdown, now: Instant) {
-        if self.config.once && !self.once_decided && self.fatal.is_none() {
-            self.once_decided = true;
-            self.outcome = Outcome::Interrupted;
+        if self.config.once && !self.once.decided && self.fatal.is_none() {
+            self.once.decided = true;
+            self.once.outcome = Outcome::Interrupted;
             self.out.report(Report::OnceInterrupted);
         }
         // The probe decides nothing any more.
-        if let Some(probe) = self.probe {
+        if let Some(probe) = self.once.probe {
             self.procs.signal(probe.pid, nix::sys::signal::Signal::SIGKILL);
         }
         self.shutdown = Some(mode);

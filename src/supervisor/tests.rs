@@ -375,7 +375,7 @@ fn once_succeeds_interrupts_or_times_out_its_probe() {
     let mut h = harness(&["--once", "-l", "127.0.0.1:0"]);
     h.start();
     h.ready(1);
-    assert_eq!(h.sup.outcome, Outcome::Success);
+    assert_eq!(h.sup.once.outcome, Outcome::Success);
     assert!(h.sup.shutdown.is_some());
 
     let mut h = harness(&["--once", "-l", "127.0.0.1:0", "--probe", "curl x", "--probe-timeout", "1s"]);
@@ -384,13 +384,13 @@ fn once_succeeds_interrupts_or_times_out_its_probe() {
     let probe = h.sup.procs.pid_of(Owner::Probe).expect("probe");
     h.at(Duration::from_secs(2));
     assert!(h.sup.procs.was_signalled(probe, Signal::SIGKILL));
-    assert_eq!(h.sup.outcome, Outcome::ProbeFailed);
+    assert_eq!(h.sup.once.outcome, Outcome::ProbeFailed);
 
     let mut h = harness(&["--once", "-l", "127.0.0.1:0", "--probe", "curl x"]);
     h.start();
     h.ready(1);
     h.event(Event::Request(Request::Stop));
-    assert_eq!(h.sup.outcome, Outcome::Interrupted);
+    assert_eq!(h.sup.once.outcome, Outcome::Interrupted);
 }
 
 #[test]
