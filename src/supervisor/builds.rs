@@ -21,8 +21,8 @@ impl<P: Procs> Supervisor<P> {
     pub(super) fn on_change(&mut self, mut paths: Vec<std::path::PathBuf>, since: Instant) {
         // A file the build writes itself, while it ran, is its own doing: not a reason to cancel
         // it or to build again.
-        let during_build =
-            self.build.is_some() || self.last_build.is_some_and(|(_, _, ended)| since <= ended);
+        let during_build = self.service.build.is_some()
+            || self.service.last_build.is_some_and(|(_, _, ended)| since <= ended);
         if let Some(script) = self.config.build.as_deref()
             && during_build
         {
@@ -31,7 +31,7 @@ impl<P: Procs> Supervisor<P> {
                 return;
             }
         }
-        match self.loops.judge(paths, since) {
+        match self.service.loops.judge(paths, since) {
             Verdict::Reload(paths) => self.trigger(Trigger::change(paths, since)),
             Verdict::Ignore => {}
             Verdict::Muted(paths) => {
@@ -64,7 +64,7 @@ impl<P: Procs> Supervisor<P> {
             self.out.clear_screen();
         }
         self.out.report(Report::ChangeDetected { cause: trigger.describe(), files: trigger.file_count() });
-        if let Some(BuildRun { build, trigger: earlier }) = self.build.take() {
+        if let Some(BuildRun { build, trigger: earlier }) = self.service.build.take() {
             build.cancel(&mut self.procs);
             let mut merged = earlier;
             merged.merge(trigger);
@@ -83,7 +83,7 @@ impl<P: Procs> Supervisor<P> {
         self.hold(format!("building ({script})"));
         self.tell_browsers(BrowserEvent::Building { cause: trigger.describe() });
         match Build::start(script, &self.config.env, self.front.door.is_some(), &mut self.procs, now) {
-            Ok(build) => self.build = Some(BuildRun { build, trigger }),
+            Ok(build) => self.service.build = Some(BuildRun { build, trigger }),
             Err(e) => {
                 self.out.report(Report::BuildNotStarted { error: e.to_string() });
                 if self.config.once {
@@ -95,12 +95,12 @@ impl<P: Procs> Supervisor<P> {
 
     pub(super) fn build_finished(&mut self, run: BuildRun, status: ExitStatus, now: Instant) {
         let took = run.build.took(now);
-        self.last_build = Some((status, took, now));
+        self.service.last_build = Some((status, took, now));
         self.out.report(Report::BuildFinished {
             ok: status.success(),
             status: status.to_string(),
             duration_ms: ms(took),
-            serving: self.serving.as_ref().map(|g| g.id),
+            serving: self.service.serving.as_ref().map(|g| g.id),
         });
         let script = self.config.build.clone().unwrap_or_default();
         let output = if status.success() { String::new() } else { run.build.output_tail() };
@@ -116,7 +116,7 @@ impl<P: Procs> Supervisor<P> {
             });
         }
         if status.success() && self.unchanged_program(&run.trigger) {
-            let serving = self.serving.as_ref().map_or(0, |g| g.id);
+            let serving = self.service.serving.as_ref().map_or(0, |g| g.id);
             self.out.report(Report::AppUnchanged { build_ms: ms(took), serving });
             // Nothing to reload; an overlay from an earlier failure goes.
             self.tell_browsers(BrowserEvent::Ready { generation: serving, css_only: Vec::new() });
@@ -136,8 +136,8 @@ impl<P: Procs> Supervisor<P> {
             && !trigger.is_initial()
             && trigger.file_count() > 0
             && !trigger.is_reload()
-            && matches!(self.next, Next::Idle)
-            && self.serving.as_ref().is_some_and(|g| g.runs_same_program(&self.launch))
+            && matches!(self.service.next, Next::Idle)
+            && self.service.serving.as_ref().is_some_and(|g| g.runs_same_program(&self.service.launch))
     }
 }
 

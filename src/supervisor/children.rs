@@ -20,9 +20,9 @@ impl<P: Procs> Supervisor<P> {
     pub(super) fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
         match self.procs.reaped(pid) {
             Some(Owner::Sentinel) => self.sentinel_exited(pid, status),
-            Some(Owner::Build) => match self.build.take() {
+            Some(Owner::Build) => match self.service.build.take() {
                 Some(run) if run.build.pid == pid => self.build_finished(run, status, now),
-                other => self.build = other,
+                other => self.service.build = other,
             },
             Some(Owner::CancelledBuild) => {}
             Some(Owner::Opener) if !status.success() => {
@@ -49,8 +49,8 @@ impl<P: Procs> Supervisor<P> {
         now: Instant,
     ) {
         let port = self.port_of(generation, pid);
-        if self.next.generation().is_some_and(|g| g.id == generation) {
-            if let Some(next) = self.next.generation_mut() {
+        if self.service.next.generation().is_some_and(|g| g.id == generation) {
+            if let Some(next) = self.service.next.generation_mut() {
                 next.worker_exited(pid, status, now);
             }
             if self.lost_port_race(generation, slot, port, now) {
@@ -58,15 +58,15 @@ impl<P: Procs> Supervisor<P> {
             }
             self.roll_back(&format!("w{slot} (pid {pid}) {status} before it was ready"), now);
             self.rearm_sockets(Some(generation));
-        } else if self.serving.as_ref().is_some_and(|g| g.id == generation) {
+        } else if self.service.serving.as_ref().is_some_and(|g| g.id == generation) {
             self.upstream_removed(generation, port);
             self.serving_worker_exited(pid, status, now);
             self.rearm_sockets(Some(generation));
-        } else if let Some(index) = self.draining.iter().position(|d| d.generation.id == generation) {
-            self.draining[index].generation.worker_exited(pid, status, now);
-            if self.draining[index].generation.is_empty() {
+        } else if let Some(index) = self.service.draining.iter().position(|d| d.generation.id == generation) {
+            self.service.draining[index].generation.worker_exited(pid, status, now);
+            if self.service.draining[index].generation.is_empty() {
                 // Released (its notify socket and reader closed) before it is reported stopped.
-                let generation = self.draining.remove(index).generation.id;
+                let generation = self.service.draining.remove(index).generation.id;
                 self.out.report(Report::GenerationStopped { generation });
             }
         }
@@ -76,7 +76,7 @@ impl<P: Procs> Supervisor<P> {
     /// after its backoff, unless it has crashed `--max-restarts` times in a row.
     pub(super) fn serving_worker_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
         let max_restarts = self.config.max_restarts;
-        let Some(serving) = self.serving.as_mut() else { return };
+        let Some(serving) = self.service.serving.as_mut() else { return };
         let generation = serving.id;
         let (pid, status_text) = (pid.as_raw(), status.to_string());
         let report = match serving.worker_exited(Pid::from_raw(pid), status, now) {
@@ -124,7 +124,7 @@ impl<P: Procs> Supervisor<P> {
     /// A held socket that no longer listens (a worker called `shutdown()` on its fd) listens
     /// again, on the same port; `culprit` is the generation most likely to have done it.
     pub(super) fn rearm_sockets(&mut self, culprit: Option<u64>) {
-        for socket in &self.sockets {
+        for socket in &self.service.sockets {
             match socket.rearm() {
                 Ok(false) => {}
                 Ok(true) => self
@@ -143,12 +143,12 @@ impl<P: Procs> Supervisor<P> {
             tracing::info!("gen {}: STATUS={status}", note.generation);
         }
         let mut ready_again = None;
-        let serving = self.serving.as_ref().map(|g| g.id);
-        let generations = self.next.generation_mut().into_iter().chain(self.serving.as_mut());
+        let serving = self.service.serving.as_ref().map(|g| g.id);
+        let generations = self.service.next.generation_mut().into_iter().chain(self.service.serving.as_mut());
         for generation in generations.filter(|g| g.id == note.generation) {
             if generation.notified(note, now) {
                 tracing::debug!("gen {}: READY=1 from {:?}", generation.id, note.sender);
-                self.app_speaks_notify = true;
+                self.service.app_speaks_notify = true;
                 if Some(generation.id) == serving {
                     ready_again = note.sender.and_then(|pid| generation.port_of(pid));
                 }
@@ -162,9 +162,9 @@ impl<P: Procs> Supervisor<P> {
     /// Behind the front door: a worker's port accepts. A starting generation counts it toward
     /// its promotion; a serving one (a restarted or added worker) gets the upstream back.
     pub(super) fn on_upstream_ready(&mut self, generation: u64, pid: Pid) {
-        if let Some(next) = self.next.generation_mut().filter(|g| g.id == generation) {
+        if let Some(next) = self.service.next.generation_mut().filter(|g| g.id == generation) {
             next.upstream_ready(pid);
-        } else if let Some(serving) = self.serving.as_mut().filter(|g| g.id == generation)
+        } else if let Some(serving) = self.service.serving.as_mut().filter(|g| g.id == generation)
             && serving.upstream_ready(pid)
         {
             let port = serving.port_of(pid);

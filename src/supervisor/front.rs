@@ -59,7 +59,7 @@ impl FrontDoor for ProxyHandle {
 impl<P: Procs> Supervisor<P> {
     /// Whether generations overlap behind the front door (each worker on its own port).
     pub(super) fn behind_front(&self) -> bool {
-        self.front.door.is_some() && self.launch.upstream == Upstream::PerWorker
+        self.front.door.is_some() && self.service.launch.upstream == Upstream::PerWorker
     }
 
     fn tell(&self, command: ProxyCommand) {
@@ -71,7 +71,7 @@ impl<P: Procs> Supervisor<P> {
     /// The serving generation (just promoted, or its set of ready workers changed) is what new
     /// requests go to.
     pub(super) fn route(&mut self) {
-        let Some(serving) = &self.serving else { return };
+        let Some(serving) = &self.service.serving else { return };
         let (generation, upstreams) = (serving.id, serving.ready_upstreams());
         // The generation routed to until now gets no new request: it drains when it retires.
         if let Some(previous) = self.front.routed.replace(generation)
@@ -104,7 +104,7 @@ impl<P: Procs> Supervisor<P> {
 
     /// Nothing serves: requests wait, and a 503 after `--hold-timeout` says `reason`.
     pub(super) fn hold(&mut self, reason: String) {
-        if self.front.door.is_some() && self.serving.is_none() {
+        if self.front.door.is_some() && self.service.serving.is_none() {
             self.front.routed = None;
             self.tell(ProxyCommand::Hold { reason });
         }
@@ -112,7 +112,7 @@ impl<P: Procs> Supervisor<P> {
 
     /// Nothing serves and nothing is starting: requests get a 503 saying `reason` at once.
     pub(super) fn down(&mut self, reason: String) {
-        if self.front.door.is_some() && self.serving.is_none() {
+        if self.front.door.is_some() && self.service.serving.is_none() {
             self.front.routed = None;
             self.tell(ProxyCommand::Down { reason });
         }
@@ -165,13 +165,13 @@ impl<P: Procs> Supervisor<P> {
                 }
                 let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
                 if let Some(draining) =
-                    self.draining.iter_mut().find(|d| d.generation.id == generation && !d.signalled)
+                    self.service.draining.iter_mut().find(|d| d.generation.id == generation && !d.signalled)
                 {
                     draining.generation.stop(signal, &mut self.procs);
                     draining.signalled = true;
                     draining.deadline = deadline(now, timeout);
                     let signal = signal.as_str().to_owned();
-                    let restart_mode = matches!(self.next, super::Next::Queued { .. });
+                    let restart_mode = matches!(self.service.next, super::Next::Queued { .. });
                     self.out.report(Report::GenerationStopping { generation, signal, restart_mode });
                 }
             }
@@ -183,6 +183,7 @@ impl<P: Procs> Supervisor<P> {
             FrontEvent::Counters { held, retried, failed } => {
                 let Some(generation) = self.front.routed else { return };
                 let upstreams = self
+                    .service
                     .serving
                     .as_ref()
                     .map(|g| g.ready_upstreams().iter().map(ToString::to_string).collect())
@@ -217,7 +218,9 @@ impl<P: Procs> Supervisor<P> {
         if !self.behind_front() || !port.is_some_and(crate::generation::port_taken) {
             return false;
         }
-        let Some(next) = self.next.generation_mut().filter(|g| g.id == generation) else { return false };
+        let Some(next) = self.service.next.generation_mut().filter(|g| g.id == generation) else {
+            return false;
+        };
         match next.add_worker(slot, &mut self.procs, now) {
             Ok(pid) => {
                 let port = port.unwrap_or_default();
@@ -298,15 +301,16 @@ impl<P: Procs> Supervisor<P> {
             found: found.clone(),
         });
         let (Some(_), [port]) = (given, found.as_slice()) else { return };
-        if !self.behind_front() || self.workers != 1 {
+        if !self.behind_front() || self.service.workers != 1 {
             return;
         }
         let port = *port;
         let adopted = self
+            .service
             .next
             .generation_mut()
             .into_iter()
-            .chain(self.serving.as_mut())
+            .chain(self.service.serving.as_mut())
             .find(|g| g.id == generation)
             .is_some_and(|g| g.adopt_port(pid, port));
         if adopted {
@@ -321,28 +325,30 @@ impl<P: Procs> Supervisor<P> {
     /// configuration names one itself).
     pub(super) fn keep_found_app_port(&mut self) {
         if let Some(port) = self.front.app_port_found
-            && self.launch.upstream == Upstream::PerWorker
+            && self.service.launch.upstream == Upstream::PerWorker
         {
-            self.launch.upstream = Upstream::Fixed(port);
+            self.service.launch.upstream = Upstream::Fixed(port);
         }
     }
 
     /// The slot of the worker running as `pid` in `generation`, if it is still known.
     pub(super) fn slot_of(&self, generation: u64, pid: Pid) -> Option<u32> {
-        self.next
+        self.service
+            .next
             .generation()
             .into_iter()
-            .chain(&self.serving)
+            .chain(&self.service.serving)
             .find(|g| g.id == generation)
             .and_then(|g| g.slot_of(pid))
     }
 
     /// The pid's port in the generation it belongs to.
     pub(super) fn port_of(&self, generation: u64, pid: Pid) -> Option<u16> {
-        self.next
+        self.service
+            .next
             .generation()
             .into_iter()
-            .chain(&self.serving)
+            .chain(&self.service.serving)
             .find(|g| g.id == generation)
             .and_then(|g| g.port_of(pid))
     }

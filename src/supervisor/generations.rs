@@ -20,17 +20,17 @@ impl<P: Procs> Supervisor<P> {
     pub(super) fn start_generation(&mut self, trigger: Trigger, build_took: Option<Duration>, now: Instant) {
         // Without held sockets and without a port of its own per worker, old and new would bind
         // the same port: the old one stops first.
-        let restart_mode = self.launch.sockets.is_empty() && !self.behind_front();
-        if let Some(superseded) = self.next.take_generation() {
+        let restart_mode = self.service.launch.sockets.is_empty() && !self.behind_front();
+        if let Some(superseded) = self.service.next.take_generation() {
             let by_build = self.config.build.is_some();
             self.out.report(Report::GenerationSuperseded { generation: superseded.id, by_build });
             self.retire(superseded, now);
         }
-        if restart_mode && (self.serving.is_some() || !self.draining.is_empty()) {
-            if let Some(mut old) = self.serving.take() {
+        if restart_mode && (self.service.serving.is_some() || !self.service.draining.is_empty()) {
+            if let Some(mut old) = self.service.serving.take() {
                 if self.front.door.is_some() {
                     // --app-port: if the new generation does not come up, the old command starts again.
-                    self.previous = Some(old.relaunch());
+                    self.service.relaunch.previous = Some(old.relaunch());
                 }
                 let (id, signal) = (old.id, self.config.stop_signal.as_str().to_owned());
                 // Behind the front door it drains first; the line comes with the signal.
@@ -42,22 +42,26 @@ impl<P: Procs> Supervisor<P> {
                     });
                 }
             }
-            self.next = Next::Queued { trigger, build_took };
+            self.service.next = Next::Queued { trigger, build_took };
             self.hold(
                 "restarting: with --app-port the old generation stops before the new one starts".into(),
             );
             return;
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        let culprit =
-            self.serving.as_ref().map(|g| g.id).or(self.draining.iter().map(|d| d.generation.id).max());
+        let id = self.service.next_id;
+        self.service.next_id += 1;
+        let culprit = self.service.serving.as_ref().map(|g| g.id).or(self
+            .service
+            .draining
+            .iter()
+            .map(|d| d.generation.id)
+            .max());
         self.rearm_sockets(culprit);
         // A rolling swap starts one worker and adds the others one by one (`roll_one`).
         // Behind the front door a swap is already one atomic switch: no rolling.
-        let rolling = self.config.rolling && self.serving.is_some() && self.front.door.is_none();
-        let count = if rolling { 1 } else { self.workers };
-        match Generation::start(id, count, self.launch.clone(), &mut self.procs, now) {
+        let rolling = self.config.rolling && self.service.serving.is_some() && self.front.door.is_none();
+        let count = if rolling { 1 } else { self.service.workers };
+        match Generation::start(id, count, self.service.launch.clone(), &mut self.procs, now) {
             Ok(mut generation) => {
                 generation.build_took = build_took;
                 generation.cause = trigger.describe();
@@ -68,10 +72,11 @@ impl<P: Procs> Supervisor<P> {
                 self.out.report(Report::GenerationStarting { generation: id, pids });
                 // Nothing serves: requests wait for this one (after a failure they were refused).
                 self.hold(format!("gen {id} starting"));
-                self.loops.started(now);
-                self.next = if rolling { Next::Rolling(generation) } else { Next::Starting(generation) };
+                self.service.loops.started(now);
+                self.service.next =
+                    if rolling { Next::Rolling(generation) } else { Next::Starting(generation) };
             }
-            Err(e) if e.is_bad_command() && !self.started_once => {
+            Err(e) if e.is_bad_command() && !self.service.started_once => {
                 self.fatal = Some(StartError::Command(e));
                 self.begin_shutdown(Shutdown::Immediate, now);
             }
@@ -81,7 +86,7 @@ impl<P: Procs> Supervisor<P> {
                 self.out.report(Report::GenerationFailed {
                     generation: id,
                     reason,
-                    serving: self.serving.as_ref().map(|g| g.id),
+                    serving: self.service.serving.as_ref().map(|g| g.id),
                 });
                 if self.config.once {
                     self.finish_once(Outcome::NotReady);
@@ -92,18 +97,21 @@ impl<P: Procs> Supervisor<P> {
 
     /// Restart mode: start the queued generation once the old one has gone.
     pub(super) fn start_queued(&mut self, now: Instant) {
-        if self.serving.is_none()
-            && self.draining.is_empty()
-            && matches!(self.next, Next::Idle)
-            && let Some(previous) = self.queued_previous.take()
+        if self.service.serving.is_none()
+            && self.service.draining.is_empty()
+            && matches!(self.service.next, Next::Idle)
+            && let Some(previous) = self.service.relaunch.queued.take()
         {
             self.restart_previous(previous, now);
             return;
         }
-        if self.serving.is_some() || !self.draining.is_empty() || !matches!(self.next, Next::Queued { .. }) {
+        if self.service.serving.is_some()
+            || !self.service.draining.is_empty()
+            || !matches!(self.service.next, Next::Queued { .. })
+        {
             return;
         }
-        if let Next::Queued { trigger, build_took } = std::mem::take(&mut self.next) {
+        if let Next::Queued { trigger, build_took } = std::mem::take(&mut self.service.next) {
             self.start_generation(trigger, build_took, now);
         }
     }
@@ -113,23 +121,24 @@ impl<P: Procs> Supervisor<P> {
         // Behind the front door readiness is observed (the port, --ready-path, READY=1), never
         // assumed after a delay.
         let assume = self.front.door.is_none();
-        if let Some(serving) = self.serving.as_mut()
+        if let Some(serving) = self.service.serving.as_mut()
             && assume
         {
             serving.apply_ready_delay(self.config.ready_delay, now);
         }
         let (ready_delay, ready_timeout, workers) =
-            (self.config.ready_delay, self.config.ready_timeout, self.workers);
-        let speaks_notify = self.app_speaks_notify || !assume;
-        let Some(next) = self.next.generation_mut() else { return };
+            (self.config.ready_delay, self.config.ready_timeout, self.service.workers);
+        let speaks_notify = self.service.app_speaks_notify || !assume;
+        let Some(next) = self.service.next.generation_mut() else { return };
         // Up for the ready delay counts only before the ready timeout (equal ones: not ready).
         if !speaks_notify && now < next.ready_deadline(ready_timeout) {
             next.apply_ready_delay(ready_delay, now);
         }
         let all_ready = next.all_ready();
         let timed_out = now >= next.ready_deadline(ready_timeout);
-        let rolling_short = matches!(self.next, Next::Rolling(ref g) if g.workers.len() < workers as usize);
-        if all_ready && rolling_short && self.serving.is_some() {
+        let rolling_short =
+            matches!(self.service.next, Next::Rolling(ref g) if g.workers.len() < workers as usize);
+        if all_ready && rolling_short && self.service.serving.is_some() {
             self.roll_one(now);
         } else if all_ready {
             self.promote(now);
@@ -143,7 +152,7 @@ impl<P: Procs> Supervisor<P> {
     /// crash (restart with backoff when serving, rollback when starting).
     pub(super) fn check_watchdogs(&mut self, now: Instant) {
         let Some(watchdog) = self.config.watchdog else { return };
-        let generations = self.next.generation_mut().into_iter().chain(self.serving.as_mut());
+        let generations = self.service.next.generation_mut().into_iter().chain(self.service.serving.as_mut());
         for generation in generations {
             for (slot, pid) in generation.missed_watchdogs(watchdog, now) {
                 self.procs.signal(pid, Signal::SIGKILL);
@@ -163,11 +172,12 @@ impl<P: Procs> Supervisor<P> {
     /// which an app would otherwise wait on before it exits (its in-flight requests finish).
     pub(super) fn retire_oldest_worker(&mut self, now: Instant, rolling: bool) {
         let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
-        let Some((generation, port)) = self.serving.as_ref().map(|g| (g.id, g.oldest_active_port())) else {
+        let Some((generation, port)) = self.service.serving.as_ref().map(|g| (g.id, g.oldest_active_port()))
+        else {
             return;
         };
         self.upstream_removed(generation, port);
-        if let Some(serving) = self.serving.as_mut()
+        if let Some(serving) = self.service.serving.as_mut()
             && let Some((slot, pid)) = serving.retire_oldest(signal, timeout, now, &mut self.procs)
         {
             self.out.report(Report::WorkerStopping { generation, worker: slot, pid: pid.as_raw(), rolling });
@@ -178,7 +188,7 @@ impl<P: Procs> Supervisor<P> {
     /// more new worker starts. Capacity never drops below the worker count.
     pub(super) fn roll_one(&mut self, now: Instant) {
         self.retire_oldest_worker(now, true);
-        let Some(next) = self.next.generation_mut() else { return };
+        let Some(next) = self.service.next.generation_mut() else { return };
         let slot = next.free_slot();
         let id = next.id;
         match next.add_worker(slot, &mut self.procs, now) {
@@ -194,16 +204,16 @@ impl<P: Procs> Supervisor<P> {
 
     /// The new generation is ready: it serves, the old one drains.
     pub(super) fn promote(&mut self, now: Instant) {
-        let Some(generation) = self.next.take_generation() else { return };
-        let first = !self.started_once;
-        self.started_once = true;
-        self.loops.ready(now);
-        self.previous = None;
+        let Some(generation) = self.service.next.take_generation() else { return };
+        let first = !self.service.started_once;
+        self.service.started_once = true;
+        self.service.loops.ready(now);
+        self.service.relaunch.previous = None;
         self.rearm_sockets(Some(generation.id));
         self.out.report(ready_report(&generation, now, self.config.ready_delay));
         let css_only = generation.css_only.clone();
         let id = generation.id;
-        let old = self.serving.replace(generation);
+        let old = self.service.serving.replace(generation);
         // New requests go to the new generation before the old one drains; then pages reload,
         // into the new generation.
         self.route();
@@ -226,23 +236,23 @@ impl<P: Procs> Supervisor<P> {
 
     /// The new generation failed: stop it, keep the old one.
     pub(super) fn roll_back(&mut self, reason: &str, now: Instant) {
-        let Some(failed) = self.next.take_generation() else { return };
+        let Some(failed) = self.service.next.take_generation() else { return };
         self.out.report(Report::GenerationFailed {
             generation: failed.id,
             reason: reason.to_owned(),
-            serving: self.serving.as_ref().map(|g| g.id),
+            serving: self.service.serving.as_ref().map(|g| g.id),
         });
         let why = format!("gen {} failed: {reason}; waiting for a change", failed.id);
         // With --app-port the previous generation starts again: a wait worth holding for.
-        if self.previous.is_some() {
+        if self.service.relaunch.previous.is_some() {
             self.hold(why)
         } else {
             self.down(why)
         }
         self.tell_browsers(BrowserEvent::Crashed { generation: failed.id, status: reason.to_owned() });
         self.retire(failed, now);
-        if self.serving.is_none()
-            && let Some(previous) = self.previous.take()
+        if self.service.serving.is_none()
+            && let Some(previous) = self.service.relaunch.previous.take()
         {
             self.restart_previous(previous, now);
         }
@@ -256,18 +266,18 @@ impl<P: Procs> Supervisor<P> {
     /// `--app-port` rollback: the generation stopped for the one that failed starts again, from its
     /// own launch and program copy, once the failed one is gone (they share the port).
     pub(super) fn restart_previous(&mut self, previous: crate::generation::Relaunch, now: Instant) {
-        if !self.draining.is_empty() {
-            self.queued_previous = Some(previous);
+        if !self.service.draining.is_empty() {
+            self.service.relaunch.queued = Some(previous);
             return;
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        match Generation::start_from(id, self.workers, previous, &mut self.procs, now) {
+        let id = self.service.next_id;
+        self.service.next_id += 1;
+        match Generation::start_from(id, self.service.workers, previous, &mut self.procs, now) {
             Ok(mut generation) => {
                 generation.cause = "rollback: the previous command".into();
                 let pids = generation.live_pids().iter().map(|p| p.as_raw()).collect();
                 self.out.report(Report::GenerationStarting { generation: id, pids });
-                self.next = Next::Starting(generation);
+                self.service.next = Next::Starting(generation);
             }
             Err(e) => {
                 let reason = format!("could not start the previous command again: {e}");
@@ -286,7 +296,7 @@ impl<P: Procs> Supervisor<P> {
         }
         if !generation.is_empty() {
             let deadline = deadline(now, self.config.stop_timeout);
-            self.draining.push(Draining { generation, deadline, signalled: !wait, killed: false });
+            self.service.draining.push(Draining { generation, deadline, signalled: !wait, killed: false });
         }
         wait
     }
@@ -296,10 +306,10 @@ impl<P: Procs> Supervisor<P> {
         if self.shutdown.is_some() {
             return;
         }
-        let due = self.serving.as_ref().map(|g| g.due_restarts(now)).unwrap_or_default();
+        let due = self.service.serving.as_ref().map(|g| g.due_restarts(now)).unwrap_or_default();
         for slot in due {
             if !self.start_serving_worker(slot, WorkerStart::Restart, now) {
-                let Some(serving) = self.serving.as_mut() else { return };
+                let Some(serving) = self.service.serving.as_mut() else { return };
                 serving.schedule_restart(slot, now);
             }
         }
@@ -311,8 +321,8 @@ impl<P: Procs> Supervisor<P> {
         if self.shutdown.is_some() {
             return;
         }
-        while let Some(serving) = self.serving.as_ref()
-            && serving.active_count() < self.workers as usize
+        while let Some(serving) = self.service.serving.as_ref()
+            && serving.active_count() < self.service.workers as usize
         {
             let slot = serving.free_slot();
             if !self.start_serving_worker(slot, WorkerStart::Added, now) {
@@ -324,7 +334,7 @@ impl<P: Procs> Supervisor<P> {
     /// Starts a worker of the serving generation in `slot` and says so; false if it could not
     /// start (a restart then tries again after its next backoff).
     pub(super) fn start_serving_worker(&mut self, slot: u32, why: WorkerStart, now: Instant) -> bool {
-        let Some(serving) = self.serving.as_mut() else { return false };
+        let Some(serving) = self.service.serving.as_mut() else { return false };
         let generation = serving.id;
         match serving.add_worker(slot, &mut self.procs, now) {
             Ok(pid) => {
@@ -347,7 +357,7 @@ impl<P: Procs> Supervisor<P> {
     /// Draining generations (and retiring workers) past their stop timeout get SIGKILL.
     pub(super) fn kill_overdue(&mut self, now: Instant) {
         let after_ms = ms(self.config.stop_timeout);
-        if let Some(serving) = self.serving.as_mut() {
+        if let Some(serving) = self.service.serving.as_mut() {
             let generation = serving.id;
             for pid in serving.kill_overdue_retirees(now, &mut self.procs) {
                 self.out.report(Report::WorkerKilled { generation, pid: pid.as_raw(), after_ms });
@@ -355,7 +365,7 @@ impl<P: Procs> Supervisor<P> {
         }
         let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
         let mut timed_out = Vec::new();
-        for draining in &mut self.draining {
+        for draining in &mut self.service.draining {
             if !draining.signalled && now >= draining.deadline {
                 // The proxy still had requests for it: close them, then the stop signal.
                 timed_out.push(draining.generation.id);

@@ -30,6 +30,7 @@ mod generations;
 mod loops;
 mod once;
 mod requests;
+mod service;
 #[cfg(test)]
 mod tests;
 mod trigger;
@@ -44,8 +45,8 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::build::Build;
 use crate::config::{Config, Loader};
 use crate::control::{ControlError, Pidfile};
+use crate::event::Event;
 use crate::event::FrontEvent;
-use crate::event::{Event, ExitStatus};
 use crate::generation::{Generation, Launch, Upstream, deadline};
 use crate::output::{LogFormat, Output, Report};
 use crate::procs::{OsProcs, Procs};
@@ -383,40 +384,21 @@ struct Supervisor<P: Procs> {
     config: Config,
     out: Output,
     procs: P,
-    /// The sockets new generations get; older generations keep theirs through their launch.
-    sockets: Vec<NamedSocket>,
-    launch: Launch,
     runtime_dir: Option<RuntimeDir>,
     /// Paths devserve itself writes (never changes).
     own_files: Vec<PathBuf>,
     events: Sender<Event>,
     watcher: Option<WatchHandle>,
-    build: Option<BuildRun>,
-    next: Next,
-    serving: Option<Generation>,
-    draining: Vec<Draining>,
-    /// How the last finished build went, for the status table.
-    last_build: Option<(ExitStatus, Duration, Instant)>,
-    next_id: u64,
-    workers: u32,
-    /// Learnt from the first READY=1: from then on the ready delay no longer applies.
-    app_speaks_notify: bool,
-    /// A generation has started successfully at least once.
-    started_once: bool,
-    shutdown: Option<Shutdown>,
-    /// `--once`'s probe and verdict: see [`once::OnceRun`].
-    once: once::OnceRun,
-    fatal: Option<StartError>,
-    /// Self-triggered reload loops.
-    loops: loops::LoopGuard,
     /// The watcher's first walk is done.
     watching: bool,
+    shutdown: Option<Shutdown>,
+    fatal: Option<StartError>,
+    /// The app: its builds, generations and swaps (see [`service::Service`]).
+    service: service::Service,
     /// The front door (`--proxy`): see [`front::Front`].
     front: front::Front,
-    /// `--app-port`: the generation stopped for the one starting, to start again if that fails.
-    previous: Option<crate::generation::Relaunch>,
-    /// The same, waiting for the failed generation to be gone (they share the port).
-    queued_previous: Option<crate::generation::Relaunch>,
+    /// `--once`'s probe and verdict: see [`once::OnceRun`].
+    once: once::OnceRun,
 }
 
 impl<P: Procs> Supervisor<P> {
@@ -428,36 +410,22 @@ impl<P: Procs> Supervisor<P> {
         sockets: Vec<NamedSocket>,
         events: Sender<Event>,
     ) -> Supervisor<P> {
-        let launch = launch_for(&config, &sockets);
-        let workers = config.workers;
+        let service = service::Service::new(launch_for(&config, &sockets), sockets, config.workers);
         Supervisor {
             loader,
             config,
             out,
             procs,
-            sockets,
-            launch,
             runtime_dir: None,
             own_files: Vec::new(),
             events,
             watcher: None,
-            build: None,
-            next: Next::Idle,
-            serving: None,
-            draining: Vec::new(),
-            last_build: None,
-            next_id: 1,
-            workers,
-            app_speaks_notify: false,
-            started_once: false,
-            shutdown: None,
-            once: once::OnceRun::default(),
-            fatal: None,
-            loops: loops::LoopGuard::default(),
             watching: false,
+            shutdown: None,
+            fatal: None,
+            service,
             front: front::Front::default(),
-            previous: None,
-            queued_previous: None,
+            once: once::OnceRun::default(),
         }
     }
 
@@ -493,7 +461,7 @@ impl<P: Procs> Supervisor<P> {
                 self.watching = true;
                 announce_watcher(&self.out, &self.config, folders);
             }
-            Event::WatchFailed(text) if !self.watching && !self.started_once => {
+            Event::WatchFailed(text) if !self.watching && !self.service.started_once => {
                 // At start, a watcher that cannot watch is an error (exit 1), as it always was.
                 self.fatal = Some(StartError::Walk(text));
                 self.begin_shutdown(Shutdown::Immediate, now);
@@ -529,30 +497,30 @@ impl<P: Procs> Supervisor<P> {
     fn finished(&self) -> bool {
         self.shutdown.is_some()
             && self.procs.live() == 0
-            && self.serving.is_none()
-            && matches!(self.next, Next::Idle)
-            && self.draining.is_empty()
+            && self.service.serving.is_none()
+            && matches!(self.service.next, Next::Idle)
+            && self.service.draining.is_empty()
     }
 
     /// Every moment the loop must wake up for, and why: the one list of deadlines.
     fn deadlines(&self) -> Vec<(Instant, Deadline)> {
         let mut times = Vec::new();
         if let Some(watchdog) = self.config.watchdog {
-            let generations = self.next.generation().into_iter().chain(&self.serving);
+            let generations = self.service.next.generation().into_iter().chain(&self.service.serving);
             times.extend(
                 generations.filter_map(|g| g.next_watchdog(watchdog)).map(|t| (t, Deadline::Watchdog)),
             );
         }
-        if let Some(next) = self.next.generation() {
+        if let Some(next) = self.service.next.generation() {
             times.push((next.ready_deadline(self.config.ready_timeout), Deadline::ReadyTimeout));
             // Behind the front door readiness is observed, never assumed after a delay.
-            if !self.app_speaks_notify && self.front.door.is_none() {
+            if !self.service.app_speaks_notify && self.front.door.is_none() {
                 times.extend(
                     next.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)),
                 );
             }
         }
-        if let Some(serving) = &self.serving {
+        if let Some(serving) = &self.service.serving {
             times.extend(serving.next_restart().map(|t| (t, Deadline::Restart)));
             times.extend(serving.next_retiree_deadline().map(|t| (t, Deadline::RetireeKill)));
             if self.front.door.is_none() {
@@ -561,7 +529,9 @@ impl<P: Procs> Supervisor<P> {
                 );
             }
         }
-        times.extend(self.draining.iter().filter(|d| !d.killed).map(|d| (d.deadline, Deadline::DrainKill)));
+        times.extend(
+            self.service.draining.iter().filter(|d| !d.killed).map(|d| (d.deadline, Deadline::DrainKill)),
+        );
         if let Some(probe) = self.once.probe
             && !self.once.decided
         {
@@ -581,12 +551,12 @@ impl<P: Procs> Supervisor<P> {
         // The proxy thread ends (its connections are dropped) before the socket closes.
         self.front.door = None;
         self.front.socket = None;
-        self.serving = None;
-        self.next = Next::Idle;
-        self.draining.clear();
+        self.service.serving = None;
+        self.service.next = Next::Idle;
+        self.service.draining.clear();
         // Dropping the held sockets (the generations held copies) removes their files.
-        self.launch.sockets.clear();
-        self.sockets.clear();
+        self.service.launch.sockets.clear();
+        self.service.sockets.clear();
         if let Some(dir) = self.runtime_dir.as_mut() {
             dir.remove();
         }

@@ -42,14 +42,14 @@ impl<P: Procs> Supervisor<P> {
             self.procs.signal(probe.pid, nix::sys::signal::Signal::SIGKILL);
         }
         self.shutdown = Some(mode);
-        if let Next::Queued { .. } = self.next {
-            self.next = Next::Idle;
+        if let Next::Queued { .. } = self.service.next {
+            self.service.next = Next::Idle;
         }
         self.watcher = None;
-        if let Some(run) = self.build.take() {
+        if let Some(run) = self.service.build.take() {
             run.build.cancel(&mut self.procs);
         }
-        for generation in self.next.take_generation().into_iter().chain(self.serving.take()) {
+        for generation in self.service.next.take_generation().into_iter().chain(self.service.serving.take()) {
             self.retire(generation, now);
         }
         match mode {
@@ -58,7 +58,7 @@ impl<P: Procs> Supervisor<P> {
                 timeout_ms: self.config.stop_timeout.as_millis(),
             }),
             Shutdown::Immediate => {
-                for draining in &mut self.draining {
+                for draining in &mut self.service.draining {
                     draining.generation.kill(&mut self.procs);
                     draining.killed = true;
                 }
@@ -72,16 +72,21 @@ impl<P: Procs> Supervisor<P> {
     /// SIGTTIN / SIGTTOU: one worker more or fewer (never under 1), at once in the serving
     /// generation; later generations keep the new count. TTOU retires the oldest worker.
     fn resize(&mut self, delta: i32, now: Instant) {
-        let wanted = self.workers.saturating_add_signed(delta).max(1);
-        if wanted == self.workers {
+        let wanted = self.service.workers.saturating_add_signed(delta).max(1);
+        if wanted == self.service.workers {
             self.out.report(Report::WorkersChanged { workers: wanted, at_minimum: true });
             return;
         }
-        self.workers = wanted;
+        self.service.workers = wanted;
         self.out.report(Report::WorkersChanged { workers: wanted, at_minimum: false });
         if delta > 0 {
             self.top_up_serving(now);
-        } else if self.serving.as_ref().is_some_and(|serving| serving.active_count() > wanted as usize) {
+        } else if self
+            .service
+            .serving
+            .as_ref()
+            .is_some_and(|serving| serving.active_count() > wanted as usize)
+        {
             self.retire_oldest_worker(now, false);
         }
     }
@@ -128,9 +133,9 @@ impl<P: Procs> Supervisor<P> {
             }
         };
         if new.listen != self.config.listen {
-            match sockets::rebind(&new.listen, &self.sockets) {
+            match sockets::rebind(&new.listen, &self.service.sockets) {
                 // The replaced sockets close when no generation started on them is left.
-                Ok(set) => self.sockets = set,
+                Ok(set) => self.service.sockets = set,
                 Err(e) => {
                     let at = new.listen_location.as_ref().map_or_else(|| file.clone(), ToString::to_string);
                     self.out.report(Report::ConfigRejected {
@@ -140,9 +145,9 @@ impl<P: Procs> Supervisor<P> {
                     return false;
                 }
             }
-            announce_listening(&self.out, &self.sockets);
+            announce_listening(&self.out, &self.service.sockets);
             // New socket files are removed by the sentinel too, should devserve be killed.
-            for path in sockets::unix_paths(&self.sockets) {
+            for path in sockets::unix_paths(&self.service.sockets) {
                 self.procs.add_cleanup(&path);
             }
         }
@@ -154,9 +159,9 @@ impl<P: Procs> Supervisor<P> {
         }
         let new_generation = changes.iter().any(|(_, apply)| *apply == Apply::NextGeneration);
         if new.workers != self.config.workers {
-            self.workers = new.workers;
+            self.service.workers = new.workers;
         }
-        self.launch = launch_for(&new, &self.sockets);
+        self.service.launch = launch_for(&new, &self.service.sockets);
         self.keep_found_app_port();
         self.config = new;
         let next_start = changes
@@ -175,9 +180,12 @@ impl<P: Procs> Supervisor<P> {
     /// SIGUSR1: the status table, on the terminal and in the runtime dir's `status` file (where
     /// `devserve --signal status` picks it up).
     fn print_status(&self, now: Instant) {
-        let mut lines =
-            vec![format!("status: pid {}, {} worker(s) per generation", std::process::id(), self.workers)];
-        match (&self.build, &self.last_build) {
+        let mut lines = vec![format!(
+            "status: pid {}, {} worker(s) per generation",
+            std::process::id(),
+            self.service.workers
+        )];
+        match (&self.service.build, &self.service.last_build) {
             (Some(run), _) => lines.push(format!(
                 "  build: running for {} ({})",
                 output::duration(run.build.took(now)),
@@ -192,13 +200,14 @@ impl<P: Procs> Supervisor<P> {
             (None, None) => {}
         }
         let next_label =
-            if matches!(self.next, Next::Rolling(_)) { "starting (rolling)" } else { "starting" };
+            if matches!(self.service.next, Next::Rolling(_)) { "starting (rolling)" } else { "starting" };
         let labelled = self
+            .service
             .serving
             .iter()
             .map(|g| (if g.gave_up { "serving, crash loop: not restarting" } else { "serving" }, g))
-            .chain(self.next.generation().map(|g| (next_label, g)))
-            .chain(self.draining.iter().map(|d| ("draining", &d.generation)));
+            .chain(self.service.next.generation().map(|g| (next_label, g)))
+            .chain(self.service.draining.iter().map(|d| ("draining", &d.generation)));
         for (label, generation) in labelled {
             lines.push(format!("  gen {} {label}", generation.id));
             for worker in &generation.workers {
@@ -212,7 +221,7 @@ impl<P: Procs> Supervisor<P> {
             }
         }
         lines.extend(self.front_status());
-        if let Next::Queued { trigger, .. } = &self.next {
+        if let Next::Queued { trigger, .. } = &self.service.next {
             lines.push(format!(
                 "  next generation queued ({}): waits for the old one to exit",
                 trigger.describe()

@@ -94,11 +94,11 @@ impl Harness {
     }
 
     fn serving(&self) -> Option<u64> {
-        self.sup.serving.as_ref().map(|g| g.id)
+        self.sup.service.serving.as_ref().map(|g| g.id)
     }
 
     fn next(&self) -> Option<u64> {
-        self.sup.next.generation().map(|g| g.id)
+        self.sup.service.next.generation().map(|g| g.id)
     }
 
     fn events(&self) -> Vec<serde_json::Value> {
@@ -138,7 +138,7 @@ fn swap_the_ready_generation_serves_and_the_old_one_drains() {
     assert!(h.last("generation_ready")["debounce_ms"].as_u64().is_some());
     h.exit_all(1);
     assert_eq!(h.last("generation_stopped")["generation"], 1);
-    assert!(h.sup.draining.is_empty());
+    assert!(h.sup.service.draining.is_empty());
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn rolling_one_old_worker_stops_per_ready_new_worker() {
     assert_eq!(h.workers(1).len(), 2, "a first start is not rolling");
     h.ready(1);
     h.change();
-    assert!(matches!(h.sup.next, Next::Rolling(_)));
+    assert!(matches!(h.sup.service.next, Next::Rolling(_)));
     assert_eq!(h.workers(2).len(), 1, "one new worker first");
     h.ready(2);
     let stopped: Vec<Pid> = h.workers(1).into_iter().filter(|p| h.term_sent(*p)).collect();
@@ -258,7 +258,7 @@ fn restart_mode_queues_the_new_generation_until_the_old_one_is_gone() {
     h.start();
     h.ready(1);
     h.change();
-    assert!(matches!(h.sup.next, Next::Queued { .. }));
+    assert!(matches!(h.sup.service.next, Next::Queued { .. }));
     assert!(h.term_sent(h.workers(1)[0]), "the old one stops first: both would bind the port");
     assert!(h.workers(2).is_empty());
     h.exit_all(1);
@@ -288,7 +288,7 @@ fn crash_backoff_then_the_crash_loop_limit() {
     assert_eq!((exited["crash_loop"].as_bool(), exited["restart_in_ms"].is_null()), (Some(true), true));
     h.at(Duration::from_secs(60));
     assert!(h.workers(1).is_empty(), "no more restarts");
-    assert!(h.sup.serving.as_ref().is_some_and(|g| g.gave_up));
+    assert!(h.sup.service.serving.as_ref().is_some_and(|g| g.gave_up));
 }
 
 #[test]
@@ -299,7 +299,7 @@ fn ttin_during_a_start_is_no_rolling_step() {
     h.change();
     h.event(Event::Request(Request::MoreWorkers));
     assert_eq!(h.workers(1).len(), 2, "the serving generation grows at once");
-    assert!(matches!(h.sup.next, Next::Starting(_)));
+    assert!(matches!(h.sup.service.next, Next::Starting(_)));
     h.ready(2);
     assert_eq!(h.serving(), Some(2), "promoted, not rolled");
     assert!(h.workers(1).iter().all(|p| h.term_sent(*p)), "the old generation stops whole");
@@ -572,7 +572,7 @@ fn app_port_holds_across_the_restart_and_rolls_back_to_the_previous_command() {
     h.start();
     h.upstreams_ready(1);
     h.change();
-    assert!(matches!(h.sup.next, Next::Queued { .. }), "one port: the old one goes first");
+    assert!(matches!(h.sup.service.next, Next::Queued { .. }), "one port: the old one goes first");
     assert!(commands(&front).contains(&ProxyCommand::Drain { generation: 1 }));
     h.event(Event::Front(FrontEvent::Drained { generation: 1 }));
     assert!(
@@ -625,7 +625,7 @@ fn front_door_an_app_found_on_a_port_of_its_own_is_proxied_there_as_with_app_por
     );
     // From now on it is --app-port: the old generation goes first, requests are held meanwhile.
     h.change();
-    assert!(matches!(h.sup.next, Next::Queued { .. }), "one port: the old one goes first");
+    assert!(matches!(h.sup.service.next, Next::Queued { .. }), "one port: the old one goes first");
     assert!(commands(&front).contains(&ProxyCommand::Drain { generation: 1 }));
 }
 
