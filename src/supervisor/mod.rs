@@ -8,7 +8,9 @@
 //! and verdict), `front.rs` (the front door: routing, draining, found ports) and `requests.rs`
 //! (signals, the config file, status, shutdown).
 //!
-//! The state, as types:
+//! The state, as types, in named parts: `service` (the app: [`service::Service`]), `front` (the
+//! front door: [`front::Front`]) and `once` (`--once`: [`once::OnceRun`]); the rest of
+//! `Supervisor` is global (config, output, process table, watcher, shutdown). The service's:
 //! - `build`: the build in progress ([`BuildRun`]) and the change it is for; a newer change
 //!   cancels it and builds again. It may run while `next` starts from an earlier change.
 //! - `next`: what happens about the next generation ([`Next`]): nothing, all workers starting
@@ -16,7 +18,9 @@
 //!   generation is gone. Only `next` is ever promoted or rolled back.
 //! - `serving`: the generation answering requests; its crashed workers restart with backoff.
 //! - `draining`: generations told to stop ([`Draining`]); their groups are killed at the deadline.
-//! - `shutdown`: how devserve is stopping, once it is.
+//! - `relaunch`: with `--app-port`, the old command to start again if the new one fails.
+//!
+//! And `shutdown`: how devserve is stopping, once it is.
 //!
 //! Policy is separated from effects: every process is started, signalled and routed through a
 //! [`Procs`] table, every line goes to an [`Output`], and time comes in as `now`. The unit tests
