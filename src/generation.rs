@@ -170,6 +170,21 @@ pub enum WorkerExit {
     Ended { slot: u32, crashes_in_a_row: u32 },
 }
 
+/// Why and when a generation was started: what its "ready" line and the browsers are told.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// When the change (or signal) that led to it arrived (`None`: as it starts).
+    pub triggered: Option<Instant>,
+    /// How long the build before it took.
+    pub build_took: Option<Duration>,
+    /// What triggered it ("src/main.rs changed", "rollback: the previous command").
+    pub cause: String,
+    /// Files changed before it (so there was a debounce wait to report).
+    pub debounced: bool,
+    /// The changed files when all were `.css` (a stylesheet swap in the browser).
+    pub css_only: Vec<String>,
+}
+
 /// A set of workers started together.
 #[derive(Debug)]
 pub struct Generation {
@@ -206,10 +221,11 @@ impl Generation {
         id: u64,
         count: u32,
         launch: Launch,
+        provenance: Provenance,
         procs: &mut dyn Procs,
         now: Instant,
     ) -> Result<Generation, SpawnError> {
-        Generation::start_from(id, count, Relaunch { launch, snapshot: None }, procs, now)
+        Generation::start_from(id, count, Relaunch { launch, snapshot: None }, provenance, procs, now)
     }
 
     /// [`Generation::start`] from a previous generation's launch and program copy (a rollback
@@ -218,6 +234,7 @@ impl Generation {
         id: u64,
         count: u32,
         previous: Relaunch,
+        provenance: Provenance,
         procs: &mut dyn Procs,
         now: Instant,
     ) -> Result<Generation, SpawnError> {
@@ -239,13 +256,13 @@ impl Generation {
             id,
             workers: Vec::new(),
             started: now,
-            triggered: now,
-            build_took: None,
-            cause: String::new(),
+            triggered: provenance.triggered.unwrap_or(now),
+            build_took: provenance.build_took,
+            cause: provenance.cause,
             gave_up: false,
             extended_until: None,
-            debounced: false,
-            css_only: Vec::new(),
+            debounced: provenance.debounced,
+            css_only: provenance.css_only,
             ready_by_delay: false,
             launch,
             snapshot,

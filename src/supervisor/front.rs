@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 
 use super::Supervisor;
 use crate::event::FrontEvent;
-use crate::generation::{Upstream, deadline};
+use crate::generation::Upstream;
 use crate::output::Report;
 use crate::procs::Owner;
 use crate::procs::Procs;
@@ -167,12 +167,9 @@ impl<P: Procs> Supervisor<P> {
                 if let Some(draining) =
                     self.service.draining.iter_mut().find(|d| d.generation.id == generation && !d.signalled)
                 {
-                    draining.generation.stop(signal, &mut self.procs);
-                    draining.signalled = true;
-                    draining.deadline = deadline(now, timeout);
-                    let signal = signal.as_str().to_owned();
                     let restart_mode = matches!(self.service.next, super::Next::Queued { .. });
-                    self.out.report(Report::GenerationStopping { generation, signal, restart_mode });
+                    let line = draining.signal(signal, timeout, restart_mode, &mut self.procs, now);
+                    self.out.report(line);
                 }
             }
             FrontEvent::Closed { generation, connections } => {

@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 
 use super::trigger::Trigger;
 use super::{Draining, Next, Outcome, Shutdown, StartError, Supervisor};
-use crate::generation::{Generation, deadline};
+use crate::generation::{Generation, Provenance, deadline};
 use crate::output::{Report, WorkerStart};
 use crate::procs::Procs;
 use crate::proxy::BrowserEvent;
@@ -32,15 +32,7 @@ impl<P: Procs> Supervisor<P> {
                     // --app-port: if the new generation does not come up, the old command starts again.
                     self.service.relaunch.previous = Some(old.relaunch());
                 }
-                let (id, signal) = (old.id, self.config.stop_signal.as_str().to_owned());
-                // Behind the front door it drains first; the line comes with the signal.
-                if !self.retire(old, now) {
-                    self.out.report(Report::GenerationStopping {
-                        generation: id,
-                        signal,
-                        restart_mode: true,
-                    });
-                }
+                self.retire_and_say(old, true, now);
             }
             self.service.next = Next::Queued { trigger, build_took };
             self.hold(
@@ -61,13 +53,15 @@ impl<P: Procs> Supervisor<P> {
         // Behind the front door a swap is already one atomic switch: no rolling.
         let rolling = self.config.rolling && self.service.serving.is_some() && self.front.door.is_none();
         let count = if rolling { 1 } else { self.service.workers };
-        match Generation::start(id, count, self.service.launch.clone(), &mut self.procs, now) {
-            Ok(mut generation) => {
-                generation.build_took = build_took;
-                generation.cause = trigger.describe();
-                generation.triggered = trigger.at;
-                generation.debounced = trigger.file_count() > 0;
-                generation.css_only = trigger.css_only();
+        let provenance = Provenance {
+            triggered: Some(trigger.at),
+            build_took,
+            cause: trigger.describe(),
+            debounced: trigger.file_count() > 0,
+            css_only: trigger.css_only(),
+        };
+        match Generation::start(id, count, self.service.launch.clone(), provenance, &mut self.procs, now) {
+            Ok(generation) => {
                 let pids = generation.live_pids().iter().map(|p| p.as_raw()).collect();
                 self.out.report(Report::GenerationStarting { generation: id, pids });
                 // Nothing serves: requests wait for this one (after a failure they were refused).
@@ -222,10 +216,7 @@ impl<P: Procs> Supervisor<P> {
         }
         self.tell_browsers(BrowserEvent::Ready { generation: id, css_only });
         if let Some(old) = old {
-            let (id, signal) = (old.id, self.config.stop_signal.as_str().to_owned());
-            if !self.retire(old, now) {
-                self.out.report(Report::GenerationStopping { generation: id, signal, restart_mode: false });
-            }
+            self.retire_and_say(old, false, now);
         }
         // A TTIN while it started: the serving generation grows to the wanted count.
         self.top_up_serving(now);
@@ -272,9 +263,10 @@ impl<P: Procs> Supervisor<P> {
         }
         let id = self.service.next_id;
         self.service.next_id += 1;
-        match Generation::start_from(id, self.service.workers, previous, &mut self.procs, now) {
-            Ok(mut generation) => {
-                generation.cause = "rollback: the previous command".into();
+        let provenance =
+            Provenance { cause: "rollback: the previous command".into(), ..Provenance::default() };
+        match Generation::start_from(id, self.service.workers, previous, provenance, &mut self.procs, now) {
+            Ok(generation) => {
                 let pids = generation.live_pids().iter().map(|p| p.as_raw()).collect();
                 self.out.report(Report::GenerationStarting { generation: id, pids });
                 self.service.next = Next::Starting(generation);
@@ -283,6 +275,15 @@ impl<P: Procs> Supervisor<P> {
                 let reason = format!("could not start the previous command again: {e}");
                 self.out.report(Report::GenerationFailed { generation: id, reason, serving: None });
             }
+        }
+    }
+
+    /// [`Self::retire`], and the "stopping" line unless it drains first behind the front door
+    /// (then the line comes with the signal).
+    pub(super) fn retire_and_say(&mut self, old: Generation, restart_mode: bool, now: Instant) {
+        let (id, signal) = (old.id, self.config.stop_signal.as_str().to_owned());
+        if !self.retire(old, now) {
+            self.out.report(Report::GenerationStopping { generation: id, signal, restart_mode });
         }
     }
 
@@ -369,12 +370,8 @@ impl<P: Procs> Supervisor<P> {
             if !draining.signalled && now >= draining.deadline {
                 // The proxy still had requests for it: close them, then the stop signal.
                 timed_out.push(draining.generation.id);
-                draining.generation.stop(signal, &mut self.procs);
-                draining.signalled = true;
-                draining.deadline = deadline(now, timeout);
-                let signal = signal.as_str().to_owned();
-                let generation = draining.generation.id;
-                self.out.report(Report::GenerationStopping { generation, signal, restart_mode: false });
+                let line = draining.signal(signal, timeout, false, &mut self.procs, now);
+                self.out.report(line);
             } else if !draining.killed && now >= draining.deadline {
                 let pids = draining.generation.live_pids().iter().map(|p| p.as_raw()).collect();
                 self.out.report(Report::GenerationKilled {

@@ -370,6 +370,24 @@ struct Draining {
     killed: bool,
 }
 
+impl Draining {
+    /// Its stop signal now, SIGKILL at the stop timeout from now; returns the "stopping" line.
+    fn signal(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        timeout: Duration,
+        restart_mode: bool,
+        procs: &mut dyn Procs,
+        now: Instant,
+    ) -> Report {
+        self.generation.stop(signal, procs);
+        self.signalled = true;
+        self.deadline = deadline(now, timeout);
+        let signal = signal.as_str().to_owned();
+        Report::GenerationStopping { generation: self.generation.id, signal, restart_mode }
+    }
+}
+
 /// Why the loop must wake up at some moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Deadline {
