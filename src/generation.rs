@@ -144,19 +144,29 @@ impl Worker {
     }
 
     /// `pid 12, up 3.2s, ready`-style description for the status table.
-    pub fn describe(&self, now: Instant) -> String {
-        let up = |since: Instant| output::duration(now.duration_since(since));
-        match self.state {
-            WorkerState::Starting { pid, since } => format!("pid {pid} starting, up {}", up(since)),
-            WorkerState::Ready { pid, started } => match self.app_state {
-                Some(doing) => format!("pid {pid} ready ({doing}), up {}", up(started)),
-                None => format!("pid {pid} ready, up {}", up(started)),
-            },
-            WorkerState::Retiring { pid, .. } => format!("pid {pid} retiring"),
-            WorkerState::Restarting { at } => {
-                format!("restarting in {}", output::duration(at.saturating_duration_since(now)))
+    pub fn status(&self, now: Instant) -> output::status::WorkerStatus {
+        use output::status::WorkerState as Shown;
+        let up_ms = |since: Instant| now.saturating_duration_since(since).as_millis();
+        let state = match self.state {
+            WorkerState::Starting { pid, since } => {
+                Shown::Starting { pid: pid.as_raw(), up_ms: up_ms(since) }
             }
-            WorkerState::Gone => "exited".into(),
+            WorkerState::Ready { pid, started } => Shown::Ready {
+                pid: pid.as_raw(),
+                up_ms: up_ms(started),
+                doing: self.app_state.map(str::to_owned),
+            },
+            WorkerState::Retiring { pid, .. } => Shown::Retiring { pid: pid.as_raw() },
+            WorkerState::Restarting { at } => {
+                Shown::Restarting { in_ms: at.saturating_duration_since(now).as_millis() }
+            }
+            WorkerState::Gone => Shown::Exited,
+        };
+        output::status::WorkerStatus {
+            slot: self.slot,
+            state,
+            restarts: self.restarts,
+            last_exit: self.last_exit.map(|s| s.to_string()),
         }
     }
 }

@@ -15,6 +15,7 @@
 
 mod report;
 pub mod sink;
+pub mod status;
 
 pub use report::{Report, Tone, WorkerStart};
 

@@ -302,8 +302,9 @@ pub enum Report {
         new_pid: Option<i32>,
         error: Option<String>,
     },
+    /// The status table (USR1): see [`super::status::StatusTable`].
     Status {
-        lines: Vec<String>,
+        table: super::status::StatusTable,
     },
     StatusNotWritten {
         file: String,
@@ -637,7 +638,7 @@ impl Report {
                     error.as_deref().unwrap_or("unknown error")
                 ),
             ),
-            Report::Status { lines } => Some((Tone::Info, lines.clone())),
+            Report::Status { table } => Some((Tone::Info, table.lines())),
             Report::StatusNotWritten { file, error } => {
                 one(Tone::Warn, format!("cannot write the status file {file}: {error}"))
             }

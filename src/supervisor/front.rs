@@ -228,35 +228,20 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
-    /// The front door's lines for the status table: its routing and counters, then the oldest
-    /// exchanges in flight with their age.
-    pub(super) fn front_status(&self) -> Vec<String> {
-        let Some(front) = self.front.door.as_ref() else { return Vec::new() };
-        let stats = front.stats();
-        let serving = stats.serving.map_or("nothing (holding)".to_owned(), |g| format!("gen {g}"));
-        let in_flight: Vec<String> = stats
-            .generations
-            .iter()
-            .map(|g| format!("gen {} {} in flight", g.generation, g.in_flight))
-            .collect();
-        let mut lines = vec![format!(
-            "  proxy {}: to {serving}; {} held now; total held {}, retried {}, failed {}{}",
-            self.front.address.as_deref().unwrap_or_default(),
-            stats.held_now,
-            stats.total.held,
-            stats.total.retried,
-            stats.total.failed,
-            if in_flight.is_empty() { String::new() } else { format!("; {}", in_flight.join(", ")) }
-        )];
-        for exchange in &stats.oldest {
-            lines.push(format!(
-                "    {} in flight to gen {}: {}",
-                crate::output::duration(exchange.age),
-                exchange.generation,
-                exchange.what
-            ));
-        }
-        lines
+    /// The front door in the status table: its routing and counters, and the oldest exchanges in
+    /// flight with their age.
+    pub(super) fn front_status(&self) -> Option<crate::output::status::ProxyStatus> {
+        let stats = self.front.door.as_ref()?.stats();
+        Some(crate::output::status::ProxyStatus {
+            address: self.front.address.clone().unwrap_or_default(),
+            serving: stats.serving,
+            held_now: stats.held_now,
+            held: stats.total.held,
+            retried: stats.total.retried,
+            failed: stats.total.failed,
+            in_flight: stats.generations.iter().map(|g| (g.generation, g.in_flight)).collect(),
+            oldest: stats.oldest.iter().map(|f| (f.age.as_millis(), f.generation, f.what.clone())).collect(),
+        })
     }
 
     /// The front door's address as a URL for a browser (`0.0.0.0` and `::` as `localhost`).

@@ -180,57 +180,52 @@ impl<P: Procs> Supervisor<P> {
     /// SIGUSR1: the status table, on the terminal and in the runtime dir's `status` file (where
     /// `devserve --signal status` picks it up).
     fn print_status(&self, now: Instant) {
-        let mut lines = vec![format!(
-            "status: pid {}, {} worker(s) per generation",
-            std::process::id(),
-            self.service.workers
-        )];
-        match (&self.service.build, &self.service.last_build) {
-            (Some(run), _) => lines.push(format!(
-                "  build: running for {} ({})",
-                output::duration(run.build.took(now)),
-                run.trigger.describe()
-            )),
-            (None, Some((status, took, at))) => lines.push(format!(
-                "  build: last {} in {}, {} ago",
-                if status.success() { "ok".to_string() } else { status.to_string() },
-                output::duration(*took),
-                output::duration(now.saturating_duration_since(*at))
-            )),
-            (None, None) => {}
-        }
-        let next_label =
-            if matches!(self.service.next, Next::Rolling(_)) { "starting (rolling)" } else { "starting" };
-        let labelled = self
+        use crate::output::status::{BuildStatus, GenerationStatus, Role, StatusTable};
+        let build = match (&self.service.build, &self.service.last_build) {
+            (Some(run), _) => Some(BuildStatus::Running {
+                for_ms: run.build.took(now).as_millis(),
+                cause: run.trigger.describe(),
+            }),
+            (None, Some((status, took, at))) => Some(BuildStatus::Last {
+                status: if status.success() { "ok".to_string() } else { status.to_string() },
+                took_ms: took.as_millis(),
+                ago_ms: now.saturating_duration_since(*at).as_millis(),
+            }),
+            (None, None) => None,
+        };
+        let starting = if matches!(self.service.next, Next::Rolling(_)) {
+            Role::StartingRolling
+        } else {
+            Role::Starting
+        };
+        let generations = self
             .service
             .serving
             .iter()
-            .map(|g| (if g.gave_up { "serving, crash loop: not restarting" } else { "serving" }, g))
-            .chain(self.service.next.generation().map(|g| (next_label, g)))
-            .chain(self.service.draining.iter().map(|d| ("draining", &d.generation)));
-        for (label, generation) in labelled {
-            lines.push(format!("  gen {} {label}", generation.id));
-            for worker in &generation.workers {
-                let last = worker.last_exit.map(|s| format!(", last {s}")).unwrap_or_default();
-                lines.push(format!(
-                    "    w{} {}, restarts {}{last}",
-                    worker.slot,
-                    worker.describe(now),
-                    worker.restarts
-                ));
-            }
-        }
-        lines.extend(self.front_status());
-        if let Next::Queued { trigger, .. } = &self.service.next {
-            lines.push(format!(
-                "  next generation queued ({}): waits for the old one to exit",
-                trigger.describe()
-            ));
-        }
+            .map(|g| (if g.gave_up { Role::ServingGaveUp } else { Role::Serving }, g))
+            .chain(self.service.next.generation().map(|g| (starting, g)))
+            .chain(self.service.draining.iter().map(|d| (Role::Draining, &d.generation)))
+            .map(|(role, g)| GenerationStatus {
+                id: g.id,
+                role,
+                workers: g.workers.iter().map(|w| w.status(now)).collect(),
+            })
+            .collect();
+        let queued = match &self.service.next {
+            Next::Queued { trigger, .. } => Some(trigger.describe()),
+            _ => None,
+        };
         let (dropped, write_errors) = output::sink::losses();
-        if dropped + write_errors > 0 {
-            lines.push(format!("  output: {dropped} lines dropped, {write_errors} failed writes to stderr"));
-        }
+        let table = StatusTable {
+            pid: std::process::id(),
+            workers: self.service.workers,
+            build,
+            generations,
+            proxy: self.front_status(),
+            queued,
+            output_lost: (dropped + write_errors > 0).then_some((dropped, write_errors)),
+        };
+        let lines = table.lines();
         if let Some(dir) = &self.runtime_dir {
             // Written whole, then renamed, so a reader never sees half a table.
             let (temp, file) = (dir.path().join("status.tmp"), dir.path().join("status"));
@@ -244,6 +239,6 @@ impl<P: Procs> Supervisor<P> {
                 });
             }
         }
-        self.out.report(Report::Status { lines });
+        self.out.report(Report::Status { table });
     }
 }
