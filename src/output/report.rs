@@ -150,11 +150,12 @@ pub enum Report {
     /// The same paths changed right after each of the last `starts` starts: a loop the app makes
     /// by writing into the watched tree. They no longer reload until a change that does not
     /// follow a start; `fix` and `key` say how to ignore them for good.
+    /// The same paths changed right after each of the last `starts` starts: a reload loop; the
+    /// fix is to ignore `globs` (relative to their watch root).
     LoopMuted {
         paths: Vec<String>,
         starts: u32,
-        fix: String,
-        key: String,
+        globs: Vec<String>,
     },
     /// Files changed, a reload was asked for, or the first start.
     ChangeDetected {
@@ -452,14 +453,18 @@ impl Report {
                 let why = if *reused { "is now another program" } else { "is gone" };
                 one(Tone::Warn, format!("replacing stale pidfile {path} (pid {pid} {why})"))
             }
-            Report::LoopMuted { paths, starts, fix, key } => one(
-                Tone::Warn,
-                format!(
-                    "{} changed right after each of the last {starts} starts: a reload loop; ignoring it until \
-                     another change. Fix: {fix} (or {key} in devserve.toml)",
-                    paths.join(", ")
-                ),
-            ),
+            Report::LoopMuted { paths, starts, globs } => {
+                let fix = globs.iter().map(|g| format!("--ignore '{g}'")).collect::<Vec<_>>().join(" ");
+                let key = globs.iter().map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ");
+                one(
+                    Tone::Warn,
+                    format!(
+                        "{} changed right after each of the last {starts} starts: a reload loop; ignoring it \
+                         until another change. Fix: {fix} (or ignore = [{key}] in devserve.toml)",
+                        paths.join(", ")
+                    ),
+                )
+            }
             Report::ChangeDetected { .. } => None,
             Report::BuildStarted { cause, command } => {
                 one(Tone::Info, format!("{cause}: building ({command})"))

@@ -44,12 +44,7 @@ impl<P: Procs> Supervisor<P> {
                     })
                     .collect();
                 let shown = paths.iter().map(|p| super::trigger::relative_display(p, &cwd)).collect();
-                let fix = globs.iter().map(|g| format!("--ignore '{g}'")).collect::<Vec<_>>().join(" ");
-                let key = format!(
-                    "ignore = [{}]",
-                    globs.iter().map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ")
-                );
-                self.out.report(Report::LoopMuted { paths: shown, starts: super::loops::STARTS, fix, key });
+                self.out.report(Report::LoopMuted { paths: shown, starts: super::loops::STARTS, globs });
             }
         }
     }
