@@ -121,7 +121,9 @@ fn check_and_describe(out: &Output, loaded: Result<config::Config, Vec<config::P
     {
         return usage_error(out, &[e.to_string()]);
     }
-    output::stdout(format!("{}ok\n", config::describe(&config)).as_bytes());
+    let mut text = config::describe(&config).lines().join("\n");
+    text.push_str("\nok\n");
+    output::stdout(text.as_bytes());
     ExitCode::SUCCESS
 }
 

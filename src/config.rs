@@ -37,6 +37,7 @@ use toml::Spanned;
 
 pub use crate::cli::Apply;
 use crate::cli::{self, Cli, SETTINGS};
+use crate::output::check::{CheckDescription, FrontDoor};
 use crate::spawn::Command;
 use crate::watch::WatchConfig;
 
@@ -674,74 +675,37 @@ fn locate(path: &Path, text: &str, span: &Range<usize>, message: String) -> Prob
 }
 
 /// What `devserve check` prints: the settings devserve would run with.
-pub fn describe(config: &Config) -> String {
-    let mut text = String::new();
-    let file = config.file.as_ref().map_or("none".into(), |p| p.display().to_string());
-    let _ = writeln!(text, "config file: {file}");
-    if let Some(detected) = &config.detected {
-        let _ = writeln!(text, "found: {} (zero-config: {})", detected.kind, detected.command_line);
-    }
-    let roots: Vec<String> = config.watch.roots.iter().map(|p| p.display().to_string()).collect();
-    let _ = writeln!(text, "watch: {}", roots.join(", "));
-    if !config.watch.exts.is_empty() {
-        let _ = writeln!(text, "extensions: {}", config.watch.exts.join(", "));
-    }
-    if !config.watch.ignore.is_empty() {
-        let _ = writeln!(text, "ignore: {}", config.watch.ignore.join(", "));
-    }
-    let _ = writeln!(text, "build: {}", config.build.as_deref().unwrap_or("none"));
-    let listen: Vec<String> = config.listen.iter().map(|l| l.addr.to_string()).collect();
-    let front = match (&config.proxy, listen.is_empty()) {
-        (Some(proxy), _) => {
-            let kind = if proxy.raw_tcp { "raw TCP" } else { "HTTP" };
-            let port = match config.app_port {
-                Some(port) => format!("the app's own port {port} (--app-port)"),
-                None => "a port for each worker (PORT, {port})".to_owned(),
-            };
-            let hosts = if proxy.raw_tcp {
-                String::new()
-            } else if config.allowed_hosts.iter().any(|h| h == "all") {
-                " · any host (--allowed-host all)".to_owned()
-            } else {
-                let mut names = vec!["localhost, *.localhost, IP literals".to_owned()];
-                names.extend(config.allowed_hosts.iter().cloned());
-                format!(" · answers {}", names.join(", "))
-            };
-            let at = if proxy.auto {
-                format!(
-                    "{} (or the next free port up to {})",
-                    proxy.addr,
-                    crate::sockets::AUTO_PROXY_LAST_PORT
-                )
-            } else {
-                proxy.addr.to_string()
-            };
-            format!("proxy on {at} ({kind}) to {port}{hosts}")
-        }
+pub fn describe(config: &Config) -> CheckDescription {
+    let front = match (&config.proxy, config.listen.is_empty()) {
+        (Some(proxy), _) => FrontDoor::Proxy {
+            address: proxy.addr.to_string(),
+            auto_up_to: proxy.auto.then_some(crate::sockets::AUTO_PROXY_LAST_PORT),
+            raw_tcp: proxy.raw_tcp,
+            app_port: config.app_port,
+            allowed_hosts: config.allowed_hosts.clone(),
+        },
         (None, false) => {
-            format!("listen on {} (the sockets are fds 3, 4, … of every worker)", listen.join(", "))
+            FrontDoor::Listen { addresses: config.listen.iter().map(|l| l.addr.to_string()).collect() }
         }
-        (None, true) => {
-            "none (restart mode: the app binds its own port; the old generation stops first)".into()
-        }
+        (None, true) => FrontDoor::Restart,
     };
-    let _ = writeln!(text, "front door: {front}");
-    let command: Vec<String> = config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let _ = writeln!(text, "command: {}", command.join(" "));
-    for (key, value) in &config.env {
-        let _ = writeln!(text, "env: {key}={value}");
+    CheckDescription {
+        file: config.file.as_ref().map(|p| p.display().to_string()),
+        found: config.detected.as_ref().map(|d| (d.kind.clone(), d.command_line.clone())),
+        watch: config.watch.roots.iter().map(|p| p.display().to_string()).collect(),
+        exts: config.watch.exts.clone(),
+        ignore: config.watch.ignore.clone(),
+        build: config.build.clone(),
+        front,
+        command: config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        env: config.env.clone(),
+        workers: config.workers,
+        rolling: config.rolling,
+        ready_delay: config.ready_delay,
+        ready_timeout: config.ready_timeout,
+        stop_signal: config.stop_signal.as_str().to_owned(),
+        stop_timeout: config.stop_timeout,
     }
-    let _ = writeln!(
-        text,
-        "workers: {}{} · ready-delay {} · ready-timeout {} · stop {} after {}",
-        config.workers,
-        if config.rolling { " (rolling)" } else { "" },
-        humantime::format_duration(config.ready_delay),
-        humantime::format_duration(config.ready_timeout),
-        config.stop_signal.as_str(),
-        humantime::format_duration(config.stop_timeout)
-    );
-    text
 }
 
 #[cfg(test)]

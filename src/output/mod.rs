@@ -13,6 +13,7 @@
 //! human lines are shown escaped (`\n`, `\x1b`), so a file name cannot forge a line or drive
 //! the terminal; JSON escapes them by itself.
 
+pub mod check;
 mod report;
 pub mod sink;
 pub mod status;
