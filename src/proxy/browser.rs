@@ -30,9 +30,9 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::body::{BoxError, ResponseBody, full};
+use super::api::{BrowserEvent, Diagnostic};
 use super::pages::{Run, ansi_runs, strip_ansi, tail};
-use super::{BrowserEvent, Diagnostic};
+use super::response::{BoxError, ResponseBody, full};
 
 /// The reserved path prefix.
 pub(crate) const PREFIX: &str = "/__devserve/";

@@ -48,21 +48,17 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::body::{ResponseBody, Tracked, full};
 use super::guard::{self, Verdict};
 use super::inject::{self, Page, Plan};
-use super::request_body::{BodyTimedOut, BoxError, ClientBody};
+use super::request_body::{BodyTimedOut, ClientBody};
+use super::response::{BoxError, ResponseBody, full};
 use super::state::{Avoid, Flight, Refusal, Shared};
-use super::upstream::{UpBody, UpstreamConn};
+use super::tracked::Tracked;
+use super::upstream::{ConnectError, MAX_BUF_SIZE, UpBody, UpstreamConn};
 use super::{browser, headers, pages};
 
 /// A client that has not sent a complete request head within this time is disconnected.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The largest read or write buffer of one connection (either side). hyper's default (~410 KiB)
-/// lets a busy connection's buffers grow far beyond what a dev proxy needs; 64 KiB still holds any
-/// sane request head and keeps memory flat with many keep-alive clients.
-pub(crate) const MAX_BUF_SIZE: usize = 64 * 1024;
 
 /// Pooled connections idle longer than this are not reused for a request that could be resent.
 const POOL_IDLE: Duration = Duration::from_secs(30);
@@ -74,8 +70,9 @@ const POOL_IDLE_UNSAFE: Duration = Duration::from_secs(1);
 /// How long a pooled connection may take to report ready before it is given up.
 const POOL_READY_WAIT: Duration = Duration::from_secs(1);
 
-/// A request with no answer after this long closes the idle pooled connections to its upstream: an app that serves one connection at a time (a plain accept loop,
-/// Python's `HTTPServer`, PHP's built-in server) may be blocked reading one of them.
+/// A request with no answer after this long closes the idle pooled connections to its upstream:
+/// an app that serves one connection at a time (a plain accept loop, Python's `HTTPServer`, PHP's
+/// built-in server) may be blocked reading one of them.
 const ONE_AT_A_TIME_NUDGE: Duration = Duration::from_millis(50);
 
 /// How a wait for the upstream's answer ended.
@@ -506,7 +503,7 @@ async fn acquire(
     flight: &Flight,
     fresh: bool,
     resendable: bool,
-) -> Result<(UpstreamConn, bool), super::upstream::ConnectError> {
+) -> Result<(UpstreamConn, bool), ConnectError> {
     let max_idle = if resendable { POOL_IDLE } else { POOL_IDLE_UNSAFE };
     while !fresh
         && let Some(mut conn) = flight.shared().checkout(flight.generation, flight.upstream, max_idle)

@@ -28,7 +28,7 @@ use hyper::body::{Body, Bytes, Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 
-use super::body::{BoxError, ResponseBody};
+use super::response::{BoxError, ResponseBody};
 
 /// A fixed-length HTML body up to this size is read whole (so the tag lands exactly where the
 /// rules say); a larger one is streamed.
@@ -294,7 +294,7 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod unit {
     use super::*;
-    use crate::proxy::body::full;
+    use crate::proxy::response::full;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();

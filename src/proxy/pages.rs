@@ -17,8 +17,8 @@ use std::fmt::Write as _;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use super::body::{ResponseBody, full};
 use super::guard::{Check, Refusal};
+use super::response::{ResponseBody, full};
 
 /// At most this much of the build output is shown (its end).
 const OUTPUT_TAIL: usize = 32 * 1024;

@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 
-/// Any error, boxed.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::response::BoxError;
 
 /// A client's request body that sends nothing for the body timeout.
 #[derive(Debug)]

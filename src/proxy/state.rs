@@ -30,14 +30,14 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::api::{
+    Counters, EventSink, GenerationStats, InFlight, OLDEST_SHOWN, ProxyCommand, ProxyConfig, ProxyEvent,
+    ProxyStats,
+};
 use super::browser::Hub;
 use super::guard::Refusal as Refused;
 use super::pages::BuildFailure;
 use super::upstream::UpstreamConn;
-use super::{
-    Counters, EventSink, GenerationStats, InFlight, OLDEST_SHOWN, ProxyCommand, ProxyConfig, ProxyEvent,
-    ProxyStats,
-};
 
 /// At most this many idle connections are kept per upstream.
 const POOL_MAX_IDLE_PER_UPSTREAM: usize = 32;

@@ -1,32 +1,21 @@
-//! Response bodies handed to hyper's server side.
+//! The body of a forwarded response, with its exchange's accounting.
 //!
-//! Owns [`Tracked`], the body of a forwarded response: it streams the upstream's body frame by
-//! frame (never buffering it), keeps the exchange's [`Flight`] alive until the last frame (so a
-//! streaming response counts as in flight), gives the upstream connection back to the pool when
-//! the body ended cleanly (closes it otherwise), and fails the stream when `Close` is sent for its
-//! generation, which makes hyper abort the client connection.
+//! Owns [`Tracked`]: it streams the upstream's body frame by frame (never buffering it), keeps the
+//! exchange's [`Flight`] alive until the last frame (so a streaming response counts as in flight),
+//! gives the upstream connection back to the pool when the body ended cleanly (closes it
+//! otherwise), and fails the stream when `Close` is sent for its generation, which makes hyper
+//! abort the client connection.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 
+use super::response::BoxError;
 use super::state::Flight;
 use super::upstream::UpstreamConn;
-
-pub(crate) use super::request_body::BoxError;
-
-/// The body type of every response the proxy sends to clients.
-pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// A complete body made by the proxy itself (error pages, `101` responses).
-pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
 
 /// The error a forwarded body fails with when its generation is closed.
 #[derive(Debug)]

@@ -28,6 +28,12 @@ use tokio::task::AbortHandle;
 
 use super::request_body::ClientBody;
 
+/// The largest read or write buffer of one connection, on either side: the upstream connections
+/// opened here and the client connections `http` serves. hyper's default (~410 KiB) lets a busy
+/// connection's buffers grow far beyond what a dev proxy needs; 64 KiB still holds any sane request
+/// head and keeps memory flat with many keep-alive clients.
+pub(crate) const MAX_BUF_SIZE: usize = 64 * 1024;
+
 /// A connect that takes longer than this (a full backlog, a firewall) fails, and counts as
 /// "never read" for the retry rules.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -144,7 +150,7 @@ impl UpstreamConn {
     pub(crate) async fn open(upstream: SocketAddr) -> Result<UpstreamConn, ConnectError> {
         let stream = connect(upstream).await?;
         let (sender, connection) = Builder::new()
-            .max_buf_size(super::http::MAX_BUF_SIZE)
+            .max_buf_size(MAX_BUF_SIZE)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ConnectError::Handshake)?;

@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::body::BoxError;
+use super::response::BoxError;
 use super::*;
 
 /// How long any condition may take before the test fails.
