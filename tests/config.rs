@@ -1,11 +1,19 @@
-//! devserve.toml (validate-or-keep live reloads), `check`, `--once` exit codes, JSON events,
-//! `cargo devserve`, completions and the man page.
+//! The configuration: `devserve.toml` and its live edits, `check`, and `-E`. A valid edit swaps in
+//! the new environment as one generation with no refused connection; invalid edits (TOML syntax, an
+//! unknown key, a bad or busy address, each reported at `file:line:col`; a huge duration) are not
+//! applied and gen 1 keeps serving; edited watch rules apply at once; a new listen address is bound
+//! first and the old one released after the swap, and an edit that keeps an address keeps its
+//! socket (no refusal) and adds the new one; an edit that changes nothing, or only what applies
+//! from the next start, starts no generation and says so. `check` lists every problem or what would
+//! run (the command line over the file), and describes and tries the front door. The file itself is
+//! validated: `[env]` names, a dangling or looping symlink, a FIFO or a device, a NUL in a socket
+//! path, a pidfile that is a folder; devserve's own variables are refused in `-E`, and `-E`
+//! replaces devserve's own value of any other. The Rust fixture on port 0; the Python fixture.
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+use std::os::unix::fs::symlink;
+use std::time::Instant;
 
 use common::*;
 
@@ -72,153 +80,20 @@ fn invalid_config_edits_keep_the_old_config_and_generation() {
 }
 
 #[test]
-fn check_lists_every_problem_or_what_would_run() {
-    let dir = temp_dir("check");
-    write(&dir.join("src/keep"), "");
-    write(&dir.join("devserve.toml"), &format!("workers = 2\n{}", config_text("")));
-    let finished = run_devserve(&dir, &["check"], &[]);
-    let (code, stdout, stderr) = (finished.code(), finished.stdout, finished.stderr);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stdout.contains("workers: 2") && stdout.contains("front door: listen on 127.0.0.1:0") && stdout.ends_with("ok\n"),
-        "{stdout}"
-    );
-    write(
-        &dir.join("devserve.toml"),
-        "command = [\"devserve-no-such-app\"]\nready-delay = \"soon\"\nwatch = [\"gone\"]\n",
-    );
-    let finished = run_devserve(&dir, &["check"], &[]);
-    let (code, stderr) = (finished.code(), finished.stderr);
-    assert_eq!(code, 2);
-    for problem in [
-        "devserve.toml:2:15: ready-delay",
-        "devserve.toml:3:9: watch path does not exist: gone",
-        "devserve.toml:1:11: command not found",
-    ] {
-        assert!(stderr.contains(problem), "{problem:?} missing from:\n{stderr}");
-    }
-    // The command line wins over the file.
-    let finished = run_devserve(&dir, &["check", "-w", "src", "--ready-delay", "2s", "--", "true"], &[]);
-    let (code, stdout, stderr) = (finished.code(), finished.stdout, finished.stderr);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("ready-delay 2s"), "{stdout}");
-}
-
-/// Fetches `/` from the generation under test; fails unless it answers 200.
-const PROBE: &str = "python3 -c 'import os, urllib.request; urllib.request.urlopen(\"http://\" + os.environ[\"DEVSERVE_ADDR\"] + \"/\")'";
-
-#[test]
-fn once_exit_codes_for_each_outcome() {
-    let dir = temp_dir("once");
-    write(&dir.join("version"), "v1");
-    let fixture = rust_fixture();
-    let fixture = fixture.to_str().expect("utf-8");
-    let base = [
-        "--once",
-        "-w",
-        ".",
-        "-l",
-        "127.0.0.1:0",
-        "-E",
-        "FIXTURE_NOTIFY=1",
-        "-E",
-        "FIXTURE_VERSION_FILE=version",
-    ];
-    let cases: [(&[&str], &str, i32); 5] = [
-        (&["--probe", PROBE], "v1", 0),
-        (&["-b", "exit 7"], "v1", 3),
-        (&[], "crash", 4),
-        (&["--ready-timeout", "1s"], "hang", 4),
-        (&["--probe", "exit 1"], "v1", 5),
-    ];
-    for (extra, version, expected) in cases {
-        write(&dir.join("version"), version);
-        let mut args: Vec<&str> = base.to_vec();
-        args.extend_from_slice(extra);
-        args.extend(["--", fixture]);
-        let finished = run_devserve(&dir, &args, &[]);
-        let (code, stderr, took) = (finished.code(), finished.stderr, finished.took);
-        assert_eq!(code, expected, "{extra:?} with version {version}:\n{stderr}");
-        assert!(took < Duration::from_secs(30), "{extra:?} took {took:?}");
-    }
-}
-
-#[test]
-fn json_events_parse_and_carry_timings() {
-    let dir = temp_dir("json");
-    let fixture = rust_fixture();
-    let args =
-        ["--once", "--log-format", "json", "-b", "true", "-l", "127.0.0.1:0", "-E", "FIXTURE_NOTIFY=1", "--"];
-    let mut args: Vec<&str> = args.to_vec();
-    args.push(fixture.to_str().expect("utf-8"));
-    let finished = run_devserve(&dir, &args, &[]);
-    let (code, stderr) = (finished.code(), finished.stderr);
-    assert_eq!(code, 0, "{stderr}");
-    let events: Vec<serde_json::Value> = stderr
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).expect("valid JSON line"))
-        .collect();
-    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
-    for kind in [
-        "change_detected",
-        "build_started",
-        "build_finished",
-        "generation_starting",
-        "generation_ready",
-        "generation_stopped",
-    ] {
-        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
-    }
-    let ready = events.iter().find(|e| e["event"] == "generation_ready").expect("ready event");
-    for timing in ["total_ms", "build_ms", "start_ms"] {
-        assert!(ready[timing].is_u64(), "{timing} in {ready}");
-    }
-    // A first start waited for no debounce: no phase is made up for it.
-    assert!(ready["debounce_ms"].is_null(), "{ready}");
-    assert!(ready["assumed_after_ms"].is_null(), "READY=1 was sent: {ready}");
-    assert!(!stderr.contains("\"text\":\"gen 1 ready") && !stderr.contains("debounce 0ms"), "{stderr}");
-    let build = events.iter().find(|e| e["event"] == "build_finished").expect("build event");
-    assert_eq!(build["ok"], true);
-    assert!(build["duration_ms"].is_u64());
-    assert!(
-        stderr.lines().all(|l| l.starts_with('{') || l.starts_with("fixture:")),
-        "only JSON from devserve:\n{stderr}"
-    );
-}
-
-#[test]
-fn cargo_devserve_cargo_run_completions_and_man_page() {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_cargo-devserve")).parent().expect("bin dir").to_path_buf();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let out = run_to_completion(
-        Command::new(option_env!("CARGO").unwrap_or("cargo")).args(["devserve", "--help"]).env("PATH", path),
-    );
-    assert!(out.status.success(), "{}", out.stderr);
-    assert!(out.stdout.contains("Usage: devserve"));
-
-    // The README's quick start is `cargo run -- …`: with two binaries, devserve is the default.
-    let out = run_to_completion(
-        Command::new(option_env!("CARGO").unwrap_or("cargo"))
-            .args(["run", "-q", "--", "--version"])
-            .current_dir(env!("CARGO_MANIFEST_DIR")),
-    );
-    assert!(out.status.success(), "{}", out.stderr);
-    assert!(out.stdout.starts_with("devserve "));
-
-    let dir = temp_dir("completions");
-    let finished = run_devserve(&dir, &["--completions", "bash"], &[]);
-    let (code, stdout) = (finished.code(), finished.stdout);
-    assert_eq!(code, 0);
-    assert!(stdout.contains("--ready-timeout") && stdout.contains("complete"), "{stdout}");
-    let finished = run_devserve(&dir, &["--man"], &[]);
-    let (code, stdout) = (finished.code(), finished.stdout);
-    assert_eq!(code, 0);
-    assert!(
-        stdout.starts_with(".ie") || stdout.contains(".TH devserve"),
-        "{}",
-        &stdout[..stdout.len().min(200)]
-    );
+fn a_live_edit_with_a_huge_duration_is_not_applied() {
+    let dir = temp_dir("durations-live");
+    let fixture = python_fixture();
+    let config = |extra: &str| {
+        format!("command = [\"python3\", \"{}\"]\nlisten = [\"127.0.0.1:0\"]\n{extra}", fixture.display())
+    };
+    write(&dir.join("devserve.toml"), &config(""));
+    let devserve = Devserve::start(&dir, &[], &[("FIXTURE_NOTIFY", "1"), ("FIXTURE_VERSION", "v1")]);
+    let addr = devserve.listen_addr(0);
+    wait_for_version(&addr, "v1");
+    write(&dir.join("devserve.toml"), &config("ready-timeout = \"18446744073709551615s\"\n"));
+    devserve.wait_for("not applied; the running config stays");
+    assert!(devserve.output().contains("maximum is 24h"), "{}", devserve.output());
+    wait_for_version(&addr, "v1");
 }
 
 #[test]
@@ -261,17 +136,6 @@ fn a_new_listen_address_is_bound_first_and_the_old_released_after_the_swap() {
 }
 
 #[test]
-fn clear_wipes_the_screen_before_each_reload_but_not_the_first_start() {
-    let dir = temp_dir("clear");
-    let devserve = Fixture::rust().notify().start(&dir, &["--clear", "-l", "127.0.0.1:0"]);
-    devserve.wait_for("gen 1 ready");
-    assert!(!devserve.output().contains("\x1b[2J"), "no clear at the first start");
-    write(&dir.join("changed"), "x");
-    devserve.wait_for("gen 2 ready");
-    assert_eq!(devserve.count("\x1b[2J"), 1, "{:?}", devserve.output());
-}
-
-#[test]
 fn a_listen_edit_keeps_the_addresses_already_held() {
     let dir = temp_dir("config-keep-listen");
     write(&dir.join("src/keep"), "");
@@ -300,17 +164,6 @@ fn a_listen_edit_keeps_the_addresses_already_held() {
 }
 
 #[test]
-fn env_given_to_workers_replaces_devserves_own_value() {
-    let dir = temp_dir("env-override");
-    let fixture = Fixture::rust().notify().env("FIXTURE_EXTRA", "from-devserve");
-    let devserve = fixture.start(&dir, &["-l", "127.0.0.1:0", "-E", "FIXTURE_EXTRA=from-flag"]);
-    let addr = devserve.listen_addr(0);
-    devserve.wait_for("gen 1 ready");
-    let env = http_get(&addr, "/env").expect("GET /env");
-    assert!(env.contains("FIXTURE_EXTRA=from-flag\n"), "{env}");
-}
-
-#[test]
 fn an_edit_that_changes_nothing_is_no_change_and_one_that_waits_says_so() {
     let dir = temp_dir("config-no-change");
     write(&dir.join("src/keep"), "");
@@ -328,4 +181,110 @@ fn an_edit_that_changes_nothing_is_no_change_and_one_that_waits_says_so() {
         "neither edit starts a generation:\n{}",
         devserve.output()
     );
+}
+
+#[test]
+fn check_lists_every_problem_or_what_would_run() {
+    let dir = temp_dir("check");
+    write(&dir.join("src/keep"), "");
+    write(&dir.join("devserve.toml"), &format!("workers = 2\n{}", config_text("")));
+    let finished = run_devserve(&dir, &["check"], &[]);
+    let (code, stdout, stderr) = (finished.code(), finished.stdout, finished.stderr);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("workers: 2")
+            && stdout.contains("front door: listen on 127.0.0.1:0")
+            && stdout.ends_with("ok\n"),
+        "{stdout}"
+    );
+    write(
+        &dir.join("devserve.toml"),
+        "command = [\"devserve-no-such-app\"]\nready-delay = \"soon\"\nwatch = [\"gone\"]\n",
+    );
+    let finished = run_devserve(&dir, &["check"], &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
+    assert_eq!(code, 2);
+    for problem in [
+        "devserve.toml:2:15: ready-delay",
+        "devserve.toml:3:9: watch path does not exist: gone",
+        "devserve.toml:1:11: command not found",
+    ] {
+        assert!(stderr.contains(problem), "{problem:?} missing from:\n{stderr}");
+    }
+    // The command line wins over the file.
+    let finished = run_devserve(&dir, &["check", "-w", "src", "--ready-delay", "2s", "--", "true"], &[]);
+    let (code, stdout, stderr) = (finished.code(), finished.stdout, finished.stderr);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ready-delay 2s"), "{stdout}");
+}
+
+#[test]
+fn check_describes_the_front_door_and_tries_its_address() {
+    let dir = temp_dir("first-contact-check");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = busy.local_addr().expect("addr").to_string();
+    let finished = run_devserve(dir.path(), &["check", "--proxy", &busy, "--", "true"], &[]);
+    assert_eq!(
+        finished.code(),
+        2,
+        "a busy front door fails check, as it would fail the start\n{}",
+        finished.stdout
+    );
+    assert!(finished.stderr.contains("address already in use"), "{}", finished.stderr);
+
+    let free = format!("127.0.0.1:{}", free_port());
+    let finished = run_devserve(dir.path(), &["check", "--proxy", &free, "--", "true"], &[]);
+    assert_eq!(finished.code(), 0, "{}", finished.stderr);
+    let front = finished.stdout.lines().find(|l| l.starts_with("front door:")).unwrap_or_default().to_owned();
+    assert!(front.contains(&format!("proxy on {free}")), "{}", finished.stdout);
+    assert!(front.contains("PORT"), "{front}");
+    let restart = run_devserve(dir.path(), &["check", "--", "true"], &[]);
+    assert!(restart.stdout.contains("front door: none (restart mode"), "{}", restart.stdout);
+}
+
+#[test]
+fn config_files_and_env_are_validated() {
+    let dir = temp_dir("config-files");
+    write(&dir.join("devserve.toml"), "command = [\"true\"]\n[env]\n\"\" = \"x\"\n");
+    let finished = run_devserve(&dir, &["check"], &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("devserve.toml:") && stderr.contains("is not a variable name"), "{stderr}");
+    std::fs::remove_file(dir.join("devserve.toml")).expect("rm");
+    symlink(dir.join("nowhere.toml"), dir.join("devserve.toml")).expect("symlink");
+    one_error(&dir, &["check", "--", "true"], "dangling");
+    std::fs::remove_file(dir.join("devserve.toml")).expect("rm");
+    symlink("devserve.toml", dir.join("devserve.toml")).expect("loop");
+    one_error(&dir, &["check", "--", "true"], "symlink loop");
+    std::fs::remove_file(dir.join("devserve.toml")).expect("rm");
+    nix::unistd::mkfifo(&dir.join("fifo.toml"), nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .expect("fifo");
+    let started = Instant::now();
+    one_error(&dir, &["check", "-c", "fifo.toml", "--", "true"], "not a regular file");
+    assert!(started.elapsed() < WAIT, "a FIFO does not hang devserve");
+    one_error(&dir, &["check", "-c", "/dev/zero", "--", "true"], "not a regular file");
+    std::fs::create_dir(dir.join("pid-dir")).expect("mkdir");
+    one_error(&dir, &["--pidfile", "pid-dir", "--once", "--", "true"], "not a regular file");
+    for name in ["NOTIFY_SOCKET", "DEVSERVE_GENERATION", "DEVSERVE_WORKER", "LISTEN_FDS", "LISTEN_PID"] {
+        let code = one_error(&dir, &["-E", &format!("{name}=x"), "--", "true"], name);
+        assert_eq!(code, 2);
+    }
+}
+
+#[test]
+fn a_nul_in_a_unix_socket_path_is_refused() {
+    let dir = temp_dir("nul-path");
+    write(&dir.join("devserve.toml"), "command = [\"true\"]\nlisten = [\"unix:/tmp/a\\u0000b\"]\n");
+    one_error(&dir, &["check"], "NUL");
+}
+
+#[test]
+fn env_given_to_workers_replaces_devserves_own_value() {
+    let dir = temp_dir("env-override");
+    let fixture = Fixture::rust().notify().env("FIXTURE_EXTRA", "from-devserve");
+    let devserve = fixture.start(&dir, &["-l", "127.0.0.1:0", "-E", "FIXTURE_EXTRA=from-flag"]);
+    let addr = devserve.listen_addr(0);
+    devserve.wait_for("gen 1 ready");
+    let env = http_get(&addr, "/env").expect("GET /env");
+    assert!(env.contains("FIXTURE_EXTRA=from-flag\n"), "{env}");
 }

@@ -1,9 +1,17 @@
-//! Stopping: graceful TERM, a second INT, stop escalation, and no process outliving devserve —
-//! not after TERM, not after SIGKILL of devserve itself; no zombies along the way.
+//! Stopping, and nothing left behind. TERM stops every process (the worker's grandchildren too) and
+//! exits 0; a second INT kills at once; a worker that ignores the stop signal is killed after
+//! `--stop-timeout`; swaps leave no zombie and no stray child. When devserve cannot clean up itself
+//! (SIGKILL, an abort) its sentinel kills the workers and removes the runtime dir; a killed
+//! sentinel is restarted and still does; Unix socket files added by a live edit are removed after a
+//! `kill -9`. A descendant that left its session (`setsid`) is gone after TERM and after SIGKILL of
+//! devserve. A failed start (a busy address, or each fd limit from 4 to 24) leaves no runtime dir
+//! and no socket file. The Rust fixture run through `sh -c` with a `sleep` grandchild; the Python
+//! fixture.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -115,4 +123,128 @@ fn swaps_leave_no_zombie_and_no_stray_child() {
     let children = devserve.children();
     assert_eq!(children.len(), 2, "children: {children:?}");
     assert!(children.iter().all(|(_, state)| *state != 'Z'), "zombie among {children:?}");
+}
+
+#[test]
+fn a_killed_sentinel_is_restarted_and_still_cleans_up() {
+    let dir = temp_dir("sentinel-killed");
+    let mut devserve = Fixture::python().notify().start(&dir, &["-w", ".", "-l", "127.0.0.1:0"]);
+    let addr = devserve.listen_addr(0);
+    devserve.wait_for("gen 1 ready");
+    let worker: i32 = field(&http_get(&addr, "/").expect("GET"), "pid").parse().expect("pid");
+    let sentinel = find_sentinel(&devserve).expect("a sentinel child");
+    let _ = Command::new("kill").args(["-KILL", &sentinel.to_string()]).status();
+    devserve.wait_for(&format!("sentinel (pid {sentinel}) killed by SIGKILL; restarted"));
+    devserve.signal("KILL");
+    devserve.wait_exit();
+    assert!(wait_until(WAIT, || !is_alive(worker)), "the new sentinel killed the worker");
+}
+
+fn find_sentinel(devserve: &Devserve) -> Option<i32> {
+    devserve.children().into_iter().map(|(pid, _)| pid).find(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__devserve_sentinel"))
+    })
+}
+
+#[test]
+fn sockets_added_by_a_live_edit_are_removed_after_a_kill() {
+    let dir = temp_dir("live-socket-kill");
+    let fixture = python_fixture();
+    let (a, b) = (dir.join("a.sock"), dir.join("b.sock"));
+    let config =
+        |listen: &str| format!("command = [\"python3\", \"{}\"]\nlisten = [{listen}]\n", fixture.display());
+    write(&dir.join("devserve.toml"), &config(&format!("\"unix:{}\"", a.display())));
+    let mut devserve = Devserve::start(&dir, &[], &[("FIXTURE_NOTIFY", "1")]);
+    devserve.wait_for("gen 1 ready");
+    write(
+        &dir.join("devserve.toml"),
+        &config(&format!("\"unix:{}\", \"unix:{}\"", a.display(), b.display())),
+    );
+    devserve.wait_for("gen 2 ready");
+    assert!(a.exists() && b.exists());
+    devserve.signal("KILL");
+    devserve.wait_exit();
+    assert!(wait_until(WAIT, || !a.exists() && !b.exists()), "the sentinel removed both socket files");
+}
+
+/// Processes whose command line is exactly `words` (NUL-separated in /proc).
+fn processes_running(words: &[&str]) -> Vec<i32> {
+    let wanted: Vec<u8> = words.iter().flat_map(|w| w.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .filter(|pid| is_alive(*pid))
+        .collect()
+}
+
+fn setsid_devserve(dir: &Path, tag: &str) -> Devserve {
+    let script = format!("setsid sleep {tag} & exec python3 {}", python_fixture().display());
+    let args = ["-w", ".", "-l", "127.0.0.1:0", "--", "sh", "-c", &script];
+    let devserve = Devserve::start(dir, &args, &[("FIXTURE_NOTIFY", "1")]);
+    devserve.wait_for("gen 1 ready");
+    assert!(wait_until(WAIT, || !processes_running(&["sleep", tag]).is_empty()), "the escapee runs");
+    devserve
+}
+
+#[test]
+fn a_descendant_that_left_its_session_is_gone_after_term_and_after_kill() {
+    let dir = temp_dir("escapee");
+    let mut devserve = setsid_devserve(dir.path(), "6001");
+    devserve.signal("TERM");
+    devserve.wait_exit();
+    assert!(wait_until(WAIT, || processes_running(&["sleep", "6001"]).is_empty()), "swept at stop");
+
+    let mut devserve = setsid_devserve(dir.path(), "6002");
+    devserve.signal("KILL");
+    devserve.wait_exit();
+    assert!(wait_until(WAIT, || processes_running(&["sleep", "6002"]).is_empty()), "swept by the sentinel");
+}
+
+#[test]
+fn a_failed_listen_leaves_no_socket_file() {
+    let dir = temp_dir("listen-leftover");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("addr").to_string();
+    let sock = dir.join("first.sock");
+    let unix = format!("unix:{}", sock.display());
+    one_error(&dir, &["-l", &unix, "-l", &busy, "--", "true"], "address already in use");
+    assert!(!sock.exists(), "the first socket's file is removed");
+}
+
+#[test]
+fn no_start_failure_leaves_a_runtime_dir_or_socket_file() {
+    let dir = temp_dir("fd-limits");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    let sock = dir.join("app.sock");
+    let unix = format!("unix:{}", sock.display());
+    let mut failures = 0;
+    // Each limit makes a different step of the start fail (signals, bind, runtime dir, sentinel…).
+    for limit in 4..=24 {
+        let script = format!(
+            "ulimit -n {limit} && exec {} --once --ready-delay 10ms -l {unix} -- sleep 5",
+            devserve_bin()
+        );
+        let output = run_to_completion(
+            Command::new("sh")
+                .args(["-c", &script])
+                .current_dir(&dir)
+                .env("TMPDIR", &tmp)
+                .env("XDG_RUNTIME_DIR", &tmp)
+                .env("NO_COLOR", "1"),
+        );
+        let stderr = output.stderr;
+        assert!(!stderr.contains("panicked"), "limit {limit}: {stderr}");
+        if output.status.code() != Some(0) {
+            failures += 1;
+        }
+        let left: Vec<PathBuf> =
+            std::fs::read_dir(&tmp).expect("tmp").filter_map(Result::ok).map(|e| e.path()).collect();
+        assert!(left.is_empty(), "limit {limit} left {left:?}: {stderr}");
+        assert!(!sock.exists(), "limit {limit} left the socket file: {stderr}");
+    }
+    assert!(failures > 0, "some limits must make the start fail, or nothing was tested");
 }

@@ -1,12 +1,19 @@
-//! Worker pools and server-grade control: -n, TTIN/TTOU, single-worker restarts, the crash-loop
-//! limit, USR1 status, the pidfile, control commands, touch-reload, rolling swaps, and no
-//! fd or child growth over 100 reloads.
+//! Worker pools, and control of a running devserve. `-n 3` answers from 3 pids and `-n auto` starts
+//! one worker per CPU; TTIN/TTOU change the count, which the next generation keeps; a killed worker
+//! is replaced alone; a worker that stops sending `WATCHDOG=1` is killed and restarted within twice
+//! the interval; the crash-loop limit holds without burning CPU; USR1 lists every live pid. The
+//! pidfile (stale, live, removed at exit) and `--signal status|reload|stop`, which find devserve
+//! through its pid whatever the client's `TMPDIR`; `--touch-reload` outside the watched paths and
+//! on an ignored name; `--rolling` keeps N workers answering; 100 reloads leave fds and children
+//! unchanged. The Rust fixture; the Python fixture for `-n auto` and the client's `TMPDIR`, and a
+//! Python worker that hangs for the watchdog.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -47,6 +54,20 @@ fn three_workers_answer_from_three_pids() {
 }
 
 #[test]
+fn workers_auto_starts_one_per_cpu() {
+    let dir = temp_dir("auto");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut args =
+        vec!["-w".to_owned(), ".".into(), "-n".into(), "auto".into(), "-l".into(), "127.0.0.1:0".into()];
+    args.extend(["--log-format".into(), "json".into(), "--".into()]);
+    args.extend(python_command());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let devserve = Devserve::start(dir.path(), &args, &[("FIXTURE_NOTIFY", "1")]);
+    let starting = devserve.wait_event("generation_starting", |_| true);
+    assert_eq!(starting["pids"].as_array().map(Vec::len), Some(cpus));
+}
+
+#[test]
 fn ttin_and_ttou_change_the_worker_count() {
     let dir = temp_dir("ttin");
     let (devserve, addr) = pool(&dir, "2", &[]);
@@ -80,6 +101,32 @@ fn a_killed_worker_is_replaced_alone() {
     let after = wait_for_pids(&addr, 3);
     assert!(!after.contains(&victim));
     assert_eq!(after.intersection(&before).count(), 2, "the siblings kept serving: {before:?} → {after:?}");
+}
+
+#[test]
+fn a_worker_that_stops_sending_watchdog_is_restarted() {
+    let dir = temp_dir("watchdog");
+    let hang = "import os, socket, time\n\
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+                s.sendto(b'READY=1\\nWATCHDOG=1', os.environ['NOTIFY_SOCKET'])\n\
+                print('hung worker', os.environ['WATCHDOG_USEC'], os.environ['WATCHDOG_PID'] == str(os.getpid()), flush=True)\n\
+                time.sleep(600)\n";
+    let args =
+        ["-w", "nothing-here", "--watchdog", "1s", "--log-format", "json", "--", "python3", "-c", hang];
+    std::fs::create_dir(dir.path().join("nothing-here")).expect("mkdir");
+    let devserve = Devserve::start(dir.path(), &args, &[]);
+    let ready = devserve.wait_event("generation_ready", |_| true);
+    // The worker prints after it notified, so the line may come after the ready event.
+    devserve.wait_for("hung worker 1000000 True");
+    let missed = devserve.wait_event("watchdog_missed", |e| e["generation"] == 1);
+    assert_eq!(missed["after_ms"], 1000);
+    devserve.wait_event("worker_started", |e| e["why"] == "restart");
+    let _ = ready;
+    // Within twice the watchdog interval of the ready event.
+    let times = devserve
+        .capture()
+        .times(0, |l| l.contains("\"generation_ready\"") || l.contains("\"watchdog_missed\""));
+    assert!(times.len() >= 2 && times[1] - times[0] < Duration::from_secs(2), "{times:?}");
 }
 
 #[test]
@@ -157,6 +204,32 @@ fn pidfile_lifecycle_and_control_commands() {
     let (code, stderr) = (finished.code(), finished.stderr);
     assert_eq!(code, 1);
     assert!(stderr.contains("no devserve running"), "{stderr}");
+}
+
+#[test]
+fn status_is_found_through_the_pid_whatever_the_clients_tmpdir() {
+    let dir = temp_dir("status-tmpdir");
+    let (server_tmp, client_tmp) = (dir.join("server-tmp"), dir.join("client-tmp"));
+    std::fs::create_dir(&server_tmp).expect("mkdir");
+    std::fs::create_dir(&client_tmp).expect("mkdir");
+    let pidfile = dir.join("devserve.pid");
+    let pidfile_arg = pidfile.to_str().expect("utf-8");
+    let server_tmp_text = server_tmp.to_str().expect("utf-8");
+    let devserve = Fixture::python().notify().start_with(
+        &dir,
+        &["-w", "server-tmp", "-l", "127.0.0.1:0", "--pidfile", pidfile_arg],
+        &[("TMPDIR", server_tmp_text), ("XDG_RUNTIME_DIR", server_tmp_text)],
+    );
+    devserve.wait_for("gen 1 ready");
+    let client_tmp_text = client_tmp.to_str().expect("utf-8");
+    let output = run_devserve(
+        &dir,
+        &["-s", "status", "--pidfile", pidfile_arg],
+        &[("TMPDIR", client_tmp_text), ("XDG_RUNTIME_DIR", client_tmp_text)],
+    );
+    let table = output.stdout;
+    assert!(output.status.success(), "{}", output.stderr);
+    assert!(table.contains("gen 1 serving"), "{table}");
 }
 
 #[test]

@@ -1,5 +1,14 @@
-//! Generations swap on held sockets: zero refused connections, new versions served, rollback
-//! on crashes, hangs and failed builds, in-flight requests finishing across a swap.
+//! Generations and the swap between them, on sockets devserve holds (`--listen`). No refused
+//! connection across five swaps of the Rust fixture under load. What a worker gets: `LISTEN_*`,
+//! `NOTIFY_SOCKET` and `DEVSERVE_*`, and no fd besides stdio, its two sockets and the connection it
+//! serves. Rollback when the new generation crashes, hangs past `--ready-timeout` or its build
+//! fails, and a rollback that survives a later crash of the old generation (its worker restarts
+//! from the good copy). An in-flight request finishes across a swap; a crashed serving worker is
+//! restarted; HUP reloads; in restart mode (no socket) the old generation stops before the new one
+//! starts; a Unix socket is served and its file removed at exit; an old generation that ignores
+//! SIGTERM delays only its own exit; a held socket shut down by a worker is re-armed for the next
+//! generations. No swap when a build leaves the program unchanged (unless `--always-swap`); a start
+//! without a build is superseded by a newer change. The Rust and Python fixtures.
 
 mod common;
 
@@ -127,6 +136,30 @@ fn a_failed_build_keeps_the_old_generation() {
 }
 
 #[test]
+fn a_rollback_survives_a_crash_of_the_old_generation() {
+    let dir = temp_dir("lasting-rollback");
+    let good = rust_fixture();
+    write(&dir.path().join("choice"), "good");
+    let build = format!(
+        "if [ \"$(cat choice)\" = good ]; then cp {} app.new; else cp /bin/false app.new; fi && mv app.new app",
+        good.display()
+    );
+    let args = ["-w", ".", "-i", "app*", "-b", &build, "-l", "127.0.0.1:0", "--", "./app"];
+    let devserve =
+        Devserve::start(dir.path(), &args, &[("FIXTURE_NOTIFY", "1"), ("FIXTURE_VERSION", "good")]);
+    let addr = devserve.listen_addr(0);
+    wait_for_version(&addr, "good");
+    write(&dir.path().join("choice"), "bad");
+    devserve.wait_for("gen 2 failed");
+    // The old generation's worker dies: it must come back as the good program, not ./app.
+    let pid: i32 = field(&http_get(&addr, "/").expect("GET"), "pid").parse().expect("pid");
+    let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    devserve.wait_for("w0 restarted");
+    wait_for_version(&addr, "good");
+    assert!(!devserve.output().contains("crash loop"), "{}", devserve.output());
+}
+
+#[test]
 fn an_in_flight_request_completes_across_a_swap() {
     let dir = temp_dir("inflight");
     let (devserve, addr) = serve_rust(&dir, &[]);
@@ -221,4 +254,100 @@ fn an_old_generation_ignoring_the_stop_signal_delays_only_its_own_exit() {
         "the new generation did not wait for the old one:\n{output}"
     );
     assert!(ready_at.elapsed() >= std::time::Duration::from_secs(2), "the old one got its stop timeout");
+}
+
+#[test]
+fn a_socket_shut_down_by_a_worker_is_rearmed_for_later_generations() {
+    let dir = temp_dir("shutdown-socket");
+    write(&dir.join("version"), "v1");
+    let devserve = Fixture::python()
+        .version_file("version")
+        .notify()
+        .start(&dir, &["-w", ".", "-i", "version.*", "-l", "127.0.0.1:0"]);
+    let addr = devserve.listen_addr(0);
+    wait_for_version(&addr, "v1");
+    write(&dir.join("version"), "shutdown-socket");
+    devserve.wait_for("was shut down by gen 2");
+    write(&dir.join("version"), "v3");
+    wait_for_version(&addr, "v3");
+}
+
+/// A build that copies the Rust fixture to `./app`, with `extra` appended when that file exists
+/// (an ELF file runs the same with bytes after it): the program changes only when `extra` does.
+fn copying_build() -> String {
+    format!(
+        "cat {} > app.new && if [ -f extra ]; then cat extra >> app.new; fi && chmod +x app.new && mv -f app.new app",
+        rust_fixture().display()
+    )
+}
+
+#[test]
+fn a_build_that_leaves_the_program_unchanged_swaps_nothing() {
+    let dir = temp_dir("unchanged");
+    std::fs::create_dir(dir.path().join("src")).expect("mkdir");
+    let build = copying_build();
+    let args = [
+        "-w",
+        "src",
+        "-w",
+        "extra.txt",
+        "-b",
+        &build,
+        "-l",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--",
+        "./app",
+    ];
+    write(&dir.path().join("extra.txt"), "bytes after the program");
+    let devserve = Devserve::start(dir.path(), &args, &[("FIXTURE_NOTIFY", "1")]);
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    write(&dir.path().join("src/comment.rs"), "// a comment edit");
+    let unchanged = devserve.wait_event("app_unchanged", |_| true);
+    assert_eq!(unchanged["serving"], 1);
+    assert_eq!(devserve.count_events("generation_starting", |_| true), 1, "no new generation");
+    // A build that changes the program swaps.
+    std::fs::rename(dir.path().join("extra.txt"), dir.path().join("extra")).expect("rename");
+    write(&dir.path().join("src/code.rs"), "fn changed() {}");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 2);
+}
+
+#[test]
+fn always_swap_swaps_an_unchanged_program() {
+    let dir = temp_dir("always-swap");
+    std::fs::create_dir(dir.path().join("src")).expect("mkdir");
+    let build = copying_build();
+    let args = [
+        "-w",
+        "src",
+        "-b",
+        &build,
+        "-l",
+        "127.0.0.1:0",
+        "--always-swap",
+        "--log-format",
+        "json",
+        "--",
+        "./app",
+    ];
+    let devserve = Devserve::start(dir.path(), &args, &[("FIXTURE_NOTIFY", "1")]);
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    write(&dir.path().join("src/comment.rs"), "// a comment edit");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 2);
+    assert_eq!(devserve.count_events("app_unchanged", |_| true), 0);
+}
+
+#[test]
+fn a_superseded_start_without_a_build_says_newer_change() {
+    let dir = temp_dir("superseded");
+    let devserve = Fixture::python()
+        .notify()
+        .env("FIXTURE_START_DELAY_MS", "3000")
+        .start(&dir, &["-w", ".", "-l", "127.0.0.1:0"]);
+    devserve.wait_for("gen 1 ready");
+    write(&dir.join("one.txt"), "1");
+    devserve.wait_for("gen 2 starting");
+    write(&dir.join("two.txt"), "2");
+    devserve.wait_for("gen 2 superseded by a newer change");
 }

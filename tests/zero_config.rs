@@ -1,11 +1,13 @@
-//! Zero-config: `devserve` with no COMMAND runs the project in front of it. The README's quick
-//! start (`fixtures/hello`, a std-only Cargo project) is copied into a fresh folder and run by
-//! `devserve` alone: it is served on the default front door (or the next free port) and a save
-//! swaps it with no failed request; the same app with its port written in the code is found and
-//! served through it. `devserve init` writes a file `check` accepts and refuses to overwrite it;
-//! Django, Node and bundler projects are recognised (or declined) without running them; an empty
-//! folder says what was looked for; a verb is never run as a program; an app that reloads itself
-//! is named.
+//! Zero-config, and first contact with an app that does not do what devserve expects. `devserve`
+//! with no COMMAND runs the project in front of it: the README's quick start (`fixtures/hello`, a
+//! std-only Cargo project, copied into a fresh folder) is served on the default front door (or the
+//! next free port) and a save swaps it with no failed request; the same app with its port written
+//! in the code is found and served through it. `devserve init` writes a file `check` accepts and
+//! refuses to overwrite it; Django, Node and bundler projects are recognised (or declined) without
+//! running them, and a Django app's own database and caches start no generation; an empty folder
+//! says what was looked for; a verb is never run as a program. An app that reloads itself is named;
+//! under `--listen`, an app that binds a port of its own, or never accepts, is named; `--open`
+//! opens the front door once it is ready, or says why it cannot.
 
 mod common;
 
@@ -241,4 +243,80 @@ fn a_django_apps_own_database_and_caches_are_not_changes() {
     let ready = devserve.wait_event("generation_ready", |e| e["cause"] == "views.py changed");
     assert_eq!(ready["generation"], 2, "the app's own files started a generation:\n{}", devserve.output());
     assert_eq!(devserve.count_events("generation_superseded", |_| true), 0, "{}", devserve.output());
+}
+
+#[test]
+fn under_listen_an_app_on_a_port_of_its_own_or_one_that_never_accepts_is_named() {
+    let dir = temp_dir("first-contact-listen-own");
+    let own = free_port();
+    let bind = format!("127.0.0.1:{own}");
+    // The app ignores the held socket and binds a port of its own.
+    let fixture =
+        Fixture::python().version("v1").env("FIXTURE_BIND", &bind).in_shell("unset LISTEN_FDS LISTEN_PID;");
+    let args = fixture.devserve_args(&["-l", "127.0.0.1:0", "--log-format", "json", "-w", "."]);
+    let devserve = Devserve::start(dir.path(), &args, &fixture.env_pairs());
+    let found = devserve.wait_event("own_port", |e| e["generation"] == 1);
+    assert_eq!(found["found"], serde_json::json!([own]), "{found}");
+    assert!(found["given"].is_null(), "{found}");
+    drop(devserve);
+
+    // An app that takes neither: connections wait in the held queue, and that is said.
+    let quiet = temp_dir("first-contact-listen-quiet");
+    let devserve = Devserve::start(
+        quiet.path(),
+        &["-l", "127.0.0.1:0", "--log-format", "json", "-w", ".", "--", "sleep", "600"],
+        &[],
+    );
+    let listening = devserve.wait_event("listening", |_| true);
+    let held = listening["address"].as_str().expect("address").to_owned();
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    let _waiting = TcpStream::connect(&held).expect("connect to the held socket");
+    let stalled = devserve.wait_event("not_accepting", |e| e["generation"] == 1);
+    assert_eq!(stalled["address"], held.as_str(), "{stalled}");
+}
+
+#[test]
+fn open_opens_the_front_door_once_ready_or_says_why_not() {
+    let dir = temp_dir("first-contact-open");
+    let tools = temp_dir("first-contact-open-tools");
+    let opened = tools.join("opened");
+    let opener = tools.join("xdg-open");
+    write(&opener, &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", opened.display()));
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap_or_default());
+    let fixture = Fixture::python().version("v1");
+    let mut args = vec!["--proxy", "127.0.0.1:0", "--open", "--log-format", "json", "-w", "."];
+    args.push("--");
+    args.extend(fixture.argv());
+    let mut vars = fixture.env_pairs();
+    vars.push(("FIXTURE_BIND_PORT_ENV", "1"));
+    vars.push(("PATH", &path));
+    let devserve = Devserve::start(dir.path(), &args, &vars);
+    let url = devserve.wait_event("front_url", |_| true)["url"].as_str().expect("url").to_owned();
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "{url}");
+    devserve.wait_event("browser_opened", |e| e["url"] == url.as_str());
+    assert!(
+        wait_until(WAIT, || std::fs::read_to_string(&opened).is_ok_and(|t| t.trim() == url)),
+        "xdg-open was not run with {url}"
+    );
+    drop(devserve);
+
+    // No opener at all: one line that says so, and the run goes on. PATH is an empty folder, so
+    // the app is started by its interpreter's full path.
+    let bare = temp_dir("first-contact-open-none");
+    let empty = temp_dir("first-contact-open-empty");
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3");
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
+    let app = python_fixture();
+    let app = app.to_str().expect("utf-8 path");
+    let args = ["--proxy", "127.0.0.1:0", "--open", "--log-format", "json", "-w", ".", "--", &python, app];
+    let path = empty.display().to_string();
+    let vars = [("FIXTURE_BIND_PORT_ENV", "1"), ("FIXTURE_VERSION", "v1"), ("PATH", path.as_str())];
+    let devserve = Devserve::start(bare.path(), &args, &vars);
+    let said = devserve.wait_event("browser_not_opened", |_| true);
+    assert!(said["reason"].as_str().is_some_and(|r| r.contains("xdg-open")), "{said}");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
 }

@@ -23,6 +23,30 @@ pub fn python_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/app.py")
 }
 
+/// The Python fixture's command line, `python3 fixtures/app.py`, as owned strings.
+pub fn python_command() -> Vec<String> {
+    vec!["python3".into(), python_fixture().to_str().expect("utf-8").into()]
+}
+
+/// An app of `tests/apps/`.
+pub fn app(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps").join(name)
+}
+
+/// devserve's front door in front of `python3 tests/apps/<name>`, watching `dir`, with `env`
+/// (which workers inherit); waits until generation 1 is ready and returns devserve and the
+/// proxy's address.
+pub fn serve_app(dir: &Path, name: &str, env: &[(&str, &str)]) -> (Devserve, String) {
+    let app = app(name);
+    let (watch, app) = (dir.to_str().expect("utf-8 path"), app.to_str().expect("utf-8 path"));
+    let args = ["--proxy", "127.0.0.1:0", "--log-format", "json", "-w", watch, "--", "python3", app];
+    let devserve = Devserve::start(dir, &args, env);
+    let listening = devserve.wait_event("proxy_listening", |_| true);
+    let addr = listening["address"].as_str().expect("address").to_owned();
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    (devserve, addr)
+}
+
 /// A fixture app and the `FIXTURE_*` environment it gets: the command after devserve's `--`.
 ///
 /// ```ignore
@@ -171,4 +195,14 @@ pub fn wait_ready(devserve: &Devserve, generation: u64) {
     if !wait_until(WAIT, ready) {
         panic!("timed out waiting for gen {generation} to be ready; output:\n{}", devserve.output());
     }
+}
+
+/// Saves `edit-N.txt` and waits until a generation started for it is ready. Not by number: with
+/// no build a burst is started at its first event, and a write whose events straggle on a busy
+/// machine starts a second generation that supersedes the first. Returns the ready generation.
+pub fn swap_and_wait(devserve: &Devserve, dir: &Path, n: u64) -> u64 {
+    write(&dir.join(format!("edit-{n}.txt")), "edit");
+    let cause = format!("edit-{n}.txt changed");
+    let ready = devserve.wait_event("generation_ready", |e| e["cause"] == cause.as_str());
+    ready["generation"].as_u64().expect("a generation number")
 }

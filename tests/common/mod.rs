@@ -17,9 +17,12 @@
 //! - [`process`]: [`Process`] (alias [`Devserve`]), a spawned child with its captured output:
 //!   [`Devserve::start`], waits on human lines ([`Process::wait_for`]) and on JSON events
 //!   ([`Process::wait_event`], [`Process::events`]), signals, exit. [`run_devserve`] runs devserve
-//!   to completion and returns [`Finished`] (code, stdout, stderr, time taken).
-//! - [`fixtures`]: the fixture apps ([`rust_fixture`], [`python_fixture`]) and [`Fixture`], which
-//!   puts one under devserve ([`Fixture::start`], or [`Fixture::serve`] that also waits for gen 1).
+//!   to completion and returns [`Finished`] (code, stdout, stderr, time taken); [`one_error`]
+//!   runs one that must fail with a single error line.
+//! - [`fixtures`]: the fixture apps ([`rust_fixture`], [`python_fixture`], [`python_command`])
+//!   and [`Fixture`], which puts one under devserve ([`Fixture::start`], or [`Fixture::serve`]
+//!   that also waits for gen 1); the apps of `tests/apps/` ([`app`], and [`serve_app`] behind the
+//!   front door); [`swap_and_wait`], a save and the generation it starts.
 //! - [`http`]: a minimal client ([`http_get`]), [`field`], [`wait_for_version`], [`free_port`] and
 //!   [`Load`], client threads that count failures.
 //! - [`procfs`]: `/proc` readers: [`process_state`], [`is_alive`], [`children`],

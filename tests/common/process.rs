@@ -258,3 +258,16 @@ pub fn try_run(command: &mut Command) -> std::io::Result<Finished> {
 pub fn run_devserve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Finished {
     run_to_completion(&mut devserve_command(dir, args, env))
 }
+
+/// Runs devserve in `dir` with `args`: it must fail with exactly one error line naming `culprit`
+/// and no panic. Returns the exit code.
+pub fn one_error(dir: &Path, args: &[&str], culprit: &str) -> i32 {
+    let finished = run_devserve(dir, args, &[]);
+    let (code, stderr) = (finished.code(), finished.stderr);
+    assert_ne!(code, 0, "{args:?} must fail:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line for {args:?}:\n{stderr}");
+    assert!(errors[0].contains(culprit), "{:?} should name {culprit:?}", errors[0]);
+    code
+}

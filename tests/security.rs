@@ -1,23 +1,34 @@
-//! The front door's limits (`--proxy`): what a client, or a build, can make devserve itself hold.
-//! Each test reproduces one fault against the real binary, with the Python fixture (or a small
-//! app of `tests/apps/`) behind the proxy, and measures devserve's own process (its pid's
-//! `VmRSS` and `VmHWM` in `/proc`, never the app's):
+//! What a hostile or unlucky environment, or a client, can make devserve do; each test reproduces
+//! one fault against the real binary.
 //!
-//! - a request body that arrives one byte per TCP segment costs about its bytes, not a read
-//!   buffer per byte, and is answered once complete;
-//! - more clients waiting on their request bodies than the usual soft fd limit (1024) do not
-//!   close the front door to the next request;
-//! - a 10 MB standing build failure is not copied into each of 80 event streams that never read;
-//! - a build that prints 100 MB without a newline is not held whole;
-//! - the memory of 5,000 idle keep-alive connections comes back once they are closed.
+//! - The environment: a symlink planted for the pidfile or its temporary file, a planted runtime
+//!   directory name, `--signal` against a pid that is not a devserve (or a stale pidfile naming
+//!   one), stderr on `/dev/full` or on a pipe nobody reads, a `TMPDIR` too long for socket paths,
+//!   control characters in file names (no forged line, no raw escape on the terminal).
+//! - The front door's allowed hosts, end to end, with the Python fixture: `--allowed-host` and
+//!   `allowed-hosts`, one `proxy_refused` line per host, `all` and its warning, the flag's usage
+//!   errors, a proxy on `0.0.0.0` reached through this machine's own non-loopback address. (The
+//!   rules themselves, cross-site upgrades and loads, and malformed heads are unit tests of the
+//!   proxy in `src/proxy/tests/front_door.rs`; Chromium's view is in `tests/browser.rs`.)
+//! - The limits a client or a build can hit, measured on devserve's own process (its `VmRSS` and
+//!   `VmHWM` in `/proc`, never the app's), with the Python fixture or `tests/apps/limits_upload.py`
+//!   behind the proxy:
+//!   - a request body that arrives one byte per TCP segment costs about its bytes, not a read
+//!     buffer per byte, and is answered once complete;
+//!   - more clients waiting on their request bodies than the usual soft fd limit (1024) do not
+//!     close the front door to the next request;
+//!   - a 10 MB standing build failure is not copied into each of 80 event streams that never read;
+//!   - a build that prints 100 MB without a newline is not held whole;
+//!   - the memory of 5,000 idle keep-alive connections comes back once they are closed.
 //!
-//! They measure memory and hold thousands of sockets, so they run one at a time.
+//!   They measure memory and hold thousands of sockets, so they run one at a time.
 
 mod common;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -27,6 +38,303 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use serde_json::Value;
 
 use common::*;
+
+/// The pids the kernel will most likely hand out next: where a predictable name would be planted.
+fn next_pids(count: u32) -> Vec<u32> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .expect("ns_last_pid");
+    (last + 1..last + 1 + count).collect()
+}
+
+#[test]
+fn pidfile_never_follows_a_planted_symlink() {
+    let dir = temp_dir("pidfile-symlink");
+    let shared = dir.join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let victim = dir.join("victim");
+    write(&victim, "precious\n");
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // The old temporary name was `app.tmp.PID`: plant it for every pid devserve may get.
+    for pid in next_pids(400) {
+        let _ = symlink(&victim, shared.join(format!("app.tmp.{pid}")));
+    }
+    let pidfile = shared.join("app.pid");
+    let pidfile_arg = pidfile.to_str().expect("utf-8");
+    let mut devserve = Fixture::python()
+        .notify()
+        .start(&dir, &["-w", "shared", "-l", "127.0.0.1:0", "--pidfile", pidfile_arg]);
+    devserve.wait_for("gen 1 ready");
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n", "the victim is untouched");
+    let written = std::fs::read_to_string(&pidfile).expect("pidfile");
+    assert_eq!(written.trim(), devserve.pid().to_string());
+    assert!(!std::fs::symlink_metadata(&pidfile).expect("pidfile").file_type().is_symlink());
+    devserve.signal("TERM");
+    assert!(devserve.wait_exit().success());
+    assert!(!pidfile.exists(), "removed at exit");
+
+    // A pidfile that is itself a symlink is refused, and its target left alone.
+    symlink(&victim, &pidfile).expect("plant");
+    one_error(&dir, &["--pidfile", pidfile_arg, "--once", "--", "true"], "not a regular file");
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
+}
+
+#[test]
+fn a_planted_runtime_dir_name_is_not_used() {
+    let dir = temp_dir("planted-runtime");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    // The old name was `devserve-PID`: plant it, owned by nobody, for every pid devserve may get.
+    for pid in next_pids(400) {
+        let planted = tmp.join(format!("devserve-{pid}"));
+        if std::fs::create_dir(&planted).is_ok() {
+            let _ = std::os::unix::fs::chown(&planted, Some(65534), Some(65534));
+            let _ = std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    let tmp_text = tmp.to_str().expect("utf-8");
+    let devserve = Fixture::python().notify().start_with(
+        &dir,
+        &["-w", ".", "-i", "tmp/**", "-l", "127.0.0.1:0", "--ready-delay", "1h"],
+        &[("TMPDIR", tmp_text), ("XDG_RUNTIME_DIR", tmp_text)],
+    );
+    devserve.wait_for("gen 1 ready");
+}
+
+#[test]
+fn signal_refuses_a_pid_that_is_not_a_devserve() {
+    let dir = temp_dir("signal-victim");
+    let mut sleeper = Command::new("sleep").arg("600").spawn().expect("sleep");
+    let pidfile = dir.join("app.pid");
+    write(&pidfile, &format!("{}\n", sleeper.id()));
+    let pidfile_arg = pidfile.to_str().expect("utf-8");
+    let code = one_error(&dir, &["-s", "reload", "--pidfile", pidfile_arg], "is not a devserve");
+    assert_eq!(code, 1);
+    assert!(sleeper.try_wait().expect("try_wait").is_none(), "the unrelated process got no SIGHUP");
+    write(&pidfile, "1\n");
+    one_error(&dir, &["-s", "stop", "--pidfile", pidfile_arg], "is not a devserve");
+
+    // A stale pidfile whose pid now belongs to another program does not block a start.
+    write(&pidfile, &format!("{}\n", sleeper.id()));
+    let devserve =
+        Fixture::python().notify().start(&dir, &["-w", ".", "-l", "127.0.0.1:0", "--pidfile", pidfile_arg]);
+    devserve.wait_for("gen 1 ready");
+    assert!(devserve.output().contains("is now another program"), "{}", devserve.output());
+    let written = std::fs::read_to_string(&pidfile).expect("pidfile");
+    assert_eq!(written.trim(), devserve.pid().to_string());
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn a_failing_stderr_neither_panics_nor_stops_the_serving_generation() {
+    let dir = temp_dir("stderr-full");
+    let port = free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let fixture = Fixture::python().notify().version("v1");
+    let mut command =
+        devserve_command(&dir, &fixture.devserve_args(&["-w", ".", "-l", &addr]), &fixture.env_pairs());
+    let mut devserve = Process::adopt(command.stdout(Stdio::null()).stderr(full).spawn().expect("spawn"));
+    wait_for_version(&addr, "v1");
+    // Each reload prints lines that cannot be written; each one still goes through.
+    for generation in 2..=4 {
+        devserve.signal("HUP");
+        let reloaded = wait_until(WAIT, || {
+            http_get(&addr, "/").is_ok_and(|b| field(&b, "gen") == generation.to_string())
+        });
+        assert!(reloaded, "reload {generation} went through");
+    }
+    assert!(devserve.try_wait().is_none(), "devserve is still running");
+    devserve.signal("TERM");
+    let status = devserve.wait_exit();
+    assert_eq!(status.code(), Some(0), "a clean stop, not a panic (101)");
+}
+
+#[test]
+fn a_stalled_stderr_does_not_freeze_the_supervisor() {
+    let dir = temp_dir("stderr-stalled");
+    let port = free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let fixture = Fixture::python().notify().version("v1");
+    let args = fixture.devserve_args(&["-w", ".", "-l", &addr, "--stop-timeout", "2s"]);
+    let mut command = devserve_command(&dir, &args, &fixture.env_pairs());
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr pipe");
+    let mut devserve = Process::adopt(child);
+    // The smallest pipe the kernel allows, and nobody reads it for now.
+    #[cfg(target_os = "linux")]
+    let _ = nix::fcntl::fcntl(&stderr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096));
+    wait_for_version(&addr, "v1");
+    let pid = devserve.pid().to_string();
+    // Thousands of status lines: far more than the pipe and devserve's queue hold. One `kill`
+    // process each, so each signal is handled before the next comes (sent at once, they merge).
+    for _ in 0..1500 {
+        let _ = Command::new("kill").args(["-USR1", &pid]).status();
+    }
+    // The loop still reacts while stderr is stuck: a reload goes through.
+    devserve.signal("HUP");
+    let reloaded = wait_until(WAIT, || http_get(&addr, "/").is_ok_and(|b| field(&b, "gen") == "2"));
+    assert!(reloaded, "a HUP is handled while stderr is stalled");
+    // Now read: the writer catches up and says what was dropped.
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let asked = Instant::now();
+    devserve.signal("TERM");
+    let status = devserve.wait_exit();
+    assert!(asked.elapsed() < Duration::from_secs(20), "TERM and --stop-timeout are obeyed");
+    assert_eq!(status.code(), Some(0));
+    let text = reader.join().expect("reader");
+    assert!(text.contains("lines dropped (stderr was not read)"), "the reader is told what it missed");
+}
+
+#[test]
+fn a_tmpdir_too_long_for_socket_paths_falls_back() {
+    let dir = temp_dir("long-tmpdir");
+    let mut long = dir.to_path_buf();
+    while long.as_os_str().len() < 99 {
+        long.push("deeper-and-deeper");
+    }
+    std::fs::create_dir_all(&long).expect("mkdir");
+    // Ready only through READY=1 on the notify socket: the socket path must work.
+    let long_text = long.to_str().expect("utf-8");
+    let devserve = Fixture::python().notify().start_with(
+        &dir,
+        &["-w", ".", "-l", "127.0.0.1:0", "--ready-delay", "1h"],
+        &[("TMPDIR", long_text), ("XDG_RUNTIME_DIR", long_text)],
+    );
+    devserve.wait_for("gen 1 ready");
+}
+
+#[test]
+fn control_characters_in_file_names_are_escaped() {
+    let dir = temp_dir("control-names");
+    let devserve = Fixture::python().notify().start(&dir, &["-w", ".", "-l", "127.0.0.1:0"]);
+    devserve.wait_for("gen 1 ready");
+    write(&dir.join("a\n[devserve] gen 99 ready \u{1b}[31mred"), "forged");
+    devserve.wait_for("gen 2 ready");
+    let output = devserve.output();
+    assert!(!output.lines().any(|l| l.starts_with("[devserve] gen 99")), "no forged line:\n{output}");
+    assert!(!output.contains('\u{1b}'), "no raw escape reaches the terminal");
+    assert!(output.contains("a\\n[devserve] gen 99 ready \\x1b[31mred changed"), "{output}");
+}
+
+/// devserve `--proxy ADDR` (plus `args`) over the Python fixture; returns it and the proxy's port.
+fn serve(dir: &Path, proxy: &str, args: &[&str]) -> (Devserve, u16) {
+    let fixture = Fixture::python().version("v1");
+    let mut all = vec!["--proxy", proxy, "--log-format", "json", "-w", "."];
+    all.extend_from_slice(args);
+    all.push("--");
+    let argv = fixture.argv();
+    all.extend(argv.iter().copied());
+    let mut vars = fixture.env_pairs();
+    vars.push(("FIXTURE_BIND_PORT_ENV", "1"));
+    let devserve = Devserve::start(dir, &all, &vars);
+    let listening = devserve.wait_event("proxy_listening", |_| true);
+    let address = listening["address"].as_str().expect("address").to_owned();
+    let port = address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    (devserve, port)
+}
+
+/// `GET /` to `connect` with `Host: host`: the status code and the body.
+fn get_as(connect: &str, host: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(connect).unwrap_or_else(|e| panic!("connect {connect}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    write!(stream, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn foreign_hosts_are_refused_with_the_flag_that_allows_them_and_one_line_each() {
+    let dir = temp_dir("allowed-hosts");
+    let (devserve, port) = serve(dir.path(), "127.0.0.1:0", &["--allowed-host", "dev.test"]);
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..3 {
+        let (status, body) = get_as(&addr, "evil.example");
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("--allowed-host evil.example"), "{body}");
+    }
+    for host in
+        [format!("dev.test:{port}"), format!("localhost:{port}"), addr.clone(), "app.localhost".into()]
+    {
+        let (status, body) = get_as(&addr, &host);
+        assert_eq!(status, 200, "{host}: {body}");
+        assert!(body.contains("version=v1"), "{host}: {body}");
+    }
+    let refused = devserve.wait_event("proxy_refused", |e| e["value"] == "evil.example");
+    assert_eq!(refused["check"], "host");
+    assert!(refused["text"].as_str().is_some_and(|t| t.contains("--allowed-host evil.example")), "{refused}");
+    assert_eq!(devserve.count_events("proxy_refused", |_| true), 1, "one line per host, not per request");
+}
+
+#[test]
+fn the_config_file_takes_a_list_and_all_turns_the_checks_off_with_a_warning() {
+    let dir = temp_dir("allowed-hosts-file");
+    write(&dir.path().join("devserve.toml"), "allowed-hosts = [\".example.test\"]\n");
+    let (devserve, port) = serve(dir.path(), "127.0.0.1:0", &[]);
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(get_as(&addr, "api.example.test").0, 200);
+    assert_eq!(get_as(&addr, "example.test").0, 200);
+    assert_eq!(get_as(&addr, "evil.example").0, 403);
+    assert_eq!(devserve.count_events("allowed_hosts_off", |_| true), 0);
+    drop(devserve);
+
+    let open = temp_dir("allowed-hosts-all");
+    let (devserve, port) = serve(open.path(), "127.0.0.1:0", &["--allowed-host", "all"]);
+    devserve.wait_event("allowed_hosts_off", |_| true);
+    let (status, body) = get_as(&format!("127.0.0.1:{port}"), "evil.example");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn allowed_host_needs_the_proxy_and_a_host_name() {
+    let dir = temp_dir("allowed-hosts-usage");
+    let without_proxy = run_devserve(dir.path(), &["--allowed-host", "dev.test", "--", "true"], &[]);
+    assert_eq!(without_proxy.code(), 2, "{}", without_proxy.stderr);
+    assert!(without_proxy.stderr.contains("--allowed-host needs --proxy"), "{}", without_proxy.stderr);
+    let bad = run_devserve(
+        dir.path(),
+        &["--proxy", "127.0.0.1:0", "--allowed-host", "dev.test:80", "--", "true"],
+        &[],
+    );
+    assert_eq!(bad.code(), 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("is not a host name"), "{}", bad.stderr);
+}
+
+/// This machine's first IPv4 address that is not loopback, from `ip -4 -o addr`.
+fn own_address() -> String {
+    let output = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .expect("run `ip` (iproute2)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .skip_while(|word| *word != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("this machine has no non-loopback IPv4 address to test with:\n{text}"))
+}
+
+#[test]
+fn a_proxy_on_every_interface_answers_this_machines_own_address() {
+    let dir = temp_dir("allowed-hosts-any");
+    let (_devserve, port) = serve(dir.path(), "0.0.0.0:0", &[]);
+    let own = format!("{}:{port}", own_address());
+    let (status, body) = get_as(&own, &own);
+    assert_eq!(status, 200, "{own}: {body}");
+    assert_eq!(get_as(&own, "evil.example").0, 403);
+}
 
 /// A MiB, in the KiB that `/proc/PID/status` counts in.
 const MIB: u64 = 1024;
@@ -143,18 +451,17 @@ fn problems(devserve: &Devserve) -> Vec<String> {
     texts.map(|e| e["text"].as_str().unwrap_or_default().to_owned()).collect()
 }
 
-fn app(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps").join(name)
-}
-
 /// Concurrent slow uploads.
 const SLOW_CLIENTS: usize = 4;
+
 /// Each one's `Content-Length`.
 const SLOW_BODY: usize = 12_000;
+
 /// The pause between two bytes on one connection: each byte is its own TCP segment (no Nagle on
 /// the client) and arrives on its own at the proxy, which reads it as one frame. This pacing is the
 /// attack, not a wait.
 const SLOW_PACE: Duration = Duration::from_micros(500);
+
 /// How much devserve's RSS may grow while the bodies (48,000 bytes in all) are in.
 const SLOW_GROWTH: u64 = 8 * MIB;
 
@@ -226,6 +533,7 @@ fn a_request_body_sent_one_byte_per_segment_costs_its_bytes_not_a_buffer_each() 
 
 /// devserve's soft fd limit in the fd test, as a login shell usually has it.
 const SOFT_NOFILE: u64 = 1024;
+
 /// Clients waiting on their request body in the fd test: more than [`SOFT_NOFILE`].
 const WAITING_CLIENTS: usize = 1050;
 
@@ -311,8 +619,10 @@ fn clients_waiting_on_their_bodies_past_a_soft_fd_limit_of_1024_leave_the_front_
 
 /// The size of the one compiler message of the failing build.
 const MESSAGE_BYTES: usize = 10_000_000;
+
 /// Event streams opened on the standing failure.
 const STREAMS: usize = 80;
+
 /// devserve's RSS bound with them open: one copy of the failure is 10 MB; 80 would be 800 MB.
 const STREAMS_RSS: u64 = 100 * MIB;
 
@@ -470,6 +780,7 @@ fn file_tail(path: &Path, n: u64) -> String {
 
 /// What the build prints, without a newline.
 const LINE_BYTES: usize = 100_000_000;
+
 /// devserve's peak RSS bound: the output goes through; only its tail is kept.
 const LINE_HWM: u64 = 64 * MIB;
 
@@ -516,6 +827,7 @@ fn a_100_mb_build_line_without_a_newline_is_not_held_whole() {
 
 /// Idle keep-alive client connections opened (and closed) at once.
 const IDLE_CLIENTS: usize = 5_000;
+
 /// How long devserve may take to give their memory back.
 const GIVE_BACK: Duration = Duration::from_secs(60);
 
