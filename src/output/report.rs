@@ -346,13 +346,19 @@ pub enum Report {
 impl Report {
     /// The human lines, if any, and their tone.
     pub fn human(&self) -> Option<(Tone, Vec<String>)> {
-        let one = |tone, text: String| Some((tone, vec![text]));
-        let ms = |ms: u128| duration(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)));
-        let serving_note = |serving: &Option<u64>| match serving {
-            Some(id) => format!("gen {id} still serving"),
-            None => "nothing is serving; waiting for a change".into(),
-        };
-        match self {
+        self.front_lines()
+            .or_else(|| self.app_port_lines())
+            .or_else(|| self.setup_lines())
+            .or_else(|| self.build_lines())
+            .or_else(|| self.generation_lines())
+            .or_else(|| self.worker_lines())
+            .or_else(|| self.control_lines())
+            .unwrap_or(None)
+    }
+
+    /// The front doors: sockets and the proxy. `None`: not of this family.
+    fn front_lines(&self) -> Option<Human> {
+        let human = match self {
             Report::Listening { address, fd, name } => {
                 one(Tone::Info, format!("listening on {address} (fd {fd}, {name})"))
             }
@@ -375,6 +381,44 @@ impl Report {
             ),
             Report::ProxyProblem { text } => one(Tone::Warn, format!("proxy: {text}")),
             Report::ProxyRefused { text, .. } => one(Tone::Warn, format!("proxy: refused: {text}")),
+            Report::FrontUrl { url } => one(Tone::Good, format!("→ {url}")),
+            Report::AllowedHostsOff => one(
+                Tone::Warn,
+                "proxy: --allowed-host all: any web site can read the app through DNS rebinding, \
+                 open its WebSockets and include its scripts"
+                    .to_owned(),
+            ),
+            Report::PortTaken { generation, worker, port, pid } => one(
+                Tone::Info,
+                format!(
+                    "gen {generation} w{worker}: port {port} was taken by another program; started again (pid {pid})"
+                ),
+            ),
+            Report::RestartMode => one(
+                Tone::Info,
+                "no --listen: restart mode (the app binds its own port; old and new cannot overlap)".into(),
+            ),
+            Report::SocketRearmed { address, generation } => {
+                let by = generation.map(|id| format!(" by gen {id}")).unwrap_or_default();
+                one(
+                    Tone::Warn,
+                    format!(
+                        "{address} was shut down{by} (a worker called shutdown() on its fd); listening again"
+                    ),
+                )
+            }
+            Report::SocketRearmFailed { address, error } => {
+                one(Tone::Warn, format!("{address}: cannot check or re-arm the socket: {error}"))
+            }
+            _ => return None,
+        };
+        Some(human)
+    }
+
+    /// What the app listens on instead of what it was given, and the browser opener. `None`: not
+    /// of this family.
+    fn app_port_lines(&self) -> Option<Human> {
+        let human = match self {
             Report::OwnPort { generation, worker, pid, given, found } => {
                 let who = match worker {
                     Some(worker) => format!("gen {generation} w{worker} (pid {pid})"),
@@ -414,7 +458,16 @@ impl Report {
                      --proxy ADDR and have it bind $PORT, or take fd 3"
                 ),
             ),
-            Report::FrontUrl { url } => one(Tone::Good, format!("→ {url}")),
+            Report::BrowserOpened { url } => one(Tone::Info, format!("opening {url} in the browser")),
+            Report::BrowserNotOpened { reason } => one(Tone::Warn, format!("--open: {reason}")),
+            _ => return None,
+        };
+        Some(human)
+    }
+
+    /// Start-up and configuration: zero-config, the watcher, the config file, changes. `None`: not of this family.
+    fn setup_lines(&self) -> Option<Human> {
+        let human = match self {
             Report::Detected { kind, command_line, from, notes } => {
                 let mut lines =
                     vec![format!("found {kind}: {command_line}"), format!("  from {}", from.join("; "))];
@@ -425,24 +478,6 @@ impl Report {
             Report::ConfigWritten { file, kind } => one(
                 Tone::Good,
                 format!("wrote {file} for {kind}; `devserve check` shows what would run, `devserve` runs it"),
-            ),
-            Report::BrowserOpened { url } => one(Tone::Info, format!("opening {url} in the browser")),
-            Report::BrowserNotOpened { reason } => one(Tone::Warn, format!("--open: {reason}")),
-            Report::AllowedHostsOff => one(
-                Tone::Warn,
-                "proxy: --allowed-host all: any web site can read the app through DNS rebinding, \
-                 open its WebSockets and include its scripts"
-                    .to_owned(),
-            ),
-            Report::PortTaken { generation, worker, port, pid } => one(
-                Tone::Info,
-                format!(
-                    "gen {generation} w{worker}: port {port} was taken by another program; started again (pid {pid})"
-                ),
-            ),
-            Report::RestartMode => one(
-                Tone::Info,
-                "no --listen: restart mode (the app binds its own port; old and new cannot overlap)".into(),
             ),
             Report::Watching { roots, folders } => {
                 let noun = if *folders == 1 { "folder" } else { "folders" };
@@ -466,6 +501,27 @@ impl Report {
                 )
             }
             Report::ChangeDetected { .. } => None,
+            Report::ConfigRejected { file, problems } => {
+                let mut lines = problems.clone();
+                lines.push(format!("{file}: not applied; the running config stays"));
+                Some((Tone::Error, lines))
+            }
+            Report::ConfigUnchanged { file } => one(Tone::Info, format!("{file}: no change")),
+            Report::ConfigApplied { file, changed, next_start } => {
+                let mut text = format!("{file}: applied ({})", changed.join(", "));
+                if !next_start.is_empty() {
+                    text.push_str(&format!("; from the next start: {}", next_start.join(", ")));
+                }
+                one(Tone::Info, text)
+            }
+            _ => return None,
+        };
+        Some(human)
+    }
+
+    /// Builds. `None`: not of this family.
+    fn build_lines(&self) -> Option<Human> {
+        let human = match self {
             Report::BuildStarted { cause, command } => {
                 one(Tone::Info, format!("{cause}: building ({command})"))
             }
@@ -482,6 +538,14 @@ impl Report {
                 format!("build {}: app unchanged; gen {serving} keeps serving", ms(*build_ms)),
             ),
             Report::BuildNotStarted { error } => one(Tone::Error, format!("cannot run the build: {error}")),
+            _ => return None,
+        };
+        Some(human)
+    }
+
+    /// Generations: starting, ready, failed, stopping. `None`: not of this family.
+    fn generation_lines(&self) -> Option<Human> {
+        let human = match self {
             Report::GenerationStarting { generation, pids } => {
                 let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
                 let label = if pids.len() == 1 { "pid" } else { "pids" };
@@ -511,13 +575,13 @@ impl Report {
                     // Not a measurement: say what it is.
                     let before =
                         if phases.is_empty() { String::new() } else { format!("; {}", phases.join(", ")) };
-                    return one(
+                    return Some(one(
                         Tone::Good,
                         format!(
                             "gen {generation} ready: assumed after {} up (no READY=1){before} · {cause}",
                             ms(*delay)
                         ),
-                    );
+                    ));
                 }
                 phases.push(format!("start {}", ms(*start_ms)));
                 let phases = phases.join(", ");
@@ -545,6 +609,14 @@ impl Report {
                 )
             }
             Report::GenerationStopped { generation } => one(Tone::Info, format!("gen {generation} stopped")),
+            _ => return None,
+        };
+        Some(human)
+    }
+
+    /// Workers: starts, exits, restarts, the watchdog, scaling. `None`: not of this family.
+    fn worker_lines(&self) -> Option<Human> {
+        let human = match self {
             Report::WorkerStarted { generation, worker, pid, why } => {
                 let verb = match why {
                     WorkerStart::Rolling => format!("starting (pid {pid})"),
@@ -607,31 +679,14 @@ impl Report {
                 one(Tone::Info, format!("workers: already {workers}, the minimum"))
             }
             Report::WorkersChanged { workers, .. } => one(Tone::Info, format!("workers: {workers}")),
-            Report::ConfigRejected { file, problems } => {
-                let mut lines = problems.clone();
-                lines.push(format!("{file}: not applied; the running config stays"));
-                Some((Tone::Error, lines))
-            }
-            Report::ConfigUnchanged { file } => one(Tone::Info, format!("{file}: no change")),
-            Report::ConfigApplied { file, changed, next_start } => {
-                let mut text = format!("{file}: applied ({})", changed.join(", "));
-                if !next_start.is_empty() {
-                    text.push_str(&format!("; from the next start: {}", next_start.join(", ")));
-                }
-                one(Tone::Info, text)
-            }
-            Report::SocketRearmed { address, generation } => {
-                let by = generation.map(|id| format!(" by gen {id}")).unwrap_or_default();
-                one(
-                    Tone::Warn,
-                    format!(
-                        "{address} was shut down{by} (a worker called shutdown() on its fd); listening again"
-                    ),
-                )
-            }
-            Report::SocketRearmFailed { address, error } => {
-                one(Tone::Warn, format!("{address}: cannot check or re-arm the socket: {error}"))
-            }
+            _ => return None,
+        };
+        Some(human)
+    }
+
+    /// devserve itself: the sentinel, status, `--once`, keys, stopping, errors. `None`: not of this family.
+    fn control_lines(&self) -> Option<Human> {
+        let human = match self {
             Report::SentinelRestarted { old_pid, status, new_pid: Some(new), .. } => {
                 one(Tone::Warn, format!("sentinel (pid {old_pid}) {status}; restarted (pid {new})"))
             }
@@ -669,7 +724,30 @@ impl Report {
             Report::Stopped => one(Tone::Info, "stopped".into()),
             Report::Error { text } => one(Tone::Error, format!("error: {text}")),
             Report::Hint { text } => one(Tone::Info, format!("  {text}")),
-        }
+            _ => return None,
+        };
+        Some(human)
+    }
+}
+
+/// What [`Report::human`] gives: the lines and their tone, or nothing to print.
+type Human = Option<(Tone, Vec<String>)>;
+
+/// One line in `tone`.
+fn one(tone: Tone, text: String) -> Human {
+    Some((tone, vec![text]))
+}
+
+/// Milliseconds as devserve writes a duration.
+fn ms(ms: u128) -> String {
+    duration(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)))
+}
+
+/// What still serves after a failure.
+fn serving_note(serving: &Option<u64>) -> String {
+    match serving {
+        Some(id) => format!("gen {id} still serving"),
+        None => "nothing is serving; waiting for a change".into(),
     }
 }
 
