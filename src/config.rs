@@ -106,6 +106,19 @@ pub struct Config {
     pub detected: Option<Detected>,
 }
 
+/// What zero-config adds to a merge.
+#[derive(Default)]
+struct ZeroConfig {
+    /// The settings taken, as command-line words.
+    words: Vec<OsString>,
+    /// The command taken (empty: none).
+    command: Vec<OsString>,
+    /// What was taken, for the user.
+    detected: Option<Detected>,
+    /// Nothing to run: the hint that goes with "missing COMMAND".
+    problem: Option<String>,
+}
+
 /// The settings a zero-config run took from the folder ([`crate::detect`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detected {
@@ -261,64 +274,12 @@ impl Loader {
             }
         }
         // Zero-config: the folder's settings, under the file's and the command line's.
-        let in_file = |key: &str| file.is_some_and(|f| f.entries.contains_key(key));
-        let mut detected = None;
-        let mut detection_problem = None;
-        if !self.given("command") && !in_file("command") {
-            match self.detection() {
-                crate::detect::Detection::Found(project) => {
-                    let mut used = Vec::new();
-                    let mut taken_values = Vec::new();
-                    for found in &project.settings {
-                        let Some(setting) = SETTINGS.iter().find(|s| s.key(&command) == found.key) else {
-                            continue;
-                        };
-                        let taken = self.given(setting.id)
-                            || in_file(found.key)
-                            || (found.key == "proxy" && (self.given("listen") || in_file("listen")));
-                        if taken {
-                            continue;
-                        }
-                        if found.key == "command" {
-                            file_command = strings(&found.value)
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(OsString::from)
-                                .collect();
-                        } else {
-                            let Some(arg) = command.get_arguments().find(|a| a.get_id() == setting.id) else {
-                                continue;
-                            };
-                            match file_words(arg, setting, &found.value) {
-                                Ok(setting_words) => words.extend(setting_words),
-                                Err(e) => {
-                                    problems.push(Problem::plain(format!("{}: {e} (detected)", found.key)));
-                                    continue;
-                                }
-                            }
-                        }
-                        used.push((found.key.to_owned(), found.value.to_string(), found.from.clone()));
-                        taken_values.push((found.key, &found.value));
-                    }
-                    let command_line = explicit_command_line(&taken_values);
-                    detected = Some(Detected {
-                        kind: project.kind.clone(),
-                        used,
-                        command_line,
-                        notes: project.notes.clone(),
-                    });
-                }
-                crate::detect::Detection::Nothing { looked_for } => {
-                    detection_problem = Some(looked_for.clone())
-                }
-                crate::detect::Detection::Declined { kind, why } => {
-                    detection_problem = Some(format!("found {kind}, not run: {why}"));
-                }
-                crate::detect::Detection::Ambiguous { kind, message } => {
-                    detection_problem = Some(format!("found {kind}: {message}"));
-                }
-            }
+        let zero = self.zero_config(&command, file, problems);
+        words.extend(zero.words);
+        if !zero.command.is_empty() {
+            file_command = zero.command;
         }
+        let (detected, detection_problem) = (zero.detected, zero.problem);
         // Keys with a problem contributed no words: the rest is still checked, so that every
         // problem is listed at once.
         words.extend(self.args.iter().skip(1).cloned());
@@ -354,6 +315,69 @@ impl Loader {
         }
         config.detected = detected;
         Some(config)
+    }
+
+    /// Zero-config's part of the merge: with no command given anywhere, the folder's settings
+    /// that neither the file nor the command line sets, as command-line words.
+    fn zero_config(
+        &self,
+        command: &clap::Command,
+        file: Option<&FileTable>,
+        problems: &mut Vec<Problem>,
+    ) -> ZeroConfig {
+        let in_file = |key: &str| file.is_some_and(|f| f.entries.contains_key(key));
+        let mut zero = ZeroConfig::default();
+        if self.given("command") || in_file("command") {
+            return zero;
+        }
+        let project = match self.detection() {
+            crate::detect::Detection::Found(project) => project,
+            crate::detect::Detection::Nothing { looked_for } => {
+                zero.problem = Some(looked_for.clone());
+                return zero;
+            }
+            crate::detect::Detection::Declined { kind, why } => {
+                zero.problem = Some(format!("found {kind}, not run: {why}"));
+                return zero;
+            }
+            crate::detect::Detection::Ambiguous { kind, message } => {
+                zero.problem = Some(format!("found {kind}: {message}"));
+                return zero;
+            }
+        };
+        let mut used = Vec::new();
+        let mut taken_values = Vec::new();
+        for found in &project.settings {
+            let Some(setting) = SETTINGS.iter().find(|s| s.key(command) == found.key) else { continue };
+            let taken = self.given(setting.id)
+                || in_file(found.key)
+                || (found.key == "proxy" && (self.given("listen") || in_file("listen")));
+            if taken {
+                continue;
+            }
+            if found.key == "command" {
+                zero.command =
+                    strings(&found.value).unwrap_or_default().into_iter().map(OsString::from).collect();
+            } else {
+                let Some(arg) = command.get_arguments().find(|a| a.get_id() == setting.id) else { continue };
+                match file_words(arg, setting, &found.value) {
+                    Ok(setting_words) => zero.words.extend(setting_words),
+                    Err(e) => {
+                        problems.push(Problem::plain(format!("{}: {e} (detected)", found.key)));
+                        continue;
+                    }
+                }
+            }
+            used.push((found.key.to_owned(), found.value.to_string(), found.from.clone()));
+            taken_values.push((found.key, &found.value));
+        }
+        zero.detected = Some(Detected {
+            kind: project.kind.clone(),
+            used,
+            command_line: explicit_command_line(&taken_values),
+            notes: project.notes.clone(),
+        });
+        zero
     }
 
     /// What the parsers cannot check: paths that must exist, globs, the command.
