@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The app behind tests/front_door_limits.rs's slow-body test (stdlib only).
+"""The app behind tests/security.rs's slow-body test (stdlib only).
 
 Binds 127.0.0.1:$PORT. Reads one request per connection: a POST is answered
 `got=N` once its whole Content-Length body has arrived (N: the bytes it read),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An HTTP/1.1 keep-alive server that writes every response in two pieces, Nagle left on.
 
-For tests/front_door.rs: the head (status line and headers, with Content-Length) is one
+For tests/proxy_routing.rs: the head (status line and headers, with Content-Length) is one
 send() and the body (`two-writes pid=<pid>\\n`) a second. With Nagle on, the second segment
 waits for the ACK of the first, and a peer that delays its ACK (Linux: up to 40 ms) stalls
 every response: the classic write-write-read pattern of real apps, which a proxy in front of

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A minimal RFC 6455 WebSocket echo server that says goodbye properly when it stops.
 
-For tests/front_door.rs: long-lived connections at a swap. Binds 127.0.0.1:$PORT (or
+For tests/proxy_drain.rs: long-lived connections at a swap. Binds 127.0.0.1:$PORT (or
 `--port N`), SO_REUSEADDR; reads its version once at start from the file named by
 VERSION_FILE (trimmed; `missing` if it cannot be read, `0` if VERSION_FILE is unset).
 
