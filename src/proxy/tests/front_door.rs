@@ -1,6 +1,6 @@
 //! The front door's safety and blame rules, on real loopback sockets: allowed hosts, cross-site
-//! upgrades and loads, malformed heads, framing from a broken app, who a failure is blamed on, the
-//! upstream and body timeouts, and long-lived connections at a drain.
+//! upgrades and loads, malformed heads and garbage, framing from a broken app, who a failure is
+//! blamed on, and the upstream and body timeouts.
 //!
 //! Raw sockets stand in for clients and apps wherever a test must send what hyper's own client or
 //! server would refuse to write.
@@ -42,19 +42,6 @@ fn whole(text: &str) -> bool {
 
 fn status_of(text: &str) -> u16 {
     text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
-}
-
-fn with_host(mut request: Request<TestBody>, host: &str) -> Request<TestBody> {
-    request.headers_mut().insert("host", host.parse().expect("host"));
-    request
-}
-
-fn upgrade_from(origin: &str) -> Request<TestBody> {
-    let mut request = with_host(get("/ws"), "127.0.0.1");
-    request.headers_mut().insert("connection", "upgrade".parse().expect("value"));
-    request.headers_mut().insert("upgrade", "websocket".parse().expect("value"));
-    request.headers_mut().insert("origin", origin.parse().expect("origin"));
-    request
 }
 
 #[test]
@@ -200,6 +187,29 @@ fn missing_or_doubled_host_is_400_but_http_1_0_without_host_is_the_proxy_itself(
 }
 
 #[test]
+fn garbage_from_one_client_changes_nothing_else() {
+    let h = Harness::http();
+    let up = Upstream::start(&h, "a");
+    h.serve(1, &[up.addr]);
+    let addr = h.addr;
+    let answer = h.block_on(async move {
+        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        client.write_all(b"NOT HTTP AT ALL\x00\x01\r\n\r\n").await.expect("write");
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer).await;
+        answer
+    });
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(h.block_on(send(addr, get("/"))).body, "a GET / 0");
+    assert_eq!(h.stats().serving, Some(1));
+    assert_eq!(up.hits(), 1);
+}
+
+#[test]
 fn a_clients_malformed_chunked_body_is_its_own_400_not_the_apps_502() {
     let h = Harness::http();
     let up = Upstream::start(&h, "a");
@@ -307,107 +317,4 @@ fn an_app_that_never_answers_gets_504_after_the_upstream_timeout_and_shows_in_th
     assert!(since.elapsed() < WAIT);
     up.release();
     assert_eq!(patient.join(slow).status, StatusCode::OK);
-}
-
-#[test]
-fn a_drain_waits_for_requests_but_not_for_long_lived_connections() {
-    let h = Harness::http();
-    let up = Upstream::start(&h, "a");
-    h.serve(1, &[up.addr]);
-    let addr = h.addr;
-    let mut socket = h.block_on(async {
-        let response =
-            connect(addr).await.send_request(upgrade_from("http://localhost:3000")).await.expect("101");
-        TokioIo::new(hyper::upgrade::on(response).await.expect("upgraded"))
-    });
-    let slow = h.spawn(send(addr, get("/slow")));
-    wait_until("the slow request reached the app", || up.seen.waiting.load(Ordering::SeqCst) == 1);
-    h.send(ProxyCommand::Drain { generation: 1 });
-    wait_until("draining", || h.stats().generations.first().is_some_and(|g| g.draining && g.in_flight == 2));
-    h.no_event(|event| matches!(event, ProxyEvent::Drained { .. }));
-    up.release();
-    assert_eq!(h.join(slow).status, StatusCode::OK);
-    h.event("Drained", |event| *event == ProxyEvent::Drained { generation: 1 });
-    // The tunnel is still open (the app closes it once signalled).
-    h.block_on(async {
-        socket.write_all(b"ping").await.expect("write");
-        let mut buffer = [0u8; 4];
-        socket.read_exact(&mut buffer).await.expect("echo");
-        assert_eq!(&buffer, b"ping");
-    });
-    drop(socket);
-    wait_until("forgotten once the tunnel closed", || h.stats().generations.is_empty());
-    h.no_event(|event| matches!(event, ProxyEvent::Drained { .. }));
-}
-
-#[test]
-fn down_answers_503_with_the_reason_at_once_until_the_next_hold() {
-    let h = Harness::new(ProxyConfig { hold_timeout: Duration::from_secs(30), ..ProxyConfig::default() });
-    h.send(ProxyCommand::Down { reason: "gen 1 failed: exited with status 1".into() });
-    let started = Instant::now();
-    let reply = h.block_on(send(h.addr, get("/")));
-    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(reply.body.contains("gen 1 failed"), "{}", reply.body);
-    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
-    // A new start: requests wait again, and are served once a generation is.
-    h.send(ProxyCommand::Hold { reason: "gen 2 starting".into() });
-    let up = Upstream::start(&h, "a");
-    let addr = h.addr;
-    let held = h.spawn(send(addr, get("/")));
-    wait_until("held", || h.stats().held_now == 1);
-    h.serve(2, &[up.addr]);
-    assert_eq!(h.join(held).status, StatusCode::OK);
-}
-
-/// A raw upstream that serves one connection at a time, as a plain accept loop does: it answers
-/// each request on a connection (keep-alive; `/slow` after 300 ms) until the client closes it,
-/// and only then accepts the next connection. Returns its address and how many requests it read.
-fn one_at_a_time(h: &Harness) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = h.bind();
-    let addr = listener.local_addr().expect("addr");
-    let requests = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&requests);
-    h.spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut head = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
-                        _ => break,
-                    }
-                }
-                let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { break };
-                let slow = head.starts_with(b"GET /slow");
-                head.drain(..end + 4);
-                seen.fetch_add(1, Ordering::SeqCst);
-                if slow {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                if stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    (addr, requests)
-}
-
-#[test]
-fn an_app_that_serves_one_connection_at_a_time_is_not_blocked_by_an_idle_pooled_one() {
-    let h = Harness::http();
-    let (app, requests) = one_at_a_time(&h);
-    h.serve(1, &[app]);
-    let addr = h.addr;
-    // A slow request holds the app's one connection; a second one meanwhile goes on a new
-    // connection, which the app accepts only once the first is closed. When the slow answer ends,
-    // the first connection is idle in the pool, and the app sits reading it.
-    let slow = h.spawn(send(addr, get("/slow")));
-    wait_until("the slow request reached the app", || requests.load(Ordering::SeqCst) == 1);
-    let second =
-        h.spawn(async move { tokio::time::timeout(Duration::from_secs(5), send(addr, get("/"))).await });
-    assert_eq!(h.join(slow).status, StatusCode::OK);
-    let second = h.join(second).expect("the second request was answered: the idle connection was closed");
-    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
 }
