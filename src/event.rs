@@ -53,7 +53,7 @@ pub enum Key {
 
 /// What the front door (`--proxy`) tells the supervisor.
 ///
-/// It mirrors [`crate::proxy::ProxyEvent`] on purpose: this module is the bottom layer, which every
+/// It mirrors the proxy's `ProxyEvent` on purpose: this module is the bottom layer, which every
 /// thread's messages go through, and cannot name a type of the proxy's layer above it (the
 /// layering test); the supervisor's event sink translates one into the other, variant for
 /// variant, in one `match` (`supervisor::start_front`), so a new proxy event fails to compile
