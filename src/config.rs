@@ -307,7 +307,7 @@ impl Loader {
                 (s.id, matches.get_raw(s.id).map(|v| v.map(OsStr::to_owned).collect()).unwrap_or_default())
             })
             .collect();
-        let mut config = self.validate(cli, raw, file, &from_file, problems);
+        let mut config = self.validate(cli, raw, &from_file, problems);
         if config.command.is_empty()
             && let Some(line) = detection_problem
         {
@@ -385,7 +385,6 @@ impl Loader {
         &self,
         cli: Cli,
         raw: BTreeMap<&'static str, Vec<OsString>>,
-        file: Option<&FileTable>,
         from_file: &BTreeMap<&'static str, Location>,
         problems: &mut Vec<Problem>,
     ) -> Config {
@@ -464,7 +463,6 @@ impl Loader {
             problems.push(blame("command", e.to_string()));
         }
         let env: BTreeMap<String, String> = cli.env.iter().cloned().collect();
-        let _ = file;
         Config {
             watch: WatchConfig {
                 roots,

@@ -82,6 +82,7 @@ pub struct Project {
 
 impl Project {
     /// The value of one setting, by its config-file key.
+    #[cfg(test)]
     pub fn setting(&self, key: &str) -> Option<&toml::Value> {
         self.settings.iter().find(|found| found.key == key).map(|found| &found.value)
     }

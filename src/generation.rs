@@ -385,10 +385,6 @@ impl Generation {
         command
     }
 
-    pub fn has_pid(&self, pid: Pid) -> bool {
-        self.workers.iter().any(|w| w.pid() == Some(pid))
-    }
-
     /// Records a worker's exit. A retiring worker's slot is freed; for any other the caller
     /// decides whether it restarts.
     pub fn worker_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> Option<WorkerExit> {
@@ -704,16 +700,6 @@ impl Generation {
     /// SIGKILL to every worker's process group.
     pub fn kill(&mut self, procs: &mut dyn Procs) {
         self.stop(Signal::SIGKILL, procs);
-    }
-
-    /// `pid 123, 124` for messages.
-    pub fn describe_pids(&self) -> String {
-        let pids: Vec<String> = self.live_pids().iter().map(ToString::to_string).collect();
-        match pids.len() {
-            0 => "no process".into(),
-            1 => format!("pid {}", pids[0]),
-            _ => format!("pids {}", pids.join(", ")),
-        }
     }
 }
 

@@ -1,6 +1,12 @@
 //! devserve: rebuild and swap a server on every save, without ever refusing a connection.
 //!
-//! The modules form layers; each uses only the layers below it (no cycles):
+//! Only [`app`] is public: the binaries call `app::main`; everything else is the crate's own, so
+//! the compiler reports what nothing uses.
+//!
+//! The modules form layers. What the layering test enforces: a module uses modules of its own
+//! layer or of the layers below it, never one above; no two modules use each other, directly or
+//! through others; and inside a module folder no two files do (the few parent–child cycles of
+//! re-exports are listed in the test). Same-layer imports exist (`config` uses `cli`):
 //!
 //! 1. [`app`]: one invocation, from arguments to exit status.
 //! 2. [`supervisor`]: the one loop that owns all state and decides (policy), with its effects
@@ -15,26 +21,26 @@
 //!    prints.
 
 pub mod app;
-pub mod build;
-pub mod cli;
-pub mod config;
-pub mod control;
-pub mod detect;
-pub mod event;
-pub mod generation;
-pub mod keys;
-pub mod output;
-pub mod ports;
-pub mod procs;
-pub mod proxy;
-pub mod readiness;
-pub mod runtime;
-pub mod sentinel;
-pub mod signals;
-pub mod sockets;
-pub mod spawn;
-pub mod supervisor;
-pub mod watch;
+pub(crate) mod build;
+pub(crate) mod cli;
+pub(crate) mod config;
+pub(crate) mod control;
+pub(crate) mod detect;
+pub(crate) mod event;
+pub(crate) mod generation;
+pub(crate) mod keys;
+pub(crate) mod output;
+pub(crate) mod ports;
+pub(crate) mod procs;
+pub(crate) mod proxy;
+pub(crate) mod readiness;
+pub(crate) mod runtime;
+pub(crate) mod sentinel;
+pub(crate) mod signals;
+pub(crate) mod sockets;
+pub(crate) mod spawn;
+pub(crate) mod supervisor;
+pub(crate) mod watch;
 
 #[cfg(test)]
 mod layering {

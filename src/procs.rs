@@ -227,7 +227,8 @@ impl Procs for OsProcs {
 }
 
 /// A table without processes, for unit tests of the policy: pids are handed out in order,
-/// and every spawn and signal is recorded.
+/// and every spawn and signal is recorded. Built for tests only.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct FakeProcs {
     next_pid: i32,
@@ -244,6 +245,7 @@ pub struct FakeProcs {
     pub handover_watches: Vec<(u64, Pid)>,
 }
 
+#[cfg(test)]
 impl FakeProcs {
     pub fn new() -> FakeProcs {
         FakeProcs { next_pid: 1000, ..FakeProcs::default() }
@@ -280,6 +282,7 @@ impl FakeProcs {
     }
 }
 
+#[cfg(test)]
 impl Procs for FakeProcs {
     fn spawn(&mut self, command: Command, owner: Owner) -> Result<Pid, SpawnError> {
         if self.fail_spawns {

@@ -167,11 +167,13 @@ impl Command {
     }
 
     /// The program as given.
+    #[cfg(test)]
     pub fn program(&self) -> &OsStr {
         &self.program
     }
 
-    /// The program and its arguments, for messages and tests.
+    /// The program and its arguments, for the tests' fake process table.
+    #[cfg(test)]
     pub fn words(&self) -> Vec<String> {
         std::iter::once(&self.program).chain(&self.args).map(|w| w.to_string_lossy().into_owned()).collect()
     }

@@ -59,6 +59,7 @@ impl Output {
     }
 
     /// An output that keeps its (uncoloured) lines for a test to read.
+    #[cfg(test)]
     pub fn captured(json: bool) -> (Output, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         (Output { color: false, quiet: false, json, capture: Some(Arc::clone(&lines)) }, lines)

@@ -282,8 +282,6 @@ pub struct Counters {
 pub struct ProxyStats {
     /// The generation new requests go to, if any.
     pub serving: Option<u64>,
-    /// Its upstreams.
-    pub upstreams: Vec<SocketAddr>,
     /// Exchanges in flight, per generation that has any (or is draining), by generation.
     pub generations: Vec<GenerationStats>,
     /// Requests waiting for a ready upstream right now.

@@ -102,10 +102,10 @@ use tokio::sync::mpsc;
 use self::state::Shared;
 
 pub use self::api::{
-    BrowserEvent, Counters, DEFAULT_AVOID_FOR, DEFAULT_BODY_TIMEOUT, DEFAULT_HOLD_TIMEOUT,
-    DEFAULT_RETRY_BODY_LIMIT, Diagnostic, EventSink, GenerationStats, InFlight, OLDEST_SHOWN, ProxyCommand,
-    ProxyConfig, ProxyEvent, ProxyMode, ProxyStats,
+    BrowserEvent, Diagnostic, EventSink, ProxyCommand, ProxyConfig, ProxyEvent, ProxyMode, ProxyStats,
 };
+#[cfg(test)]
+pub use self::api::{Counters, GenerationStats};
 pub use self::guard::AllowedHosts;
 
 /// The running proxy: sends commands to its thread. Dropping it (or sending

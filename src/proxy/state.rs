@@ -656,7 +656,6 @@ impl Shared {
         generations.sort_by_key(|g| g.generation);
         ProxyStats {
             serving: state.serving.as_ref().map(|s| s.generation),
-            upstreams: state.serving.as_ref().map(|s| s.upstreams.clone()).unwrap_or_default(),
             generations,
             held_now: state.held_now,
             total: state.total,
