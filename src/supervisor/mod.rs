@@ -36,6 +36,8 @@ mod once;
 mod requests;
 mod service;
 #[cfg(test)]
+mod stress;
+#[cfg(test)]
 mod tests;
 mod trigger;
 
