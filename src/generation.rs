@@ -413,9 +413,19 @@ impl Generation {
             .map(|(i, _)| i)
     }
 
-    /// The port of the worker [`Generation::retire_oldest`] would stop, behind the front door.
-    pub fn oldest_active_port(&self) -> Option<u16> {
-        self.workers.get(self.oldest_active()?)?.port
+    /// The pid and port of the worker [`Generation::retire_oldest`] would stop, behind the front
+    /// door.
+    pub fn oldest_active_port(&self) -> Option<(Pid, Option<u16>)> {
+        let worker = self.workers.get(self.oldest_active()?)?;
+        Some((worker.pid()?, worker.port))
+    }
+
+    /// Whether a ready worker other than `except` listens on `port` (with `--app-port` every
+    /// worker shares one).
+    pub fn port_served_by_another(&self, port: u16, except: Pid) -> bool {
+        self.workers.iter().any(|w| {
+            w.port == Some(port) && w.pid() != Some(except) && matches!(w.state, WorkerState::Ready { .. })
+        })
     }
 
     /// Asks the longest-running active worker alone to stop (SIGTTOU, rolling swaps).

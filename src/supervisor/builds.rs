@@ -58,6 +58,12 @@ impl<P: Procs> Supervisor<P> {
         if self.config.clear && !trigger.is_initial() {
             self.out.clear_screen();
         }
+        if trigger.is_reload() {
+            // The user asked: a muted path counts again.
+            self.service.loops.user_acted();
+        }
+        // What is on disk now is built and started, kept muted changes included.
+        self.service.loops.triggered();
         self.out.report(Report::ChangeDetected { cause: trigger.describe(), files: trigger.file_count() });
         if let Some(BuildRun { build, trigger: earlier }) = self.service.build.take() {
             build.cancel(&mut self.procs);

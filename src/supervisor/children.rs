@@ -59,7 +59,7 @@ impl<P: Procs> Supervisor<P> {
             self.roll_back(&format!("w{slot} (pid {pid}) {status} before it was ready"), now);
             self.rearm_sockets(Some(generation));
         } else if self.service.serving.as_ref().is_some_and(|g| g.id == generation) {
-            self.upstream_removed(generation, port);
+            self.upstream_removed(generation, port, pid);
             self.serving_worker_exited(pid, status, now);
             self.rearm_sockets(Some(generation));
         } else if let Some(index) = self.service.draining.iter().position(|d| d.generation.id == generation) {

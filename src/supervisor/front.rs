@@ -92,13 +92,23 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
-    /// A worker of `generation` on `port` stops or exited: no more requests for it.
-    pub(super) fn upstream_removed(&mut self, generation: u64, port: Option<u16>) {
+    /// A worker of `generation` on `port` stops or exited: no more requests for it, unless
+    /// another ready worker serves the same port (`--app-port` with several workers: they share
+    /// it, and the port stays routed while one of them is left).
+    pub(super) fn upstream_removed(&mut self, generation: u64, port: Option<u16>, leaving: Pid) {
         if self.front.routed == Some(generation)
             && let Some(port) = port
         {
             let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            self.tell(ProxyCommand::RemoveUpstream { generation, upstream });
+            let shared = self
+                .service
+                .serving
+                .as_ref()
+                .filter(|g| g.id == generation)
+                .is_some_and(|g| g.port_served_by_another(port, leaving));
+            if !shared {
+                self.tell(ProxyCommand::RemoveUpstream { generation, upstream });
+            }
         }
     }
 

@@ -166,11 +166,12 @@ impl<P: Procs> Supervisor<P> {
     /// which an app would otherwise wait on before it exits (its in-flight requests finish).
     pub(super) fn retire_oldest_worker(&mut self, now: Instant, rolling: bool) {
         let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
-        let Some((generation, port)) = self.service.serving.as_ref().map(|g| (g.id, g.oldest_active_port()))
+        let Some((generation, (pid, port))) =
+            self.service.serving.as_ref().and_then(|g| Some((g.id, g.oldest_active_port()?)))
         else {
             return;
         };
-        self.upstream_removed(generation, port);
+        self.upstream_removed(generation, port, pid);
         if let Some(serving) = self.service.serving.as_mut()
             && let Some((slot, pid)) = serving.retire_oldest(signal, timeout, now, &mut self.procs)
         {
@@ -247,6 +248,7 @@ impl<P: Procs> Supervisor<P> {
         {
             self.restart_previous(previous, now);
         }
+        self.service.loops.settled(now);
         // A rolling swap may have stopped old workers already: bring them back.
         self.top_up_serving(now);
         if self.config.once {
@@ -275,6 +277,27 @@ impl<P: Procs> Supervisor<P> {
                 let reason = format!("could not start the previous command again: {e}");
                 self.out.report(Report::GenerationFailed { generation: id, reason, serving: None });
             }
+        }
+    }
+
+    /// Draining generations with no process left are gone: reported stopped and released. A worker
+    /// that exits takes its generation out when it is the last, but a generation whose only
+    /// worker was waiting for its restart has none to exit once it is stopped (the stop cancels
+    /// the restart), and would otherwise block a queued start and devserve's exit for ever.
+    pub(super) fn release_stopped(&mut self) {
+        while let Some(index) =
+            self.service.draining.iter().position(|d| d.signalled && d.generation.is_empty())
+        {
+            let generation = self.service.draining.remove(index).generation.id;
+            self.out.report(Report::GenerationStopped { generation });
+        }
+    }
+
+    /// Changes the loop guard kept (see `loops`) whose quiet time has passed: reloaded for now.
+    pub(super) fn reload_kept(&mut self, now: Instant) {
+        let kept = self.service.loops.take_due(now);
+        if !kept.is_empty() && self.shutdown.is_none() {
+            self.trigger(Trigger::change(kept, now));
         }
     }
 

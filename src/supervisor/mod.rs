@@ -400,6 +400,8 @@ enum Deadline {
     DrainKill,
     ProbeTimeout,
     Watchdog,
+    /// Changes the loop guard kept are due.
+    KeptChanges,
 }
 
 struct Supervisor<P: Procs> {
@@ -515,7 +517,9 @@ impl<P: Procs> Supervisor<P> {
         self.check_probe(now);
         self.restart_workers(now);
         self.kill_overdue(now);
+        self.release_stopped();
         self.start_queued(now);
+        self.reload_kept(now);
     }
 
     fn finished(&self) -> bool {
@@ -556,6 +560,7 @@ impl<P: Procs> Supervisor<P> {
         times.extend(
             self.service.draining.iter().filter(|d| !d.killed).map(|d| (d.deadline, Deadline::DrainKill)),
         );
+        times.extend(self.service.loops.due().map(|t| (t, Deadline::KeptChanges)));
         if let Some(probe) = self.once.probe
             && !self.once.decided
         {

@@ -19,9 +19,9 @@
 //! least one upstream), and the supervisor never panicked. A failing case is shrunk (actions
 //! and options dropped while it still fails the same way) and printed with its seed.
 //!
-//! Causes found and not fixed yet are told apart by their signature (`Kind::Known…`): they are
-//! counted and listed on stderr, and fail the test only with `DEVSERVE_STRESS_STRICT=1`; the
-//! ignored tests at the end reproduce each one by hand. Any other failure fails the test.
+//! The causes this test found are told apart by their signature (`Kind::Known…`, now fixed): they
+//! are counted and listed on stderr, and fail the test like any other; the
+//! tests at the end reproduce each one by hand. Any other failure fails the test.
 //!
 //! `DEVSERVE_STRESS_CASES=N` runs N seeds after the fixed ones (default 2000, a few seconds);
 //! `DEVSERVE_STRESS_SEED=S` runs seed S alone and prints its trace if it fails (a known cause
@@ -877,6 +877,7 @@ impl Sim {
     fn settled(&self) -> bool {
         let serving = serving_of(&self.sup).map(|g| g.id);
         next_idle(&self.sup)
+            && self.sup.service.loops.due().is_none()
             && self.signalled_live().is_empty()
             && self.sup.procs.owners.values().all(|owner| match owner {
                 Owner::Worker { generation, .. } => Some(*generation) == serving,
@@ -1178,8 +1179,8 @@ fn seeds() -> Vec<u64> {
 fn no_trigger_is_ever_lost() {
     let seeds = seeds();
     let single = seeds.len() == 1;
-    // Known causes fail the test too with DEVSERVE_STRESS_STRICT=1 (or a single seed).
-    let strict = single || std::env::var_os("DEVSERVE_STRESS_STRICT").is_some();
+    // The causes found by this test are fixed: every one fails it (their kinds still name them).
+    let strict = true;
     let started = Instant::now();
     let mut failures: BTreeMap<Kind, Vec<(u64, Failure)>> = BTreeMap::new();
     for &seed in &seeds {
@@ -1213,8 +1214,8 @@ fn no_trigger_is_ever_lost() {
 
 // ----- the known causes, one case each ---------------------------------------------------------
 //
-// Ignored while the cause is not fixed: each fails today and passes once it is (then drop the
-// `#[ignore]`, and its `Kind::Known…` in the classification above).
+// Each of these failed before its fix (the loop guard keeps muted changes; empty draining
+// generations are released; a port shared by --app-port workers stays routed while one is left).
 
 /// A configuration with every option off.
 fn plain(mode: Mode) -> Setup {
@@ -1249,7 +1250,6 @@ fn assert_passes(setup: &Setup, actions: &[Action]) {
 /// lands while the previous one's generation starts is muted as a reload loop: `loop_muted`, and
 /// v4 and v5 are never served (gen 4, for v3, serves).
 #[test]
-#[ignore = "known lost trigger: the loop guard mutes the user's repeated saves (Kind::KnownLoopGuard)"]
 fn saves_faster_than_the_app_starts_are_all_served() {
     let mut actions = vec![Action::Ready { pick: 0 }];
     for _ in 0..5 {
@@ -1264,7 +1264,6 @@ fn saves_faster_than_the_app_starts_are_all_served() {
 /// which gives up its restart, so it has no process left, and no exit will ever remove it from
 /// `draining`: the queued generation for the save never starts.
 #[test]
-#[ignore = "known lost trigger: an empty draining generation blocks the queued start (Kind::KnownEmptyDrain)"]
 fn a_save_while_the_only_worker_waits_for_its_restart_is_served() {
     let actions =
         [Action::Ready { pick: 0 }, Action::Crash { pick: 0 }, Action::Save { file: 0, lag_ms: 50 }];
@@ -1274,7 +1273,6 @@ fn a_save_while_the_only_worker_waits_for_its_restart_is_served() {
 /// The same empty draining generation behind a plain `--proxy`: the swap works, but devserve
 /// never finishes after TERM (nor after a second one).
 #[test]
-#[ignore = "known: an empty draining generation keeps devserve from ever exiting (Kind::KnownEmptyDrain)"]
 fn term_ends_devserve_after_a_swap_over_a_worker_in_backoff() {
     let mut sim = Sim::new(&plain(Mode::Proxy), true);
     sim.start();
@@ -1301,7 +1299,6 @@ fn term_ends_devserve_after_a_swap_over_a_worker_in_backoff() {
 /// `RemoveUpstream 127.0.0.1:3000` leaves the proxy nothing to route to while the other still
 /// serves there.
 #[test]
-#[ignore = "known: one of several --app-port workers leaving unroutes them all (Kind::KnownSharedPort)"]
 fn app_port_workers_stay_routed_when_one_leaves() {
     let setup = Setup { two_workers: true, ..plain(Mode::AppPort) };
     let actions = [Action::Ready { pick: 0 }, Action::Ready { pick: 0 }, Action::FewerWorkers];
