@@ -617,6 +617,56 @@ fn clients_waiting_on_their_bodies_past_a_soft_fd_limit_of_1024_leave_the_front_
     eprintln!("fd limit: GET / answered in {took:?} with {} clients waiting", waiting.len());
 }
 
+/// Under a hard limit devserve cannot raise (1024:1024), the front door still takes a new client
+/// when every descriptor is held by a client that never finishes its request: the reserve is
+/// freed, the oldest such client is shed, and the new one is served.
+#[test]
+fn out_of_descriptors_the_oldest_client_waiting_on_no_app_is_shed_for_a_new_one() {
+    let _one = one_at_a_time();
+    let found = Command::new("prlimit").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    assert!(found.is_ok_and(|status| status.success()), "this test needs prlimit (util-linux)");
+    raise_own_fd_limit(WAITING_CLIENTS as u64 + 200);
+    let dir = temp_dir("limits-shed");
+    let fixture = Fixture::python();
+    let args = proxy_args(&["-w", "."], &fixture.argv());
+    let env = fixture_env(&fixture);
+    let devserve =
+        Process::spawn(under_prlimit(&devserve_command(dir.path(), &args, &env), SOFT_NOFILE, SOFT_NOFILE));
+    let addr = proxy_address(&devserve);
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    let post = head("POST /", &addr, "Content-Length: 100\r\n");
+    let waiting: Vec<TcpStream> = (0..WAITING_CLIENTS)
+        .map(|_| {
+            let mut stream = connect(&addr);
+            stream.write_all(post.as_bytes()).expect("request head");
+            stream
+        })
+        .collect();
+    let limit = Duration::from_secs(10);
+    let started = Instant::now();
+    let answer = (|| {
+        let socket: SocketAddr = addr.parse().expect("address");
+        let mut stream = TcpStream::connect_timeout(&socket, limit).map_err(|e| format!("connect: {e}"))?;
+        stream.set_read_timeout(Some(limit)).map_err(|e| format!("timeout: {e}"))?;
+        stream.write_all(head("GET /", &addr, "").as_bytes()).map_err(|e| format!("write: {e}"))?;
+        read_response(&mut stream)
+    })();
+    match answer {
+        Ok((head, body)) => {
+            assert!(head.starts_with("HTTP/1.1 200") && body.contains("version="), "{head}{body}")
+        }
+        Err(e) => panic!(
+            "with {} clients holding every descriptor under a hard limit of {SOFT_NOFILE}, GET / was not \
+             answered within {limit:?}: {e}; devserve's problems: {:?}",
+            waiting.len(),
+            problems(&devserve)
+        ),
+    }
+    assert!(started.elapsed() < limit);
+    let said = problems(&devserve);
+    assert!(said.iter().any(|p| p.contains("out of file descriptors")), "{said:?}");
+}
+
 /// The size of the one compiler message of the failing build.
 const MESSAGE_BYTES: usize = 10_000_000;
 
