@@ -178,17 +178,7 @@ fn a_failed_first_build_is_a_page_with_its_output() {
 /// devserve `--proxy 127.0.0.1:0 --log-format json` with `args`, over the Python fixture binding
 /// `$PORT`; returns it and the proxy's address.
 fn behind_proxy(dir: &Path, fixture: &Fixture, args: &[&str]) -> (Devserve, String) {
-    let mut all = vec!["--proxy", "127.0.0.1:0", "--log-format", "json", "-w", "."];
-    all.extend_from_slice(args);
-    all.push("--");
-    let argv = fixture.argv();
-    all.extend(argv.iter().copied());
-    let mut vars = fixture.env_pairs();
-    vars.push(("FIXTURE_BIND_PORT_ENV", "1"));
-    let devserve = Devserve::start(dir, &all, &vars);
-    let addr =
-        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
-    (devserve, addr)
+    fixture.behind_proxy(dir, "127.0.0.1:0", args)
 }
 
 /// `GET /` with a short read timeout: the status line and the body.

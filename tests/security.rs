@@ -226,17 +226,7 @@ fn control_characters_in_file_names_are_escaped() {
 
 /// devserve `--proxy ADDR` (plus `args`) over the Python fixture; returns it and the proxy's port.
 fn serve(dir: &Path, proxy: &str, args: &[&str]) -> (Devserve, u16) {
-    let fixture = Fixture::python().version("v1");
-    let mut all = vec!["--proxy", proxy, "--log-format", "json", "-w", "."];
-    all.extend_from_slice(args);
-    all.push("--");
-    let argv = fixture.argv();
-    all.extend(argv.iter().copied());
-    let mut vars = fixture.env_pairs();
-    vars.push(("FIXTURE_BIND_PORT_ENV", "1"));
-    let devserve = Devserve::start(dir, &all, &vars);
-    let listening = devserve.wait_event("proxy_listening", |_| true);
-    let address = listening["address"].as_str().expect("address").to_owned();
+    let (devserve, address) = Fixture::python().version("v1").behind_proxy(dir, proxy, args);
     let port = address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     (devserve, port)
@@ -555,6 +545,28 @@ fn under_prlimit(inner: &Command, soft: u64, hard: u64) -> Command {
     command
 }
 
+/// [`WAITING_CLIENTS`] connections to `addr`, each with a whole `POST` head announcing a body it
+/// never sends.
+fn bodiless_posts(addr: &str) -> Vec<TcpStream> {
+    let post = head("POST /", addr, "Content-Length: 100\r\n");
+    (0..WAITING_CLIENTS)
+        .map(|_| {
+            let mut stream = connect(addr);
+            stream.write_all(post.as_bytes()).expect("request head");
+            stream
+        })
+        .collect()
+}
+
+/// `GET /` on a fresh connection, answered within `limit` or an error saying where it stalled.
+fn get_within(addr: &str, limit: Duration) -> Result<(String, String), String> {
+    let socket: SocketAddr = addr.parse().expect("address");
+    let mut stream = TcpStream::connect_timeout(&socket, limit).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(limit)).map_err(|e| format!("timeout: {e}"))?;
+    stream.write_all(head("GET /", addr, "").as_bytes()).map_err(|e| format!("write: {e}"))?;
+    read_response(&mut stream)
+}
+
 #[test]
 fn clients_waiting_on_their_bodies_past_a_soft_fd_limit_of_1024_leave_the_front_door_open() {
     let _one = one_at_a_time();
@@ -583,24 +595,11 @@ fn clients_waiting_on_their_bodies_past_a_soft_fd_limit_of_1024_leave_the_front_
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
 
     // Each sends a whole request head announcing a body it never sends.
-    let post = head("POST /", &addr, "Content-Length: 100\r\n");
-    let waiting: Vec<TcpStream> = (0..WAITING_CLIENTS)
-        .map(|_| {
-            let mut stream = connect(&addr);
-            stream.write_all(post.as_bytes()).expect("request head");
-            stream
-        })
-        .collect();
+    let waiting = bodiless_posts(&addr);
 
     let started = Instant::now();
     let limit = Duration::from_secs(10);
-    let answer = (|| {
-        let socket: SocketAddr = addr.parse().expect("address");
-        let mut stream = TcpStream::connect_timeout(&socket, limit).map_err(|e| format!("connect: {e}"))?;
-        stream.set_read_timeout(Some(limit)).map_err(|e| format!("timeout: {e}"))?;
-        stream.write_all(head("GET /", &addr, "").as_bytes()).map_err(|e| format!("write: {e}"))?;
-        read_response(&mut stream)
-    })();
+    let answer = get_within(&addr, limit);
     let took = started.elapsed();
     match answer {
         Ok((head, body)) => {
@@ -634,23 +633,10 @@ fn out_of_descriptors_the_oldest_client_waiting_on_no_app_is_shed_for_a_new_one(
         Process::spawn(under_prlimit(&devserve_command(dir.path(), &args, &env), SOFT_NOFILE, SOFT_NOFILE));
     let addr = proxy_address(&devserve);
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
-    let post = head("POST /", &addr, "Content-Length: 100\r\n");
-    let waiting: Vec<TcpStream> = (0..WAITING_CLIENTS)
-        .map(|_| {
-            let mut stream = connect(&addr);
-            stream.write_all(post.as_bytes()).expect("request head");
-            stream
-        })
-        .collect();
+    let waiting = bodiless_posts(&addr);
     let limit = Duration::from_secs(10);
     let started = Instant::now();
-    let answer = (|| {
-        let socket: SocketAddr = addr.parse().expect("address");
-        let mut stream = TcpStream::connect_timeout(&socket, limit).map_err(|e| format!("connect: {e}"))?;
-        stream.set_read_timeout(Some(limit)).map_err(|e| format!("timeout: {e}"))?;
-        stream.write_all(head("GET /", &addr, "").as_bytes()).map_err(|e| format!("write: {e}"))?;
-        read_response(&mut stream)
-    })();
+    let answer = get_within(&addr, limit);
     match answer {
         Ok((head, body)) => {
             assert!(head.starts_with("HTTP/1.1 200") && body.contains("version="), "{head}{body}")

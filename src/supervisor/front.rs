@@ -323,26 +323,19 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
+    /// Generation `id`, if it is starting or serving.
+    fn live_generation(&self, id: u64) -> Option<&crate::generation::Generation> {
+        self.service.next.generation().into_iter().chain(&self.service.serving).find(|g| g.id == id)
+    }
+
     /// The slot of the worker running as `pid` in `generation`, if it is still known.
     pub(super) fn slot_of(&self, generation: u64, pid: Pid) -> Option<u32> {
-        self.service
-            .next
-            .generation()
-            .into_iter()
-            .chain(&self.service.serving)
-            .find(|g| g.id == generation)
-            .and_then(|g| g.slot_of(pid))
+        self.live_generation(generation).and_then(|g| g.slot_of(pid))
     }
 
     /// The pid's port in the generation it belongs to.
     pub(super) fn port_of(&self, generation: u64, pid: Pid) -> Option<u16> {
-        self.service
-            .next
-            .generation()
-            .into_iter()
-            .chain(&self.service.serving)
-            .find(|g| g.id == generation)
-            .and_then(|g| g.port_of(pid))
+        self.live_generation(generation).and_then(|g| g.port_of(pid))
     }
 }
 

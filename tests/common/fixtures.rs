@@ -166,6 +166,18 @@ impl Fixture {
         Devserve::spawn(devserve_command(dir, &self.devserve_args(args), &all_env))
     }
 
+    /// devserve `--proxy PROXY --log-format json -w .` (then `args`) over this fixture binding the
+    /// port it is given (`FIXTURE_BIND_PORT_ENV=1`); returns devserve and the proxy's address once
+    /// it listens.
+    pub fn behind_proxy(&self, dir: &Path, proxy: &str, args: &[&str]) -> (Devserve, String) {
+        let mut all = vec!["--proxy", proxy, "--log-format", "json", "-w", "."];
+        all.extend_from_slice(args);
+        let devserve = self.start_with(dir, &all, &[("FIXTURE_BIND_PORT_ENV", "1")]);
+        let listening = devserve.wait_event("proxy_listening", |_| true);
+        let address = listening["address"].as_str().expect("the proxy's address").to_owned();
+        (devserve, address)
+    }
+
     /// devserve with `args` in `dir` running this fixture.
     pub fn start(&self, dir: &Path, args: &[&str]) -> Devserve {
         self.start_with(dir, args, &[])
