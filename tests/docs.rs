@@ -270,3 +270,17 @@ fn the_readme_is_short() {
         "README.md has {lines} lines, more than {README_MAX_LINES}: move detail into the book"
     );
 }
+
+/// Sentences a newcomer met that had stopped being true: the proxy exists and keeps the
+/// zero-failed-request promise, and the browser features are here.
+#[test]
+fn no_stale_sentences_about_the_front_door() {
+    let stale =
+        ["is planned", "until then", "the browser features to come", "the zero-refusal guarantee needs"];
+    for document in documents() {
+        let text = read(&document).to_lowercase();
+        for sentence in stale {
+            assert!(!text.contains(sentence), "{} still says {sentence:?}", document.display());
+        }
+    }
+}
