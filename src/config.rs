@@ -330,6 +330,13 @@ impl Loader {
         if self.given("command") || in_file("command") {
             return zero;
         }
+        // devserve's own project run by devserve alone would start devserve alone again, and so
+        // on: inside a worker, nothing is detected.
+        if std::env::var_os("DEVSERVE_GENERATION").is_some() {
+            zero.problem = Some("this devserve runs as another devserve's worker (DEVSERVE_GENERATION is set): \
+                                 give the command, nothing is detected here".into());
+            return zero;
+        }
         let project = match self.detection() {
             crate::detect::Detection::Found(project) => project,
             crate::detect::Detection::Nothing { looked_for } => {

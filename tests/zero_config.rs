@@ -320,3 +320,14 @@ fn open_opens_the_front_door_once_ready_or_says_why_not() {
     assert!(said["reason"].as_str().is_some_and(|r| r.contains("xdg-open")), "{said}");
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
 }
+
+/// devserve alone in devserve's own repository would run devserve alone again as its worker, and
+/// so on: a worker detects nothing.
+#[test]
+fn a_devserve_run_as_a_worker_detects_nothing() {
+    let project = hello_project("zero-config-nested");
+    let run = run_devserve(project.path(), &[], &[("DEVSERVE_GENERATION", "1")]);
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(run.stderr.contains("another devserve's worker"), "{}", run.stderr);
+    assert!(!project.path().join("target").exists(), "nothing was built");
+}
