@@ -30,6 +30,8 @@ pub fn devserve_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Comm
         .env("NO_COLOR", "1")
         .env("RUST_BACKTRACE", "1")
         .env_remove("RUST_LOG")
+        // Tests run from inside a devserve worker still test a devserve of their own.
+        .env_remove("DEVSERVE_GENERATION")
         .stdin(Stdio::null());
     for (key, value) in env {
         command.env(key, value);
