@@ -255,6 +255,18 @@ pub struct Cli {
     @setting(NextStart)
     pub open: bool,
 
+    /// With --proxy: a worker is replaced after N requests (its replacement ready first), as
+    /// gunicorn's max_requests
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Workers")]
+    @setting(NextStart)
+    pub max_requests: Option<u32>,
+
+    /// With --max-requests: up to J more requests for each worker, chosen at random, so that
+    /// workers are not all replaced at once
+    #[arg(long, value_name = "J", default_value_t = 0, help_heading = "Workers")]
+    @setting(NextStart)
+    pub max_requests_jitter: u32,
+
     /// With --proxy: a request the app has not begun to answer within DUR gets a 504 (default:
     /// wait as long as the app takes, e.g. on a breakpoint)
     #[arg(long, value_name = "DUR", value_parser = parse_duration,

@@ -333,8 +333,11 @@ impl Loader {
         // devserve's own project run by devserve alone would start devserve alone again, and so
         // on: inside a worker, nothing is detected.
         if std::env::var_os("DEVSERVE_GENERATION").is_some() {
-            zero.problem = Some("this devserve runs as another devserve's worker (DEVSERVE_GENERATION is set): \
-                                 give the command, nothing is detected here".into());
+            zero.problem = Some(
+                "this devserve runs as another devserve's worker (DEVSERVE_GENERATION is set): \
+                                 give the command, nothing is detected here"
+                    .into(),
+            );
             return zero;
         }
         let project = match self.detection() {
@@ -443,11 +446,33 @@ impl Loader {
                 ("allowed_hosts", "--allowed-host", !cli.allowed_hosts.is_empty()),
                 ("upstream_timeout", "--upstream-timeout", cli.upstream_timeout.is_some()),
                 ("open", "--open", cli.open),
+                ("max_requests", "--max-requests", cli.max_requests.is_some()),
             ] {
-                if given {
+                if given && id == "max_requests" {
+                    problems.push(blame(
+                        id,
+                        "--max-requests needs --proxy: devserve counts each worker's requests in its \
+                         proxy; under --listen requests go straight to the app"
+                            .into(),
+                    ));
+                } else if given {
                     problems.push(blame(id, format!("{flag} needs --proxy")));
                 }
             }
+        }
+        if cli.max_requests.is_some() && cli.proxy.as_ref().is_some_and(|p| p.raw_tcp) {
+            problems.push(blame(
+                "max_requests",
+                "--max-requests counts HTTP requests: a tcp: front door has connections, not requests".into(),
+            ));
+        }
+        if cli.max_requests.is_some() && cli.app_port.is_some() {
+            problems.push(blame(
+                "max_requests",
+                "--max-requests starts the replacement beside the worker: not with --app-port, where \
+                 workers share one port"
+                    .into(),
+            ));
         }
         if cli.app_port.is_some() && cli.command.iter().any(|a| a.to_string_lossy().contains("{port}")) {
             problems.push(blame(

@@ -71,6 +71,8 @@ pub enum FrontEvent {
     /// The front door refused a request (allowed hosts, cross-site checks); once per value and
     /// minute.
     Refused { check: &'static str, value: String, text: String },
+    /// A worker of `generation` at `upstream` was sent its `--max-requests`: replace it.
+    Recycle { generation: u64, upstream: std::net::SocketAddr, requests: u64 },
 }
 
 /// A debounced set of changed paths.

@@ -598,6 +598,32 @@ impl Generation {
             .collect()
     }
 
+    /// The pid of the active worker listening on `port`.
+    pub fn pid_on_port(&self, port: u16) -> Option<Pid> {
+        self.workers.iter().filter(|w| w.is_active() && w.port == Some(port)).find_map(Worker::pid)
+    }
+
+    /// The pid of the worker in `slot`.
+    pub fn pid_of_slot(&self, slot: u32) -> Option<Pid> {
+        self.workers.iter().find(|w| w.slot == slot).and_then(Worker::pid)
+    }
+
+    /// Asks the worker running as `pid` alone to stop (`--max-requests`); its slot goes once it
+    /// exits. Returns its slot.
+    pub fn retire_worker(
+        &mut self,
+        pid: Pid,
+        signal: Signal,
+        timeout: Duration,
+        now: Instant,
+        procs: &mut dyn Procs,
+    ) -> Option<u32> {
+        let worker = self.workers.iter_mut().find(|w| w.pid() == Some(pid) && w.is_active())?;
+        procs.signal(pid, signal);
+        worker.state = WorkerState::Retiring { pid, deadline: deadline(now, timeout), killed: false };
+        Some(worker.slot)
+    }
+
     /// The slot of the worker running as `pid`.
     pub fn slot_of(&self, pid: Pid) -> Option<u32> {
         self.workers.iter().find(|w| w.pid() == Some(pid)).map(|w| w.slot)

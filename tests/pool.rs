@@ -296,3 +296,41 @@ fn a_hundred_reloads_leave_fds_and_children_unchanged() {
     assert_eq!(fds_after.len(), fds_before.len(), "open fds grew: {fds_before:?} -> {fds_after:?}");
     assert_eq!(devserve.children().len(), children_before, "children: {:?}", devserve.children());
 }
+
+/// gunicorn's `max_requests`, without its moment one worker short: behind the proxy each worker
+/// is replaced after its requests (plus jitter), the replacement ready and routed before the old
+/// one drains, under a 2-client load with no failed request.
+#[test]
+fn max_requests_recycles_workers_with_no_failed_request() {
+    let dir = temp_dir("max-requests");
+    let fixture = Fixture::python().version("v1");
+    let (devserve, addr) = fixture.behind_proxy(
+        dir.path(),
+        "127.0.0.1:0",
+        &["-n", "2", "--max-requests", "20", "--max-requests-jitter", "5"],
+    );
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    let load = Load::start(&addr, 2);
+    let recycled = wait_until(WAIT, || devserve.count_events("worker_recycled", |_| true) >= 4);
+    load.wait_for_answers(10);
+    let result = load.stop();
+    assert!(recycled, "fewer than 4 workers recycled:\n{}", devserve.output());
+    assert!(
+        result.failures.is_empty(),
+        "{:?}\n{}",
+        &result.failures[..result.failures.len().min(3)],
+        devserve.output()
+    );
+    let first = devserve.wait_event("worker_recycled", |_| true);
+    let requests = first["requests"].as_u64().expect("a count");
+    assert!((20..=25).contains(&requests), "recycled after {requests} requests");
+    assert!(devserve.count_events("worker_started", |e| e["why"] == "recycle") >= 4);
+}
+
+#[test]
+fn max_requests_needs_the_proxy_to_count_requests() {
+    let dir = temp_dir("max-requests-listen");
+    let run = run_devserve(dir.path(), &["-l", "127.0.0.1:0", "--max-requests", "5", "--", "true"], &[]);
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--max-requests needs --proxy"), "{}", run.stderr);
+}

@@ -31,6 +31,8 @@ pub enum WorkerStart {
     Restart,
     /// One more worker (TTIN, or capacity restored after a rolled-back rolling swap).
     Added,
+    /// The replacement of a worker sent its `--max-requests`.
+    Recycle,
 }
 
 /// Something devserve tells its user. See docs/src/json-events.md for the fields.
@@ -126,6 +128,14 @@ pub enum Report {
         worker: Option<u32>,
         address: String,
         queued: u64,
+    },
+    /// `--max-requests`: a worker was sent its requests; its replacement is ready and routed, and
+    /// it drains and stops.
+    WorkerRecycled {
+        generation: u64,
+        worker: u32,
+        pid: i32,
+        requests: u64,
     },
     /// A worker's picked port was taken before it bound it: started again on another port.
     PortTaken {
@@ -622,9 +632,19 @@ impl Report {
                     WorkerStart::Rolling => format!("starting (pid {pid})"),
                     WorkerStart::Restart => format!("restarted (pid {pid})"),
                     WorkerStart::Added => format!("started (pid {pid})"),
+                    WorkerStart::Recycle => {
+                        format!("started (pid {pid}) to replace a worker at --max-requests")
+                    }
                 };
                 one(Tone::Info, format!("gen {generation} w{worker} {verb}"))
             }
+            Report::WorkerRecycled { generation, worker, pid, requests } => one(
+                Tone::Info,
+                format!(
+                    "gen {generation} w{worker} (pid {pid}) recycled after {requests} requests: its replacement \
+                     serves, it drains and stops"
+                ),
+            ),
             Report::WorkerNotStarted { generation, worker, error, retry_in_ms } => match retry_in_ms {
                 Some(retry) => one(
                     Tone::Warn,

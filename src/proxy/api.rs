@@ -57,6 +57,10 @@ pub struct ProxyConfig {
     /// A request body that sends no byte for this long is given up. Default
     /// [`DEFAULT_BODY_TIMEOUT`].
     pub body_timeout: Duration,
+    /// `--max-requests N` and its jitter `J`: once an upstream has been sent `N` (plus a random
+    /// `0..=J` of its own) requests, [`ProxyEvent::Recycle`] says so, once; it keeps being routed
+    /// to until the supervisor removes it.
+    pub max_requests: Option<(u32, u32)>,
 }
 
 impl Default for ProxyConfig {
@@ -70,6 +74,7 @@ impl Default for ProxyConfig {
             allowed_hosts: AllowedHosts::default(),
             upstream_timeout: None,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_requests: None,
         }
     }
 }
@@ -262,6 +267,16 @@ pub enum ProxyEvent {
         value: String,
         /// The sentence the `403` page says, with the flag that would allow it.
         text: String,
+    },
+    /// An upstream of `generation` was sent its `--max-requests` (with its jitter): replace it.
+    /// Sent once per upstream.
+    Recycle {
+        /// The generation.
+        generation: u64,
+        /// The worker's address.
+        upstream: SocketAddr,
+        /// How many requests it was sent.
+        requests: u64,
     },
 }
 

@@ -95,6 +95,16 @@ struct State {
     clients_peak: usize,
     /// Refusals reported lately, and when.
     refusals: HashMap<(&'static str, String), Instant>,
+    /// `--max-requests`: requests sent to each upstream, its own limit, and whether it was told.
+    served: HashMap<(u64, SocketAddr), Served>,
+}
+
+/// One upstream's requests against its `--max-requests`.
+#[derive(Debug, Clone, Copy)]
+struct Served {
+    requests: u64,
+    limit: u64,
+    told: bool,
 }
 
 /// One exchange in flight, as the status table shows it.
@@ -448,6 +458,24 @@ impl Shared {
         if let Some(slot) = state.clients.get_mut(&client) {
             slot.flights += 1;
         }
+        let recycle = self.config.max_requests.and_then(|(limit, jitter)| {
+            let served = state.served.entry((generation, upstream)).or_insert_with(|| Served {
+                requests: 0,
+                limit: u64::from(limit) + jitter_of(jitter),
+                told: false,
+            });
+            served.requests += 1;
+            let due = !served.told && served.requests >= served.limit;
+            served.told |= due;
+            due.then_some(ProxyEvent::Recycle { generation, upstream, requests: served.requests })
+        });
+        let shut_down = state.shut_down;
+        drop(state);
+        if let Some(event) = recycle
+            && !shut_down
+        {
+            (self.events)(event);
+        }
         Flight { shared: Arc::clone(self), id, generation, upstream, client, long_lived: false, closed }
     }
 
@@ -709,8 +737,14 @@ impl State {
         Some(serving.upstreams[index])
     }
 
-    /// Closes the idle connections of every upstream that is no longer routed.
+    /// Closes the idle connections of every upstream that is no longer routed (and forgets its
+    /// request count).
     fn prune_pool(&mut self) {
+        let gone: Vec<(u64, SocketAddr)> =
+            self.served.keys().copied().filter(|(g, u)| !self.routed(*g, *u)).collect();
+        for key in gone {
+            self.served.remove(&key);
+        }
         let stale: Vec<(u64, SocketAddr)> =
             self.pool.keys().copied().filter(|(g, u)| !self.routed(*g, *u)).collect();
         for key in stale {
@@ -766,6 +800,17 @@ impl Drop for Flight {
     fn drop(&mut self) {
         self.shared.end_flight(self);
     }
+}
+
+/// A random number in `0..=jitter` (`--max-requests-jitter`), from the standard library's
+/// randomly keyed hasher: no crate for a number nothing depends on.
+fn jitter_of(jitter: u32) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    if jitter == 0 {
+        return 0;
+    }
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    random % (u64::from(jitter) + 1)
 }
 
 /// Gives the allocator's free memory back to the system (glibc keeps freed memory in its arenas

@@ -161,7 +161,7 @@ impl<P: Procs> Supervisor<P> {
 
     /// Behind the front door: a worker's port accepts. A starting generation counts it toward
     /// its promotion; a serving one (a restarted or added worker) gets the upstream back.
-    pub(super) fn on_upstream_ready(&mut self, generation: u64, pid: Pid) {
+    pub(super) fn on_upstream_ready(&mut self, generation: u64, pid: Pid, now: Instant) {
         if let Some(next) = self.service.next.generation_mut().filter(|g| g.id == generation) {
             next.upstream_ready(pid);
         } else if let Some(serving) = self.service.serving.as_mut().filter(|g| g.id == generation)
@@ -169,6 +169,8 @@ impl<P: Procs> Supervisor<P> {
         {
             let port = serving.port_of(pid);
             self.upstream_added(generation, port);
+            // A replacement for a worker at --max-requests: that one goes now.
+            self.recycled(generation, pid, now);
         }
     }
 }

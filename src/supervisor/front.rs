@@ -44,6 +44,19 @@ pub(super) struct Front {
     pub(super) drained_pending: std::collections::BTreeSet<u64>,
     /// The port the app was found listening on instead of its `PORT` (as if `--app-port`).
     pub(super) app_port_found: Option<u16>,
+    /// `--max-requests`: replacements starting, each for the worker it replaces.
+    pub(super) recycling: Vec<Recycling>,
+}
+
+/// A replacement worker starting for one that was sent its `--max-requests`.
+#[derive(Debug)]
+pub(super) struct Recycling {
+    /// The replacement.
+    pub(super) new: Pid,
+    /// The worker it replaces.
+    pub(super) old: Pid,
+    /// How many requests the old one was sent.
+    pub(super) requests: u64,
 }
 
 impl FrontDoor for ProxyHandle {
@@ -209,6 +222,9 @@ impl<P: Procs> Supervisor<P> {
             FrontEvent::Refused { check, value, text } => {
                 self.out.report(Report::ProxyRefused { check: check.to_owned(), value, text });
             }
+            FrontEvent::Recycle { generation, upstream, requests } => {
+                self.recycle(generation, upstream.port(), requests, now);
+            }
         }
     }
 
@@ -309,7 +325,7 @@ impl<P: Procs> Supervisor<P> {
             self.front.app_port_found = Some(port);
             self.keep_found_app_port();
             self.out.report(Report::AppPortFound { generation, port });
-            self.on_upstream_ready(generation, pid);
+            self.on_upstream_ready(generation, pid, std::time::Instant::now());
         }
     }
 
@@ -320,6 +336,36 @@ impl<P: Procs> Supervisor<P> {
             && self.service.launch.upstream == Upstream::PerWorker
         {
             self.service.launch.upstream = Upstream::Fixed(port);
+        }
+    }
+
+    /// `--max-requests`: the serving worker on `port` was sent its requests. A replacement starts
+    /// in a slot of its own; once it is ready (and routed), the old worker leaves the routing and
+    /// drains (`worker_became_ready`): there is never a worker fewer, as gunicorn's arbiter has
+    /// for a moment.
+    fn recycle(&mut self, generation: u64, port: u16, requests: u64, now: Instant) {
+        let Some(serving) = self.service.serving.as_ref().filter(|g| g.id == generation) else { return };
+        let Some(old) = serving.pid_on_port(port) else { return };
+        let slot = serving.free_slot();
+        if self.start_serving_worker(slot, crate::output::WorkerStart::Recycle, now)
+            && let Some(new) = self.service.serving.as_ref().and_then(|g| g.pid_of_slot(slot))
+        {
+            self.front.recycling.push(Recycling { new, old, requests });
+        }
+    }
+
+    /// A worker of the serving generation became ready: if it replaces one that was sent its
+    /// `--max-requests`, that one leaves the routing now and drains.
+    pub(super) fn recycled(&mut self, generation: u64, new: Pid, now: Instant) {
+        let Some(index) = self.front.recycling.iter().position(|r| r.new == new) else { return };
+        let Recycling { old, requests, .. } = self.front.recycling.remove(index);
+        let port = self.port_of(generation, old);
+        self.upstream_removed(generation, port, old);
+        let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
+        if let Some(serving) = self.service.serving.as_mut()
+            && let Some(slot) = serving.retire_worker(old, signal, timeout, now, &mut self.procs)
+        {
+            self.out.report(Report::WorkerRecycled { generation, worker: slot, pid: old.as_raw(), requests });
         }
     }
 

@@ -222,6 +222,7 @@ fn start_front(
         browser_reload: !config.no_browser_reload && !spec.raw_tcp,
         allowed_hosts: AllowedHosts::new(&proxy_host, &config.allowed_hosts),
         upstream_timeout: config.upstream_timeout,
+        max_requests: config.max_requests.map(|n| (n, config.max_requests_jitter)),
         ..ProxyConfig::default()
     };
     let events = events.clone();
@@ -234,6 +235,9 @@ fn start_front(
             }
             ProxyEvent::Problem(text) => FrontEvent::Problem(text),
             ProxyEvent::Refused { check, value, text } => FrontEvent::Refused { check, value, text },
+            ProxyEvent::Recycle { generation, upstream, requests } => {
+                FrontEvent::Recycle { generation, upstream, requests }
+            }
         };
         let _ = events.send(Event::Front(event));
     });
@@ -498,7 +502,7 @@ impl<P: Procs> Supervisor<P> {
             Event::Request(request) => self.on_request(request, now),
             Event::Exited { pid, status } => self.on_exit(pid, status, now),
             Event::Notify(note) => self.on_notify(&note, now),
-            Event::UpstreamReady { generation, pid } => self.on_upstream_ready(generation, pid),
+            Event::UpstreamReady { generation, pid } => self.on_upstream_ready(generation, pid, now),
             Event::OwnPort { generation, pid, given, found } => {
                 self.on_own_port(generation, pid, given, found)
             }

@@ -640,3 +640,28 @@ fn front_door_several_ports_or_none_are_only_said() {
     assert_eq!(h.count("own_port"), 2);
     assert_eq!(h.count("app_port_found"), 0);
 }
+
+#[test]
+fn max_requests_starts_the_replacement_first_and_retires_the_worker_once_it_is_routed() {
+    use crate::event::FrontEvent;
+    use crate::proxy::ProxyCommand;
+    let (mut h, front) = behind_front(&["--max-requests", "5"]);
+    h.start();
+    h.upstreams_ready(1);
+    let old = h.workers(1)[0];
+    let port = h.sup.service.serving.as_ref().and_then(|g| g.port_of(old)).expect("a port");
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    h.event(Event::Front(FrontEvent::Recycle { generation: 1, upstream, requests: 5 }));
+    assert_eq!(h.workers(1).len(), 2, "the replacement starts beside it");
+    assert!(!h.term_sent(old), "not stopped before its replacement is ready");
+    assert!(!commands(&front).iter().any(|c| matches!(c, ProxyCommand::RemoveUpstream { .. })));
+    h.upstreams_ready(1);
+    let routed = commands(&front);
+    let added = routed.iter().position(|c| matches!(c, ProxyCommand::AddUpstream { generation: 1, .. }));
+    let removed = routed.iter().position(|c| *c == ProxyCommand::RemoveUpstream { generation: 1, upstream });
+    assert!(added.is_some_and(|a| removed.is_some_and(|r| a < r)), "routed first, then unrouted: {routed:?}");
+    assert!(h.term_sent(old), "then it drains and stops");
+    assert_eq!(h.last("worker_recycled")["requests"], 5);
+    h.exit(old, ExitStatus::Code(0));
+    assert_eq!(h.workers(1).len(), 1, "one worker again, never one fewer");
+}

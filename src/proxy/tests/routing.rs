@@ -158,3 +158,25 @@ fn an_app_that_serves_one_connection_at_a_time_is_not_blocked_by_an_idle_pooled_
     let second = h.join(second).expect("the second request was answered: the idle connection was closed");
     assert_eq!(second.status, StatusCode::OK, "{}", second.body);
 }
+
+#[test]
+fn max_requests_is_told_once_per_upstream_when_reached() {
+    let h = Harness::new(ProxyConfig { max_requests: Some((3, 0)), ..ProxyConfig::default() });
+    let up = Upstream::start(&h, "a");
+    h.serve(1, &[up.addr]);
+    h.block_on(async {
+        for _ in 0..2 {
+            assert_eq!(send(h.addr, get("/")).await.status, StatusCode::OK);
+        }
+    });
+    h.no_event(|event| matches!(event, ProxyEvent::Recycle { .. }));
+    h.block_on(async {
+        for _ in 0..3 {
+            assert_eq!(send(h.addr, get("/")).await.status, StatusCode::OK, "it keeps serving until removed");
+        }
+    });
+    h.event("Recycle", |event| {
+        *event == ProxyEvent::Recycle { generation: 1, upstream: up.addr, requests: 3 }
+    });
+    h.no_event(|event| matches!(event, ProxyEvent::Recycle { .. }));
+}
