@@ -257,13 +257,13 @@ pub struct Cli {
 
     /// With --proxy: a worker is replaced after N requests (its replacement ready first), as
     /// gunicorn's max_requests
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Workers")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Workers", hide_short_help = true)]
     @setting(NextStart)
     pub max_requests: Option<u32>,
 
     /// With --max-requests: up to J more requests for each worker, chosen at random, so that
     /// workers are not all replaced at once
-    #[arg(long, value_name = "J", default_value_t = 0, help_heading = "Workers")]
+    #[arg(long, value_name = "J", default_value_t = 0, help_heading = "Workers", hide_short_help = true)]
     @setting(NextStart)
     pub max_requests_jitter: u32,
 
