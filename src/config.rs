@@ -439,47 +439,7 @@ impl Loader {
                 "missing COMMAND: give it after `--` or as `command = [...]` in the config file",
             ));
         }
-        if cli.proxy.is_none() {
-            for (id, flag, given) in [
-                ("app_port", "--app-port", cli.app_port.is_some()),
-                ("ready_path", "--ready-path", cli.ready_path.is_some()),
-                ("allowed_hosts", "--allowed-host", !cli.allowed_hosts.is_empty()),
-                ("upstream_timeout", "--upstream-timeout", cli.upstream_timeout.is_some()),
-                ("open", "--open", cli.open),
-                ("max_requests", "--max-requests", cli.max_requests.is_some()),
-            ] {
-                if given && id == "max_requests" {
-                    problems.push(blame(
-                        id,
-                        "--max-requests needs --proxy: devserve counts each worker's requests in its \
-                         proxy; under --listen requests go straight to the app"
-                            .into(),
-                    ));
-                } else if given {
-                    problems.push(blame(id, format!("{flag} needs --proxy")));
-                }
-            }
-        }
-        if cli.max_requests.is_some() && cli.proxy.as_ref().is_some_and(|p| p.raw_tcp) {
-            problems.push(blame(
-                "max_requests",
-                "--max-requests counts HTTP requests: a tcp: front door has connections, not requests".into(),
-            ));
-        }
-        if cli.max_requests.is_some() && cli.app_port.is_some() {
-            problems.push(blame(
-                "max_requests",
-                "--max-requests starts the replacement beside the worker: not with --app-port, where \
-                 workers share one port"
-                    .into(),
-            ));
-        }
-        if cli.app_port.is_some() && cli.command.iter().any(|a| a.to_string_lossy().contains("{port}")) {
-            problems.push(blame(
-                "command",
-                "`{port}` cannot be used with --app-port: the app's port is fixed (drop one of them)".into(),
-            ));
-        }
+        front_door_problems(&cli, &blame, problems);
         if cli.build.as_deref().is_some_and(|b| b.trim().is_empty()) {
             problems.push(blame("build", "build: needs a command".into()));
         }
@@ -566,6 +526,51 @@ fn shell_word(word: &str) -> String {
     let plain =
         !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+{}".contains(c));
     if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', r"'\''")) }
+}
+
+/// The front door's flags that need `--proxy`, or that do not go together.
+fn front_door_problems(cli: &Cli, blame: &dyn Fn(&str, String) -> Problem, problems: &mut Vec<Problem>) {
+    if cli.proxy.is_none() {
+        for (id, flag, given) in [
+            ("app_port", "--app-port", cli.app_port.is_some()),
+            ("ready_path", "--ready-path", cli.ready_path.is_some()),
+            ("allowed_hosts", "--allowed-host", !cli.allowed_hosts.is_empty()),
+            ("upstream_timeout", "--upstream-timeout", cli.upstream_timeout.is_some()),
+            ("open", "--open", cli.open),
+            ("max_requests", "--max-requests", cli.max_requests.is_some()),
+        ] {
+            if given && id == "max_requests" {
+                problems.push(blame(
+                    id,
+                    "--max-requests needs --proxy: devserve counts each worker's requests in its \
+                     proxy; under --listen requests go straight to the app"
+                        .into(),
+                ));
+            } else if given {
+                problems.push(blame(id, format!("{flag} needs --proxy")));
+            }
+        }
+    }
+    if cli.max_requests.is_some() && cli.proxy.as_ref().is_some_and(|p| p.raw_tcp) {
+        problems.push(blame(
+            "max_requests",
+            "--max-requests counts HTTP requests: a tcp: front door has connections, not requests".into(),
+        ));
+    }
+    if cli.max_requests.is_some() && cli.app_port.is_some() {
+        problems.push(blame(
+            "max_requests",
+            "--max-requests starts the replacement beside the worker: not with --app-port, where \
+             workers share one port"
+                .into(),
+        ));
+    }
+    if cli.app_port.is_some() && cli.command.iter().any(|a| a.to_string_lossy().contains("{port}")) {
+        problems.push(blame(
+            "command",
+            "`{port}` cannot be used with --app-port: the app's port is fixed (drop one of them)".into(),
+        ));
+    }
 }
 
 /// A TOML value as the words of a command-line option: `--key value` per value, a flag for
