@@ -635,14 +635,20 @@ fn server_words(value: &str) -> String {
     }
 }
 
-/// Whether the shell would do more with `text` than split it at spaces.
-fn has_shell_syntax(text: &str) -> bool {
-    !text.chars().all(|c| c.is_whitespace() || c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c))
+/// A character the shell takes as itself.
+fn plain_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c)
 }
 
-/// `text` as one shell word: as it is when that is safe, else in single quotes.
-fn shell_word(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.is_empty() && !has_shell_syntax(text) && !text.contains(char::is_whitespace) {
+/// Whether the shell would do more with `text` than split it at spaces.
+fn has_shell_syntax(text: &str) -> bool {
+    !text.chars().all(|c| c.is_whitespace() || plain_char(c))
+}
+
+/// `text` as one shell word: as it is when that is safe (`{port}` included: a brace pair without
+/// a comma or `..` is not expanded), else in single quotes.
+pub(crate) fn shell_word(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.is_empty() && text.chars().all(|c| plain_char(c) || c == '{' || c == '}') {
         text.into()
     } else {
         single_quoted(text).into()

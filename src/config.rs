@@ -513,19 +513,12 @@ fn explicit_command_line(used: &[(&str, &toml::Value)]) -> String {
         }
         for value in values {
             words.push(format!("--{key}"));
-            words.push(shell_word(&value));
+            words.push(cli::shell_word(&value).into_owned());
         }
     }
     words.push("--".to_owned());
-    words.extend(program.iter().map(|w| shell_word(w)));
+    words.extend(program.iter().map(|w| cli::shell_word(w).into_owned()));
     words.join(" ")
-}
-
-/// `word` as a shell reads it back: quoted when it holds anything but plain characters.
-fn shell_word(word: &str) -> String {
-    let plain =
-        !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+{}".contains(c));
-    if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', r"'\''")) }
 }
 
 /// The front door's flags that need `--proxy`, or that do not go together.
