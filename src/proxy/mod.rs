@@ -196,6 +196,16 @@ async fn run(
 /// a close, not a hang.
 async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
     let mut last_problem: Option<(std::io::ErrorKind, tokio::time::Instant)> = None;
+    // One line per kind of error per minute (the supervisor's line adds the `proxy: `).
+    let mut say = |error: &std::io::Error, text: String| {
+        let now = tokio::time::Instant::now();
+        let repeat =
+            last_problem.is_some_and(|(kind, at)| kind == error.kind() && now - at < Duration::from_secs(60));
+        if !repeat {
+            shared.problem(text);
+            last_problem = Some((error.kind(), now));
+        }
+    };
     let mut reserve = std::fs::File::open("/dev/null").ok();
     loop {
         match listener.accept().await {
@@ -214,29 +224,17 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
                     }
                 }
                 reserve = std::fs::File::open("/dev/null").ok();
-                let now = tokio::time::Instant::now();
-                let repeat = last_problem
-                    .is_some_and(|(kind, at)| kind == error.kind() && now - at < Duration::from_secs(60));
-                if !repeat {
-                    let what = if shed {
-                        "closed the oldest idle client connection to make room"
-                    } else {
-                        "every connection waits on the app: closed the new one"
-                    };
-                    shared.problem(format!("proxy: out of file descriptors ({error}); {what}"));
-                    last_problem = Some((error.kind(), now));
-                }
+                let what = if shed {
+                    "closed the oldest idle client connection to make room"
+                } else {
+                    "every connection waits on the app: closed the new one"
+                };
+                say(&error, format!("out of file descriptors ({error}); {what}"));
             }
             Err(error) => {
-                // Out of file descriptors or memory: say so (once per kind per minute) and back off
-                // so that the loop does not spin; the connection stays in the kernel queue.
-                let now = tokio::time::Instant::now();
-                let repeat = last_problem
-                    .is_some_and(|(kind, at)| kind == error.kind() && now - at < Duration::from_secs(60));
-                if !repeat {
-                    shared.problem(format!("proxy: cannot accept a connection: {error}"));
-                    last_problem = Some((error.kind(), now));
-                }
+                // Out of memory, or descriptors with no reserve: say so and back off so that the
+                // loop does not spin; the connection stays in the kernel queue.
+                say(&error, format!("cannot accept a connection: {error}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
