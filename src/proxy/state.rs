@@ -452,9 +452,7 @@ impl Shared {
         *state.outstanding.entry((generation, upstream)).or_default() += 1;
         let id = state.next_flight;
         state.next_flight += 1;
-        let mut what: String = what.chars().take(120).collect();
-        what.retain(|c| !c.is_control());
-        state.flights.insert(id, FlightInfo { generation, what, since: Instant::now() });
+        state.flights.insert(id, FlightInfo { generation, what: label(what), since: Instant::now() });
         if let Some(slot) = state.clients.get_mut(&client) {
             slot.flights += 1;
         }
@@ -469,13 +467,7 @@ impl Shared {
             served.told |= due;
             due.then_some(ProxyEvent::Recycle { generation, upstream, requests: served.requests })
         });
-        let shut_down = state.shut_down;
-        drop(state);
-        if let Some(event) = recycle
-            && !shut_down
-        {
-            (self.events)(event);
-        }
+        self.send_after(state, recycle);
         Flight { shared: Arc::clone(self), id, generation, upstream, client, long_lived: false, closed }
     }
 
@@ -503,10 +495,18 @@ impl Shared {
                 state.generations.remove(&generation);
             }
         }
-        let report = drained && !state.shut_down;
+        self.send_after(state, drained.then_some(ProxyEvent::Drained { generation }));
+    }
+
+    /// Releases the lock, then sends `event` (unless the proxy is stopping): the event callback
+    /// never runs under the lock.
+    fn send_after(&self, state: MutexGuard<'_, State>, event: Option<ProxyEvent>) {
+        let shut_down = state.shut_down;
         drop(state);
-        if report {
-            (self.events)(ProxyEvent::Drained { generation });
+        if let Some(event) = event
+            && !shut_down
+        {
+            (self.events)(event);
         }
     }
 
@@ -515,18 +515,14 @@ impl Shared {
         let generation = flight.generation;
         let mut state = self.lock();
         if let Some(info) = state.flights.get_mut(&flight.id) {
-            info.what = what.chars().filter(|c| !c.is_control()).take(120).collect();
+            info.what = label(what);
         }
         let mut drained = false;
         if let Some(track) = state.generations.get_mut(&generation) {
             track.long_lived += 1;
             drained = track.settle();
         }
-        let report = drained && !state.shut_down;
-        drop(state);
-        if report {
-            (self.events)(ProxyEvent::Drained { generation });
-        }
+        self.send_after(state, drained.then_some(ProxyEvent::Drained { generation }));
     }
 
     /// A new client connection: its id (ids grow, so the smallest is the oldest).
@@ -800,6 +796,11 @@ impl Drop for Flight {
     fn drop(&mut self) {
         self.shared.end_flight(self);
     }
+}
+
+/// What the status table calls an exchange: at most 120 characters, no control characters.
+fn label(what: &str) -> String {
+    what.chars().filter(|c| !c.is_control()).take(120).collect()
 }
 
 /// A random number in `0..=jitter` (`--max-requests-jitter`), from the standard library's
