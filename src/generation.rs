@@ -415,7 +415,7 @@ impl Generation {
 
     /// The pid and port of the worker [`Generation::retire_oldest`] would stop, behind the front
     /// door.
-    pub fn oldest_active_port(&self) -> Option<(Pid, Option<u16>)> {
+    pub fn oldest_active_pid_and_port(&self) -> Option<(Pid, Option<u16>)> {
         let worker = self.workers.get(self.oldest_active()?)?;
         Some((worker.pid()?, worker.port))
     }

@@ -167,7 +167,7 @@ impl<P: Procs> Supervisor<P> {
     pub(super) fn retire_oldest_worker(&mut self, now: Instant, rolling: bool) {
         let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
         let Some((generation, (pid, port))) =
-            self.service.serving.as_ref().and_then(|g| Some((g.id, g.oldest_active_port()?)))
+            self.service.serving.as_ref().and_then(|g| Some((g.id, g.oldest_active_pid_and_port()?)))
         else {
             return;
         };
