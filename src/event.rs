@@ -142,3 +142,21 @@ pub struct Notification {
     pub extend_timeout: Option<std::time::Duration>,
     pub status: Option<String>,
 }
+
+#[cfg(test)]
+impl Notification {
+    /// `READY=1` from worker `pid` of `generation`, as the policy tests send it.
+    pub fn ready_from(generation: u64, pid: Pid) -> Notification {
+        Notification {
+            generation,
+            sender: Some(pid),
+            sender_group: Some(pid),
+            ready: true,
+            watchdog: false,
+            reloading: false,
+            stopping: false,
+            extend_timeout: None,
+            status: None,
+        }
+    }
+}

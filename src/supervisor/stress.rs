@@ -666,17 +666,7 @@ impl Sim {
         if self.setup.front() {
             return Event::UpstreamReady { generation, pid };
         }
-        Event::Notify(Notification {
-            generation,
-            sender: Some(pid),
-            sender_group: Some(pid),
-            ready: true,
-            watchdog: false,
-            reloading: false,
-            stopping: false,
-            extend_timeout: None,
-            status: None,
-        })
+        Event::Notify(Notification::ready_from(generation, pid))
     }
 
     fn advance(&mut self, ms: u64) {

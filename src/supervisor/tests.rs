@@ -64,18 +64,7 @@ impl Harness {
 
     fn ready(&mut self, generation: u64) {
         for pid in self.sup.procs.workers_of(generation) {
-            let note = Notification {
-                generation,
-                sender: Some(pid),
-                sender_group: Some(pid),
-                ready: true,
-                watchdog: false,
-                reloading: false,
-                stopping: false,
-                extend_timeout: None,
-                status: None,
-            };
-            self.event(Event::Notify(note));
+            self.event(Event::Notify(Notification::ready_from(generation, pid)));
         }
     }
 
