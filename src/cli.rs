@@ -59,6 +59,15 @@ pub enum Apply {
     NextStart,
 }
 
+/// How `--accept` gives a process its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AcceptMode {
+    /// At fd 3, with `LISTEN_FDS=1` and `LISTEN_FDNAMES=connection` (systemd's `Accept=yes`).
+    Fd,
+    /// As stdin and stdout (inetd's `nowait`).
+    Stdio,
+}
+
 /// One setting: a command-line option that the configuration file may also set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setting {
@@ -203,6 +212,21 @@ pub struct Cli {
           help_heading = "Front door")]
     @setting(NextGeneration)
     pub listen: Vec<ListenSpec>,
+
+    /// With --listen: devserve accepts each connection and starts COMMAND for it, given the
+    /// connection at fd 3 (systemd's Accept=yes), or `=stdio` as stdin and stdout (inetd)
+    #[arg(long, value_name = "HOW", value_enum, num_args = 0..=1, require_equals = true,
+          default_missing_value = "fd", requires = "listen", conflicts_with_all = ["proxy", "max_requests"],
+          help_heading = "Front door", hide_short_help = true)]
+    @setting(NextStart)
+    pub accept: Option<AcceptMode>,
+
+    /// With --accept: at most N connection processes at once; more connections wait in the
+    /// socket's queue, never refused
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..),
+          help_heading = "Front door", hide_short_help = true)]
+    @setting(NextStart)
+    pub max_connections: u32,
 
     /// Any HTTP app: route ADDR to each worker's own port
     ///

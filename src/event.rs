@@ -40,6 +40,15 @@ pub enum Event {
     Front(FrontEvent),
     /// A key pressed on devserve's terminal that is no signal's request.
     Key(Key),
+    /// `--accept`: a connection accepted on a held socket, for a process of its own.
+    Connection(Connection),
+}
+
+/// A connection `--accept` took, and who is at the other end (`None`: a Unix socket).
+#[derive(Debug)]
+pub struct Connection {
+    pub stream: std::os::fd::OwnedFd,
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// What a key on the terminal asks for (besides the requests signals also make).

@@ -52,6 +52,75 @@ pub struct Relaunch {
     pub snapshot: Option<Snapshot>,
 }
 
+/// `--accept`'s unit of a swap: one build's program, started once per connection instead of as
+/// long-lived workers. It keeps its program copy like a generation's, and the same number space
+/// (`gen N` in every line).
+#[derive(Debug)]
+pub struct Program {
+    pub id: u64,
+    relaunch: Relaunch,
+}
+
+impl Program {
+    /// Makes the program copy (as [`Generation::start`] does) and nothing else: no process runs
+    /// until a connection comes.
+    pub fn prepare(id: u64, launch: Launch, procs: &mut dyn Procs) -> Program {
+        let snapshot = snapshot_wanted(&launch).and_then(|program| procs.snapshot(id, &program).ok());
+        Program { id, relaunch: Relaunch { launch, snapshot } }
+    }
+
+    /// Starts the command for one connection: at fd 3 with `LISTEN_FDS=1`,
+    /// `LISTEN_FDNAMES=connection` and `LISTEN_PID` (or as stdin and stdout with `stdio`), and
+    /// `REMOTE_ADDR`/`REMOTE_PORT` for a TCP peer, as systemd's `Accept=yes` sets them.
+    pub fn start_connection(
+        &mut self,
+        stream: RawFd,
+        peer: Option<std::net::SocketAddr>,
+        stdio: bool,
+        procs: &mut dyn Procs,
+    ) -> Result<Pid, SpawnError> {
+        let owner = Owner::Connection { generation: self.id };
+        match procs.spawn(self.command(stream, peer, stdio), owner) {
+            // The copy cannot be executed (a runtime dir on a noexec mount): the file itself.
+            Err(SpawnError::Exec(_, e))
+                if self.relaunch.snapshot.is_some() && e.raw_os_error() == Some(libc::EACCES) =>
+            {
+                self.relaunch.snapshot = None;
+                procs.spawn(self.command(stream, peer, stdio), owner)
+            }
+            spawned => spawned,
+        }
+    }
+
+    fn command(&self, stream: RawFd, peer: Option<std::net::SocketAddr>, stdio: bool) -> Command {
+        let launch = &self.relaunch.launch;
+        let (program, args) = match launch.command.split_first() {
+            Some((program, args)) => (program.clone(), args),
+            None => (OsString::new(), &[][..]),
+        };
+        let mut command = Command::new(program);
+        if let Some(snapshot) = &self.relaunch.snapshot {
+            command = command.exec_path(&snapshot.path);
+        }
+        let mut command = command.args(args).env("DEVSERVE_GENERATION", self.id.to_string());
+        for (key, value) in &launch.env {
+            command = command.env(key, value);
+        }
+        if let Some(addr) = peer {
+            command =
+                command.env("REMOTE_ADDR", addr.ip().to_string()).env("REMOTE_PORT", addr.port().to_string());
+        }
+        if stdio {
+            command.stdio(stream)
+        } else {
+            command
+                .env("LISTEN_FDS", "1")
+                .env("LISTEN_FDNAMES", "connection")
+                .sockets(vec![stream], launch.listen_pid)
+        }
+    }
+}
+
 /// Where a worker behind the front door (`--proxy`) listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upstream {

@@ -15,11 +15,12 @@
 //!    the [`config::Config`] the supervisor runs with.
 //! 4. [`generation`], [`build`], [`procs`]: a set of workers, a build, the process table.
 //! 5. [`spawn`], [`sockets`], [`readiness`], [`watch`], [`signals`], [`keys`], [`sentinel`],
-//!    [`runtime`], [`control`], [`proxy`], [`ports`]: one OS concern each; [`detect`]: what a
+//!    [`runtime`], [`control`], [`proxy`], [`ports`], [`accept`]: one OS concern each; [`detect`]: what a
 //!    folder holds and how devserve would run it (zero-config).
 //! 6. [`event`], [`output`]: the messages the threads send the supervisor, and what devserve
 //!    prints.
 
+pub(crate) mod accept;
 pub mod app;
 pub(crate) mod build;
 pub(crate) mod cli;
@@ -65,6 +66,7 @@ mod layering {
         ("proxy", 5),
         ("detect", 5),
         ("ports", 5),
+        ("accept", 5),
         ("event", 6),
         ("output", 6),
     ];

@@ -44,6 +44,8 @@ pub enum Owner {
     Sentinel,
     /// `--open`'s `xdg-open` (or `open`), opening the front door in a browser.
     Opener,
+    /// `--accept`: the process for one connection, running `generation`'s program.
+    Connection { generation: u64 },
 }
 
 /// A generation's `NOTIFY_SOCKET`: its path, and the socket kept open while it lives.

@@ -211,6 +211,11 @@ impl HeldSocket {
         Ok(self.socket.try_clone()?.into())
     }
 
+    /// A second handle on the socket, for `--accept`'s own threads.
+    pub fn try_clone_listener(&self) -> io::Result<Socket> {
+        self.socket.try_clone()
+    }
+
     /// The socket file to remove at exit, for a Unix socket.
     pub fn unix_path(&self) -> Option<&Path> {
         match &self.requested {

@@ -14,7 +14,8 @@
 //! - gets PR_SET_PDEATHSIG=SIGKILL (Linux), re-checked with `getppid` against the fork race;
 //!   grandchildren are covered by the `sentinel`;
 //! - has stdin on /dev/null (a background process group reading the terminal would be stopped),
-//!   stdout and stderr shared with devserve so its output passes through unaltered;
+//!   stdout and stderr shared with devserve so its output passes through unaltered — except a
+//!   `--accept=stdio` connection's process, whose stdin and stdout are its connection;
 //! - gets the held sockets at fds 3, 4, … without FD_CLOEXEC, and nothing else: every other fd
 //!   above them is marked close-on-exec (close_range), whatever its origin;
 //! - gets devserve's environment minus its own activation variables (LISTEN_*, NOTIFY_SOCKET,
@@ -90,6 +91,8 @@ pub struct Command {
     own_pid_vars: Vec<&'static str>,
     /// Where the child's stdout and stderr go instead of devserve's own.
     output: Option<RawFd>,
+    /// A connection to give the child as its stdin and stdout (inetd style, `--accept=stdio`).
+    stdio: Option<RawFd>,
 }
 
 /// Why a child could not be started.
@@ -157,6 +160,7 @@ impl Command {
             listen_pid: false,
             own_pid_vars: Vec::new(),
             output: None,
+            stdio: None,
         }
     }
 
@@ -227,6 +231,12 @@ impl Command {
         self
     }
 
+    /// Gives the child `fd` (a connected socket) as its stdin and stdout; stderr stays devserve's.
+    pub fn stdio(mut self, fd: RawFd) -> Self {
+        self.stdio = Some(fd);
+        self
+    }
+
     /// Checks that the program can be found, without running it.
     pub fn resolve(&self) -> Result<PathBuf, SpawnError> {
         resolve_program(&self.program)
@@ -281,6 +291,7 @@ struct Plan {
     max_fd: RawFd,
     dev_null: File,
     output: Option<RawFd>,
+    stdio: Option<RawFd>,
     /// The open-files limit to give the child back (see [`raise_fd_limit`]).
     nofile: Option<libc::rlimit>,
 }
@@ -331,6 +342,7 @@ impl Plan {
             max_fd: open_file_limit(),
             dev_null,
             output: command.output,
+            stdio: command.stdio,
             nofile: started_with_nofile(),
         };
         plan.argv_ptrs = plan._argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
@@ -400,7 +412,13 @@ impl Plan {
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            if libc::dup2(self.dev_null.as_raw_fd(), 0) < 0 {
+            let stdin = self.stdio.unwrap_or(self.dev_null.as_raw_fd());
+            if libc::dup2(stdin, 0) < 0 {
+                fail_in_child(report);
+            }
+            if let Some(connection) = self.stdio
+                && libc::dup2(connection, 1) < 0
+            {
                 fail_in_child(report);
             }
             if let Some(output) = self.output

@@ -214,6 +214,41 @@ pub enum Report {
         assumed_after_ms: Option<u128>,
         cause: String,
     },
+    /// `--accept`: each connection starts its own process; at most `max_connections` at once.
+    AcceptConnections {
+        max_connections: u32,
+        stdio: bool,
+    },
+    /// `--accept`: a build's program is ready. The first one serves every connection at once; a
+    /// later one is tried on the next connection while `serving` takes the others.
+    ProgramReady {
+        generation: u64,
+        serving: Option<u64>,
+        total_ms: u128,
+        cause: String,
+    },
+    /// `--accept`: the program tried on a connection passed (`how`) and serves every new one;
+    /// `replaced`'s connections in flight finish on it.
+    ProgramServing {
+        generation: u64,
+        replaced: Option<u64>,
+        how: String,
+    },
+    /// `--accept`: the program tried on a connection failed before writing anything; `serving`
+    /// is back. `rerun`: that connection was given to `serving` (the new one had read none of it).
+    ProgramRolledBack {
+        generation: u64,
+        reason: String,
+        serving: u64,
+        rerun: bool,
+    },
+    /// `--accept`: a connection's process ended with a failure.
+    ConnectionFailed {
+        generation: u64,
+        pid: i32,
+        peer: Option<String>,
+        status: String,
+    },
     GenerationFailed {
         generation: u64,
         reason: String,
@@ -564,6 +599,51 @@ impl Report {
             Report::GenerationSuperseded { generation, by_build } => {
                 let newer = if *by_build { "build" } else { "change" };
                 one(Tone::Info, format!("gen {generation} superseded by a newer {newer}; stopping it"))
+            }
+            Report::AcceptConnections { max_connections, stdio } => one(
+                Tone::Info,
+                format!(
+                    "each connection starts COMMAND with it {} (at most {max_connections} at once; more wait in \
+                     the queue)",
+                    if *stdio { "as stdin and stdout" } else { "at fd 3" }
+                ),
+            ),
+            Report::ProgramReady { generation, serving: None, total_ms, cause } => one(
+                Tone::Good,
+                format!("gen {generation} ready in {}: each connection starts it · {cause}", ms(*total_ms)),
+            ),
+            Report::ProgramReady { generation, serving: Some(serving), total_ms, cause } => one(
+                Tone::Good,
+                format!(
+                    "gen {generation} ready in {}: the next connection tries it, gen {serving} takes the \
+                     others until it passes · {cause}",
+                    ms(*total_ms)
+                ),
+            ),
+            Report::ProgramServing { generation, replaced, how } => {
+                let after =
+                    replaced.map(|old| format!("; gen {old}'s connections finish on it")).unwrap_or_default();
+                one(
+                    Tone::Good,
+                    format!("gen {generation} serves new connections: its first one {how}{after}"),
+                )
+            }
+            Report::ProgramRolledBack { generation, reason, serving, rerun } => {
+                let connection = if *rerun {
+                    "got that connection: none of it had been read"
+                } else {
+                    "but that connection was closed: it had been read from"
+                };
+                one(
+                    Tone::Warn,
+                    format!(
+                        "gen {generation} rolled back: {reason}; gen {serving} serves again and {connection}"
+                    ),
+                )
+            }
+            Report::ConnectionFailed { generation, pid, peer, status } => {
+                let from = peer.as_ref().map(|p| format!(" from {p}")).unwrap_or_default();
+                one(Tone::Warn, format!("gen {generation} connection{from} (pid {pid}) {status}"))
             }
             Report::GenerationReady {
                 generation,

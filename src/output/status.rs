@@ -24,6 +24,20 @@ pub struct StatusTable {
     pub queued: Option<String>,
     /// Lines devserve dropped and failed writes to stderr, when any.
     pub output_lost: Option<(u64, u64)>,
+    /// `--accept`: the programs and their connections' processes.
+    pub connections: Option<ConnectionsStatus>,
+}
+
+/// `--accept`'s part of the table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionsStatus {
+    /// The program new connections start.
+    pub serving: Option<u64>,
+    /// The program the next connection tries.
+    pub candidate: Option<u64>,
+    /// Live connection processes per program: (generation, count).
+    pub live: Vec<(u64, usize)>,
+    pub max_connections: u32,
 }
 
 /// The build, in the status table.
@@ -143,6 +157,17 @@ impl StatusTable {
         }
         if let Some(proxy) = &self.proxy {
             lines.extend(proxy.lines());
+        }
+        if let Some(connections) = &self.connections {
+            let serving = connections.serving.map_or("nothing yet".to_owned(), |g| format!("gen {g}"));
+            let trial = connections.candidate.map(|g| format!(", gen {g} on trial")).unwrap_or_default();
+            let live: Vec<String> = connections.live.iter().map(|(g, n)| format!("gen {g} {n}")).collect();
+            let total: usize = connections.live.iter().map(|(_, n)| n).sum();
+            lines.push(format!(
+                "  connections: new ones start {serving}{trial}; {total} of at most {} running{}",
+                connections.max_connections,
+                if live.is_empty() { String::new() } else { format!(" ({})", live.join(", ")) }
+            ));
         }
         if let Some(cause) = &self.queued {
             lines.push(format!("  next generation queued ({cause}): waits for the old one to exit"));

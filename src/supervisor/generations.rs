@@ -18,6 +18,9 @@ fn ms(d: Duration) -> u128 {
 
 impl<P: Procs> Supervisor<P> {
     pub(super) fn start_generation(&mut self, trigger: Trigger, build_took: Option<Duration>, now: Instant) {
+        if self.accept_mode().is_some() {
+            return self.prepare_program(trigger, now);
+        }
         // Without held sockets and without a port of its own per worker, old and new would bind
         // the same port: the old one stops first.
         let restart_mode = self.service.launch.sockets.is_empty() && !self.behind_front();

@@ -33,6 +33,7 @@ mod front;
 mod generations;
 mod loops;
 mod once;
+mod per_connection;
 mod requests;
 mod service;
 #[cfg(test)]
@@ -108,6 +109,8 @@ pub enum StartError {
     Walk(String),
     /// The command cannot be run at all (not found, not executable) at the first start.
     Command(SpawnError),
+    /// `--accept` could not start accepting.
+    Accept(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -122,6 +125,7 @@ impl fmt::Display for StartError {
             StartError::Proxy(e) => write!(f, "cannot start the proxy: {e}"),
             StartError::Walk(text) => f.write_str(text),
             StartError::Command(e) => e.fmt(f),
+            StartError::Accept(e) => write!(f, "cannot accept connections: {e}"),
         }
     }
 }
@@ -155,6 +159,10 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     let marker = crate::sentinel::new_marker();
     let sentinel = Sentinel::spawn(&cleanup, &marker).map_err(StartError::Sentinel)?;
     announce_listening(&out, &sockets);
+    if let Some(mode) = config.accept {
+        let stdio = mode == crate::cli::AcceptMode::Stdio;
+        out.report(Report::AcceptConnections { max_connections: config.max_connections, stdio });
+    }
     if sockets.is_empty() && config.proxy.is_none() {
         out.report(Report::RestartMode);
     }
@@ -406,6 +414,8 @@ enum Deadline {
     Watchdog,
     /// Changes the loop guard kept are due.
     KeptChanges,
+    /// `--accept`: a trial connection's process has stayed up for the ready delay.
+    TrialPassed,
 }
 
 struct Supervisor<P: Procs> {
@@ -429,6 +439,8 @@ struct Supervisor<P: Procs> {
     front: front::Front,
     /// `--once`'s probe and verdict: see [`once::OnceRun`].
     once: once::OnceRun,
+    /// `--accept`'s programs and connections: see [`per_connection::PerConnection`].
+    connections: per_connection::PerConnection,
 }
 
 impl<P: Procs> Supervisor<P> {
@@ -456,6 +468,7 @@ impl<P: Procs> Supervisor<P> {
             service,
             front: front::Front::default(),
             once: once::OnceRun::default(),
+            connections: per_connection::PerConnection::default(),
         }
     }
 
@@ -511,6 +524,7 @@ impl<P: Procs> Supervisor<P> {
                 self.out.report(Report::NotAccepting { generation, worker, address, queued });
             }
             Event::Front(event) => self.on_front(event, now),
+            Event::Connection(connection) => self.on_connection(connection, now),
         }
     }
 
@@ -518,9 +532,11 @@ impl<P: Procs> Supervisor<P> {
     fn tick(&mut self, now: Instant) {
         self.check_watchdogs(now);
         self.check_next(now);
+        self.check_trial(now);
         self.check_probe(now);
         self.restart_workers(now);
         self.kill_overdue(now);
+        self.kill_overdue_connections(now);
         self.release_stopped();
         self.start_queued(now);
         self.reload_kept(now);
@@ -565,6 +581,10 @@ impl<P: Procs> Supervisor<P> {
             self.service.draining.iter().filter(|d| !d.killed).map(|d| (d.deadline, Deadline::DrainKill)),
         );
         times.extend(self.service.loops.due().map(|t| (t, Deadline::KeptChanges)));
+        times.extend(
+            self.connections.trial_deadline(self.config.ready_delay).map(|t| (t, Deadline::TrialPassed)),
+        );
+        times.extend(self.connections.kill_at.map(|t| (t, Deadline::DrainKill)));
         if let Some(probe) = self.once.probe
             && !self.once.decided
         {
@@ -581,6 +601,7 @@ impl<P: Procs> Supervisor<P> {
     /// Removes what devserve created; the sentinel has nothing left to do.
     fn clean_up(&mut self) {
         self.watcher = None;
+        self.connections = per_connection::PerConnection::default();
         // The proxy thread ends (its connections are dropped) before the socket closes.
         self.front.door = None;
         self.front.socket = None;

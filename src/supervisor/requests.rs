@@ -52,6 +52,7 @@ impl<P: Procs> Supervisor<P> {
         for generation in self.service.next.take_generation().into_iter().chain(self.service.serving.take()) {
             self.retire(generation, now);
         }
+        self.stop_connections(mode, now);
         match mode {
             Shutdown::Graceful => self.out.report(Report::Stopping {
                 signal: self.config.stop_signal.as_str().to_owned(),
@@ -224,6 +225,12 @@ impl<P: Procs> Supervisor<P> {
             proxy: self.front_status(),
             queued,
             output_lost: (dropped + write_errors > 0).then_some((dropped, write_errors)),
+            connections: self.accept_mode().map(|_| crate::output::status::ConnectionsStatus {
+                serving: self.connections.serving.as_ref().map(|p| p.id),
+                candidate: self.connections.candidate.as_ref().map(|p| p.id),
+                live: self.connections.counts(),
+                max_connections: self.config.max_connections,
+            }),
         };
         let lines = table.lines();
         if let Some(dir) = &self.runtime_dir {
