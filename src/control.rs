@@ -36,6 +36,9 @@ pub enum ControlAction {
     Quit,
     /// Print its status table here (SIGUSR1)
     Status,
+    /// Start the devserve binary now at its path on the same sockets; the old one drains and exits
+    /// once the new one serves (SIGUSR2)
+    Upgrade,
 }
 
 /// How long `--signal status` waits for devserve to write its table.
@@ -97,10 +100,12 @@ impl std::fmt::Display for ControlError {
 
 impl std::error::Error for ControlError {}
 
-/// devserve's own pidfile, removed on drop.
+/// devserve's own pidfile, removed on drop if it still names the pid it was last given.
 #[derive(Debug)]
 pub struct Pidfile {
     path: PathBuf,
+    /// The pid it names: this process's, or after an upgrade the devserve that serves now.
+    named: u32,
 }
 
 impl Pidfile {
@@ -125,11 +130,22 @@ impl Pidfile {
             let _ = std::fs::remove_file(&temp);
             write_error(error)
         })?;
-        Ok(Pidfile { path: path.to_path_buf() })
+        Ok(Pidfile { path: path.to_path_buf(), named: std::process::id() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// After an upgrade: the pidfile names the devserve that serves now, so that `-s` reaches it
+    /// (written whole and renamed, as at start).
+    pub fn point_to(&mut self, pid: u32) -> io::Result<()> {
+        let temp = write_temp(&self.path, format!("{pid}\n").as_bytes())?;
+        std::fs::rename(&temp, &self.path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&temp);
+        })?;
+        self.named = pid;
+        Ok(())
     }
 }
 
@@ -168,7 +184,7 @@ fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
 
 impl Drop for Pidfile {
     fn drop(&mut self) {
-        if read_pid(&self.path).is_ok_and(|pid| pid.as_raw() as u32 == std::process::id()) {
+        if read_pid(&self.path).is_ok_and(|pid| pid.as_raw() as u32 == self.named) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -188,6 +204,7 @@ pub fn send(action: ControlAction, pidfile: &Path) -> Result<(), ControlError> {
         ControlAction::Stop => Signal::SIGTERM,
         ControlAction::Quit => Signal::SIGQUIT,
         ControlAction::Status => Signal::SIGUSR1,
+        ControlAction::Upgrade => Signal::SIGUSR2,
     };
     if action != ControlAction::Status {
         return kill(pid, signal).map_err(|error| ControlError::Signal { pid, error });
@@ -211,6 +228,7 @@ pub fn without_pidfile(action: ControlAction) -> String {
         ControlAction::Stop => "TERM",
         ControlAction::Quit => "QUIT",
         ControlAction::Status => "USR1",
+        ControlAction::Upgrade => "USR2",
     };
     match here.as_slice() {
         [pid] => format!(

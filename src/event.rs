@@ -42,6 +42,17 @@ pub enum Event {
     Key(Key),
     /// `--accept`: a connection accepted on a held socket, for a process of its own.
     Connection(Connection),
+    /// A devserve started for an upgrade says how its start went.
+    Successor { pid: Pid, news: SuccessorNews },
+}
+
+/// What a devserve started for an upgrade tells the one that started it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SuccessorNews {
+    /// Its first generation is ready: it serves.
+    Ready,
+    /// Its first start failed (why): it exits.
+    Failed(String),
 }
 
 /// A connection `--accept` took, and who is at the other end (`None`: a Unix socket).
@@ -107,6 +118,12 @@ pub enum Request {
     MoreWorkers,
     /// SIGTTOU: one worker fewer.
     FewerWorkers,
+    /// SIGUSR2: start the devserve binary now at its path, hand it the sockets, and retire once it
+    /// serves (see `supervisor::upgrades`).
+    Upgrade,
+    /// From the devserve that started this one (never a signal): a newer devserve serves now;
+    /// stop accepting, drain and exit.
+    Retire,
 }
 
 /// How a child ended.

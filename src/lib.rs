@@ -15,7 +15,7 @@
 //!    the [`config::Config`] the supervisor runs with.
 //! 4. [`generation`], [`build`], [`procs`]: a set of workers, a build, the process table.
 //! 5. [`spawn`], [`sockets`], [`readiness`], [`watch`], [`signals`], [`keys`], [`sentinel`],
-//!    [`runtime`], [`control`], [`proxy`], [`ports`], [`accept`]: one OS concern each; [`detect`]: what a
+//!    [`runtime`], [`control`], [`proxy`], [`ports`], [`accept`], [`upgrade`]: one OS concern each; [`detect`]: what a
 //!    folder holds and how devserve would run it (zero-config).
 //! 6. [`event`], [`output`]: the messages the threads send the supervisor, and what devserve
 //!    prints.
@@ -41,6 +41,7 @@ pub(crate) mod signals;
 pub(crate) mod sockets;
 pub(crate) mod spawn;
 pub(crate) mod supervisor;
+pub(crate) mod upgrade;
 pub(crate) mod watch;
 
 #[cfg(test)]
@@ -67,6 +68,7 @@ mod layering {
         ("detect", 5),
         ("ports", 5),
         ("accept", 5),
+        ("upgrade", 5),
         ("event", 6),
         ("output", 6),
     ];

@@ -46,6 +46,8 @@ pub enum Owner {
     Opener,
     /// `--accept`: the process for one connection, running `generation`'s program.
     Connection { generation: u64 },
+    /// A devserve started from the binary at devserve's path, for an upgrade.
+    Successor,
 }
 
 /// A generation's `NOTIFY_SOCKET`: its path, and the socket kept open while it lives.

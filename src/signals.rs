@@ -11,14 +11,15 @@ use std::io;
 use crossbeam_channel::Sender;
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 use crate::event::{Event, ExitStatus, Request};
 
 /// Installs the handlers and starts the signal thread.
 pub fn spawn(events: Sender<Event>) -> io::Result<()> {
-    let mut signals = Signals::new([SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1])?;
+    let mut signals =
+        Signals::new([SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2])?;
     #[cfg(target_os = "linux")]
     become_subreaper();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
@@ -41,6 +42,7 @@ fn request_for(signal: i32) -> Option<Request> {
         SIGINT | SIGTERM => Some(Request::Stop),
         SIGQUIT => Some(Request::Kill),
         SIGUSR1 => Some(Request::Status),
+        SIGUSR2 => Some(Request::Upgrade),
         SIGTTIN => Some(Request::MoreWorkers),
         SIGTTOU => Some(Request::FewerWorkers),
         _ => None,

@@ -250,8 +250,19 @@ impl HeldSocket {
     }
 }
 
+/// Set when this devserve hands its sockets to a newer one (an upgrade): their files stay.
+static KEEP_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on a dropped socket leaves its file (a newer devserve listens on it).
+pub fn keep_files() {
+    KEEP_FILES.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl Drop for HeldSocket {
     fn drop(&mut self) {
+        if KEEP_FILES.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         if let Some(path) = self.unix_path()
             && let Err(e) = std::fs::remove_file(path)
             && e.kind() != io::ErrorKind::NotFound
@@ -317,6 +328,15 @@ pub fn bind_all(specs: &[ListenSpec]) -> Result<Vec<NamedSocket>, BindError> {
         held.push(NamedSocket { socket, name });
     }
     Ok(held)
+}
+
+/// A listening socket handed over by the devserve that started this one (an upgrade), which
+/// listens on `requested`; as if bound here, under `name`.
+pub fn adopt(fd: std::os::fd::OwnedFd, requested: ListenAddr, name: String) -> NamedSocket {
+    let socket = Socket::from(fd);
+    let bound = describe_local(&socket, &requested);
+    let local = socket.local_addr().ok().filter(|a| a.as_socket().is_some());
+    NamedSocket { socket: Arc::new(HeldSocket { socket, requested, bound, local }), name }
 }
 
 /// The set of sockets for `specs` (a config edit): the sockets of addresses already held are

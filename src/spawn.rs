@@ -47,6 +47,8 @@ pub const ACTIVATION_VARS: &[&str] = &[
     "DEVSERVE_GENERATION",
     "DEVSERVE_WORKER",
     "DEVSERVE_RUN",
+    "DEVSERVE_UPGRADE",
+    "DEVSERVE_UPGRADE_FDS",
 ];
 
 /// Room for any pid's digits plus the terminating NUL.

@@ -214,6 +214,41 @@ pub enum Report {
         assumed_after_ms: Option<u128>,
         cause: String,
     },
+    /// An upgrade: the devserve binary at `path` was started as `pid` on the held sockets.
+    UpgradeStarting {
+        pid: i32,
+        path: String,
+    },
+    /// An upgrade was asked of a devserve started by one: the first devserve (`pid`) makes it.
+    UpgradeForwarded {
+        pid: i32,
+    },
+    /// An upgrade was asked while `pid` is still starting for the previous one.
+    UpgradeBusy {
+        pid: i32,
+    },
+    /// The new devserve (`pid`, `None`: not started) failed; the one serving goes on.
+    UpgradeFailed {
+        pid: Option<i32>,
+        reason: String,
+    },
+    /// The new devserve `pid` serves; `replaced` (this one, or an earlier new one) retires.
+    UpgradeDone {
+        pid: i32,
+        replaced: i32,
+    },
+    /// This devserve was started for an upgrade, and a newer one serves now: it drains and exits.
+    UpgradeRetiring,
+    /// A devserve that retired for a newer one has exited.
+    UpgradeRetired {
+        pid: i32,
+        status: String,
+    },
+    /// The devserve that served (started for an upgrade) stopped: so does the first one.
+    UpgradeServingStopped {
+        pid: i32,
+        status: String,
+    },
     /// `--accept`: each connection starts its own process; at most `max_connections` at once.
     AcceptConnections {
         max_connections: u32,
@@ -599,6 +634,41 @@ impl Report {
             Report::GenerationSuperseded { generation, by_build } => {
                 let newer = if *by_build { "build" } else { "change" };
                 one(Tone::Info, format!("gen {generation} superseded by a newer {newer}; stopping it"))
+            }
+            Report::UpgradeStarting { pid, path } => one(
+                Tone::Info,
+                format!(
+                    "upgrade: started {path} (pid {pid}) on the same sockets; this devserve serves until it does"
+                ),
+            ),
+            Report::UpgradeForwarded { pid } => one(
+                Tone::Info,
+                format!("upgrade: asked the first devserve (pid {pid}), which starts the new one"),
+            ),
+            Report::UpgradeBusy { pid } => one(
+                Tone::Warn,
+                format!("upgrade: already upgrading (pid {pid} is starting); ask again once it serves"),
+            ),
+            Report::UpgradeFailed { pid: Some(pid), reason } => one(
+                Tone::Warn,
+                format!("upgrade failed: the new devserve (pid {pid}): {reason}; the old one keeps serving"),
+            ),
+            Report::UpgradeFailed { pid: None, reason } => {
+                one(Tone::Warn, format!("upgrade failed: {reason}; this devserve keeps serving"))
+            }
+            Report::UpgradeDone { pid, replaced } => one(
+                Tone::Good,
+                format!("upgrade: the new devserve (pid {pid}) serves; pid {replaced} drains and retires"),
+            ),
+            Report::UpgradeRetiring => one(
+                Tone::Info,
+                "a newer devserve serves: this one stops accepting, drains and exits".to_owned(),
+            ),
+            Report::UpgradeRetired { pid, status } => {
+                one(Tone::Info, format!("upgrade: the previous devserve (pid {pid}) {status}"))
+            }
+            Report::UpgradeServingStopped { pid, status } => {
+                one(Tone::Info, format!("the devserve that served (pid {pid}) {status}: stopping"))
             }
             Report::AcceptConnections { max_connections, stdio } => one(
                 Tone::Info,

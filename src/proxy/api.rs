@@ -161,6 +161,11 @@ pub enum ProxyCommand {
     /// commands, so a `Ready` sent right after its `Serve` is forwarded once that `Serve` applies.
     /// Ignored without [`ProxyConfig::browser_reload`].
     Browser(BrowserEvent),
+    /// An upgrade: a newer devserve accepts on the same socket and serves. This proxy stops
+    /// accepting (its listener closes), answers requests in flight with `Connection: close`, closes
+    /// client connections idle after a request at once and any still idle a second later (a
+    /// connection accepted just before has its first request served).
+    HandOver,
     /// Stop the proxy: the thread ends, every connection it holds is dropped, and the listener is
     /// closed (pass a `try_clone` of it to [`ProxyHandle::start`](super::ProxyHandle::start) to
     /// keep it open).

@@ -105,9 +105,15 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let checks = !shared.config.allowed_hosts.any;
-    let mut response = answer(shared, peer, client, request).await;
+    let mut response = answer(Arc::clone(&shared), peer, client, request).await;
     if checks && response.status() != StatusCode::SWITCHING_PROTOCOLS {
         guard::add_resource_policy(response.headers_mut());
+    }
+    // A newer devserve serves (an upgrade): the client's next request goes to it.
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS && shared.handing_over() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
     }
     Ok(response)
 }

@@ -177,14 +177,27 @@ async fn run(
 ) {
     let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener));
     while let Some(command) = commands.recv().await {
-        if command == ProxyCommand::Shutdown {
-            break;
+        match command {
+            ProxyCommand::Shutdown => break,
+            ProxyCommand::HandOver => {
+                // Aborting the task drops the listener: this process no longer accepts.
+                accept.abort();
+                shared.hand_over(false);
+                let later = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    tokio::time::sleep(HAND_OVER_IDLE).await;
+                    later.hand_over(true);
+                });
+            }
+            command => shared.apply(command),
         }
-        shared.apply(command);
     }
     shared.shut_down();
     accept.abort();
 }
+
+/// After a hand-over, a client connection still idle this long without a request is closed.
+const HAND_OVER_IDLE: Duration = Duration::from_secs(1);
 
 /// Accepts client connections forever, one task each.
 ///

@@ -85,6 +85,8 @@ struct State {
     total: Counters,
     held_now: usize,
     shut_down: bool,
+    /// [`ProxyCommand::HandOver`] was applied.
+    handing_over: bool,
     /// Exchanges in flight by id (ids grow: the first is the oldest), for the status table.
     flights: BTreeMap<u64, FlightInfo>,
     next_flight: u64,
@@ -121,6 +123,8 @@ struct Client {
     abort: Option<AbortHandle>,
     /// Its exchanges with the app in flight: a client with none waits on no app and may be shed.
     flights: usize,
+    /// Exchanges it has finished.
+    served: u64,
 }
 
 /// The routing set.
@@ -345,7 +349,7 @@ impl Shared {
                 events.push(ProxyEvent::Closed { generation, connections });
             }
             // Handled above, and by the run loop; harmless here.
-            ProxyCommand::Browser(_) | ProxyCommand::Shutdown => {}
+            ProxyCommand::Browser(_) | ProxyCommand::Shutdown | ProxyCommand::HandOver => {}
         }
         state.prune_pool();
         state.version += 1;
@@ -483,6 +487,7 @@ impl Shared {
         state.flights.remove(&flight.id);
         if let Some(slot) = state.clients.get_mut(&flight.client) {
             slot.flights = slot.flights.saturating_sub(1);
+            slot.served += 1;
         }
         let mut drained = false;
         if let Some(track) = state.generations.get_mut(&generation) {
@@ -555,6 +560,29 @@ impl Shared {
         if trim {
             give_memory_back();
         }
+    }
+
+    /// [`ProxyCommand::HandOver`]: from now on responses close their connection; client
+    /// connections idle after an exchange are closed, and with `all` every idle one.
+    pub(crate) fn hand_over(&self, all: bool) {
+        let mut state = self.lock();
+        state.handing_over = true;
+        let idle: Vec<u64> = state
+            .clients
+            .iter()
+            .filter(|(_, c)| c.flights == 0 && (all || c.served > 0))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            if let Some(abort) = state.clients.remove(&id).and_then(|c| c.abort) {
+                abort.abort();
+            }
+        }
+    }
+
+    /// A newer devserve serves: every response closes its connection.
+    pub(crate) fn handing_over(&self) -> bool {
+        self.lock().handing_over
     }
 
     /// Out of file descriptors: ends the oldest client connection that waits on no app (idle

@@ -52,7 +52,7 @@ impl<P: Procs> Supervisor<P> {
     /// A change, a reload or the first start: build (cancelling a build in progress), then start
     /// a generation.
     pub(super) fn trigger(&mut self, mut trigger: Trigger) {
-        if self.shutdown.is_some() {
+        if self.shutdown.is_some() || self.upgrades.anchored {
             return;
         }
         if self.config.clear && !trigger.is_initial() {
@@ -87,6 +87,9 @@ impl<P: Procs> Supervisor<P> {
             Ok(build) => self.service.build = Some(BuildRun { build, trigger }),
             Err(e) => {
                 self.out.report(Report::BuildNotStarted { error: e.to_string() });
+                if !self.service.started_once {
+                    self.upgrade_start_failed(&format!("the build could not start: {e}"), now);
+                }
                 if self.config.once {
                     self.finish_once(Outcome::BuildFailed);
                 }
@@ -106,6 +109,9 @@ impl<P: Procs> Supervisor<P> {
         let script = self.config.build.clone().unwrap_or_default();
         let output = if status.success() { String::new() } else { run.build.output_tail() };
         self.build_result(&script, status.success(), status.to_string(), output.clone());
+        if !status.success() && !self.service.started_once {
+            self.upgrade_start_failed(&format!("the first build {status}"), now);
+        }
         if !status.success() {
             let diagnostics = run.build.diagnostics();
             self.tell_browsers(BrowserEvent::BuildFailed {

@@ -277,7 +277,8 @@ impl<P: Procs> Supervisor<P> {
 
     /// `--open`: the front door in the user's browser, once (the first generation is ready).
     pub(super) fn open_browser(&mut self) {
-        if !self.config.open {
+        // A devserve started for an upgrade: the browser is already open.
+        if !self.config.open || self.upgrades.anchor.is_some() {
             return;
         }
         let Some(url) = self.front_url() else { return };

@@ -217,6 +217,7 @@ impl<P: Procs> Supervisor<P> {
         self.route();
         if first {
             self.open_browser();
+            self.tell_anchor_ready();
         }
         self.tell_browsers(BrowserEvent::Ready { generation: id, css_only });
         if let Some(old) = old {
@@ -245,7 +246,11 @@ impl<P: Procs> Supervisor<P> {
             self.down(why)
         }
         self.tell_browsers(BrowserEvent::Crashed { generation: failed.id, status: reason.to_owned() });
+        let failed_id = failed.id;
         self.retire(failed, now);
+        if !self.service.started_once && self.service.relaunch.previous.is_none() {
+            self.upgrade_start_failed(&format!("gen {failed_id} failed: {reason}"), now);
+        }
         if self.service.serving.is_none()
             && let Some(previous) = self.service.relaunch.previous.take()
         {

@@ -41,6 +41,7 @@ mod stress;
 #[cfg(test)]
 mod tests;
 mod trigger;
+mod upgrades;
 
 use std::fmt;
 use std::io;
@@ -111,6 +112,8 @@ pub enum StartError {
     Command(SpawnError),
     /// `--accept` could not start accepting.
     Accept(io::Error),
+    /// Started for an upgrade, the first start failed: the devserve that started it serves on.
+    Upgrade(String),
 }
 
 impl fmt::Display for StartError {
@@ -126,6 +129,9 @@ impl fmt::Display for StartError {
             StartError::Walk(text) => f.write_str(text),
             StartError::Command(e) => e.fmt(f),
             StartError::Accept(e) => write!(f, "cannot accept connections: {e}"),
+            StartError::Upgrade(reason) => {
+                write!(f, "upgrade: {reason}; the devserve that started this one goes on serving")
+            }
         }
     }
 }
@@ -145,13 +151,27 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     if let Some((before, after)) = crate::spawn::raise_fd_limit() {
         tracing::debug!("open files limit raised from {before} to {after}");
     }
+    // Started for an upgrade: the sockets are handed over, and the first devserve keeps the
+    // pidfile (see `upgrades`).
+    let mut inherited = crate::upgrade::inherited();
     let pidfile = config
         .pidfile
         .as_deref()
+        .filter(|_| inherited.is_none())
         .map(|p| Pidfile::create(p, &out))
         .transpose()
         .map_err(StartError::Pidfile)?;
-    let sockets = sockets::bind_all(&config.listen).map_err(StartError::Listen)?;
+    let sockets = match &inherited {
+        Some(handed) => sockets::rebind(&config.listen, &handed.listen),
+        None => sockets::bind_all(&config.listen),
+    }
+    .map_err(StartError::Listen)?;
+    if config.accept.is_none() {
+        // Workers get a blocking socket, even after an `--accept` devserve made it non-blocking.
+        for socket in &sockets {
+            let _ = socket.try_clone_listener().and_then(|s| s.set_nonblocking(false));
+        }
+    }
     let runtime_dir = RuntimeDir::create().map_err(StartError::RuntimeDir)?;
     let mut cleanup: Vec<PathBuf> = sockets.iter().filter_map(|s| s.unix_path().map(Into::into)).collect();
     cleanup.push(runtime_dir.path().to_path_buf());
@@ -182,7 +202,10 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     };
 
     let front = match &config.proxy {
-        Some(spec) => Some(start_front(spec, &config, &out, &events_tx)?),
+        Some(spec) => {
+            let handed = inherited.as_mut().and_then(|h| h.proxy.take());
+            Some(start_front(spec, handed, &config, &out, &events_tx)?)
+        }
         None => None,
     };
     // Keys on a terminal; its settings come back when `keys` is dropped (or on a panic).
@@ -198,6 +221,13 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
         supervisor.front.socket = Some(socket);
         supervisor.hold("starting: the first generation is not ready yet".into());
     }
+    supervisor.upgrades.exe = std::env::current_exe().ok();
+    supervisor.upgrades.args = std::env::args_os().skip(1).collect();
+    supervisor.upgrades.pidfile = pidfile;
+    if let Some(handed) = inherited {
+        listen_to_anchor(&handed.control, &supervisor.events);
+        supervisor.upgrades.anchor = Some((handed.anchor, handed.control));
+    }
     supervisor.runtime_dir = Some(runtime_dir);
     supervisor.own_files = own_files;
     supervisor.watcher = watcher;
@@ -205,7 +235,6 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     let result = supervisor.run(&events);
     supervisor.clean_up();
     drop(keys);
-    drop(pidfile);
     result
 }
 
@@ -213,11 +242,16 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
 /// back as [`Event::Front`].
 fn start_front(
     spec: &ProxySpec,
+    handed: Option<NamedSocket>,
     config: &Config,
     out: &Output,
     events: &Sender<Event>,
 ) -> Result<(ProxyHandle, NamedSocket), StartError> {
-    let socket = sockets::bind_proxy(spec).map_err(StartError::Listen)?;
+    // An upgrade hands the front door's socket over when the address is still the one asked for.
+    let socket = match handed.filter(|h| spec.auto || h.requested == spec.addr) {
+        Some(socket) => socket,
+        None => sockets::bind_proxy(spec).map_err(StartError::Listen)?,
+    };
     let listener = socket.std_listener().map_err(StartError::Proxy)?;
     let mode = if spec.raw_tcp { ProxyMode::Tcp } else { ProxyMode::Http };
     let proxy_host = match &spec.addr {
@@ -261,6 +295,23 @@ fn start_front(
         out.report(Report::FrontUrl { url });
     }
     Ok((handle, socket))
+}
+
+/// Started for an upgrade: the first devserve's `retire` is a request; the channel's end means it
+/// is gone, and so must this devserve be (what its sentinel would do).
+fn listen_to_anchor(control: &std::os::unix::net::UnixStream, events: &Sender<Event>) {
+    let events = events.clone();
+    let listening = crate::upgrade::read_lines(control, move |line| {
+        let request = match line.as_deref() {
+            Some("retire") => crate::event::Request::Retire,
+            Some(_) => return,
+            None => crate::event::Request::Kill,
+        };
+        let _ = events.send(Event::Request(request));
+    });
+    if let Err(e) = listening {
+        tracing::warn!("upgrade: cannot read the first devserve's channel: {e}");
+    }
 }
 
 /// The regular files devserve's stdout and stderr are redirected to, if any.
@@ -416,6 +467,8 @@ enum Deadline {
     KeptChanges,
     /// `--accept`: a trial connection's process has stayed up for the ready delay.
     TrialPassed,
+    /// A new devserve (an upgrade) has not served in time.
+    UpgradeTimeout,
 }
 
 struct Supervisor<P: Procs> {
@@ -441,6 +494,8 @@ struct Supervisor<P: Procs> {
     once: once::OnceRun,
     /// `--accept`'s programs and connections: see [`per_connection::PerConnection`].
     connections: per_connection::PerConnection,
+    /// Upgrades of devserve itself: see [`upgrades::Upgrades`].
+    upgrades: upgrades::Upgrades,
 }
 
 impl<P: Procs> Supervisor<P> {
@@ -469,6 +524,7 @@ impl<P: Procs> Supervisor<P> {
             front: front::Front::default(),
             once: once::OnceRun::default(),
             connections: per_connection::PerConnection::default(),
+            upgrades: upgrades::Upgrades::default(),
         }
     }
 
@@ -525,6 +581,7 @@ impl<P: Procs> Supervisor<P> {
             }
             Event::Front(event) => self.on_front(event, now),
             Event::Connection(connection) => self.on_connection(connection, now),
+            Event::Successor { pid, news } => self.on_successor(pid, news, now),
         }
     }
 
@@ -533,6 +590,7 @@ impl<P: Procs> Supervisor<P> {
         self.check_watchdogs(now);
         self.check_next(now);
         self.check_trial(now);
+        self.check_upgrade(now);
         self.check_probe(now);
         self.restart_workers(now);
         self.kill_overdue(now);
@@ -585,6 +643,7 @@ impl<P: Procs> Supervisor<P> {
             self.connections.trial_deadline(self.config.ready_delay).map(|t| (t, Deadline::TrialPassed)),
         );
         times.extend(self.connections.kill_at.map(|t| (t, Deadline::DrainKill)));
+        times.extend(self.upgrades.deadline().map(|t| (t, Deadline::UpgradeTimeout)));
         if let Some(probe) = self.once.probe
             && !self.once.decided
         {

@@ -130,6 +130,7 @@ impl<P: Procs> Supervisor<P> {
                 }
             }
         }
+        self.tell_anchor_ready();
         if self.config.once {
             self.start_probe(now);
         }
@@ -287,6 +288,17 @@ impl<P: Procs> Supervisor<P> {
         for pid in self.connections.live.keys().copied().collect::<Vec<_>>() {
             self.procs.signal(pid, signal);
         }
+        self.connections.kill_at = Some(deadline(now, self.config.stop_timeout));
+    }
+
+    /// A newer devserve serves (an upgrade): no connection is accepted any more, and those in
+    /// flight finish on their own, killed only at the stop timeout.
+    pub(super) fn let_connections_finish(&mut self, now: Instant) {
+        if self.accept_mode().is_none() {
+            return;
+        }
+        self.connections.acceptor = None;
+        self.connections.candidate = None;
         self.connections.kill_at = Some(deadline(now, self.config.stop_timeout));
     }
 

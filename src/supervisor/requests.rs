@@ -14,6 +14,9 @@ use crate::watch;
 
 impl<P: Procs> Supervisor<P> {
     pub(super) fn on_request(&mut self, request: Request, now: Instant) {
+        if self.forward(request, now) {
+            return;
+        }
         match request {
             Request::Reload => {
                 // As nginx does, HUP also re-reads the configuration file; one new generation either way.
@@ -28,6 +31,8 @@ impl<P: Procs> Supervisor<P> {
             Request::Status => self.print_status(now),
             Request::MoreWorkers => self.resize(1, now),
             Request::FewerWorkers => self.resize(-1, now),
+            Request::Upgrade => self.upgrade(now),
+            Request::Retire => self.retire_for_newer(now),
         }
     }
 
@@ -53,6 +58,10 @@ impl<P: Procs> Supervisor<P> {
             self.retire(generation, now);
         }
         self.stop_connections(mode, now);
+        self.stop_upgrade(match mode {
+            Shutdown::Graceful => nix::sys::signal::Signal::SIGTERM,
+            Shutdown::Immediate => nix::sys::signal::Signal::SIGKILL,
+        });
         match mode {
             Shutdown::Graceful => self.out.report(Report::Stopping {
                 signal: self.config.stop_signal.as_str().to_owned(),
