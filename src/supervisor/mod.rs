@@ -5,12 +5,15 @@
 //! named verb, repeat until everything it started is reaped. The verbs live by concern:
 //! `builds.rs` (changes, triggers, builds), `generations.rs` (start, promote, roll back, restart,
 //! retire, kill), `children.rs` (route each reaped child, readiness), `once.rs` (`--once`'s probe
-//! and verdict), `front.rs` (the front door: routing, draining, found ports) and `requests.rs`
-//! (signals, the config file, status, shutdown).
+//! and verdict), `front.rs` (the front door: routing, draining, found ports), `requests.rs`
+//! (signals, the config file, status, shutdown), `per_connection.rs` (`--accept`) and
+//! `upgrades.rs` (`-s upgrade`).
 //!
 //! The state, as types, in named parts: `service` (the app: [`service::Service`]), `front` (the
-//! front door: [`front::Front`]) and `once` (`--once`: [`once::OnceRun`]); the rest of
-//! `Supervisor` is global (config, output, process table, watcher, shutdown). The service's:
+//! front door: [`front::Front`]), `once` (`--once`: [`once::OnceRun`]), `connections`
+//! (`--accept`'s programs and connection processes: [`per_connection::PerConnection`]) and
+//! `upgrades` (devserve's own upgrades: [`upgrades::Upgrades`]); the rest of `Supervisor` is
+//! global (config, output, process table, watcher, shutdown). The service's:
 //! - `build`: the build in progress ([`BuildRun`]) and the change it is for; a newer change
 //!   cancels it and builds again. It may run while `next` starts from an earlier change.
 //! - `next`: what happens about the next generation ([`Next`]): nothing, all workers starting
