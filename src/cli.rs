@@ -131,7 +131,7 @@ fn verbs(long: bool) -> String {
         format!(
             "{verbs}\n\n\
              {} HUP reload · TERM/INT graceful stop (twice: kill now) · QUIT kill now\n\
-             \x20        USR1 status · TTIN/TTOU one worker more/fewer\n\n\
+             \x20        USR1 status · USR2 upgrade in place · TTIN/TTOU one worker more/fewer\n\n\
              The book, docs/ in devserve's source (`mdbook serve docs`), has every flag, the config \
              file and the front doors in detail.",
             heading("Signals")
