@@ -10,7 +10,8 @@
 //!
 //! A client thread connects, writes `ping\n`, reads it back and closes, again and again, for
 //! `BENCH_ACCEPT_SECS` (5) per cell after a warm-up, at 1 and `BENCH_ACCEPT_CLIENTS` (8) clients in
-//! parallel, `BENCH_ACCEPT_ROUNDS` (3) rounds, medians reported: connections per second and the p50
+//! parallel, `BENCH_ACCEPT_ROUNDS` (3) rounds (the three servers run at once and each round
+//! measures them in turn, so a busier moment falls on all alike), medians reported: connections per second and the p50
 //! of one exchange (connect to close). A peer that is not installed is skipped with a line saying
 //! so. The target (issue 17): devserve's connections per second ≥ the best peer's, at every client
 //! count. It prints a Markdown report on stdout (progress on stderr); every process started is
@@ -40,6 +41,9 @@ socketserver.ForkingTCPServer.request_queue_size = 1024
 with socketserver.ForkingTCPServer(("127.0.0.1", int(sys.argv[1])), Echo) as server:
     server.serve_forever()
 "#;
+
+/// A server running (its guard and address), or why not.
+type Running = Result<(Guard, String), String>;
 
 /// How to start one server on a port: `None` when it is not installed.
 type Starter = Option<Box<dyn Fn(u16) -> Command>>;
@@ -105,27 +109,55 @@ fn main() {
             }),
         ),
     ];
+    // Every server runs at once, and each round measures them in turn: a slower or busier moment
+    // of the machine falls on all of them alike.
+    let mut running: Vec<(String, Running)> = Vec::new();
     for (name, start) in &peers {
-        let Some(start) = start else {
-            rows.push((name.to_string(), None, "not installed".into()));
-            continue;
+        let started = match start {
+            Some(start) => start_server(start.as_ref()),
+            None => Err("not installed".into()),
         };
-        eprintln!("[bench] {name}");
-        match measure(start.as_ref(), &counts, &settings) {
-            Ok(cells) => rows.push((name.to_string(), Some(cells), String::new())),
-            Err(e) => rows.push((name.to_string(), None, e)),
+        running.push((name.to_string(), started));
+    }
+    let mut samples: Vec<Vec<Vec<Cell>>> = vec![vec![Vec::new(); counts.len()]; running.len()];
+    for (index, &clients) in counts.iter().enumerate() {
+        for (_, server) in &running {
+            if let Ok((_, addr)) = server {
+                run_clients(addr, clients, Duration::from_secs(1));
+            }
+        }
+        for round in 0..settings.rounds {
+            for (peer, (name, server)) in running.iter().enumerate() {
+                if let Ok((_, addr)) = server {
+                    eprintln!("[bench] {clients} client(s), round {}: {name}", round + 1);
+                    samples[peer][index].push(run_clients(addr, clients, Duration::from_secs(settings.secs)));
+                }
+            }
         }
     }
+    for ((name, server), cells) in running.iter_mut().zip(samples) {
+        let row = match server {
+            Ok((guard, _)) => match guard.check_alive() {
+                Ok(()) => Some(cells.into_iter().map(median).collect()),
+                Err(e) => {
+                    rows.push((name.clone(), None, e));
+                    continue;
+                }
+            },
+            Err(e) => {
+                rows.push((name.clone(), None, e.clone()));
+                continue;
+            }
+        };
+        rows.push((name.clone(), row, String::new()));
+    }
+    drop(running);
     shared::process::report_leftovers();
     println!("{}", render(&rows, &counts, &settings));
 }
 
-/// Starts the server on a free port and measures every client count.
-fn measure(
-    start: &dyn Fn(u16) -> Command,
-    counts: &[usize],
-    settings: &Settings,
-) -> Result<Vec<Cell>, String> {
+/// Starts a server on a free port and waits until it answers: its guard and address.
+fn start_server(start: &dyn Fn(u16) -> Command) -> Running {
     let port = common::free_port();
     let mut guard =
         Guard::spawn("server", start(port), Duration::from_secs(5), 20).map_err(|e| e.to_string())?;
@@ -134,23 +166,18 @@ fn measure(
         guard.check_alive()?;
         return Err("never answered".into());
     }
-    let mut cells = Vec::new();
-    for &clients in counts {
-        // Warm-up.
-        run_clients(&addr, clients, Duration::from_secs(1));
-        let mut rounds: Vec<Cell> = (0..settings.rounds)
-            .map(|_| run_clients(&addr, clients, Duration::from_secs(settings.secs)))
-            .collect();
-        rounds.sort_by(|a, b| a.per_sec.total_cmp(&b.per_sec));
-        let mut median = rounds[rounds.len() / 2];
-        let mut p50s: Vec<u128> = rounds.iter().map(|r| r.p50_us).collect();
-        p50s.sort_unstable();
-        median.p50_us = p50s[p50s.len() / 2];
-        median.failed = rounds.iter().map(|r| r.failed).sum();
-        cells.push(median);
-    }
-    guard.check_alive()?;
-    Ok(cells)
+    Ok((guard, addr))
+}
+
+/// The rounds' medians: connections per second and p50 each on its own; failures summed.
+fn median(mut rounds: Vec<Cell>) -> Cell {
+    rounds.sort_by(|a, b| a.per_sec.total_cmp(&b.per_sec));
+    let mut cell = rounds[rounds.len() / 2];
+    let mut p50s: Vec<u128> = rounds.iter().map(|r| r.p50_us).collect();
+    p50s.sort_unstable();
+    cell.p50_us = p50s[p50s.len() / 2];
+    cell.failed = rounds.iter().map(|r| r.failed).sum();
+    cell
 }
 
 /// `clients` threads exchanging for `secs`: connections per second, p50, failures.

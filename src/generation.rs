@@ -59,37 +59,36 @@ pub struct Relaunch {
 pub struct Program {
     pub id: u64,
     relaunch: Relaunch,
+    /// Where `PATH` led the program, when it is not run from a copy.
+    resolved: Option<std::path::PathBuf>,
 }
 
 impl Program {
     /// Makes the program copy (as [`Generation::start`] does) and nothing else: no process runs
-    /// until a connection comes.
+    /// until a connection comes. A program found on `PATH` is looked up once, here.
     pub fn prepare(id: u64, launch: Launch, procs: &mut dyn Procs) -> Program {
         let snapshot = snapshot_wanted(&launch).and_then(|program| procs.snapshot(id, &program).ok());
-        Program { id, relaunch: Relaunch { launch, snapshot } }
+        let resolved = match &snapshot {
+            Some(_) => None,
+            None => launch.command.first().and_then(|program| Command::new(program).resolve().ok()),
+        };
+        Program { id, relaunch: Relaunch { launch, snapshot }, resolved }
     }
 
     /// Starts the command for one connection: at fd 3 with `LISTEN_FDS=1`,
     /// `LISTEN_FDNAMES=connection` and `LISTEN_PID` (or as stdin and stdout with `stdio`), and
-    /// `REMOTE_ADDR`/`REMOTE_PORT` for a TCP peer, as systemd's `Accept=yes` sets them.
+    /// `REMOTE_ADDR`/`REMOTE_PORT` for a TCP peer, as systemd's `Accept=yes` sets them. It does
+    /// not wait for the exec: the returned report says, once the process has exited, whether the
+    /// exec failed ([`crate::spawn::exec_failure`]).
     pub fn start_connection(
         &mut self,
         stream: RawFd,
         peer: Option<std::net::SocketAddr>,
         stdio: bool,
         procs: &mut dyn Procs,
-    ) -> Result<Pid, SpawnError> {
+    ) -> Result<(Pid, Option<std::fs::File>), SpawnError> {
         let owner = Owner::Connection { generation: self.id };
-        match procs.spawn(self.command(stream, peer, stdio), owner) {
-            // The copy cannot be executed (a runtime dir on a noexec mount): the file itself.
-            Err(SpawnError::Exec(_, e))
-                if self.relaunch.snapshot.is_some() && e.raw_os_error() == Some(libc::EACCES) =>
-            {
-                self.relaunch.snapshot = None;
-                procs.spawn(self.command(stream, peer, stdio), owner)
-            }
-            spawned => spawned,
-        }
+        procs.spawn_unconfirmed(self.command(stream, peer, stdio), owner)
     }
 
     fn command(&self, stream: RawFd, peer: Option<std::net::SocketAddr>, stdio: bool) -> Command {
@@ -99,8 +98,8 @@ impl Program {
             None => (OsString::new(), &[][..]),
         };
         let mut command = Command::new(program);
-        if let Some(snapshot) = &self.relaunch.snapshot {
-            command = command.exec_path(&snapshot.path);
+        if let Some(path) = self.relaunch.snapshot.as_ref().map(|s| &s.path).or(self.resolved.as_ref()) {
+            command = command.exec_path(path);
         }
         let mut command = command.args(args).env("DEVSERVE_GENERATION", self.id.to_string());
         for (key, value) in &launch.env {

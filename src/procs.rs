@@ -3,7 +3,11 @@
 //!
 //! Contract:
 //! - Every child (worker, build, probe) is started here, leads its own process group, and is
-//!   declared to the sentinel at once; its owner is recorded in one pid → [`Owner`] map.
+//!   declared to the sentinel at once; its owner is recorded in one pid → [`Owner`] map. The
+//!   exception is `--accept`'s process per connection ([`Procs::spawn_unconfirmed`]): hundreds a
+//!   second, each short-lived, they are not declared group by group; PR_SET_PDEATHSIG ends each
+//!   one, and the sentinel's marker sweep what they started, should devserve die (only a
+//!   descendant that also clears its environment would escape).
 //! - An exit is routed by one lookup ([`Procs::reaped`]): the rest of the child's group is
 //!   SIGKILLed, the sentinel forgets the group, and the owner is returned. A pid nobody owns is an
 //!   orphaned descendant that devserve, as subreaper, reaped.
@@ -86,6 +90,13 @@ impl Drop for Snapshot {
 pub trait Procs {
     /// Starts `command` as the child owned by `owner`.
     fn spawn(&mut self, command: Command, owner: Owner) -> Result<Pid, SpawnError>;
+    /// [`Procs::spawn`] without waiting for the exec (see [`Command::spawn_unconfirmed`]): the
+    /// exec report comes back to read once the child has exited (`None` in the fake table).
+    fn spawn_unconfirmed(
+        &mut self,
+        command: Command,
+        owner: Owner,
+    ) -> Result<(Pid, Option<std::fs::File>), SpawnError>;
     /// Sends `signal` to the process group led by `leader`.
     fn signal(&mut self, leader: Pid, signal: Signal);
     /// Records that the child was reaped: kills what is left of its group, forgets it, and says
@@ -154,6 +165,20 @@ impl Procs for OsProcs {
         Ok(pid)
     }
 
+    fn spawn_unconfirmed(
+        &mut self,
+        command: Command,
+        owner: Owner,
+    ) -> Result<(Pid, Option<std::fs::File>), SpawnError> {
+        let (pid, report) =
+            command.env(crate::sentinel::MARKER_VAR, &self.marker_value).spawn_unconfirmed()?;
+        if let Some(sentinel) = self.sentinel.as_mut() {
+            sentinel.track(pid);
+        }
+        self.owners.insert(pid, owner);
+        Ok((pid, Some(report)))
+    }
+
     fn signal(&mut self, leader: Pid, signal: Signal) {
         if let Err(e) = killpg(leader, signal) {
             tracing::debug!("killpg({leader}, {signal}) failed: {e}");
@@ -164,7 +189,9 @@ impl Procs for OsProcs {
         let owner = self.owners.remove(&pid)?;
         if owner != Owner::Sentinel {
             let _ = killpg(pid, Signal::SIGKILL);
-            if let Some(sentinel) = self.sentinel.as_mut() {
+            if let Some(sentinel) = self.sentinel.as_mut()
+                && !matches!(owner, Owner::Connection { .. })
+            {
                 sentinel.untrack(pid);
             }
         }
@@ -297,6 +324,14 @@ impl Procs for FakeProcs {
         self.owners.insert(pid, owner);
         self.spawned.push((pid, owner, command.words()));
         Ok(pid)
+    }
+
+    fn spawn_unconfirmed(
+        &mut self,
+        command: Command,
+        owner: Owner,
+    ) -> Result<(Pid, Option<std::fs::File>), SpawnError> {
+        self.spawn(command, owner).map(|pid| (pid, None))
     }
 
     fn signal(&mut self, leader: Pid, signal: Signal) {

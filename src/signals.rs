@@ -16,10 +16,13 @@ use signal_hook::iterator::Signals;
 
 use crate::event::{Event, ExitStatus, Request};
 
+/// Every signal devserve installs a handler for: a child resets exactly these before it runs
+/// anything of its own (`spawn`).
+pub const HANDLED: [i32; 9] = [SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2];
+
 /// Installs the handlers and starts the signal thread.
 pub fn spawn(events: Sender<Event>) -> io::Result<()> {
-    let mut signals =
-        Signals::new([SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2])?;
+    let mut signals = Signals::new(HANDLED)?;
     #[cfg(target_os = "linux")]
     become_subreaper();
     std::thread::Builder::new().name("signals".into()).spawn(move || {

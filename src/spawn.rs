@@ -244,6 +244,16 @@ impl Command {
         resolve_program(&self.program)
     }
 
+    /// Forks and execs without waiting for the exec: the pid, and the exec report to read with
+    /// [`exec_failure`] once the child has exited. For a process per connection, where waiting
+    /// for each exec would serialise every start behind the one before.
+    pub fn spawn_unconfirmed(&self) -> Result<(Pid, File), SpawnError> {
+        Plan::new(self)?.fork(true).map_err(|e| match e {
+            ChildError::Exec(e) => SpawnError::Exec(self.program.clone(), e),
+            ChildError::Setup(e) => SpawnError::Setup(e),
+        })
+    }
+
     /// Forks and execs; returns the child's pid once exec has succeeded.
     pub fn spawn(&self) -> Result<Pid, SpawnError> {
         let plan = Plan::new(self)?;
@@ -251,6 +261,15 @@ impl Command {
             ChildError::Exec(e) => SpawnError::Exec(self.program.clone(), e),
             ChildError::Setup(e) => SpawnError::Setup(e),
         })
+    }
+}
+
+/// How a child started with [`Command::spawn_unconfirmed`] went at exec: read once it has exited
+/// (the report is complete then). `Some`: exec failed, and why; the child exited with 127.
+pub fn exec_failure(report: File, program: &OsStr) -> Option<SpawnError> {
+    match read_exec_report(report) {
+        Ok(ExecReport::Failed(e)) => Some(SpawnError::Exec(program.to_owned(), e)),
+        Ok(ExecReport::Started) | Err(_) => None,
     }
 }
 
@@ -352,7 +371,22 @@ impl Plan {
         Ok(plan)
     }
 
-    fn fork_exec(mut self) -> Result<Pid, ChildError> {
+    fn fork_exec(self) -> Result<Pid, ChildError> {
+        let (pid, report) = self.fork(false)?;
+        match read_exec_report(report) {
+            Ok(ExecReport::Started) => Ok(pid),
+            Ok(ExecReport::Failed(e)) => Err(ChildError::Exec(e)),
+            // Whether exec worked is unknown: the child must not run untracked. Its exit
+            // arrives at the reaper as that of a process nobody owns.
+            Err(e) => {
+                let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+                Err(ChildError::Setup(e))
+            }
+        }
+    }
+
+    /// Forks the child, which execs; returns its pid and the read end of its exec report.
+    fn fork(mut self, shared_memory: bool) -> Result<(Pid, File), ChildError> {
         let (report_read, report_write) = cloexec_pipe().map_err(ChildError::Setup)?;
         let parent = nix::unistd::getpid().as_raw();
         // Where the child writes its pid: pointers taken (and allocated) before the fork.
@@ -363,6 +397,16 @@ impl Plan {
                 slots.push(entry[prefix..].as_mut_ptr());
             }
         }
+        #[cfg(target_os = "linux")]
+        if shared_memory {
+            let pid = self.clone_vfork(parent, &slots, report_write.as_raw_fd())?;
+            drop(report_write);
+            let pid = Pid::from_raw(pid);
+            let _ = nix::unistd::setpgid(pid, pid);
+            return Ok((pid, File::from(report_read)));
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = shared_memory;
         // SAFETY: fork is what the OS demands here. In the child (a copy of this possibly
         // multi-threaded process) `child_after_fork` makes only async-signal-safe calls and
         // writes only into memory allocated before the fork; it never returns.
@@ -378,15 +422,58 @@ impl Plan {
         let pid = Pid::from_raw(pid);
         // Also set the group from the parent, so it exists before we signal it.
         let _ = nix::unistd::setpgid(pid, pid);
-        match read_exec_report(File::from(report_read)) {
-            Ok(ExecReport::Started) => Ok(pid),
-            Ok(ExecReport::Failed(e)) => Err(ChildError::Exec(e)),
-            // Whether exec worked is unknown: the child must not run untracked. Its exit
-            // arrives at the reaper as that of a process nobody owns.
-            Err(e) => {
-                let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-                Err(ChildError::Setup(e))
+        Ok((pid, File::from(report_read)))
+    }
+
+    /// The child as glibc's `posix_spawn` makes it: `clone(CLONE_VM | CLONE_VFORK)`, so nothing of
+    /// devserve's memory is copied and devserve is suspended until the child has called `execve`
+    /// (or exited). The child runs `child_after_fork` on a stack of its own, in devserve's memory:
+    /// it writes only into this plan, which outlives the call. Every signal is blocked around the
+    /// call, so no handler of devserve's runs in the child before it resets them.
+    #[cfg(target_os = "linux")]
+    fn clone_vfork(
+        &mut self,
+        parent: libc::pid_t,
+        slots: &[*mut u8],
+        report: RawFd,
+    ) -> Result<libc::pid_t, ChildError> {
+        struct Start<'a> {
+            plan: &'a mut Plan,
+            parent: libc::pid_t,
+            slots: &'a [*mut u8],
+            report: RawFd,
+        }
+        extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: `arg` is the `Start` below, alive until the parent resumes, which is after
+            // this child has exec'd or exited; `child_after_fork` never returns.
+            unsafe {
+                let start = &mut *arg.cast::<Start>();
+                start.plan.child_after_fork(start.parent, start.slots, start.report)
             }
+        }
+        const STACK: usize = 64 * 1024;
+        // Never read before the child writes it: no need to zero it.
+        let mut stack: Vec<u8> = Vec::with_capacity(STACK);
+        let mut start = Start { plan: self, parent, slots, report };
+        // SAFETY: the stack and `start` are allocated before the call and outlive the child's use
+        // of them (CLONE_VFORK: this thread waits until the child execs or exits). The signal
+        // masks are this thread's own, restored right after.
+        unsafe {
+            let top = stack.spare_capacity_mut().as_mut_ptr().cast::<u8>().add(STACK);
+            let top = top.sub(top as usize % 16).cast::<libc::c_void>();
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            let pid = libc::clone(
+                child,
+                top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&raw mut start).cast::<libc::c_void>(),
+            );
+            let error = io::Error::last_os_error();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            if pid < 0 { Err(ChildError::Setup(error)) } else { Ok(pid) }
         }
     }
 
@@ -396,7 +483,7 @@ impl Plan {
     /// Must be called only in the child of `fork`, with each of `slots` pointing at `PID_DIGITS`
     /// bytes inside an entry of `self.env`.
     unsafe fn child_after_fork(&mut self, parent: libc::pid_t, slots: &[*mut u8], report: RawFd) -> ! {
-        // SAFETY: setpgid, prctl, getppid, sigprocmask, signal, dup2, fcntl, syscall(close_range),
+        // SAFETY: setpgid, prctl, getppid, sigaction, sigprocmask, signal, dup2, fcntl, syscall(close_range),
         // setrlimit, getpid, execve, write and _exit are async-signal-safe; the pointers are to memory
         // allocated before fork and owned by `self`, which outlives this function (it never returns).
         unsafe {
@@ -410,6 +497,19 @@ impl Plan {
             }
             #[cfg(not(target_os = "linux"))]
             let _ = parent;
+            // devserve's handlers go before any signal is unblocked: one of them running here
+            // would report the child's signal as devserve's own.
+            for signal in crate::signals::HANDLED {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction != libc::SIG_DFL
+                    && old.sa_sigaction != libc::SIG_IGN
+                {
+                    let mut default: libc::sigaction = std::mem::zeroed();
+                    default.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(signal, &default, std::ptr::null_mut());
+                }
+            }
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());

@@ -65,10 +65,12 @@ pub(super) struct Trial {
 }
 
 /// A connection's process.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(super) struct Live {
     pub(super) program: u64,
     peer: Option<SocketAddr>,
+    /// Its exec report, read once it has exited (see [`crate::spawn::exec_failure`]).
+    report: Option<std::fs::File>,
 }
 
 impl PerConnection {
@@ -180,21 +182,28 @@ impl<P: Procs> Supervisor<P> {
         let Some(program) = program else {
             return Err(crate::spawn::SpawnError::Setup(std::io::Error::other("no program serves")));
         };
-        let pid = program.start_connection(
+        let (pid, report) = program.start_connection(
             connection.stream.as_raw_fd(),
             connection.peer,
             stdio,
             &mut self.procs,
         )?;
-        connections.live.insert(pid, Live { program: program.id, peer: connection.peer });
+        connections.live.insert(pid, Live { program: program.id, peer: connection.peer, report });
         Ok(pid)
     }
 
     /// A connection's process was reaped.
     pub(super) fn connection_exited(&mut self, generation: u64, pid: Pid, status: ExitStatus, now: Instant) {
         let live = self.connections.live.remove(&pid);
+        let program = self.config.command.first().cloned().unwrap_or_default();
+        let (peer, report) = live.map_or((None, None), |l| (l.peer, l.report));
+        let failure = report.and_then(|r| crate::spawn::exec_failure(r, &program));
+        let status_text = match &failure {
+            Some(e) => format!("could not start: {e}"),
+            None => status.to_string(),
+        };
         if let Some(trial) = self.connections.trial.take_if(|t| t.pid == pid) {
-            self.judge_trial(trial, status, now);
+            self.judge_trial(trial, status, status_text, now);
             return;
         }
         self.release_connection();
@@ -202,14 +211,15 @@ impl<P: Procs> Supervisor<P> {
             self.out.report(Report::ConnectionFailed {
                 generation,
                 pid: pid.as_raw(),
-                peer: live.and_then(|l| l.peer).map(|p| p.to_string()),
-                status: status.to_string(),
+                peer: peer.map(|p| p.to_string()),
+                status: status_text,
             });
         }
     }
 
-    /// The trial's process ended: the candidate serves, or is rolled back (see the module doc).
-    fn judge_trial(&mut self, trial: Trial, status: ExitStatus, now: Instant) {
+    /// The trial's process ended (`status`, or `status_text` when it could not exec): the
+    /// candidate serves, or is rolled back (see the module doc).
+    fn judge_trial(&mut self, trial: Trial, status: ExitStatus, status_text: String, now: Instant) {
         let used = transfer(&trial.stream);
         let wrote = used.is_some_and(|u| u.wrote);
         let is_candidate = self.connections.candidate.as_ref().is_some_and(|c| c.id == trial.program);
@@ -221,8 +231,10 @@ impl<P: Procs> Supervisor<P> {
             self.release_connection();
             return;
         }
-        let rerun = used.is_some_and(|u| !u.read) && self.shutdown.is_none();
-        let reason = format!("its first connection's process {status} having written nothing");
+        // A process that could not exec never touched the connection, counters or not.
+        let untouched = status_text.starts_with("could not start") || used.is_some_and(|u| !u.read);
+        let rerun = untouched && self.shutdown.is_none();
+        let reason = format!("its first connection's process {status_text}, having written nothing");
         if is_candidate {
             self.reject_candidate(trial.program, reason, rerun);
         }
