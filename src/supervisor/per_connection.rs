@@ -59,7 +59,7 @@ pub(super) struct PerConnection {
 pub(super) struct Trial {
     pid: Pid,
     program: u64,
-    stream: OwnedFd,
+    pub(super) stream: OwnedFd,
     peer: Option<SocketAddr>,
     started: Instant,
 }

@@ -654,3 +654,178 @@ fn max_requests_starts_the_replacement_first_and_retires_the_worker_once_it_is_r
     h.exit(old, ExitStatus::Code(0));
     assert_eq!(h.workers(1).len(), 1, "one worker again, never one fewer");
 }
+
+// `--accept`: a process per connection (`per_connection.rs`).
+
+/// A connected TCP pair: (the client's end, the end devserve accepted).
+fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (accepted, _) = listener.accept().expect("accept");
+    (client, accepted)
+}
+
+impl Harness {
+    /// A connection arrives; returns the client's end and the pid started for it.
+    fn connection(&mut self) -> (std::net::TcpStream, Pid) {
+        let (client, accepted) = tcp_pair();
+        let peer = accepted.peer_addr().ok();
+        let before = self.sup.procs.spawned.len();
+        self.event(Event::Connection(crate::event::Connection { stream: accepted.into(), peer }));
+        let (pid, _, _) = self.sup.procs.spawned.get(before).cloned().expect("a process for the connection");
+        (client, pid)
+    }
+
+    fn program_of(&self, pid: Pid) -> Option<u64> {
+        match self.sup.procs.owners.get(&pid) {
+            Some(Owner::Connection { generation }) => Some(*generation),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn accept_the_first_program_serves_at_once_and_each_connection_gets_its_process() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "--accept"]);
+    h.start();
+    assert_eq!(h.last("program_ready")["serving"], serde_json::Value::Null);
+    let (_a, first) = h.connection();
+    let (_b, second) = h.connection();
+    assert_ne!(first, second);
+    assert_eq!((h.program_of(first), h.program_of(second)), (Some(1), Some(1)));
+    h.exit(first, CRASH);
+    assert_eq!(h.last("connection_failed")["pid"], first.as_raw());
+    h.exit(second, ExitStatus::Code(0));
+    assert_eq!(h.count("connection_failed"), 1, "a clean exit says nothing");
+}
+
+#[test]
+fn accept_a_new_program_is_tried_on_one_connection_while_the_others_keep_the_serving_one() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "--accept"]);
+    h.start();
+    h.change();
+    assert_eq!(h.last("program_ready")["serving"], 1);
+    let (_trial_client, trial) = h.connection();
+    let (_other_client, other) = h.connection();
+    assert_eq!(h.program_of(trial), Some(2), "the next connection is the candidate's trial");
+    assert_eq!(h.program_of(other), Some(1), "the others keep the serving program meanwhile");
+    h.exit(trial, ExitStatus::Code(0));
+    assert_eq!(h.last("program_serving")["generation"], 2);
+    assert_eq!(h.last("program_serving")["replaced"], 1);
+    let (_next_client, next) = h.connection();
+    assert_eq!(h.program_of(next), Some(2));
+}
+
+#[test]
+fn accept_a_trial_that_fails_having_touched_nothing_is_rolled_back_and_its_connection_rerun() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "--accept"]);
+    h.start();
+    h.change();
+    let (_client, trial) = h.connection();
+    let before = h.sup.procs.spawned.len();
+    h.exit(trial, CRASH);
+    let rolled = h.last("program_rolled_back");
+    assert_eq!(
+        (rolled["generation"].clone(), rolled["serving"].clone(), rolled["rerun"].clone()),
+        (2.into(), 1.into(), true.into())
+    );
+    let (rerun, _, _) = h.sup.procs.spawned.get(before).cloned().expect("the connection started again");
+    assert_eq!(h.program_of(rerun), Some(1), "the serving program gets the same connection");
+    let (_c, next) = h.connection();
+    assert_eq!(h.program_of(next), Some(1), "no candidate any more");
+}
+
+#[test]
+fn accept_a_trial_that_read_its_request_is_not_rerun_and_one_that_stays_up_passes() {
+    use std::io::{Read, Write};
+    let mut h = harness(&["-l", "127.0.0.1:0", "--accept"]);
+    h.start();
+    h.change();
+    let (mut client, trial) = h.connection();
+    client.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("send");
+    // The trial's process read the request: a copy of the connection stands in for it.
+    let trial_stream =
+        h.sup.connections.trial.as_ref().map(|t| t.stream.try_clone().expect("dup")).expect("a trial");
+    let mut process_end = std::net::TcpStream::from(trial_stream);
+    let mut head = [0u8; 4];
+    process_end.read_exact(&mut head).expect("read");
+    let before = h.sup.procs.spawned.len();
+    h.exit(trial, CRASH);
+    assert_eq!(h.last("program_rolled_back")["rerun"], false);
+    assert_eq!(h.sup.procs.spawned.len(), before, "a connection already read is not run again");
+    // A later build whose trial stays up for the ready delay serves.
+    h.change();
+    let (_c, slow) = h.connection();
+    assert_eq!(h.program_of(slow), Some(3));
+    h.at(Duration::from_secs(2));
+    assert_eq!(h.last("program_serving")["generation"], 3);
+}
+
+#[test]
+fn accept_a_stop_signals_every_connection_process_and_kills_them_at_the_stop_timeout() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "--accept", "--stop-timeout", "1s"]);
+    h.start();
+    let (_a, first) = h.connection();
+    h.event(Event::Request(Request::Stop));
+    assert!(h.term_sent(first));
+    h.at(Duration::from_secs(2));
+    assert!(h.sup.procs.was_signalled(first, Signal::SIGKILL));
+    h.exit(first, ExitStatus::Signal(Signal::SIGKILL));
+    assert!(h.sup.finished());
+}
+
+// Upgrades (`upgrades.rs`): the policy, with a fake process table standing in for the new
+// devserve.
+
+impl Harness {
+    /// Asks for an upgrade; returns the pid of the new devserve.
+    fn upgrade(&mut self) -> Pid {
+        self.sup.upgrades.exe = Some("/bin/true".into());
+        self.event(Event::Request(Request::Upgrade));
+        self.sup.procs.pid_of(Owner::Successor).expect("a new devserve")
+    }
+}
+
+#[test]
+fn upgrade_the_old_devserve_serves_until_the_new_one_does_then_retires_and_forwards() {
+    let mut h = harness(&["-l", "127.0.0.1:0"]);
+    h.start();
+    h.ready(1);
+    let worker = h.workers(1)[0];
+    let new = h.upgrade();
+    assert_eq!(h.serving(), Some(1), "serving while the new one starts");
+    assert!(!h.term_sent(worker));
+    h.event(Event::Successor { pid: new, news: crate::event::SuccessorNews::Ready });
+    assert_eq!(h.last("upgrade_done")["pid"], new.as_raw());
+    assert!(h.term_sent(worker), "its own generation drains and stops");
+    assert!(h.sup.upgrades.anchored);
+    h.change();
+    assert_eq!(h.next(), None, "an anchor builds and starts nothing");
+    h.event(Event::Request(Request::Reload));
+    assert!(h.sup.procs.was_signalled(new, Signal::SIGHUP), "requests go to the devserve that serves");
+    h.exit_all(1);
+    h.event(Event::Request(Request::Stop));
+    assert!(h.term_sent(new));
+    assert!(!h.sup.finished(), "waits for the devserve that serves");
+    h.exit(new, ExitStatus::Code(0));
+    assert_eq!(h.last("upgrade_serving_stopped")["pid"], new.as_raw());
+    assert!(h.sup.finished());
+}
+
+#[test]
+fn upgrade_a_new_devserve_that_fails_changes_nothing() {
+    let mut h = harness(&["-l", "127.0.0.1:0"]);
+    h.start();
+    h.ready(1);
+    let worker = h.workers(1)[0];
+    let new = h.upgrade();
+    h.event(Event::Request(Request::Upgrade));
+    assert_eq!(h.last("upgrade_busy")["pid"], new.as_raw(), "one upgrade at a time");
+    h.exit(new, CRASH);
+    assert!(h.last("upgrade_failed")["reason"].as_str().is_some_and(|r| r.contains("status 1")));
+    assert_eq!(h.serving(), Some(1));
+    assert!(!h.term_sent(worker));
+    assert!(!h.sup.upgrades.anchored);
+    h.change();
+    assert_eq!(h.next(), Some(2), "still building and swapping");
+}

@@ -240,7 +240,8 @@ impl<P: Procs> Supervisor<P> {
             }
         }
         if let Some(serving) = &self.upgrades.serving {
-            let _ = kill(serving.pid, signal);
+            // It leads its own process group, of which it is the only member.
+            self.procs.signal(serving.pid, signal);
         }
         true
     }
