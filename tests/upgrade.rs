@@ -155,3 +155,18 @@ fn kill_9_of_the_first_devserve_after_an_upgrade_leaves_nothing() {
     devserve.kill();
     assert!(wait_until(WAIT, || everything.iter().all(|pid| !is_alive(*pid))), "left: {everything:?}");
 }
+
+#[test]
+fn kill_9_of_the_devserve_that_serves_ends_the_run_and_leaves_nothing() {
+    let dir = temp_dir("upgrade-kill-new");
+    let mut devserve = start(dir.path(), &["--proxy", "127.0.0.1:0"]);
+    upgrade(dir.path());
+    devserve.wait_event("upgrade_done", |_| true);
+    let serving = pidfile_pid(dir.path());
+    let everything = descendants(devserve.pid());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(serving), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill");
+    let status = devserve.wait_exit();
+    assert_eq!(status.code(), Some(1), "the run ends with a failure: {}", devserve.output());
+    assert!(wait_until(WAIT, || everything.iter().all(|pid| !is_alive(*pid))), "left: {everything:?}");
+}
