@@ -167,6 +167,13 @@ fn connections_beyond_max_connections_wait_in_the_queue_and_are_all_served() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(most, 2, "at most --max-connections processes");
+    // The status table shows the connection processes running.
+    devserve.signal("USR1");
+    let status = devserve.wait_event("status", |_| true);
+    let connections = &status["table"]["connections"];
+    assert_eq!(connections["max_connections"], 2, "{status}");
+    assert_eq!(connections["live"][0][0], 1, "{status}");
+    assert!(connections["live"][0][1].as_u64().is_some_and(|n| n >= 1), "{status}");
     for stream in streams {
         let text = answer(stream);
         assert!(text.starts_with("HTTP/1.1 200"), "every connection served, none refused: {text:?}");
