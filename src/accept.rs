@@ -16,7 +16,9 @@
 //!   rollback of a new program (see the supervisor's `per_connection`) rests on it.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+#[cfg(target_os = "linux")]
+use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -182,11 +184,11 @@ pub fn transfer(_stream: &OwnedFd) -> Option<Transfer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
+    #[cfg(target_os = "linux")]
     fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-        let start = Instant::now();
+        let start = std::time::Instant::now();
         while !done() {
             assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(5));
@@ -196,6 +198,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_counters_tell_what_a_process_did_with_its_connection() {
+        use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (mut server, _) = listener.accept().expect("accept");
