@@ -38,6 +38,10 @@ fn run(mut args: Vec<OsString>) -> ExitCode {
     if args.get(1).is_some_and(|a| a == "init") {
         return init(&Output::new(false), &args[2..]);
     }
+    // `devserve ca create|path|install|uninstall`: the local certificate authority.
+    if args.get(1).is_some_and(|a| a == "ca") {
+        return ca(&Output::new(false), &args[2..]);
+    }
     let out = Output::new(false);
     let matches = match cli::Cli::command().try_get_matches_from(&args) {
         Ok(matches) => matches,
@@ -128,7 +132,7 @@ fn check_and_describe(out: &Output, loaded: Result<config::Config, Vec<config::P
 }
 
 /// The words that are devserve's verbs, never a program's name unless after `--`.
-const VERBS: [&str; 2] = ["check", "init"];
+const VERBS: [&str; 3] = ["check", "init", "ca"];
 
 /// Before a run: what zero-config found (the equivalent command line, where each value came
 /// from), and a hint when the app reloads itself.
@@ -180,6 +184,58 @@ fn init(out: &Output, rest: &[OsString]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => run_error(out, &format!("cannot write {}: {e}", config::DEFAULT_FILE)),
+    }
+}
+
+/// Built without the `https` feature: no local CA.
+#[cfg(not(feature = "https"))]
+fn ca(out: &Output, _rest: &[OsString]) -> ExitCode {
+    usage_error(
+        out,
+        &["this devserve was built without HTTPS (cargo's `https` feature): no `devserve ca`".into()],
+    )
+}
+
+/// `devserve ca ACTION` (see [`cli::CaCli`] and `crate::ca`).
+#[cfg(feature = "https")]
+fn ca(out: &Output, rest: &[OsString]) -> ExitCode {
+    use crate::ca::{self as local_ca, LocalCa};
+    let argv = std::iter::once(OsString::from("devserve ca")).chain(rest.iter().cloned());
+    let parsed = match <cli::CaCli as clap::Parser>::try_parse_from(argv) {
+        Ok(parsed) => parsed,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => return usage_error(out, &[cli::one_line(&e.to_string())]),
+    };
+    let dir = match local_ca::data_dir() {
+        Ok(dir) => dir,
+        Err(e) => return run_error(out, &e.to_string()),
+    };
+    let result = match parsed.action {
+        cli::CaAction::Create { names, force } => LocalCa::create(&dir, &names, force).map(|ca| {
+            let path = ca.cert_path.display().to_string();
+            out.report(Report::CaCreated { path, names });
+        }),
+        cli::CaAction::Path => LocalCa::load_or_create(&dir).map(|ca| {
+            output::stdout(format!("{}\n", ca.cert_path.display()).as_bytes());
+        }),
+        cli::CaAction::Install => LocalCa::load_or_create(&dir).and_then(|ca| {
+            let system = local_ca::system_commands(&ca.cert_path);
+            let installed = local_ca::install_nss(&ca.cert_path);
+            let db = installed.as_ref().ok().map(|db| db.display().to_string());
+            out.report(Report::CaInstalled { path: ca.cert_path.display().to_string(), nss: db, system });
+            installed.map(|_| ())
+        }),
+        cli::CaAction::Uninstall => local_ca::uninstall_nss().map(|removed| {
+            let db = local_ca::nss_db().map(|db| db.display().to_string()).unwrap_or_default();
+            out.report(Report::CaUninstalled { nss: db, removed });
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(crate::ca::CaError::Exists { path }) => {
+            usage_error(out, &[crate::ca::CaError::Exists { path }.to_string()])
+        }
+        Err(e) => run_error(out, &e.to_string()),
     }
 }
 

@@ -59,6 +59,39 @@ pub enum Apply {
     NextStart,
 }
 
+/// `devserve ca ACTION`: the local certificate authority (see `crate::ca`).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "devserve ca",
+    about = "devserve's local certificate authority, for HTTPS on local names only"
+)]
+pub struct CaCli {
+    #[command(subcommand)]
+    pub action: CaAction,
+}
+
+/// What `devserve ca` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum CaAction {
+    /// Make the local CA: it can vouch for localhost, *.localhost, loopback and private addresses,
+    /// and each --name, nothing else
+    Create {
+        /// Also allow this DNS name (and its subdomains) or IP range, e.g. dev.test or 192.0.2.0/24
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// Replace an existing CA (trust the new one again)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the CA certificate's path, making the CA on first use
+    Path,
+    /// Trust the CA for this user (the NSS database of Chromium and Firefox, with certutil) and
+    /// print the commands that trust it system-wide
+    Install,
+    /// Remove the CA from this user's NSS database
+    Uninstall,
+}
+
 /// How `--accept` gives a process its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AcceptMode {
@@ -124,7 +157,8 @@ fn verbs(long: bool) -> String {
         "{}\n\
          \x20 devserve        with no COMMAND: runs the project it recognises here\n\
          \x20 devserve check  validates, and shows what would run, like nginx -t\n\
-         \x20 devserve init   writes a devserve.toml for the project in this folder",
+         \x20 devserve init   writes a devserve.toml for the project in this folder\n\
+         \x20 devserve ca     the local CA for HTTPS: create, path, install, uninstall",
         heading("Verbs")
     );
     if long {

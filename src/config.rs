@@ -733,6 +733,7 @@ pub fn describe(config: &Config) -> CheckDescription {
             address: proxy.addr.to_string(),
             auto_up_to: proxy.auto.then_some(crate::sockets::AUTO_PROXY_LAST_PORT),
             raw_tcp: proxy.raw_tcp,
+            tls: proxy.tls,
             app_port: config.app_port,
             allowed_hosts: config.allowed_hosts.clone(),
         },

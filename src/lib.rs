@@ -15,7 +15,7 @@
 //!    the [`config::Config`] the supervisor runs with.
 //! 4. [`generation`], [`build`], [`procs`]: a set of workers, a build, the process table.
 //! 5. [`spawn`], [`sockets`], [`readiness`], [`watch`], [`signals`], [`keys`], [`sentinel`],
-//!    [`runtime`], [`control`], [`proxy`], [`ports`], [`accept`], [`upgrade`]: one OS concern each; [`detect`]: what a
+//!    [`runtime`], [`control`], [`proxy`], [`ports`], [`accept`], [`upgrade`], [`ca`]: one OS concern each; [`detect`]: what a
 //!    folder holds and how devserve would run it (zero-config).
 //! 6. [`event`], [`output`]: the messages the threads send the supervisor, and what devserve
 //!    prints.
@@ -23,6 +23,8 @@
 pub(crate) mod accept;
 pub mod app;
 pub(crate) mod build;
+#[cfg(feature = "https")]
+pub(crate) mod ca;
 pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod control;
@@ -69,6 +71,7 @@ mod layering {
         ("ports", 5),
         ("accept", 5),
         ("upgrade", 5),
+        ("ca", 5),
         ("event", 6),
         ("output", 6),
     ];

@@ -58,6 +58,8 @@ pub struct ProxySpec {
     pub addr: ListenAddr,
     /// `tcp:ADDR`: connections are forwarded as bytes (gRPC/h2c, databases), not as HTTP.
     pub raw_tcp: bool,
+    /// `https://ADDR`: TLS (HTTP/2 and HTTP/1.1) with a certificate from the local CA.
+    pub tls: bool,
     /// `auto`: [`AUTO_PROXY`], or the next free port up to [`AUTO_PROXY_LAST_PORT`].
     pub auto: bool,
 }
@@ -69,21 +71,26 @@ pub const AUTO_PROXY: std::net::SocketAddr =
 /// The last port `--proxy auto` moves up to when the ones before are taken.
 pub const AUTO_PROXY_LAST_PORT: u16 = 8099;
 
-/// Parses `--proxy`: `127.0.0.1:8080`, `:8080`, `[::1]:0`, `tcp:127.0.0.1:5432`, or `auto`
-/// (127.0.0.1:8080, or the next free port up to 8099).
+/// Parses `--proxy`: `127.0.0.1:8080`, `:8080`, `[::1]:0`, `https://127.0.0.1:8443` (TLS),
+/// `tcp:127.0.0.1:5432`, or `auto` (127.0.0.1:8080, or the next free port up to 8099).
 pub fn parse_proxy(text: &str) -> Result<ProxySpec, String> {
     if text == "auto" {
-        return Ok(ProxySpec { addr: ListenAddr::Tcp(AUTO_PROXY), raw_tcp: false, auto: true });
+        return Ok(ProxySpec { addr: ListenAddr::Tcp(AUTO_PROXY), raw_tcp: false, tls: false, auto: true });
     }
-    let (raw_tcp, rest) = match text.strip_prefix("tcp:") {
-        Some(rest) => (true, rest),
-        None => (false, text),
+    let (raw_tcp, tls, rest) = if let Some(rest) = text.strip_prefix("tcp:") {
+        (true, false, rest)
+    } else if let Some(rest) = text.strip_prefix("https://") {
+        (false, true, rest.trim_end_matches('/'))
+    } else if let Some(rest) = text.strip_prefix("http://") {
+        (false, false, rest.trim_end_matches('/'))
+    } else {
+        (false, false, text)
     };
     match parse_listen_addr(rest)? {
         ListenAddr::Unix(_) => {
             Err(format!("`{text}`: the front door listens on TCP; use e.g. 127.0.0.1:8080"))
         }
-        addr => Ok(ProxySpec { addr, raw_tcp, auto: false }),
+        addr => Ok(ProxySpec { addr, raw_tcp, tls, auto: false }),
     }
 }
 

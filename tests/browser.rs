@@ -70,8 +70,9 @@ struct Browser {
 }
 
 impl Browser {
-    /// Starts the driver and Chromium (with the extra flags `args`), or says why it cannot.
-    fn start(args: &[&str]) -> Result<Browser, String> {
+    /// Starts the driver and Chromium (with the extra flags `args` and environment `env`), or says
+    /// why it cannot.
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Result<Browser, String> {
         let chromium = find_program(
             "CHROMIUM",
             &["/usr/lib/chromium/chromium", "chromium", "chromium-browser", "google-chrome"],
@@ -81,6 +82,7 @@ impl Browser {
             .ok_or("chromedriver is not installed (apt-get install chromium-driver)")?;
         let mut child = Command::new("python3")
             .arg(browser_dir().join("drive.py"))
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -183,13 +185,18 @@ impl Drop for Browser {
 /// A browser, with the lock that keeps it the only one (keep the guard while it runs), or `None`
 /// after a visible `SKIP:` line when `DEVSERVE_SKIP_BROWSER=1` allows it.
 fn browser_or_skip(test: &str) -> Option<(MutexGuard<'static, ()>, Browser)> {
-    browser_or_skip_with(test, &[])
+    browser_or_skip_with(test, &[], &[])
 }
 
-/// [`browser_or_skip`] with extra Chromium flags (`--host-resolver-rules=…`).
-fn browser_or_skip_with(test: &str, args: &[&str]) -> Option<(MutexGuard<'static, ()>, Browser)> {
+/// [`browser_or_skip`] with extra Chromium flags (`--host-resolver-rules=…`) and environment
+/// (`HOME`, whose NSS database Chromium trusts).
+fn browser_or_skip_with(
+    test: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Option<(MutexGuard<'static, ()>, Browser)> {
     let one = ONE_BROWSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    match Browser::start(args) {
+    match Browser::start(args, env) {
         Ok(browser) => Some((one, browser)),
         Err(why) if std::env::var_os("DEVSERVE_SKIP_BROWSER").is_some() => {
             eprintln!("SKIP: {test}: {why} (DEVSERVE_SKIP_BROWSER is set)");
@@ -215,12 +222,19 @@ echo build ok
 /// devserve behind `--proxy proxy` (e.g. `127.0.0.1:0`) running the app in `dir` with a build;
 /// returns it and the proxy's address once gen 1 is ready.
 fn start_devserve(dir: &Path, proxy: &str) -> (Devserve, String) {
+    start_devserve_with(dir, proxy, &[])
+}
+
+/// [`start_devserve`] with more environment (`HOME`, for the local CA).
+fn start_devserve_with(dir: &Path, proxy: &str, env: &[(&str, &str)]) -> (Devserve, String) {
     write(&dir.join("build.sh"), BUILD);
     let app = browser_dir().join("app.py");
     let app = app.to_str().expect("utf-8 path");
     let args =
         ["--proxy", proxy, "--log-format", "json", "-w", ".", "-b", "sh build.sh", "--", "python3", app];
-    let devserve = Devserve::start(dir, &args, &[("APP_START_DELAY_MS", "700")]);
+    let mut env = env.to_vec();
+    env.push(("APP_START_DELAY_MS", "700"));
+    let devserve = Devserve::start(dir, &args, &env);
     let addr =
         devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
@@ -623,6 +637,7 @@ fn a_page_on_another_site_cannot_include_the_apps_script_nor_rebind_to_it() {
     let Some((_one, mut browser)) = browser_or_skip_with(
         "a_page_on_another_site_cannot_include_the_apps_script_nor_rebind_to_it",
         &["--host-resolver-rules=MAP other.test 127.0.0.1"],
+        &[],
     ) else {
         return;
     };
@@ -677,4 +692,43 @@ fn a_page_on_another_site_cannot_include_the_apps_script_nor_rebind_to_it() {
     }
 
     assert!(holes.is_empty(), "{} hole(s):\n- {}\n{}", holes.len(), holes.join("\n- "), context());
+}
+
+#[test]
+fn an_https_page_loads_over_http2_with_no_warning_once_the_ca_is_trusted_and_a_save_reloads_it_once() {
+    // A HOME of its own: the local CA, and the NSS database Chromium reads, both made here.
+    let home = temp_dir("browser-https-home");
+    let home_text = home.path().to_str().expect("utf-8").to_owned();
+    let installed = run_to_completion(
+        Command::new(devserve_bin())
+            .args(["ca", "install"])
+            .env("HOME", &home_text)
+            .env_remove("XDG_DATA_HOME"),
+    );
+    assert_eq!(installed.code(), 0, "devserve ca install: {}", installed.stderr);
+    let env = [("HOME", home_text.as_str())];
+    let Some((_one, mut browser)) = browser_or_skip_with(
+        "an_https_page_loads_over_http2_with_no_warning_once_the_ca_is_trusted_and_a_save_reloads_it_once",
+        &[],
+        &env,
+    ) else {
+        return;
+    };
+    let dir = temp_dir("browser-https");
+    write(&dir.join("version.txt"), "v1");
+    let (devserve, addr) = start_devserve_with(&dir, "https://127.0.0.1:0", &env);
+    let port = addr.rsplit(':').next().expect("port");
+    let context = tail(&devserve);
+    // A certificate warning would be Chromium's own interstitial, without the app's page.
+    browser.open(&format!("https://localhost:{port}/"));
+    assert_eq!(browser.wait("the client connected", connected(), &context), "shared-worker");
+    assert_eq!(browser.eval(VERSION_JS), "v1");
+    let protocol = browser.eval("return performance.getEntriesByType('navigation')[0].nextHopProtocol");
+    assert_eq!(protocol, "h2", "{}", context());
+    write(&dir.join("version.txt"), "v2");
+    browser.wait("v2", &version_is("v2"), &context);
+    let loads = browser.eval(LOADS_JS);
+    let loaded: Vec<u64> =
+        loads.as_array().expect("loads").iter().map(|l| l["gen"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(loaded, [1, 2], "one reload, straight to gen 2: {loads}");
 }

@@ -34,6 +34,8 @@ pub enum FrontDoor {
         /// `auto`: the last port it may move up to.
         auto_up_to: Option<u16>,
         raw_tcp: bool,
+        /// `https://`: TLS with a certificate from the local CA.
+        tls: bool,
         /// `--app-port`, else a port for each worker.
         app_port: Option<u16>,
         /// The `--allowed-host` names (`all`: every check off).
@@ -79,8 +81,12 @@ impl CheckDescription {
 impl FrontDoor {
     fn words(&self) -> String {
         match self {
-            FrontDoor::Proxy { address, auto_up_to, raw_tcp, app_port, allowed_hosts } => {
-                let kind = if *raw_tcp { "raw TCP" } else { "HTTP" };
+            FrontDoor::Proxy { address, auto_up_to, raw_tcp, tls, app_port, allowed_hosts } => {
+                let kind = match (*raw_tcp, *tls) {
+                    (true, _) => "raw TCP",
+                    (false, true) => "HTTPS, HTTP/2 and HTTP/1.1, a certificate from the local CA",
+                    (false, false) => "HTTP",
+                };
                 let port = match app_port {
                     Some(port) => format!("the app's own port {port} (--app-port)"),
                     None => "a port for each worker (PORT, {port})".to_owned(),

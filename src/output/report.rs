@@ -45,9 +45,19 @@ pub enum Report {
         name: String,
     },
     /// The front door listens (`--proxy`).
+    /// `--proxy https://`: the certificate's names, the CA that signed it, and whether this user's
+    /// browsers (their NSS database) trust that CA.
+    #[cfg_attr(not(feature = "https"), allow(dead_code))]
+    ProxyCertificate {
+        ca: String,
+        names: Vec<String>,
+        trusted: bool,
+    },
     ProxyListening {
         address: String,
         raw_tcp: bool,
+        /// `https://`: TLS, HTTP/2 and HTTP/1.1.
+        tls: bool,
     },
     /// New requests now go to `generation`'s workers; `held`, `retried` and `failed` count the
     /// requests of the period before (the swap).
@@ -213,6 +223,26 @@ pub enum Report {
         /// `start_ms` is then that delay, not a measurement.
         assumed_after_ms: Option<u128>,
         cause: String,
+    },
+    /// `devserve ca create`: the local CA is at `path`, allowed `names` besides the local ones.
+    #[cfg_attr(not(feature = "https"), allow(dead_code))]
+    CaCreated {
+        path: String,
+        names: Vec<String>,
+    },
+    /// `devserve ca install`: trusted in the NSS database `nss` (`None`: it could not be), and the
+    /// commands that trust it system-wide.
+    #[cfg_attr(not(feature = "https"), allow(dead_code))]
+    CaInstalled {
+        path: String,
+        nss: Option<String>,
+        system: Vec<String>,
+    },
+    /// `devserve ca uninstall`: removed from the NSS database (`removed` false: it was not there).
+    #[cfg_attr(not(feature = "https"), allow(dead_code))]
+    CaUninstalled {
+        nss: String,
+        removed: bool,
     },
     /// An upgrade: the devserve binary at `path` was started as `pid` on the held sockets.
     UpgradeStarting {
@@ -442,8 +472,25 @@ impl Report {
             Report::Listening { address, fd, name } => {
                 one(Tone::Info, format!("listening on {address} (fd {fd}, {name})"))
             }
-            Report::ProxyListening { address, raw_tcp } => {
-                let kind = if *raw_tcp { "raw TCP" } else { "HTTP" };
+            Report::ProxyCertificate { ca, names, trusted } => {
+                let trust = if *trusted {
+                    String::new()
+                } else {
+                    "; browsers do not trust it yet: `devserve ca install` (or curl --cacert CA)".to_owned()
+                };
+                one(
+                    Tone::Info,
+                    format!("https: a certificate for {} from the local CA {ca}{trust}", names.join(", ")),
+                )
+            }
+            Report::ProxyListening { address, raw_tcp, tls } => {
+                let kind = if *raw_tcp {
+                    "raw TCP"
+                } else if *tls {
+                    "HTTPS: HTTP/2 and HTTP/1.1"
+                } else {
+                    "HTTP"
+                };
                 one(Tone::Info, format!("proxy on {address} ({kind}; each worker gets a port of its own)"))
             }
             Report::ProxyRouting { address, generation, upstreams, held, retried, failed } => {
@@ -555,6 +602,34 @@ impl Report {
                 Some((Tone::Info, lines))
             }
             Report::SelfReloading { hint } => one(Tone::Warn, format!("two reloaders: {hint}")),
+            Report::CaCreated { path, names } => {
+                let extra =
+                    if names.is_empty() { String::new() } else { format!(" and {}", names.join(", ")) };
+                one(
+                    Tone::Good,
+                    format!(
+                        "local CA made: {path}; it can vouch for localhost, *.localhost, loopback and private \
+                         addresses{extra}, nothing else. `devserve ca install` trusts it"
+                    ),
+                )
+            }
+            Report::CaInstalled { path, nss, system } => {
+                let mut lines = vec![match nss {
+                    Some(db) => {
+                        format!("trusted {path} for this user in {db} (Chromium, Firefox; restart them)")
+                    }
+                    None => format!("could not trust {path} for this user (see below)"),
+                }];
+                lines.push("system-wide (needs root; devserve does not run it):".to_owned());
+                lines.extend(system.iter().map(|command| format!("  {command}")));
+                Some((Tone::Info, lines))
+            }
+            Report::CaUninstalled { nss, removed: true } => {
+                one(Tone::Info, format!("removed devserve's local CA from {nss}"))
+            }
+            Report::CaUninstalled { nss, removed: false } => {
+                one(Tone::Info, format!("devserve's local CA was not trusted in {nss}: nothing to remove"))
+            }
             Report::ConfigWritten { file, kind } => one(
                 Tone::Good,
                 format!("wrote {file} for {kind}; `devserve check` shows what would run, `devserve` runs it"),

@@ -61,7 +61,30 @@ pub struct ProxyConfig {
     /// `0..=J` of its own) requests, [`ProxyEvent::Recycle`] says so, once; it keeps being routed
     /// to until the supervisor removes it.
     pub max_requests: Option<(u32, u32)>,
+    /// `--proxy https://ADDR`: the TLS server configuration (certificate, ALPN `h2` and
+    /// `http/1.1`). `None`: plain TCP (HTTP/1.1, and HTTP/2 with prior knowledge).
+    pub tls: Option<TlsConfig>,
 }
+
+/// The front door's TLS configuration, shared; two are equal when they are the same one.
+#[cfg(feature = "https")]
+#[derive(Debug, Clone)]
+pub struct TlsConfig(pub std::sync::Arc<rustls::ServerConfig>);
+
+/// Built without the `https` feature: there is no TLS configuration.
+#[cfg(not(feature = "https"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsConfig {}
+
+#[cfg(feature = "https")]
+impl PartialEq for TlsConfig {
+    fn eq(&self, other: &TlsConfig) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[cfg(feature = "https")]
+impl Eq for TlsConfig {}
 
 impl Default for ProxyConfig {
     fn default() -> Self {
@@ -75,6 +98,7 @@ impl Default for ProxyConfig {
             upstream_timeout: None,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_requests: None,
+            tls: None,
         }
     }
 }
@@ -82,7 +106,8 @@ impl Default for ProxyConfig {
 /// What the proxy routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProxyMode {
-    /// HTTP/1.1 reverse proxy: each request is routed on its own.
+    /// HTTP reverse proxy (HTTP/1.1, HTTP/2 over TLS or with prior knowledge): each request is
+    /// routed on its own, to HTTP/1.1 upstreams.
     #[default]
     Http,
     /// Raw TCP: each connection is routed once and its bytes copied both ways. The same hold

@@ -70,9 +70,10 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Rewrites a client request's head for the upstream: origin-form target, no hop-by-hop headers,
-/// forwarding headers for `peer`.
-pub(crate) fn prepare_request(parts: &mut Parts, peer: SocketAddr, upgrade: bool) {
+/// Rewrites a client request's head for the upstream: origin-form target (an HTTP/2 request's
+/// `:authority` becomes its `Host`), HTTP/1.1, no hop-by-hop headers, forwarding headers for
+/// `peer` (`tls`: it came over TLS).
+pub(crate) fn prepare_request(parts: &mut Parts, peer: SocketAddr, upgrade: bool, tls: bool) {
     if !parts.headers.contains_key(header::HOST)
         && let Some(authority) = parts.uri.authority()
         && let Ok(host) = HeaderValue::from_str(authority.as_str())
@@ -85,8 +86,9 @@ pub(crate) fn prepare_request(parts: &mut Parts, peer: SocketAddr, upgrade: bool
             parts.uri = origin;
         }
     }
+    parts.version = hyper::Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    add_forwarded(&mut parts.headers, peer.ip());
+    add_forwarded(&mut parts.headers, peer.ip(), if tls { "https" } else { "http" });
 }
 
 /// Rewrites an upstream response's head for the client. A response that came with a
@@ -108,9 +110,9 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
 }
 
-/// Appends `client` to `X-Forwarded-For` and `Forwarded`; sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` unless a proxy in front already did.
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
+/// Appends `client` to `X-Forwarded-For` and `Forwarded` (with `proto`, `http` or `https`); sets
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` unless a proxy in front already did.
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
     let client = client.to_canonical();
     let host = headers.get(header::HOST).cloned();
 
@@ -139,11 +141,12 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
         }
         forwarded.push(b'"');
     }
-    forwarded.extend_from_slice(b";proto=http");
+    forwarded.extend_from_slice(b";proto=");
+    forwarded.extend_from_slice(proto.as_bytes());
     set(headers, header::FORWARDED, &forwarded);
 
     if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if !headers.contains_key(&X_FORWARDED_HOST)
         && let Some(host) = host
@@ -236,7 +239,7 @@ mod unit {
             ("forwarded", "for=203.0.113.9"),
             ("x-forwarded-proto", "https"),
         ]);
-        add_forwarded(&mut headers, "::1".parse().expect("ip"));
+        add_forwarded(&mut headers, "::1".parse().expect("ip"), "http");
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 198.51.100.2, ::1");
         assert_eq!(headers["forwarded"], "for=203.0.113.9, for=\"[::1]\";host=\"app.test:8080\";proto=http");
         assert_eq!(headers["x-forwarded-proto"], "https");
@@ -244,9 +247,17 @@ mod unit {
     }
 
     #[test]
+    fn a_request_over_tls_is_forwarded_as_https() {
+        let mut headers = map(&[("host", "localhost:8443")]);
+        add_forwarded(&mut headers, "127.0.0.1".parse().expect("ip"), "https");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert!(headers["forwarded"].to_str().expect("ascii").ends_with(";proto=https"));
+    }
+
+    #[test]
     fn mapped_ipv4_is_written_as_ipv4() {
         let mut headers = HeaderMap::new();
-        add_forwarded(&mut headers, "::ffff:192.0.2.7".parse().expect("ip"));
+        add_forwarded(&mut headers, "::ffff:192.0.2.7".parse().expect("ip"), "http");
         assert_eq!(headers["x-forwarded-for"], "192.0.2.7");
         assert_eq!(headers["forwarded"], "for=192.0.2.7;proto=http");
         assert_eq!(headers["x-forwarded-proto"], "http");

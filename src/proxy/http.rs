@@ -41,12 +41,11 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::HeaderMap;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 
 use super::guard::{self, Verdict};
 use super::inject::{self, Page, Plan};
@@ -85,27 +84,50 @@ enum Waited {
 /// How many closed-before-written pooled connections one request may run into.
 const STALE_LIMIT: u32 = 3;
 
-/// Serves one client connection (`client` in the shared state) until it closes.
-pub(crate) async fn serve_client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, client: u64) {
-    let service = service_fn(move |request| handle(Arc::clone(&shared), peer, client, request));
-    let mut builder = http1::Builder::new();
+/// Serves one client connection (`client` in the shared state) until it closes: HTTP/1.1, or
+/// HTTP/2 (over TLS by ALPN, or in clear with prior knowledge, h2c). `tls`: it came over TLS
+/// (`X-Forwarded-Proto: https`).
+pub(crate) async fn serve_client<I>(shared: Arc<Shared>, io: I, peer: SocketAddr, client: u64, tls: bool)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| handle(Arc::clone(&shared), peer, client, tls, request));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true)
         .max_buf_size(MAX_BUF_SIZE);
+    // hyper's defaults bound streams and resets (rapid reset, CVE-2023-44487) and header lists
+    // (CONTINUATION floods); set here so that they stay what they are.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     // A failed client connection (garbage, a reset) concerns that client only.
-    let _ = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+    let _ = builder.serve_connection_with_upgrades(TokioIo::new(io), service).await;
 }
+
+/// HTTP/2: streams at once per connection.
+const H2_MAX_STREAMS: u32 = 256;
+/// HTTP/2: streams reset by the client before they are answered, beyond which the connection is
+/// closed (the rapid-reset attack).
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2: the largest header list, CONTINUATION frames included.
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
 
 async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
     client: u64,
+    tls: bool,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let checks = !shared.config.allowed_hosts.any;
-    let mut response = answer(Arc::clone(&shared), peer, client, request).await;
+    let mut response = answer(Arc::clone(&shared), peer, client, tls, request).await;
     if checks && response.status() != StatusCode::SWITCHING_PROTOCOLS {
         guard::add_resource_policy(response.headers_mut());
     }
@@ -122,6 +144,7 @@ async fn answer(
     shared: Arc<Shared>,
     peer: SocketAddr,
     client: u64,
+    tls: bool,
     mut request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let html = pages::wants_html(request.headers());
@@ -141,7 +164,7 @@ async fn answer(
     let may_inject = browser_reload && !upgrade && inject::candidate(request.method(), request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
-    headers::prepare_request(&mut parts, peer, upgrade);
+    headers::prepare_request(&mut parts, peer, upgrade, tls);
     if may_inject {
         inject::ask_identity(&mut parts.headers);
     }

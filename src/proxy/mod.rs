@@ -49,8 +49,9 @@
 //! - `tests/`: end-to-end tests on loopback sockets, through [`ProxyHandle`] and the files below.
 //! - `mod.rs`: the proxy thread, its accept loop and [`ProxyHandle`]; re-exports `api`.
 //! - `tcp.rs`: raw TCP mode, one client connection routed once and copied both ways.
-//! - `http.rs`: serves HTTP/1.1 clients and forwards each request to an upstream (retries,
-//!   upgrades, the browser side).
+//! - `tls.rs`: the TLS handshake of `--proxy https://` (rustls), then `http.rs` on the stream.
+//! - `http.rs`: serves HTTP/1.1 and HTTP/2 clients and forwards each request to an upstream
+//!   (retries, upgrades, the browser side).
 //! - `tracked.rs`: the body of a forwarded response, which carries its exchange's accounting and
 //!   gives its connection back to the pool.
 //! - `state.rs`: the routing table, the pool, the in-flight accounting and the counters behind one
@@ -89,6 +90,8 @@ mod state;
 mod tcp;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "https")]
+mod tls;
 mod tracked;
 mod upstream;
 
@@ -103,6 +106,7 @@ use self::state::Shared;
 
 pub use self::api::{
     BrowserEvent, Diagnostic, EventSink, ProxyCommand, ProxyConfig, ProxyEvent, ProxyMode, ProxyStats,
+    TlsConfig,
 };
 #[cfg(test)]
 pub use self::api::{Counters, GenerationStats};
@@ -263,7 +267,13 @@ fn start_client(shared: &Arc<Shared>, stream: tokio::net::TcpStream, peer: Socke
         // Drops (and reports the client gone) however the task ends, aborted included.
         let _open = ClientOpen { shared: Arc::clone(&task_shared), id };
         match task_shared.config.mode {
-            ProxyMode::Http => http::serve_client(task_shared, stream, peer, id).await,
+            ProxyMode::Http => match task_shared.config.tls.clone() {
+                #[cfg(feature = "https")]
+                Some(tls) => tls::serve_client(task_shared, stream, peer, id, tls.0).await,
+                #[cfg(not(feature = "https"))]
+                Some(never) => match never {},
+                None => http::serve_client(task_shared, stream, peer, id, false).await,
+            },
             ProxyMode::Tcp => tcp::serve_client(task_shared, stream, peer, id).await,
         }
     });

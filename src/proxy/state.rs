@@ -598,6 +598,22 @@ impl Shared {
         true
     }
 
+    /// A TLS client failed (`kind`: `handshake`, `plain-http`, …): one line per kind a minute.
+    #[cfg_attr(not(feature = "https"), allow(dead_code))]
+    pub(crate) fn tls_problem(&self, kind: &'static str, text: String) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let key = ("tls", kind.to_owned());
+        if state.shut_down
+            || state.refusals.get(&key).is_some_and(|at| now.duration_since(*at) < REFUSAL_QUIET)
+        {
+            return;
+        }
+        state.refusals.insert(key, now);
+        drop(state);
+        (self.events)(ProxyEvent::Problem(text));
+    }
+
     /// Reports a refused request, unless the same check refused the same value less than
     /// [`REFUSAL_QUIET`] ago.
     pub(crate) fn refused(&self, refused: &Refused, text: String) {

@@ -46,6 +46,8 @@ pub(super) struct Front {
     pub(super) app_port_found: Option<u16>,
     /// `--max-requests`: replacements starting, each for the worker it replaces.
     pub(super) recycling: Vec<Recycling>,
+    /// `--proxy https://`: the front door speaks TLS.
+    pub(super) tls: bool,
 }
 
 /// A replacement worker starting for one that was sent its `--max-requests`.
@@ -272,7 +274,7 @@ impl<P: Procs> Supervisor<P> {
 
     /// The front door's address as a URL for a browser (`0.0.0.0` and `::` as `localhost`).
     pub(super) fn front_url(&self) -> Option<String> {
-        front_url(self.front.address.as_deref()?)
+        front_url(self.front.address.as_deref()?, self.front.tls)
     }
 
     /// `--open`: the front door in the user's browser, once (the first generation is ready).
@@ -387,12 +389,15 @@ impl<P: Procs> Supervisor<P> {
 }
 
 /// `http://ADDR/` for a bound address; every interface (`0.0.0.0`, `[::]`) as `localhost`.
-pub(super) fn front_url(address: &str) -> Option<String> {
+pub(super) fn front_url(address: &str, tls: bool) -> Option<String> {
     let addr: std::net::SocketAddr = address.parse().ok()?;
     let host = match addr.ip() {
         ip if ip.is_unspecified() => "localhost".to_owned(),
+        // Over TLS the name the certificate is for, and a secure context in every browser.
+        ip if tls && ip.is_loopback() => "localhost".to_owned(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         std::net::IpAddr::V4(ip) => ip.to_string(),
     };
-    Some(format!("http://{host}:{}/", addr.port()))
+    let scheme = if tls { "https" } else { "http" };
+    Some(format!("{scheme}://{host}:{}/", addr.port()))
 }

@@ -117,6 +117,8 @@ pub enum StartError {
     Accept(io::Error),
     /// Started for an upgrade, the first start failed: the devserve that started it serves on.
     Upgrade(String),
+    /// `--proxy https://`: no certificate (the local CA could not be made or read).
+    Tls(String),
 }
 
 impl fmt::Display for StartError {
@@ -132,6 +134,7 @@ impl fmt::Display for StartError {
             StartError::Walk(text) => f.write_str(text),
             StartError::Command(e) => e.fmt(f),
             StartError::Accept(e) => write!(f, "cannot accept connections: {e}"),
+            StartError::Tls(text) => write!(f, "cannot serve HTTPS: {text}"),
             StartError::Upgrade(reason) => {
                 write!(f, "upgrade: {reason}; the devserve that started this one goes on serving")
             }
@@ -261,7 +264,9 @@ fn start_front(
         ListenAddr::Tcp(addr) => addr.ip().to_string(),
         ListenAddr::AnyInterface(_) | ListenAddr::Unix(_) => String::new(),
     };
+    let tls = if spec.tls { Some(https(&proxy_host, config, out)?) } else { None };
     let proxy_config = ProxyConfig {
+        tls,
         hold_timeout: config.hold_timeout,
         mode,
         browser_reload: !config.no_browser_reload && !spec.raw_tcp,
@@ -288,16 +293,56 @@ fn start_front(
     });
     let checks_off = proxy_config.allowed_hosts.any;
     let handle = ProxyHandle::start(listener, proxy_config, sink).map_err(StartError::Proxy)?;
-    out.report(Report::ProxyListening { address: socket.bound.clone(), raw_tcp: spec.raw_tcp });
+    out.report(Report::ProxyListening {
+        address: socket.bound.clone(),
+        raw_tcp: spec.raw_tcp,
+        tls: spec.tls,
+    });
     if checks_off && !spec.raw_tcp {
         out.report(Report::AllowedHostsOff);
     }
     if !spec.raw_tcp
-        && let Some(url) = front::front_url(&socket.bound)
+        && let Some(url) = front::front_url(&socket.bound, spec.tls)
     {
         out.report(Report::FrontUrl { url });
     }
     Ok((handle, socket))
+}
+
+/// Built without the `https` feature: `--proxy https://` cannot be served.
+#[cfg(not(feature = "https"))]
+fn https(_proxy_host: &str, _config: &Config, _out: &Output) -> Result<crate::proxy::TlsConfig, StartError> {
+    Err(StartError::Tls("this devserve was built without HTTPS (cargo's `https` feature)".into()))
+}
+
+/// `--proxy https://`: the local CA (made on first use) signs, in memory, a certificate for
+/// `localhost`, `*.localhost`, 127.0.0.1, ::1, the front door's address and the allowed hosts it
+/// may vouch for; rustls on ring, chosen here, for the whole process (no crate may pick another).
+#[cfg(feature = "https")]
+fn https(proxy_host: &str, config: &Config, out: &Output) -> Result<crate::proxy::TlsConfig, StartError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fail = |e: crate::ca::CaError| StartError::Tls(e.to_string());
+    let dir = crate::ca::data_dir().map_err(fail)?;
+    let ca = crate::ca::LocalCa::load_or_create(&dir).map_err(fail)?;
+    let mut dns = vec!["localhost".to_owned(), "*.localhost".to_owned()];
+    for host in &config.allowed_hosts {
+        match host.strip_prefix('.') {
+            Some(base) => dns.extend([base.to_owned(), format!("*.{base}")]),
+            None if host.parse::<std::net::IpAddr>().is_err() && host != "all" => dns.push(host.clone()),
+            None => {}
+        }
+    }
+    let mut ips: Vec<std::net::IpAddr> = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+    ips.extend(
+        proxy_host.parse::<std::net::IpAddr>().ok().filter(|ip| !ip.is_unspecified() && !ips.contains(ip)),
+    );
+    let (server, names) = crate::ca::server_config(&ca, &dns, &ips).map_err(fail)?;
+    out.report(Report::ProxyCertificate {
+        ca: ca.cert_path.display().to_string(),
+        names,
+        trusted: crate::ca::nss_trusts(),
+    });
+    Ok(crate::proxy::TlsConfig(server))
 }
 
 /// Started for an upgrade: the first devserve's `retire` is a request; the channel's end means it

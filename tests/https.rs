@@ -1,0 +1,214 @@
+//! HTTPS: devserve's local CA (`devserve ca …`) against a temporary `HOME`, and the front door
+//! over TLS.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// devserve with `HOME` (and no `XDG_DATA_HOME`) in `home`.
+fn devserve_in(home: &Path, args: &[&str]) -> Finished {
+    let mut command = Command::new(devserve_bin());
+    command.args(args).current_dir(home).env("HOME", home).env_remove("XDG_DATA_HOME");
+    run_to_completion(&mut command)
+}
+
+/// `certutil -L` of the NSS database in `home`: the nicknames listed.
+fn nss_list(home: &Path) -> String {
+    let db = format!("sql:{}", home.join(".pki/nssdb").display());
+    let listed = try_run(Command::new("certutil").args(["-L", "-d", &db]))
+        .expect("certutil (Debian: libnss3-tools, which .ci/run installs) must be installed");
+    listed.stdout
+}
+
+#[test]
+fn ca_path_makes_a_private_ca_on_first_use_and_prints_its_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = temp_dir("ca-path");
+    let done = devserve_in(home.path(), &["ca", "path"]);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let path = done.stdout.trim();
+    assert_eq!(Path::new(path), home.path().join(".local/share/devserve/ca.pem"));
+    assert!(std::fs::read_to_string(path).expect("ca.pem").starts_with("-----BEGIN CERTIFICATE-----"));
+    let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&home.path().join(".local/share/devserve")), 0o700);
+    assert_eq!(mode(&home.path().join(".local/share/devserve/ca-key.pem")), 0o600);
+    // The same CA the next time.
+    let again = devserve_in(home.path(), &["ca", "path"]);
+    assert_eq!(again.stdout, done.stdout);
+    let created = devserve_in(home.path(), &["ca", "create"]);
+    assert_eq!(created.code(), 2, "an existing CA is kept: {}", created.stderr);
+    assert!(created.stderr.contains("--force"), "{}", created.stderr);
+}
+
+#[test]
+fn ca_install_trusts_it_in_the_users_nss_database_and_uninstall_removes_it() {
+    let home = temp_dir("ca-install");
+    let created = devserve_in(home.path(), &["ca", "create", "--name", "dev.test"]);
+    assert_eq!(created.code(), 0, "{}", created.stderr);
+    assert!(created.stderr.contains("dev.test"), "{}", created.stderr);
+    let installed = devserve_in(home.path(), &["ca", "install"]);
+    assert_eq!(installed.code(), 0, "{}", installed.stderr);
+    assert!(
+        installed.stderr.contains("update-ca-certificates"),
+        "prints the system commands: {}",
+        installed.stderr
+    );
+    assert!(nss_list(home.path()).contains("devserve local CA"), "{}", nss_list(home.path()));
+    let removed = devserve_in(home.path(), &["ca", "uninstall"]);
+    assert_eq!(removed.code(), 0, "{}", removed.stderr);
+    assert!(!nss_list(home.path()).contains("devserve local CA"));
+    let again = devserve_in(home.path(), &["ca", "uninstall"]);
+    assert!(again.stderr.contains("nothing to remove"), "{}", again.stderr);
+}
+
+#[test]
+fn ca_bad_input_is_one_line_and_exit_2() {
+    let home = temp_dir("ca-bad");
+    for args in [&["ca"][..], &["ca", "frobnicate"], &["ca", "create", "--name", "bad name"]] {
+        let done = devserve_in(home.path(), args);
+        assert_ne!(done.code(), 0, "{args:?}");
+        assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+        assert_eq!(
+            done.stderr.lines().filter(|l| l.contains("error")).count(),
+            1,
+            "{args:?}: {}",
+            done.stderr
+        );
+    }
+}
+
+/// devserve behind `--proxy proxy` with HOME in `home` and the Rust fixture on its own port;
+/// returns it and the front door's port once gen 1 is ready.
+fn serve(home: &Path, dir: &Path, proxy: &str, more: &[&str]) -> (Devserve, String) {
+    let fixture = rust_fixture();
+    let mut args = vec!["--proxy", proxy, "--log-format", "json", "-w", "src"];
+    args.extend(more);
+    args.push("--");
+    args.push(fixture.to_str().expect("utf-8"));
+    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+    let mut command = devserve_command(dir, &args, &[("FIXTURE_BIND_PORT_ENV", "1")]);
+    command.env("HOME", home).env_remove("XDG_DATA_HOME");
+    let devserve = Devserve::spawn(command);
+    let address =
+        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    (devserve, address.rsplit(':').next().expect("port").to_owned())
+}
+
+/// `curl ARGS URL`: the body and the HTTP version it spoke (`2`, `1.1`), or curl's failure.
+fn curl(args: &[&str], url: &str) -> Result<(String, String), String> {
+    let done = try_run(
+        Command::new("curl").args(["-sS", "--max-time", "20", "-w", "\n%{http_version}"]).args(args).arg(url),
+    )
+    .map_err(|e| format!("cannot run curl: {e}"))?;
+    if done.status.success() {
+        let (body, version) = done.stdout.rsplit_once('\n').unwrap_or(("", ""));
+        Ok((body.to_owned(), version.to_owned()))
+    } else {
+        Err(format!("curl {args:?} {url}: {} {}", done.status, done.stderr.trim()))
+    }
+}
+
+#[test]
+fn the_https_front_door_speaks_http2_and_http11_with_a_certificate_from_the_local_ca() {
+    let home = temp_dir("https-front");
+    let dir = temp_dir("https-front-app");
+    let (devserve, port) = serve(
+        home.path(),
+        dir.path(),
+        "https://127.0.0.1:0",
+        &["--allowed-host", "app.localhost", "--allowed-host", "example.com"],
+    );
+    let ca = home.path().join(".local/share/devserve/ca.pem");
+    let ca = ca.to_str().expect("utf-8");
+    let certificate = devserve.wait_event("proxy_certificate", |_| true);
+    assert_eq!(certificate["trusted"], false, "{certificate}");
+    let names: Vec<&str> =
+        certificate["names"].as_array().expect("names").iter().filter_map(|n| n.as_str()).collect();
+    assert!(names.contains(&"app.localhost"), "an allowed host the CA may vouch for: {names:?}");
+    assert!(
+        !names.contains(&"example.com"),
+        "one it may not is left out, not the whole certificate: {names:?}"
+    );
+    for host in ["localhost", "127.0.0.1"] {
+        let url = format!("https://{host}:{port}/");
+        let (body, version) = curl(&["--cacert", ca], &url).expect("h2");
+        assert_eq!(version, "2", "{url}: {body}");
+        assert_eq!(field(&body, "gen"), "1");
+        let (_, version) = curl(&["--cacert", ca, "--http1.1"], &url).expect("http/1.1");
+        assert_eq!(version, "1.1");
+    }
+    // An allowed host under `localhost` is in the certificate by name (OpenSSL and Chromium do not
+    // take a wildcard over a single label, `*.localhost`).
+    let (_, version) = curl(
+        &["--cacert", ca, "--resolve", &format!("app.localhost:{port}:127.0.0.1")],
+        &format!("https://app.localhost:{port}/"),
+    )
+    .expect("app.localhost");
+    assert_eq!(version, "2");
+    // Without the CA, curl refuses the certificate; devserve serves on.
+    assert!(curl(&[], &format!("https://localhost:{port}/")).is_err());
+    // Plain HTTP on the TLS port: closed, one line however often.
+    for _ in 0..3 {
+        assert!(curl(&[], &format!("http://127.0.0.1:{port}/")).is_err());
+    }
+    assert!(wait_until(WAIT, || devserve
+        .count_events("proxy_problem", |e| e["text"].as_str().is_some_and(|t| t.contains("plain HTTP")))
+        == 1));
+    assert!(curl(&["--cacert", ca], &format!("https://localhost:{port}/")).is_ok(), "{}", devserve.output());
+}
+
+#[test]
+fn the_plain_front_door_accepts_http2_with_prior_knowledge() {
+    let home = temp_dir("h2c-front");
+    let dir = temp_dir("h2c-front-app");
+    let (_devserve, port) = serve(home.path(), dir.path(), "127.0.0.1:0", &[]);
+    let (body, version) =
+        curl(&["--http2-prior-knowledge"], &format!("http://127.0.0.1:{port}/")).expect("h2c");
+    assert_eq!(version, "2", "{body}");
+    let (_, version) = curl(&[], &format!("http://127.0.0.1:{port}/")).expect("http/1.1");
+    assert_eq!(version, "1.1");
+}
+
+#[test]
+fn saves_swap_over_https_without_a_failed_request() {
+    let home = temp_dir("https-swaps");
+    let dir = temp_dir("https-swaps-app");
+    let (devserve, port) = serve(home.path(), dir.path(), "https://127.0.0.1:0", &[]);
+    let ca = home.path().join(".local/share/devserve/ca.pem").to_str().expect("utf-8").to_owned();
+    let url = format!("https://localhost:{port}/");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, ca, url) = (stop.clone(), ca.clone(), url.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match curl(&["--cacert", &ca], &url) {
+                        Ok(_) => ok += 1,
+                        Err(e) => failed.push(e),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    for generation in 2..=4u64 {
+        write(&dir.path().join("src/code.rs"), &format!("// {generation}"));
+        devserve.wait_event("generation_ready", |e| e["generation"] == generation);
+        assert!(wait_until(WAIT, || curl(&["--cacert", &ca], &url)
+            .is_ok_and(|(b, _)| field(&b, "gen") == generation.to_string())));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for client in clients {
+        let (o, f) = client.join().expect("client");
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(ok > 10, "the load ran ({ok} answers)");
+    assert!(failed.is_empty(), "{} failed: {failed:?}\n{}", failed.len(), devserve.output());
+}
