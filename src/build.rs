@@ -18,7 +18,7 @@
 //! (a file, a line) is listed as a diagnostic; the others (`aborting due to …`, `For more
 //! information about this error, …`) are in the output only.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -129,9 +129,7 @@ fn copy_output(pipe: std::fs::File, cargo_json: bool) -> OutputTail {
     let (done_tx, done) = crossbeam_channel::bounded(1);
     let copier = Copier {
         // The build's output, as it would have gone to the terminal.
-        show: |text: &[u8]| {
-            let _ = std::io::stderr().lock().write_all(text);
-        },
+        show: |text: &[u8]| crate::output::sink::passthrough(text),
         cargo_json,
         colour: stderr_shows_colour(),
         kept: Arc::clone(&kept),
@@ -346,6 +344,7 @@ fn compiler_message(line: &[u8]) -> Option<CompilerMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn only_a_plain_cargo_build_or_check_gets_json_diagnostics() {

@@ -54,6 +54,21 @@ pub fn emit(line: String) {
     }
 }
 
+/// Set while stderr's last bytes are output passed through (a build's) that did not end its line:
+/// devserve's next line then starts on a line of its own. Read and written under stderr's lock.
+static MID_LINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes another program's output (a build's) to stderr as it is, remembering whether it ended
+/// its line, so that a line of devserve's never lands inside one of its lines.
+pub fn passthrough(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(bytes).and_then(|()| stderr.flush());
+    MID_LINE.store(!bytes.ends_with(b"\n"), Ordering::Relaxed);
+}
+
 /// Waits up to `limit` for every queued line to be written.
 pub fn flush(limit: Duration) {
     let (done_tx, done) = crossbeam_channel::bounded(1);
@@ -94,6 +109,10 @@ fn write_lines(lines: &Receiver<Item>) {
 
 fn write_or_count(sink: &Sink, bytes: &[u8]) {
     let mut stderr = std::io::stderr().lock();
+    // Passed-through output left a line open: end it first (see `passthrough`).
+    if MID_LINE.swap(false, Ordering::Relaxed) {
+        let _ = stderr.write_all(b"\n");
+    }
     if stderr.write_all(bytes).and_then(|()| stderr.flush()).is_err() {
         sink.write_errors.fetch_add(1, Ordering::Relaxed);
     }
