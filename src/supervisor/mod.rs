@@ -399,9 +399,11 @@ fn announce_listening(out: &Output, sockets: &[NamedSocket]) {
 
 /// How every process of a generation is started, from the config and the held sockets.
 fn launch_for(config: &Config, sockets: &[NamedSocket]) -> Launch {
+    let mut env = config.env.clone();
+    env.extend(ca_variables(config));
     Launch {
         command: config.command.clone(),
-        env: config.env.clone(),
+        env,
         sockets: sockets.to_vec(),
         listen_pid: config.listen_pid,
         watchdog: config.watchdog,
@@ -412,6 +414,26 @@ fn launch_for(config: &Config, sockets: &[NamedSocket]) -> Launch {
         },
         ready_path: config.ready_path.clone(),
     }
+}
+
+/// Behind `--proxy https://`: the local CA's certificate for workers to trust, so that an app that
+/// calls itself or a sibling over `https://localhost` can: `DEVSERVE_CA` always, and Node's
+/// `NODE_EXTRA_CA_CERTS` unless devserve's environment or `-E` sets it already.
+fn ca_variables(config: &Config) -> Vec<(String, String)> {
+    #[cfg(feature = "https")]
+    if config.proxy.as_ref().is_some_and(|p| p.tls)
+        && let Ok(dir) = crate::ca::data_dir()
+    {
+        let path = dir.join("ca.pem").display().to_string();
+        let mut vars = vec![("DEVSERVE_CA".to_owned(), path.clone())];
+        let node = "NODE_EXTRA_CA_CERTS";
+        if std::env::var_os(node).is_none() && !config.env.iter().any(|(key, _)| key == node) {
+            vars.push((node.to_owned(), path));
+        }
+        return vars;
+    }
+    let _ = config;
+    Vec::new()
 }
 
 /// How devserve is stopping.
