@@ -241,3 +241,69 @@ fn workers_behind_https_are_told_where_the_ca_is() {
     let (env, _) = curl(&["--cacert", ca], &format!("https://localhost:{port}/env")).expect("GET /env");
     assert!(env.contains("NODE_EXTRA_CA_CERTS=/own.pem\n"), "{env}");
 }
+
+/// Opens an HTTP/2 connection with prior knowledge and sends `streams` requests, resetting each
+/// at once (the rapid-reset attack, CVE-2023-44487); returns how many it could send.
+async fn rapid_reset(port: &str, streams: usize) -> usize {
+    let tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await.expect("connect");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let driver = tokio::spawn(connection);
+    let mut sent = 0;
+    for _ in 0..streams {
+        let Ok(ready) = client.ready().await else { break };
+        client = ready;
+        let request =
+            ::http::Request::get(format!("http://127.0.0.1:{port}/slow?ms=2000")).body(()).expect("request");
+        match client.send_request(request, true) {
+            Ok((_, mut stream)) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                sent += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), driver).await;
+    sent
+}
+
+#[test]
+fn http2_floods_and_garbage_never_reach_the_app_and_the_front_door_serves_on() {
+    let home = temp_dir("h2-flood");
+    let dir = temp_dir("h2-flood-app");
+    let (devserve, port) = serve(home.path(), dir.path(), "127.0.0.1:0", &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut sent = 0;
+    for _ in 0..3 {
+        sent += runtime.block_on(rapid_reset(&port, 5_000));
+    }
+    // Each reset stream's exchange is dropped with it: few ever reach the app.
+    let started = devserve.count("slow request started");
+    eprintln!("{sent} streams opened and reset; {started} reached the app");
+    assert!(started * 10 < sent, "{started} of {sent} reset streams reached the app");
+    // Garbage after the HTTP/2 preface (a SETTINGS frame of a wrong size): devserve sends the
+    // client away, and says so once per kind however often it happens.
+    for _ in 0..3 {
+        let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+        std::io::Write::write_all(
+            &mut stream,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x05\x04\x00\x00\x00\x00\x00garbage",
+        )
+        .expect("send");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+    }
+    // One line per kind, however often: the floods were cut off with ENHANCE_YOUR_CALM (h2's
+    // bound on resets), the garbage with PROTOCOL_ERROR.
+    for kind in ["ENHANCE_YOUR_CALM", "PROTOCOL_ERROR"] {
+        let said = |e: &serde_json::Value| e["text"].as_str().is_some_and(|t| t.contains(kind));
+        assert!(
+            wait_until(WAIT, || devserve.count_events("proxy_problem", said) == 1),
+            "{kind}:\n{}",
+            devserve.output()
+        );
+    }
+    let (body, version) =
+        curl(&["--http2-prior-knowledge"], &format!("http://127.0.0.1:{port}/")).expect("served on");
+    assert_eq!((version.as_str(), field(&body, "gen").as_str()), ("2", "1"));
+}

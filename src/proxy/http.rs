@@ -91,6 +91,7 @@ pub(crate) async fn serve_client<I>(shared: Arc<Shared>, io: I, peer: SocketAddr
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let service_shared = Arc::clone(&shared);
     let service = service_fn(move |request| handle(Arc::clone(&shared), peer, client, tls, request));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -107,8 +108,47 @@ where
         .max_concurrent_streams(H2_MAX_STREAMS)
         .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
         .max_header_list_size(H2_MAX_HEADER_LIST);
-    // A failed client connection (garbage, a reset) concerns that client only.
-    let _ = builder.serve_connection_with_upgrades(TokioIo::new(io), service).await;
+    // A failed client connection (garbage, a reset) concerns that client only; an HTTP/2 client
+    // that devserve sent away for breaking the protocol or its limits (a flood of resets or
+    // CONTINUATION frames) is said once per kind a minute.
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), service).await;
+    if let Err(error) = &served {
+        tracing::debug!("client {peer}: {error} ({error:?})");
+    }
+    if let Err(error) = served
+        && let Some(reason) = sent_away(error.as_ref())
+    {
+        service_shared.client_problem(
+            reason,
+            format!(
+                "closed an HTTP/2 connection from {peer} ({reason}): it broke the protocol or its limits"
+            ),
+        );
+    }
+}
+
+/// The reason of the GOAWAY devserve sent an HTTP/2 client, if that is what ended its connection.
+fn sent_away(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(h2) = error.downcast_ref::<h2::Error>()
+            && h2.is_go_away()
+            && !h2.is_remote()
+            && let Some(reason) = h2.reason()
+            && reason != h2::Reason::NO_ERROR
+        {
+            return Some(match reason {
+                h2::Reason::ENHANCE_YOUR_CALM => "ENHANCE_YOUR_CALM",
+                h2::Reason::PROTOCOL_ERROR => "PROTOCOL_ERROR",
+                h2::Reason::FRAME_SIZE_ERROR => "FRAME_SIZE_ERROR",
+                h2::Reason::COMPRESSION_ERROR => "COMPRESSION_ERROR",
+                h2::Reason::FLOW_CONTROL_ERROR => "FLOW_CONTROL_ERROR",
+                _ => "HTTP/2 error",
+            });
+        }
+        source = error.source();
+    }
+    None
 }
 
 /// HTTP/2: streams at once per connection.

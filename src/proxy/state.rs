@@ -598,12 +598,12 @@ impl Shared {
         true
     }
 
-    /// A TLS client failed (`kind`: `handshake`, `plain-http`, …): one line per kind a minute.
-    #[cfg_attr(not(feature = "https"), allow(dead_code))]
-    pub(crate) fn tls_problem(&self, kind: &'static str, text: String) {
+    /// A client failed at the connection level (`kind`: a TLS `handshake`, `plain-http` on the
+    /// TLS port, an HTTP/2 `ENHANCE_YOUR_CALM`, …): one line per kind a minute.
+    pub(crate) fn client_problem(&self, kind: &'static str, text: String) {
         let now = Instant::now();
         let mut state = self.lock();
-        let key = ("tls", kind.to_owned());
+        let key = ("client", kind.to_owned());
         if state.shut_down
             || state.refusals.get(&key).is_some_and(|at| now.duration_since(*at) < REFUSAL_QUIET)
         {

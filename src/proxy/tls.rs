@@ -1,7 +1,7 @@
 //! `--proxy https://ADDR`: the TLS handshake (rustls through tokio-rustls, ALPN `h2` then
 //! `http/1.1`, within [`HANDSHAKE_TIMEOUT`]), then the same HTTP service as the plain front door on
 //! the decrypted stream. A handshake that fails concerns its client only: one line per kind of
-//! failure a minute ([`super::state::Shared::tls_problem`]), and the front door serves on.
+//! failure a minute ([`super::state::Shared::client_problem`]), and the front door serves on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ pub(crate) async fn serve_client(
     // Plain HTTP sent to the TLS port: its first byte is a letter, never a TLS record's 0x16.
     let mut first = [0u8; 1];
     if matches!(stream.peek(&mut first).await, Ok(1) if first[0].is_ascii_alphabetic()) {
-        shared.tls_problem(
+        shared.client_problem(
             "plain-http",
             format!("{peer} spoke plain HTTP to the HTTPS front door; use https://"),
         );
@@ -36,9 +36,9 @@ pub(crate) async fn serve_client(
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream)).await {
         Ok(Ok(tls)) => http::serve_client(shared, tls, peer, client, true).await,
         Ok(Err(error)) => {
-            shared.tls_problem("handshake", format!("TLS handshake with {peer} failed: {error}"));
+            shared.client_problem("handshake", format!("TLS handshake with {peer} failed: {error}"));
         }
-        Err(_) => shared.tls_problem(
+        Err(_) => shared.client_problem(
             "handshake-timeout",
             format!("{peer} did not finish its TLS handshake within {}s", HANDSHAKE_TIMEOUT.as_secs()),
         ),
