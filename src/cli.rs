@@ -92,6 +92,15 @@ pub enum CaAction {
     Uninstall,
 }
 
+/// How the front door speaks to the app (`--upstream`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, what every app server speaks.
+    Http1,
+    /// HTTP/2 with prior knowledge, without TLS: gRPC servers (tonic, grpcio).
+    H2c,
+}
+
 /// How `--accept` gives a process its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AcceptMode {
@@ -324,6 +333,13 @@ pub struct Cli {
     #[arg(long, value_name = "J", default_value_t = 0, help_heading = "Workers", hide_short_help = true)]
     @setting(NextStart)
     pub max_requests_jitter: u32,
+
+    /// With --proxy: speak `h2c` (HTTP/2 without TLS) to the app, for gRPC servers, instead of
+    /// HTTP/1.1
+    #[arg(long, value_name = "PROTOCOL", value_enum, default_value_t = UpstreamProtocol::Http1,
+          help_heading = "Front door", hide_short_help = true)]
+    @setting(NextStart)
+    pub upstream: UpstreamProtocol,
 
     /// With --proxy: a request the app has not begun to answer within DUR gets a 504 (default:
     /// wait as long as the app takes, e.g. on a breakpoint)

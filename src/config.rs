@@ -531,6 +531,7 @@ fn front_door_problems(cli: &Cli, blame: &dyn Fn(&str, String) -> Problem, probl
             ("upstream_timeout", "--upstream-timeout", cli.upstream_timeout.is_some()),
             ("open", "--open", cli.open),
             ("max_requests", "--max-requests", cli.max_requests.is_some()),
+            ("upstream", "--upstream", cli.upstream != cli::UpstreamProtocol::Http1),
         ] {
             if given && id == "max_requests" {
                 problems.push(blame(
@@ -548,6 +549,13 @@ fn front_door_problems(cli: &Cli, blame: &dyn Fn(&str, String) -> Problem, probl
         problems.push(blame(
             "max_requests",
             "--max-requests counts HTTP requests: a tcp: front door has connections, not requests".into(),
+        ));
+    }
+    if cli.upstream != cli::UpstreamProtocol::Http1 && cli.proxy.as_ref().is_some_and(|p| p.raw_tcp) {
+        problems.push(blame(
+            "upstream",
+            "--upstream h2c routes each HTTP/2 request: a tcp: front door copies bytes (drop one of them)"
+                .into(),
         ));
     }
     if cli.max_requests.is_some() && cli.app_port.is_some() {

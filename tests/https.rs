@@ -307,3 +307,58 @@ fn http2_floods_and_garbage_never_reach_the_app_and_the_front_door_serves_on() {
         curl(&["--http2-prior-knowledge"], &format!("http://127.0.0.1:{port}/")).expect("served on");
     assert_eq!((version.as_str(), field(&body, "gen").as_str()), ("2", "1"));
 }
+
+#[test]
+fn grpc_through_upstream_h2c_is_routed_per_call_across_ten_swaps_without_a_failed_call() {
+    let dir = temp_dir("grpc");
+    std::fs::create_dir_all(dir.path().join("src")).expect("mkdir");
+    let app = app("grpc_app.py");
+    let args = [
+        "--proxy",
+        "127.0.0.1:0",
+        "--upstream",
+        "h2c",
+        "--log-format",
+        "json",
+        "-w",
+        "src",
+        "--",
+        "python3",
+        app.to_str().expect("utf-8"),
+    ];
+    let devserve = Devserve::start(dir.path(), &args, &[]);
+    let address =
+        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    let stop = dir.path().join("stop");
+    let mut client = Command::new("python3");
+    client.arg(app_path("grpc_client.py")).arg(&address).arg(&stop);
+    let client = Process::spawn(client);
+    client.wait_for("seen gen=1");
+    for generation in 2..=11u64 {
+        write(&dir.path().join("src/code.py"), &format!("# {generation}"));
+        devserve.wait_event("generation_ready", |e| e["generation"] == generation);
+        // New calls reach the new generation (the channel stays open across the swap).
+        client.wait_for(&format!("seen gen={generation}"));
+    }
+    write(&stop, "");
+    let summary = wait_result(&client);
+    assert_eq!(summary["failures"], 0, "{summary}\n{}", devserve.output());
+    assert!(summary["calls"].as_u64().is_some_and(|n| n > 20), "{summary}");
+}
+
+/// `tests/apps/NAME`.
+fn app_path(name: &str) -> std::path::PathBuf {
+    app(name)
+}
+
+/// The JSON line the gRPC client prints last.
+fn wait_result(client: &Process) -> serde_json::Value {
+    assert!(
+        wait_until(WAIT, || client.capture().lines().iter().any(|l| l.text.starts_with('{'))),
+        "{}",
+        client.output()
+    );
+    let line = client.capture().lines().into_iter().find(|l| l.text.starts_with('{')).expect("summary");
+    serde_json::from_str(&line.text).expect("JSON")
+}

@@ -64,6 +64,8 @@ pub struct ProxyConfig {
     /// `--proxy https://ADDR`: the TLS server configuration (certificate, ALPN `h2` and
     /// `http/1.1`). `None`: plain TCP (HTTP/1.1, and HTTP/2 with prior knowledge).
     pub tls: Option<TlsConfig>,
+    /// `--upstream h2c`: speak HTTP/2 with prior knowledge to the app (gRPC), instead of HTTP/1.1.
+    pub upstream_h2c: bool,
 }
 
 /// The front door's TLS configuration, shared; two are equal when they are the same one.
@@ -99,6 +101,7 @@ impl Default for ProxyConfig {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_requests: None,
             tls: None,
+            upstream_h2c: false,
         }
     }
 }

@@ -582,7 +582,8 @@ async fn acquire(
             _ => conn.close(),
         }
     }
-    UpstreamConn::open(flight.upstream).await.map(|conn| (conn, false))
+    let h2c = flight.shared().config.upstream_h2c;
+    UpstreamConn::open(flight.upstream, h2c).await.map(|conn| (conn, false))
 }
 
 /// Whether the upstream will close this connection after its response (`Connection: close`, or
@@ -605,7 +606,7 @@ fn prewarm(flight: &Flight) {
         return;
     }
     tokio::spawn(async move {
-        if let Ok(conn) = UpstreamConn::open(upstream).await {
+        if let Ok(conn) = UpstreamConn::open(upstream, shared.config.upstream_h2c).await {
             shared.checkin(generation, upstream, conn);
         }
     });

@@ -1,6 +1,7 @@
 //! Connections to upstreams (the workers' private loopback ports).
 //!
-//! Owns connecting (with a timeout) and the hyper HTTP/1 client side of one connection: an
+//! Owns connecting (with a timeout) and the hyper client side of one connection (HTTP/1.1, or
+//! HTTP/2 with prior knowledge for `--upstream h2c`): an
 //! [`UpstreamConn`] is the request sender plus a handle on the task that drives the socket, so
 //! that closing a connection is definite ([`UpstreamConn::close`] aborts the task, which drops
 //! the socket) rather than left to hyper noticing that every sender is gone.
@@ -19,9 +20,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::{Either, Full};
-use hyper::body::Bytes;
-use hyper::client::conn::http1::{Builder, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::{TrySendError, http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
@@ -139,17 +141,91 @@ pub(crate) async fn connect(upstream: SocketAddr) -> Result<QuickAck, ConnectErr
     Ok(stream)
 }
 
-/// One HTTP/1.1 connection to an upstream.
+/// One connection to an upstream: HTTP/1.1, or HTTP/2 in clear text (`--upstream h2c`).
 pub(crate) struct UpstreamConn {
-    sender: SendRequest<UpBody>,
+    sender: Sender,
     task: AbortHandle,
 }
 
+/// The request side of a connection, by protocol.
+pub(crate) enum Sender {
+    Http1(http1::SendRequest<UpBody>),
+    H2c(http2::SendRequest<UpBody>),
+}
+
+/// What sending a request returns: the response, or the request back when it was not sent.
+pub(crate) type Sent = Result<Response<Incoming>, TrySendError<Request<UpBody>>>;
+
+impl Sender {
+    /// Sends `request`, giving it back if the connection could not take it (see hyper's
+    /// `try_send_request`). An HTTP/2 request names the scheme and authority its `Host` gives.
+    pub(crate) fn try_send_request(
+        &mut self,
+        mut request: Request<UpBody>,
+    ) -> Pin<Box<dyn std::future::Future<Output = Sent> + Send>> {
+        match self {
+            Sender::Http1(sender) => Box::pin(sender.try_send_request(request)),
+            Sender::H2c(sender) => {
+                *request.version_mut() = hyper::Version::HTTP_2;
+                let authority = request
+                    .headers()
+                    .get(hyper::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned);
+                if let Some(authority) = authority {
+                    let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+                    if let Ok(uri) =
+                        hyper::Uri::builder().scheme("http").authority(authority).path_and_query(path).build()
+                    {
+                        *request.uri_mut() = uri;
+                    }
+                    // `:authority` says it: HTTP/2 has no Host header of its own.
+                    request.headers_mut().remove(hyper::header::HOST);
+                }
+                // TE is hop-by-hop and was dropped; `trailers` is the one value HTTP/2 allows, and
+                // gRPC servers require it (the answer's status comes in trailers).
+                request
+                    .headers_mut()
+                    .insert(hyper::header::TE, hyper::header::HeaderValue::from_static("trailers"));
+                Box::pin(sender.try_send_request(request))
+            }
+        }
+    }
+
+    /// Ready for a request (an HTTP/1.1 connection: not busy with one).
+    pub(crate) async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Sender::Http1(sender) => sender.ready().await,
+            Sender::H2c(sender) => sender.ready().await,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::Http1(sender) => sender.is_closed(),
+            Sender::H2c(sender) => sender.is_closed(),
+        }
+    }
+}
+
 impl UpstreamConn {
-    /// Connects and starts the task that drives the connection (upgrades enabled).
-    pub(crate) async fn open(upstream: SocketAddr) -> Result<UpstreamConn, ConnectError> {
+    /// Connects and starts the task that drives the connection (HTTP/1.1 with upgrades enabled,
+    /// or with `h2c` HTTP/2 with prior knowledge).
+    pub(crate) async fn open(upstream: SocketAddr, h2c: bool) -> Result<UpstreamConn, ConnectError> {
         let stream = connect(upstream).await?;
-        let (sender, connection) = Builder::new()
+        if h2c {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(ConnectError::Handshake)?;
+            let task = tokio::spawn(async move {
+                let _ = connection.await;
+            })
+            .abort_handle();
+            return Ok(UpstreamConn { sender: Sender::H2c(sender), task });
+        }
+        let (sender, connection) = http1::Builder::new()
             .max_buf_size(MAX_BUF_SIZE)
             .handshake(TokioIo::new(stream))
             .await
@@ -159,11 +235,11 @@ impl UpstreamConn {
             let _ = connection.with_upgrades().await;
         })
         .abort_handle();
-        Ok(UpstreamConn { sender, task })
+        Ok(UpstreamConn { sender: Sender::Http1(sender), task })
     }
 
     /// The request sender.
-    pub(crate) fn sender(&mut self) -> &mut SendRequest<UpBody> {
+    pub(crate) fn sender(&mut self) -> &mut Sender {
         &mut self.sender
     }
 

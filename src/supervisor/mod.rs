@@ -267,6 +267,7 @@ fn start_front(
     let tls = if spec.tls { Some(https(&proxy_host, config, out)?) } else { None };
     let proxy_config = ProxyConfig {
         tls,
+        upstream_h2c: config.upstream == crate::cli::UpstreamProtocol::H2c,
         hold_timeout: config.hold_timeout,
         mode,
         browser_reload: !config.no_browser_reload && !spec.raw_tcp,
