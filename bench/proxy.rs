@@ -33,9 +33,14 @@
 //! environment, and is stopped on every path (`proxy/procs.rs` over `shared/process.rs`); the run
 //! ends with `no process left running`.
 //!
+//! 4. **HTTPS** (`proxy/https.rs`): devserve's `--proxy https://` against nginx's `ssl http2`, both
+//!    in front of the directly reached fixture app with a certificate from the same local CA: new
+//!    TLS connections per second (and the handshake's p50) and HTTP/2 requests per second at 1 and
+//!    16 clients, and devserve's peak RSS. Targets: throughput ≥ 0.8× nginx's, handshake p50 ≤ 1.2×.
+//!
 //! Settings: `BENCH_PROXY_SECS` (5), `BENCH_PROXY_ROUNDS` (3), `BENCH_PROXY_SWAPS` (20),
 //! `BENCH_PROXY_REQUESTS` (300), `BENCH_PROXY_CLIENT` (`wrk` or `hyper`), `BENCH_PROXY_PARTS`
-//! (`throughput,swaps,two-writes`).
+//! (`throughput,swaps,two-writes,https`).
 //!
 //! What this bench shares with `reload.rs` (the release build, settings parsing, the process guard
 //! and marker sweep, percentiles and the machine line) is in `shared/`.
@@ -49,6 +54,9 @@ mod shared;
 mod client;
 #[path = "proxy/config.rs"]
 mod config;
+#[cfg(feature = "https")]
+#[path = "proxy/https.rs"]
+mod https;
 #[path = "proxy/procs.rs"]
 mod procs;
 #[path = "proxy/report.rs"]
@@ -82,9 +90,10 @@ fn main() {
     }
     let (throughput, swaps) = (config.selected("throughput"), config.selected("swaps"));
     let two_writes = config.selected("two-writes");
-    if !throughput && !swaps && !two_writes {
+    let https = config.selected("https");
+    if !throughput && !swaps && !two_writes && !https {
         eprintln!(
-            "[bench] BENCH_PROXY_PARTS selects nothing: use throughput, swaps, two-writes or a list of them"
+            "[bench] BENCH_PROXY_PARTS selects nothing: use throughput, swaps, two-writes, https or a list of them"
         );
         std::process::exit(2);
     }
@@ -99,6 +108,10 @@ fn main() {
         throughput: throughput.then(|| throughput::run(&config, &tools)),
         swaps: swaps.then(|| swaps::run(&tools.uvicorn, &tools.devserve, config.swaps)),
         two_writes: two_writes.then(|| two_writes::run(&config, &tools)),
+        #[cfg(feature = "https")]
+        https: https.then(|| https::run(&config, &tools)),
+        #[cfg(not(feature = "https"))]
+        https: https.then(|| Err("devserve was built without its `https` feature".to_owned())),
         took: began.elapsed(),
     };
     shared::process::report_leftovers();

@@ -28,6 +28,8 @@ pub struct Results {
     pub throughput: Option<Result<Throughput, String>>,
     pub swaps: Option<Vec<(Mode, Result<SwapRun, String>)>>,
     pub two_writes: Option<Vec<(App, Result<AppRun, String>)>>,
+    /// The HTTPS part's section, rendered (or why it could not run).
+    pub https: Option<Result<String, String>>,
     pub took: Duration,
 }
 
@@ -73,6 +75,13 @@ pub fn render(config: &Config, tools: &Tools, results: &Results) -> String {
     }
     if let Some(apps) = &results.two_writes {
         two_writes_table(&mut out, config, apps);
+    }
+    match &results.https {
+        None => {}
+        Some(Ok(section)) => out.push_str(section),
+        Some(Err(why)) => {
+            let _ = writeln!(out, "\n### HTTPS\n\nSKIP: {why}");
+        }
     }
     let _ = writeln!(out, "\n### Targets\n");
     for line in targets(results) {

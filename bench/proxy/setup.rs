@@ -37,7 +37,11 @@ impl Tools {
         Tools {
             devserve: release.join("devserve"),
             fixture: fixture.canonicalize().unwrap_or(fixture),
-            nginx: if throughput || two_writes { debian_tool("nginx", "nginx") } else { not_needed() },
+            nginx: if throughput || two_writes || config.selected("https") {
+                debian_tool("nginx", "nginx")
+            } else {
+                not_needed()
+            },
             wrk: if wrk { debian_tool("wrk", "wrk") } else { not_needed() },
             uvicorn: if swaps { python_with("uvicorn", "uvicorn") } else { not_needed() },
             python: if two_writes { python() } else { not_needed() },
