@@ -231,6 +231,28 @@ pub fn server_config(
     Ok((std::sync::Arc::new(config), covered))
 }
 
+/// The names a run's certificate is asked for: `localhost`, 127.0.0.1, ::1, the front door's own
+/// address (`proxy_host`, when it is one address) and the allowed hosts (`.x` brings `x` and
+/// `*.x` when `x` has two labels or more). No `*.localhost`: a wildcard over a single label is
+/// refused by webpki (a rustls client would reject the whole certificate) and ignored by OpenSSL
+/// and Chromium.
+pub fn run_names(proxy_host: &str, allowed_hosts: &[String]) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns = vec!["localhost".to_owned()];
+    for host in allowed_hosts {
+        match host.strip_prefix('.') {
+            Some(base) if base.contains('.') => dns.extend([base.to_owned(), format!("*.{base}")]),
+            Some(base) => dns.push(base.to_owned()),
+            None if host.parse::<IpAddr>().is_err() && host != "all" => dns.push(host.clone()),
+            None => {}
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    dns.retain(|name| seen.insert(name.clone()));
+    let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+    ips.extend(proxy_host.parse::<IpAddr>().ok().filter(|ip| !ip.is_unspecified() && !ips.contains(ip)));
+    (dns, ips)
+}
+
 /// Whether a DNS name (`*.x` for a wildcard) is within a permitted DNS subtree.
 fn permits_dns(subtrees: &[GeneralSubtree], name: &str) -> bool {
     let name = name.trim_start_matches("*.").to_ascii_lowercase();
@@ -408,9 +430,10 @@ mod tests {
         let dir = temp("constraints");
         let ca = LocalCa::create(&dir, &["dev.test".into()], false).expect("create");
         let ips = ["127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip")];
-        let names: Vec<String> = ["localhost", "app.localhost", "dev.test"].map(String::from).to_vec();
+        let names: Vec<String> =
+            ["localhost", "app.localhost", "dev.test", "*.dev.test"].map(String::from).to_vec();
         let (chain, _) = ca.leaf(&names, &ips).expect("leaf");
-        for name in ["localhost", "app.localhost", "dev.test", "127.0.0.1"] {
+        for name in ["localhost", "app.localhost", "dev.test", "a.dev.test", "127.0.0.1"] {
             verify(&ca, &chain, name).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         // The same key signing for a public name: the constraint holds in webpki's verification.
@@ -419,6 +442,24 @@ mod tests {
         assert!(format!("{refused:?}").contains("NameConstraintViolation"), "{refused:?}");
         let (public_ip, _) = ca.leaf(&[], &["8.8.8.8".parse().expect("ip")]).expect("leaf");
         assert!(verify(&ca, &public_ip, "8.8.8.8").is_err(), "a public address is refused too");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rustls_client_verifies_the_certificate_a_run_serves() {
+        let dir = temp("run-names");
+        let ca = LocalCa::create(&dir, &[], false).expect("create");
+        let allowed = [".localhost", "app.localhost", ".dev.test"].map(String::from);
+        let (dns, ips) = run_names("127.0.0.1", &allowed);
+        assert!(!dns.iter().any(|n| n == "*.localhost"), "{dns:?}");
+        // As `server_config` does: only what the CA may vouch for (`dev.test` is not).
+        let permitted = permitted(&ca.names).expect("subtrees");
+        let dns: Vec<String> = dns.into_iter().filter(|n| permits_dns(&permitted, n)).collect();
+        assert_eq!(dns, ["localhost", "app.localhost"]);
+        let (chain, _) = ca.leaf(&dns, &ips).expect("leaf");
+        for name in ["localhost", "app.localhost", "127.0.0.1"] {
+            verify(&ca, &chain, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

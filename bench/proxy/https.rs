@@ -173,6 +173,7 @@ async fn h2_requests(
         let connector = connector.clone();
         tasks.push(tokio::spawn(async move {
             let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else { return 0 };
+            let _ = tcp.set_nodelay(true);
             let name = ServerName::try_from("localhost").expect("name");
             let Ok(tls) = connector.connect(name, tcp).await else { return 0 };
             let io = hyper_util::rt::TokioIo::new(tls);

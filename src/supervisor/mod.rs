@@ -317,7 +317,7 @@ fn https(_proxy_host: &str, _config: &Config, _out: &Output) -> Result<crate::pr
 }
 
 /// `--proxy https://`: the local CA (made on first use) signs, in memory, a certificate for
-/// `localhost`, `*.localhost`, 127.0.0.1, ::1, the front door's address and the allowed hosts it
+/// `localhost`, 127.0.0.1, ::1, the front door's address and the allowed hosts it
 /// may vouch for; rustls on ring, chosen here, for the whole process (no crate may pick another).
 #[cfg(feature = "https")]
 fn https(proxy_host: &str, config: &Config, out: &Output) -> Result<crate::proxy::TlsConfig, StartError> {
@@ -325,18 +325,7 @@ fn https(proxy_host: &str, config: &Config, out: &Output) -> Result<crate::proxy
     let fail = |e: crate::ca::CaError| StartError::Tls(e.to_string());
     let dir = crate::ca::data_dir().map_err(fail)?;
     let ca = crate::ca::LocalCa::load_or_create(&dir).map_err(fail)?;
-    let mut dns = vec!["localhost".to_owned(), "*.localhost".to_owned()];
-    for host in &config.allowed_hosts {
-        match host.strip_prefix('.') {
-            Some(base) => dns.extend([base.to_owned(), format!("*.{base}")]),
-            None if host.parse::<std::net::IpAddr>().is_err() && host != "all" => dns.push(host.clone()),
-            None => {}
-        }
-    }
-    let mut ips: Vec<std::net::IpAddr> = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
-    ips.extend(
-        proxy_host.parse::<std::net::IpAddr>().ok().filter(|ip| !ip.is_unspecified() && !ips.contains(ip)),
-    );
+    let (dns, ips) = crate::ca::run_names(proxy_host, &config.allowed_hosts);
     let (server, names) = crate::ca::server_config(&ca, &dns, &ips).map_err(fail)?;
     out.report(Report::ProxyCertificate {
         ca: ca.cert_path.display().to_string(),
