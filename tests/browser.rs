@@ -732,3 +732,46 @@ fn an_https_page_loads_over_http2_with_no_warning_once_the_ca_is_trusted_and_a_s
         loads.as_array().expect("loads").iter().map(|l| l["gen"].as_u64().unwrap_or(0)).collect();
     assert_eq!(loaded, [1, 2], "one reload, straight to gen 2: {loads}");
 }
+
+#[test]
+fn a_websocket_keeps_working_over_https_in_chromium() {
+    let home = temp_dir("browser-wss-home");
+    let home_text = home.path().to_str().expect("utf-8").to_owned();
+    let installed = run_to_completion(
+        Command::new(devserve_bin())
+            .args(["ca", "install"])
+            .env("HOME", &home_text)
+            .env_remove("XDG_DATA_HOME"),
+    );
+    assert_eq!(installed.code(), 0, "devserve ca install: {}", installed.stderr);
+    let env = [("HOME", home_text.as_str())];
+    let Some((_one, mut browser)) =
+        browser_or_skip_with("a_websocket_keeps_working_over_https_in_chromium", &[], &env)
+    else {
+        return;
+    };
+    let dir = temp_dir("browser-wss");
+    let app = app("ws_echo.py");
+    let args = [
+        "--proxy",
+        "https://127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--",
+        "python3",
+        app.to_str().expect("utf-8"),
+    ];
+    let devserve = Devserve::start(&dir, &args, &env);
+    let addr =
+        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    devserve.wait_event("generation_ready", |e| e["generation"] == 1);
+    let port = addr.rsplit(':').next().expect("port").to_owned();
+    let context = tail(&devserve);
+    browser.open(&format!("https://localhost:{port}/"));
+    browser.eval(&format!(
+        "window.__got = []; const ws = new WebSocket('wss://localhost:{port}/'); \
+         ws.onopen = () => ws.send('over tls'); ws.onmessage = (m) => window.__got.push(m.data); return true"
+    ));
+    let got = browser.wait("the echo", "return window.__got.length > 0 && window.__got[0]", &context);
+    assert_eq!(got, "0 over tls", "{}", context());
+}

@@ -150,6 +150,9 @@ fn the_https_front_door_speaks_http2_and_http11_with_a_certificate_from_the_loca
     )
     .expect("app.localhost");
     assert_eq!(version, "2");
+    // A name the certificate does not have: the client refuses it; devserve serves on.
+    let resolve = format!("example.com:{port}:127.0.0.1");
+    assert!(curl(&["--cacert", ca, "--resolve", &resolve], &format!("https://example.com:{port}/")).is_err());
     // Without the CA, curl refuses the certificate; devserve serves on.
     assert!(curl(&[], &format!("https://localhost:{port}/")).is_err());
     // Plain HTTP on the TLS port: closed, one line however often.
@@ -159,6 +162,15 @@ fn the_https_front_door_speaks_http2_and_http11_with_a_certificate_from_the_loca
     assert!(wait_until(WAIT, || devserve
         .count_events("proxy_problem", |e| e["text"].as_str().is_some_and(|t| t.contains("plain HTTP")))
         == 1));
+    // Garbage after a good handshake: that connection ends, the front door serves on.
+    let garbage = format!(
+        "import socket, ssl\nctx = ssl.create_default_context(cafile='{ca}')\n\
+         s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port})), server_hostname='localhost')\n\
+         s.sendall(b'\\x00\\x01\\x02 not http at all\\r\\n\\r\\n')\nprint(s.recv(64))\n"
+    );
+    let sent = run_to_completion(Command::new("python3").args(["-c", &garbage]));
+    assert_eq!(sent.code(), 0, "{}", sent.stderr);
+    assert!(sent.stdout.contains("400") || sent.stdout.trim() == "b''", "{}", sent.stdout);
     assert!(curl(&["--cacert", ca], &format!("https://localhost:{port}/")).is_ok(), "{}", devserve.output());
 }
 
@@ -172,6 +184,9 @@ fn the_plain_front_door_accepts_http2_with_prior_knowledge() {
     assert_eq!(version, "2", "{body}");
     let (_, version) = curl(&[], &format!("http://127.0.0.1:{port}/")).expect("http/1.1");
     assert_eq!(version, "1.1");
+    // A client speaking TLS to the plain port fails alone; the next plain request is answered.
+    assert!(curl(&["-k"], &format!("https://127.0.0.1:{port}/")).is_err());
+    assert!(curl(&[], &format!("http://127.0.0.1:{port}/")).is_ok());
 }
 
 #[test]
@@ -293,6 +308,26 @@ fn http2_floods_and_garbage_never_reach_the_app_and_the_front_door_serves_on() {
         let mut rest = Vec::new();
         let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
     }
+    // A CONTINUATION flood (CVE-2024-27316's kind): one header block that never ends.
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let mut bytes = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        bytes.extend([kind, flags]);
+        bytes.extend(stream.to_be_bytes());
+        bytes.extend(payload);
+        bytes
+    };
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    opening.extend(frame(4, 0, 0, b""));
+    // HEADERS with END_STREAM and without END_HEADERS: `:method GET`, `:scheme http`, `:path /`.
+    opening.extend(frame(1, 0x1, 1, &[0x82, 0x86, 0x84]));
+    std::io::Write::write_all(&mut stream, &opening).expect("send");
+    let continuation = frame(9, 0, 1, b"");
+    let mut sent = 0;
+    while sent < 100_000 && std::io::Write::write_all(&mut stream, &continuation).is_ok() {
+        sent += 1;
+    }
+    assert!(sent < 100_000, "the endless header block was cut off ({sent} CONTINUATION frames sent)");
     // One line per kind, however often: the floods were cut off with ENHANCE_YOUR_CALM (h2's
     // bound on resets), the garbage with PROTOCOL_ERROR.
     for kind in ["ENHANCE_YOUR_CALM", "PROTOCOL_ERROR"] {
