@@ -694,10 +694,10 @@ fn a_page_on_another_site_cannot_include_the_apps_script_nor_rebind_to_it() {
     assert!(holes.is_empty(), "{} hole(s):\n- {}\n{}", holes.len(), holes.join("\n- "), context());
 }
 
-#[test]
-fn an_https_page_loads_over_http2_with_no_warning_once_the_ca_is_trusted_and_a_save_reloads_it_once() {
-    // A HOME of its own: the local CA, and the NSS database Chromium reads, both made here.
-    let home = temp_dir("browser-https-home");
+/// A HOME of its own (and its path): devserve's local CA made there and trusted in the NSS
+/// database Chromium reads from it (`devserve ca install`).
+fn home_trusting_the_ca(name: &str) -> (TempDir, String) {
+    let home = temp_dir(name);
     let home_text = home.path().to_str().expect("utf-8").to_owned();
     let installed = run_to_completion(
         Command::new(devserve_bin())
@@ -706,6 +706,12 @@ fn an_https_page_loads_over_http2_with_no_warning_once_the_ca_is_trusted_and_a_s
             .env_remove("XDG_DATA_HOME"),
     );
     assert_eq!(installed.code(), 0, "devserve ca install: {}", installed.stderr);
+    (home, home_text)
+}
+
+#[test]
+fn an_https_page_loads_over_http2_with_no_warning_once_the_ca_is_trusted_and_a_save_reloads_it_once() {
+    let (_home, home_text) = home_trusting_the_ca("browser-https-home");
     let env = [("HOME", home_text.as_str())];
     let Some((_one, mut browser)) = browser_or_skip_with(
         "an_https_page_loads_over_http2_with_no_warning_once_the_ca_is_trusted_and_a_save_reloads_it_once",
@@ -735,15 +741,7 @@ fn an_https_page_loads_over_http2_with_no_warning_once_the_ca_is_trusted_and_a_s
 
 #[test]
 fn a_websocket_keeps_working_over_https_in_chromium() {
-    let home = temp_dir("browser-wss-home");
-    let home_text = home.path().to_str().expect("utf-8").to_owned();
-    let installed = run_to_completion(
-        Command::new(devserve_bin())
-            .args(["ca", "install"])
-            .env("HOME", &home_text)
-            .env_remove("XDG_DATA_HOME"),
-    );
-    assert_eq!(installed.code(), 0, "devserve ca install: {}", installed.stderr);
+    let (_home, home_text) = home_trusting_the_ca("browser-wss-home");
     let env = [("HOME", home_text.as_str())];
     let Some((_one, mut browser)) =
         browser_or_skip_with("a_websocket_keeps_working_over_https_in_chromium", &[], &env)
