@@ -3,7 +3,7 @@
 //! the command for it.
 //!
 //! Contract:
-//! - One thread per held socket, each waiting for a token before it accepts: the tokens are
+//! - Two threads per held socket, each waiting for a token before it accepts: the tokens are
 //!   `--max-connections`, and the supervisor gives one back ([`Acceptor::release`]) when a
 //!   connection's process is reaped. Without a token a thread does not accept, so connections
 //!   beyond the limit wait in the socket's queue (the kernel's backlog) — never refused.
@@ -12,20 +12,39 @@
 //!   devserve during an upgrade) never blocks a thread.
 //! - Dropping the [`Acceptor`] stops every thread: they wait on a pipe whose write end it holds.
 //!   A connection already accepted is delivered; none is accepted after.
+//! - While the supervisor allows it ([`FastStart`]: the serving program, no trial pending), a
+//!   thread starts the connection's process itself and reports [`Event::Started`]: one hop fewer
+//!   between a connection and its process. Otherwise the connection goes to the supervisor
+//!   ([`Event::Connection`]), which also owns every process once told.
 //! - [`transfer`] says what a connection's process did with it, from the kernel's counters: the
 //!   rollback of a new program (see the supervisor's `per_connection`) rests on it.
 
 use std::io;
-#[cfg(target_os = "linux")]
-use std::os::fd::AsRawFd;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::event::{Connection, Event};
+use crate::generation::Program;
 use crate::sockets::NamedSocket;
+
+/// What the acceptor may start by itself: the serving program, while no new one awaits its trial
+/// (the supervisor sets and clears it), with the run's marker for the children's environment.
+#[derive(Clone)]
+pub struct FastStart {
+    pub program: std::sync::Arc<Program>,
+    pub stdio: bool,
+    pub marker: String,
+}
+
+/// The acceptor's [`FastStart`], shared with the supervisor.
+pub type FastSlot = std::sync::Arc<std::sync::Mutex<Option<FastStart>>>;
+
+/// Threads accepting on each socket: a thread that starts a process waits until it has exec'd
+/// (`CLONE_VFORK`), so a second one accepts meanwhile.
+const THREADS_PER_SOCKET: usize = 2;
 
 /// The connections' threads; dropping it stops them.
 pub struct Acceptor {
@@ -37,7 +56,12 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// Starts one thread per socket, with `max` connections at once between them.
-    pub fn start(sockets: &[NamedSocket], max: u32, events: &Sender<Event>) -> io::Result<Acceptor> {
+    pub fn start(
+        sockets: &[NamedSocket],
+        max: u32,
+        fast: &FastSlot,
+        events: &Sender<Event>,
+    ) -> io::Result<Acceptor> {
         let (tokens, taken) = crossbeam_channel::unbounded();
         for _ in 0..max {
             let _ = tokens.send(());
@@ -45,15 +69,17 @@ impl Acceptor {
         let (stop_read, stop_write) = crate::spawn::cloexec_pipe()?;
         let mut threads = Vec::new();
         for socket in sockets {
-            let listener = socket.try_clone_listener()?;
-            listener.set_nonblocking(true)?;
-            let stop = stop_read.try_clone()?;
-            let (taken, events) = (taken.clone(), events.clone());
-            let name = socket.name.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("accept {name}"))
-                .spawn(move || accept_loop(&listener, &stop, &taken, &events))?;
-            threads.push(thread);
+            for _ in 0..THREADS_PER_SOCKET {
+                let listener = socket.try_clone_listener()?;
+                listener.set_nonblocking(true)?;
+                let stop = stop_read.try_clone()?;
+                let (taken, events, fast) = (taken.clone(), events.clone(), fast.clone());
+                let name = socket.name.clone();
+                let thread = std::thread::Builder::new()
+                    .name(format!("accept {name}"))
+                    .spawn(move || accept_loop(&listener, &stop, &taken, &fast, &events))?;
+                threads.push(thread);
+            }
         }
         Ok(Acceptor { tokens, stop: Some(stop_write), threads })
     }
@@ -76,7 +102,13 @@ impl Drop for Acceptor {
 }
 
 /// Takes a token, waits for a connection (or the stop pipe), accepts it and sends it on.
-fn accept_loop(listener: &socket2::Socket, stop: &OwnedFd, tokens: &Receiver<()>, events: &Sender<Event>) {
+fn accept_loop(
+    listener: &socket2::Socket,
+    stop: &OwnedFd,
+    tokens: &Receiver<()>,
+    fast: &FastSlot,
+    events: &Sender<Event>,
+) {
     loop {
         // A token, waiting on the pipe meanwhile: a limit reached must not keep the thread from
         // stopping.
@@ -108,8 +140,13 @@ fn accept_loop(listener: &socket2::Socket, stop: &OwnedFd, tokens: &Receiver<()>
                 Ok((stream, peer)) => {
                     // The connection is the process's to use as it likes: blocking, as accepted.
                     let _ = stream.set_nonblocking(false);
-                    let connection = Connection { stream: stream.into(), peer: peer.as_socket() };
-                    if events.send(Event::Connection(connection)).is_err() {
+                    let stream: OwnedFd = stream.into();
+                    let peer = peer.as_socket();
+                    let event = match start_here(fast, &stream, peer) {
+                        Some(started) => started,
+                        None => Event::Connection(Connection { stream, peer }),
+                    };
+                    if events.send(event).is_err() {
                         return;
                     }
                     break;
@@ -128,6 +165,16 @@ fn accept_loop(listener: &socket2::Socket, stop: &OwnedFd, tokens: &Receiver<()>
             }
         }
     }
+}
+
+/// Starts the serving program's process for `stream` on this thread, when the supervisor allows
+/// it; `None` sends the connection to the supervisor instead (a trial pending, or a failed start,
+/// which the supervisor then reports).
+fn start_here(fast: &FastSlot, stream: &OwnedFd, peer: Option<std::net::SocketAddr>) -> Option<Event> {
+    let allowed = fast.lock().ok()?.clone()?;
+    let command = allowed.program.command(stream.as_raw_fd(), peer, allowed.stdio);
+    let (pid, report) = command.env(crate::sentinel::MARKER_VAR, &allowed.marker).spawn_unconfirmed().ok()?;
+    Some(Event::Started { pid, program: allowed.program.id, peer, report })
 }
 
 /// Whether the stop pipe is at end-of-file, waiting up to `ms` for it.
@@ -225,7 +272,8 @@ mod tests {
             .expect("bind")
             .remove(0);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let acceptor = Acceptor::start(std::slice::from_ref(&socket), 1, &tx).expect("start");
+        let fast = FastSlot::default();
+        let acceptor = Acceptor::start(std::slice::from_ref(&socket), 1, &fast, &tx).expect("start");
         let _a = std::net::TcpStream::connect(&socket.bound).expect("connect a");
         let _b = std::net::TcpStream::connect(&socket.bound).expect("connect b");
         let first = rx.recv_timeout(Duration::from_secs(10)).expect("the first connection");

@@ -42,6 +42,9 @@ pub enum Event {
     Key(Key),
     /// `--accept`: a connection accepted on a held socket, for a process of its own.
     Connection(Connection),
+    /// `--accept`: the acceptor started `program`'s process for a connection itself (the serving
+    /// program, no trial pending); its exec report is read once it has exited.
+    Started { pid: Pid, program: u64, peer: Option<std::net::SocketAddr>, report: std::fs::File },
     /// A devserve started for an upgrade says how its start went.
     Successor { pid: Pid, news: SuccessorNews },
 }

@@ -81,7 +81,7 @@ impl Program {
     /// not wait for the exec: the returned report says, once the process has exited, whether the
     /// exec failed ([`crate::spawn::exec_failure`]).
     pub fn start_connection(
-        &mut self,
+        &self,
         stream: RawFd,
         peer: Option<std::net::SocketAddr>,
         stdio: bool,
@@ -91,7 +91,8 @@ impl Program {
         procs.spawn_unconfirmed(self.command(stream, peer, stdio), owner)
     }
 
-    fn command(&self, stream: RawFd, peer: Option<std::net::SocketAddr>, stdio: bool) -> Command {
+    /// The command for one connection (see [`Program::start_connection`]).
+    pub fn command(&self, stream: RawFd, peer: Option<std::net::SocketAddr>, stdio: bool) -> Command {
         let launch = &self.relaunch.launch;
         let (program, args) = match launch.command.split_first() {
             Some((program, args)) => (program.clone(), args),

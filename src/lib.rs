@@ -13,9 +13,10 @@
 //!    behind [`procs`].
 //! 3. [`cli`], [`config`]: the settings — every option declared once, parsed and validated into
 //!    the [`config::Config`] the supervisor runs with.
-//! 4. [`generation`], [`build`], [`procs`]: a set of workers, a build, the process table.
+//! 4. [`generation`], [`build`], [`procs`], [`accept`]: a set of workers, a build, the process
+//!    table, `--accept`'s acceptor (which may start the serving program's processes).
 //! 5. [`spawn`], [`sockets`], [`readiness`], [`watch`], [`signals`], [`keys`], [`sentinel`],
-//!    [`runtime`], [`control`], [`proxy`], [`ports`], [`accept`], [`upgrade`], [`ca`]: one OS concern each; [`detect`]: what a
+//!    [`runtime`], [`control`], [`proxy`], [`ports`], [`upgrade`], [`ca`]: one OS concern each; [`detect`]: what a
 //!    folder holds and how devserve would run it (zero-config).
 //! 6. [`event`], [`output`]: the messages the threads send the supervisor, and what devserve
 //!    prints.
@@ -69,7 +70,7 @@ mod layering {
         ("proxy", 5),
         ("detect", 5),
         ("ports", 5),
-        ("accept", 5),
+        ("accept", 4),
         ("upgrade", 5),
         ("ca", 5),
         ("event", 6),

@@ -97,6 +97,11 @@ pub trait Procs {
         command: Command,
         owner: Owner,
     ) -> Result<(Pid, Option<std::fs::File>), SpawnError>;
+    /// Records a child started elsewhere (`--accept`'s acceptor thread, see [`Procs::marker`]) as
+    /// `owner`'s.
+    fn adopt(&mut self, pid: Pid, owner: Owner);
+    /// The `DEVSERVE_RUN` value children carry, for a child started elsewhere.
+    fn marker(&self) -> String;
     /// Sends `signal` to the process group led by `leader`.
     fn signal(&mut self, leader: Pid, signal: Signal);
     /// Records that the child was reaped: kills what is left of its group, forgets it, and says
@@ -177,6 +182,14 @@ impl Procs for OsProcs {
         }
         self.owners.insert(pid, owner);
         Ok((pid, Some(report)))
+    }
+
+    fn adopt(&mut self, pid: Pid, owner: Owner) {
+        self.owners.insert(pid, owner);
+    }
+
+    fn marker(&self) -> String {
+        self.marker_value.clone()
     }
 
     fn signal(&mut self, leader: Pid, signal: Signal) {
@@ -332,6 +345,14 @@ impl Procs for FakeProcs {
         owner: Owner,
     ) -> Result<(Pid, Option<std::fs::File>), SpawnError> {
         self.spawn(command, owner).map(|pid| (pid, None))
+    }
+
+    fn adopt(&mut self, pid: Pid, owner: Owner) {
+        self.owners.insert(pid, owner);
+    }
+
+    fn marker(&self) -> String {
+        "fake-marker".into()
     }
 
     fn signal(&mut self, leader: Pid, signal: Signal) {

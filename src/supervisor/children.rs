@@ -38,7 +38,10 @@ impl<P: Procs> Supervisor<P> {
             Some(Owner::Worker { generation, slot }) => {
                 self.worker_exited(generation, slot, pid, status, now)
             }
-            None => tracing::debug!("reaped pid {pid} ({status}), not one of ours (an orphaned descendant)"),
+            None => {
+                tracing::debug!("reaped pid {pid} ({status}), not one of ours (an orphaned descendant)");
+                self.unknown_exit(pid, status);
+            }
         }
     }
 

@@ -641,6 +641,9 @@ impl<P: Procs> Supervisor<P> {
             }
             Event::Front(event) => self.on_front(event, now),
             Event::Connection(connection) => self.on_connection(connection, now),
+            Event::Started { pid, program, peer, report } => {
+                self.connection_started(pid, program, peer, report, now)
+            }
             Event::Successor { pid, news } => self.on_successor(pid, news, now),
         }
     }

@@ -27,7 +27,7 @@ use nix::unistd::Pid;
 
 use super::trigger::Trigger;
 use super::{Outcome, Shutdown, Supervisor};
-use crate::accept::{Acceptor, transfer};
+use crate::accept::{Acceptor, FastSlot, FastStart, transfer};
 use crate::cli::AcceptMode;
 use crate::event::{Connection, ExitStatus};
 use crate::generation::{Program, deadline};
@@ -43,9 +43,14 @@ fn ms(d: Duration) -> u128 {
 pub(super) struct PerConnection {
     /// Started once a program serves; dropped at a stop.
     pub(super) acceptor: Option<Acceptor>,
-    pub(super) serving: Option<Program>,
+    pub(super) serving: Option<std::sync::Arc<Program>>,
     /// The newest build's program, until its trial passes or fails.
-    pub(super) candidate: Option<Program>,
+    pub(super) candidate: Option<std::sync::Arc<Program>>,
+    /// What the acceptor may start by itself (see [`PerConnection::fast_allowed`]).
+    pub(super) fast: FastSlot,
+    /// Exits of pids not known yet: a process the acceptor started can be reaped before its
+    /// [`crate::event::Event::Started`] arrives.
+    pub(super) early: HashMap<Pid, ExitStatus>,
     /// The candidate's first connection, in progress.
     pub(super) trial: Option<Trial>,
     /// Every connection's process: pid → the program it runs, its peer and start.
@@ -103,7 +108,7 @@ impl<P: Procs> Supervisor<P> {
     pub(super) fn prepare_program(&mut self, trigger: Trigger, now: Instant) {
         let id = self.service.next_id;
         self.service.next_id += 1;
-        let program = Program::prepare(id, self.service.launch.clone(), &mut self.procs);
+        let program = std::sync::Arc::new(Program::prepare(id, self.service.launch.clone(), &mut self.procs));
         let total_ms = ms(now.saturating_duration_since(trigger.at));
         let serving = self.connections.serving.as_ref().map(|p| p.id);
         self.out.report(Report::ProgramReady {
@@ -116,6 +121,7 @@ impl<P: Procs> Supervisor<P> {
         if serving.is_some() {
             // An earlier candidate not yet tried is superseded; one on trial finishes its connection.
             self.connections.candidate = Some(program);
+            self.update_fast();
             return;
         }
         self.connections.serving = Some(program);
@@ -123,7 +129,7 @@ impl<P: Procs> Supervisor<P> {
         self.service.loops.ready(now);
         if self.connections.acceptor.is_none() {
             let max = self.config.max_connections;
-            match Acceptor::start(&self.service.sockets, max, &self.events) {
+            match Acceptor::start(&self.service.sockets, max, &self.connections.fast, &self.events) {
                 Ok(acceptor) => self.connections.acceptor = Some(acceptor),
                 Err(e) => {
                     self.fatal = Some(super::StartError::Accept(e));
@@ -132,9 +138,64 @@ impl<P: Procs> Supervisor<P> {
                 }
             }
         }
+        self.update_fast();
         self.tell_anchor_ready();
         if self.config.once {
             self.start_probe(now);
+        }
+    }
+
+    /// The acceptor may start the serving program by itself while no new one waits for its trial
+    /// connection and nothing stops; otherwise connections come here.
+    fn update_fast(&mut self) {
+        let c = &self.connections;
+        let allowed = self.shutdown.is_none()
+            && c.acceptor.is_some()
+            && (c.candidate.is_none() || c.trial.is_some())
+            && !self.upgrades.anchored;
+        let fast = match (&c.serving, allowed) {
+            (Some(program), true) => Some(FastStart {
+                program: std::sync::Arc::clone(program),
+                stdio: self.config.accept == Some(AcceptMode::Stdio),
+                marker: self.procs.marker(),
+            }),
+            _ => None,
+        };
+        if let Ok(mut slot) = self.connections.fast.lock() {
+            *slot = fast;
+        }
+    }
+
+    /// The acceptor started a process for a connection itself: it is the supervisor's from now on.
+    pub(super) fn connection_started(
+        &mut self,
+        pid: Pid,
+        program: u64,
+        peer: Option<SocketAddr>,
+        report: std::fs::File,
+        now: Instant,
+    ) {
+        self.procs.adopt(pid, crate::procs::Owner::Connection { generation: program });
+        self.connections.live.insert(pid, Live { program, peer, report: Some(report) });
+        if let Some(status) = self.connections.early.remove(&pid) {
+            // Reaped before it was adopted: its exit, now.
+            let _ = self.procs.reaped(pid);
+            self.connection_exited(program, pid, status, now);
+        } else if let Some(kill_at) = self.connections.kill_at {
+            // Started as devserve began to stop: it gets what the others got.
+            let signal = if kill_at <= now { Signal::SIGKILL } else { self.config.stop_signal };
+            self.procs.signal(pid, signal);
+        }
+    }
+
+    /// A pid nobody owns was reaped: under `--accept` it may be a process the acceptor started
+    /// whose `Started` is still on its way.
+    pub(super) fn unknown_exit(&mut self, pid: Pid, status: ExitStatus) {
+        if self.accept_mode().is_some() {
+            if self.connections.early.len() >= 4096 {
+                self.connections.early.clear();
+            }
+            self.connections.early.insert(pid, status);
         }
     }
 
@@ -151,6 +212,7 @@ impl<P: Procs> Supervisor<P> {
                 (Ok(stream), Ok(pid)) => {
                     self.connections.trial =
                         Some(Trial { pid, program: candidate, stream, peer: connection.peer, started: now });
+                    self.update_fast();
                     return;
                 }
                 (_, Err(e)) => self.reject_candidate(candidate, format!("could not start: {e}"), true),
@@ -178,7 +240,7 @@ impl<P: Procs> Supervisor<P> {
     ) -> Result<Pid, crate::spawn::SpawnError> {
         let stdio = self.config.accept == Some(AcceptMode::Stdio);
         let connections = &mut self.connections;
-        let program = if trial { connections.candidate.as_mut() } else { connections.serving.as_mut() };
+        let program = if trial { connections.candidate.as_ref() } else { connections.serving.as_ref() };
         let Some(program) = program else {
             return Err(crate::spawn::SpawnError::Setup(std::io::Error::other("no program serves")));
         };
@@ -268,12 +330,14 @@ impl<P: Procs> Supervisor<P> {
         let Some(candidate) = self.connections.candidate.take() else { return };
         let generation = candidate.id;
         let replaced = self.connections.serving.replace(candidate).map(|p| p.id);
+        self.update_fast();
         self.service.loops.ready(now);
         self.out.report(Report::ProgramServing { generation, replaced, how });
     }
 
     fn reject_candidate(&mut self, generation: u64, reason: String, rerun: bool) {
         self.connections.candidate = None;
+        self.update_fast();
         let serving = self.connections.serving.as_ref().map_or(0, |p| p.id);
         self.out.report(Report::ProgramRolledBack { generation, reason, serving, rerun });
         self.service.loops.settled(Instant::now());
@@ -291,6 +355,7 @@ impl<P: Procs> Supervisor<P> {
 
     /// A stop: no connection is accepted any more; the processes get `mode`'s treatment.
     pub(super) fn stop_connections(&mut self, mode: Shutdown, now: Instant) {
+        self.update_fast();
         self.connections.acceptor = None;
         self.connections.candidate = None;
         let signal = match mode {
@@ -311,6 +376,7 @@ impl<P: Procs> Supervisor<P> {
         }
         self.connections.acceptor = None;
         self.connections.candidate = None;
+        self.update_fast();
         self.connections.kill_at = Some(deadline(now, self.config.stop_timeout));
     }
 

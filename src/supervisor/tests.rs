@@ -829,3 +829,23 @@ fn upgrade_a_new_devserve_that_fails_changes_nothing() {
     h.change();
     assert_eq!(h.next(), Some(2), "still building and swapping");
 }
+
+#[test]
+fn accept_a_process_the_acceptor_started_is_the_supervisors_even_when_reaped_before_it_is_told() {
+    let mut h = harness(&["-l", "127.0.0.1:0", "--accept"]);
+    h.start();
+    let report = || std::fs::File::open("/dev/null").expect("an empty exec report");
+    // The usual order: told, then reaped.
+    let first = Pid::from_raw(424_242);
+    h.event(Event::Started { pid: first, program: 1, peer: None, report: report() });
+    assert_eq!(h.program_of(first), Some(1));
+    h.exit(first, CRASH);
+    assert_eq!(h.last("connection_failed")["pid"], first.as_raw());
+    // Reaped first (the reaper was quicker than the acceptor's message): counted once all the same.
+    let second = Pid::from_raw(424_243);
+    h.exit(second, CRASH);
+    h.event(Event::Started { pid: second, program: 1, peer: None, report: report() });
+    assert_eq!(h.last("connection_failed")["pid"], second.as_raw());
+    assert!(h.sup.connections.live.is_empty(), "no process left counted as running");
+    assert_eq!(h.sup.procs.pid_of(Owner::Connection { generation: 1 }), None);
+}
