@@ -232,9 +232,7 @@ fn ca(out: &Output, rest: &[OsString]) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(crate::ca::CaError::Exists { path }) => {
-            usage_error(out, &[crate::ca::CaError::Exists { path }.to_string()])
-        }
+        Err(exists @ crate::ca::CaError::Exists { .. }) => usage_error(out, &[exists.to_string()]),
         Err(e) => run_error(out, &e.to_string()),
     }
 }

@@ -235,8 +235,7 @@ fn start_devserve_with(dir: &Path, proxy: &str, env: &[(&str, &str)]) -> (Devser
     let mut env = env.to_vec();
     env.push(("APP_START_DELAY_MS", "700"));
     let devserve = Devserve::start(dir, &args, &env);
-    let addr =
-        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    let addr = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     (devserve, addr)
 }
@@ -760,8 +759,7 @@ fn a_websocket_keeps_working_over_https_in_chromium() {
         app.to_str().expect("utf-8"),
     ];
     let devserve = Devserve::start(&dir, &args, &env);
-    let addr =
-        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    let addr = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     let port = addr.rsplit(':').next().expect("port").to_owned();
     let context = tail(&devserve);

@@ -93,8 +93,7 @@ fn serve(home: &Path, dir: &Path, proxy: &str, more: &[&str]) -> (Devserve, Stri
     // NODE_EXTRA_CA_CERTS of the machine's own would be kept (the user's wins): none here.
     command.env("HOME", home).env_remove("XDG_DATA_HOME").env_remove("NODE_EXTRA_CA_CERTS");
     let devserve = Devserve::spawn(command);
-    let address =
-        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    let address = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     (devserve, address.rsplit(':').next().expect("port").to_owned())
 }
@@ -347,7 +346,7 @@ fn http2_floods_and_garbage_never_reach_the_app_and_the_front_door_serves_on() {
 fn grpc_through_upstream_h2c_is_routed_per_call_across_ten_swaps_without_a_failed_call() {
     let dir = temp_dir("grpc");
     std::fs::create_dir_all(dir.path().join("src")).expect("mkdir");
-    let app = app("grpc_app.py");
+    let server = app("grpc_app.py");
     let args = [
         "--proxy",
         "127.0.0.1:0",
@@ -359,15 +358,14 @@ fn grpc_through_upstream_h2c_is_routed_per_call_across_ten_swaps_without_a_faile
         "src",
         "--",
         "python3",
-        app.to_str().expect("utf-8"),
+        server.to_str().expect("utf-8"),
     ];
     let devserve = Devserve::start(dir.path(), &args, &[]);
-    let address =
-        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    let address = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     let stop = dir.path().join("stop");
     let mut client = Command::new("python3");
-    client.arg(app_path("grpc_client.py")).arg(&address).arg(&stop);
+    client.arg(app("grpc_client.py")).arg(&address).arg(&stop);
     let client = Process::spawn(client);
     client.wait_for("seen gen=1");
     for generation in 2..=11u64 {
@@ -380,11 +378,6 @@ fn grpc_through_upstream_h2c_is_routed_per_call_across_ten_swaps_without_a_faile
     let summary = wait_result(&client);
     assert_eq!(summary["failures"], 0, "{summary}\n{}", devserve.output());
     assert!(summary["calls"].as_u64().is_some_and(|n| n > 20), "{summary}");
-}
-
-/// `tests/apps/NAME`.
-fn app_path(name: &str) -> std::path::PathBuf {
-    app(name)
 }
 
 /// The JSON line the gRPC client prints last.

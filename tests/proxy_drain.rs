@@ -68,7 +68,7 @@ fn streams_app(dir: &Path, extra: &[&str]) -> (Devserve, String) {
     args.extend_from_slice(extra);
     args.extend(["--", "python3", "streams.py"]);
     let devserve = Devserve::start(dir, &args, &[]);
-    let addr = devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("addr").to_owned();
+    let addr = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     (devserve, addr)
 }

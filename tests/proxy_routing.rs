@@ -124,7 +124,7 @@ fn a_fixed_app_port_restarts_without_a_refused_connection() {
     let argv = fixture.argv();
     args.extend(argv.iter().copied());
     let devserve = Devserve::start(dir.path(), &args, &fixture.env_pairs());
-    let addr = devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("addr").to_owned();
+    let addr = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     let load = Load::start(&addr, 2);
     for n in 2..=4 {
@@ -219,8 +219,7 @@ fn an_app_on_a_port_of_its_own_is_found_and_served_through_it_behind_the_proxy()
     args.push("--");
     args.extend(fixture.argv());
     let devserve = Devserve::start(dir.path(), &args, &fixture.env_pairs());
-    let addr =
-        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    let addr = devserve.proxy_addr();
     let found = devserve.wait_event("own_port", |e| e["generation"] == 1);
     assert_eq!(found["found"], serde_json::json!([own]), "{found}");
     devserve.wait_event("app_port_found", |e| e["port"] == own);

@@ -369,16 +369,10 @@ fn fixture_env(fixture: &Fixture) -> Vec<(&str, &str)> {
     env
 }
 
-/// The proxy's address, once devserve says it listens.
-fn proxy_address(devserve: &Devserve) -> String {
-    let listening = devserve.wait_event("proxy_listening", |_| true);
-    listening["address"].as_str().expect("address").to_owned()
-}
-
 /// devserve in `dir` with `args` behind the proxy; waits until gen 1 is ready.
 fn serve_ready(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Devserve, String) {
     let devserve = Devserve::start(dir, args, env);
-    let addr = proxy_address(&devserve);
+    let addr = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     (devserve, addr)
 }
@@ -585,7 +579,7 @@ fn clients_waiting_on_their_bodies_past_a_soft_fd_limit_of_1024_leave_the_front_
     let env = fixture_env(&fixture);
     let devserve =
         Process::spawn(under_prlimit(&devserve_command(dir.path(), &args, &env), SOFT_NOFILE, hard));
-    let addr = proxy_address(&devserve);
+    let addr = devserve.proxy_addr();
     let exe = PathBuf::from(devserve_bin());
     assert!(
         runs(devserve.pid(), &exe.canonicalize().unwrap_or(exe.clone())),
@@ -631,7 +625,7 @@ fn out_of_descriptors_the_oldest_client_waiting_on_no_app_is_shed_for_a_new_one(
     let env = fixture_env(&fixture);
     let devserve =
         Process::spawn(under_prlimit(&devserve_command(dir.path(), &args, &env), SOFT_NOFILE, SOFT_NOFILE));
-    let addr = proxy_address(&devserve);
+    let addr = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     let waiting = bodiless_posts(&addr);
     let limit = Duration::from_secs(10);
@@ -714,7 +708,7 @@ fn a_10_mb_standing_build_failure_is_not_copied_into_each_event_stream() {
     let mut env = fixture_env(&fixture);
     env.push(("PATH", &path));
     let devserve = Devserve::start(dir.path(), &args, &env);
-    let addr = proxy_address(&devserve);
+    let addr = devserve.proxy_addr();
     let failed = devserve.wait_event("build_finished", |e| e["ok"] == false);
     // The failure stands: a stream opened now gets it first (one that read it).
     assert!(

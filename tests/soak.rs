@@ -176,8 +176,7 @@ fn the_last_save_is_always_served() {
     let mut env = fixture.env_pairs();
     env.push(("FIXTURE_BIND_PORT_ENV", "1"));
     let devserve = Devserve::start(dir.path(), &args, &env);
-    let addr =
-        devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("address").to_owned();
+    let addr = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     if let Err(last) = wait_served(&addr, "v0", SERVED_WITHIN) {
         panic!("seed {seed}: v0 never served (last answer: {last})\n{}", devserve.output());

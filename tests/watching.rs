@@ -336,7 +336,7 @@ fn behind_the_proxy_a_burst_starts_at_its_first_event_and_serves_its_final_state
     let mut env = fixture.env_pairs();
     env.push(("FIXTURE_BIND_PORT_ENV", "1"));
     let devserve = Devserve::start(dir.path(), &args, &env);
-    let addr = devserve.wait_event("proxy_listening", |_| true)["address"].as_str().expect("addr").to_owned();
+    let addr = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     // One save: the generation starts at its first event, with no debounce wait.
     write(&dir.path().join("version"), "v2");

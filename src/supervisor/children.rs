@@ -33,7 +33,7 @@ impl<P: Procs> Supervisor<P> {
                 self.once.probe = None;
                 self.probe_finished(status);
             }
-            Some(Owner::Successor) => self.successor_exited(pid, status, now),
+            Some(Owner::Successor) => self.successor_exited(pid, status),
             Some(Owner::Connection { generation }) => self.connection_exited(generation, pid, status, now),
             Some(Owner::Worker { generation, slot }) => {
                 self.worker_exited(generation, slot, pid, status, now)

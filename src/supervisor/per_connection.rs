@@ -257,9 +257,9 @@ impl<P: Procs> Supervisor<P> {
     /// A connection's process was reaped.
     pub(super) fn connection_exited(&mut self, generation: u64, pid: Pid, status: ExitStatus, now: Instant) {
         let live = self.connections.live.remove(&pid);
-        let program = self.config.command.first().cloned().unwrap_or_default();
         let (peer, report) = live.map_or((None, None), |l| (l.peer, l.report));
-        let failure = report.and_then(|r| crate::spawn::exec_failure(r, &program));
+        let program = self.config.command.first().map_or(std::ffi::OsStr::new(""), |p| p.as_os_str());
+        let failure = report.and_then(|r| crate::spawn::exec_failure(r, program));
         let status_text = match &failure {
             Some(e) => format!("could not start: {e}"),
             None => status.to_string(),

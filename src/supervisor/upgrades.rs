@@ -173,7 +173,7 @@ impl<P: Procs> Supervisor<P> {
     }
 
     /// A devserve this one started was reaped.
-    pub(super) fn successor_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
+    pub(super) fn successor_exited(&mut self, pid: Pid, status: ExitStatus) {
         if let Some(starting) = self.upgrades.starting.take_if(|s| s.pid == pid) {
             if !starting.said_failed {
                 let reason = format!("{status} before it served");
@@ -192,11 +192,8 @@ impl<P: Procs> Supervisor<P> {
             self.out.report(Report::UpgradeServingStopped { pid: pid.as_raw(), status: status.to_string() });
             self.upgrades.final_status = Some(status);
             self.once.outcome = outcome_of(status);
-            if let Some(starting) = &self.upgrades.starting {
-                self.procs.signal(starting.pid, Signal::SIGTERM);
-            }
+            self.stop_upgrade(Signal::SIGTERM);
             self.shutdown = Some(Shutdown::Graceful);
-            let _ = now;
         }
     }
 
@@ -235,9 +232,7 @@ impl<P: Procs> Supervisor<P> {
         };
         if matches!(request, Request::Stop | Request::Kill) {
             self.shutdown = Some(Shutdown::Graceful);
-            if let Some(starting) = &self.upgrades.starting {
-                self.procs.signal(starting.pid, Signal::SIGTERM);
-            }
+            self.stop_upgrade(Signal::SIGTERM);
         }
         if let Some(serving) = &self.upgrades.serving {
             // It leads its own process group, of which it is the only member.

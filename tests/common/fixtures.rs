@@ -41,8 +41,7 @@ pub fn serve_app(dir: &Path, name: &str, env: &[(&str, &str)]) -> (Devserve, Str
     let (watch, app) = (dir.to_str().expect("utf-8 path"), app.to_str().expect("utf-8 path"));
     let args = ["--proxy", "127.0.0.1:0", "--log-format", "json", "-w", watch, "--", "python3", app];
     let devserve = Devserve::start(dir, &args, env);
-    let listening = devserve.wait_event("proxy_listening", |_| true);
-    let addr = listening["address"].as_str().expect("address").to_owned();
+    let addr = devserve.proxy_addr();
     devserve.wait_event("generation_ready", |e| e["generation"] == 1);
     (devserve, addr)
 }
@@ -173,8 +172,7 @@ impl Fixture {
         let mut all = vec!["--proxy", proxy, "--log-format", "json", "-w", "."];
         all.extend_from_slice(args);
         let devserve = self.start_with(dir, &all, &[("FIXTURE_BIND_PORT_ENV", "1")]);
-        let listening = devserve.wait_event("proxy_listening", |_| true);
-        let address = listening["address"].as_str().expect("the proxy's address").to_owned();
+        let address = devserve.proxy_addr();
         (devserve, address)
     }
 

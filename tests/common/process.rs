@@ -141,6 +141,14 @@ impl Process {
         nth().expect("listen address")
     }
 
+    /// The front door's address, once devserve says it listens (its `proxy_listening` event).
+    pub fn proxy_addr(&self) -> String {
+        self.wait_event("proxy_listening", |_| true)["address"]
+            .as_str()
+            .expect("the proxy's address")
+            .to_owned()
+    }
+
     /// Sends `signal` (`TERM`, `HUP`, `SIGUSR1`, …) to the process.
     pub fn signal(&self, signal: &str) {
         let name = if signal.starts_with("SIG") { signal.to_owned() } else { format!("SIG{signal}") };
