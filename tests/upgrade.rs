@@ -9,17 +9,26 @@ use std::process::Command;
 
 use common::*;
 
+/// Copies an executable with `cp`, not `std::fs::copy`: a file this test process opened for
+/// writing is inherited, for the moment between fork and exec, by every child another test thread
+/// starts, and executing it meanwhile fails with ETXTBSY ("Text file busy"). `cp`'s descriptor
+/// lives and dies in its own process.
+fn copy_executable(from: &Path, to: &Path) {
+    let done = run_to_completion(Command::new("cp").arg(from).arg(to));
+    assert_eq!(done.code(), 0, "cp {} {}: {}", from.display(), to.display(), done.stderr);
+}
+
 /// A copy of devserve in `dir`, so that a test can replace the file it runs from.
 fn devserve_copy(dir: &Path) -> PathBuf {
     let path = dir.join("devserve");
-    std::fs::copy(devserve_bin(), &path).expect("copy devserve");
+    copy_executable(Path::new(&devserve_bin()), &path);
     path
 }
 
 /// Replaces `path` the way an install does: a new file renamed over it (the running binary stays).
 fn replace(path: &Path, with: &Path) {
     let new = path.with_extension("new");
-    std::fs::copy(with, &new).expect("copy");
+    copy_executable(with, &new);
     std::fs::rename(&new, path).expect("rename");
 }
 
