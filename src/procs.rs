@@ -233,7 +233,7 @@ impl Procs for OsProcs {
         // change a hard link too. std::fs::copy uses copy_file_range, a reflink where the file
         // system can.
         let source = file_stamp(program);
-        std::fs::copy(program, &path)?;
+        crate::spawn::write_executable(|| std::fs::copy(program, &path))?;
         Ok(Snapshot { path, source, remove: true })
     }
 

@@ -25,6 +25,13 @@
 //!
 //! Exec failures travel back over a close-on-exec pipe, as std does, so `spawn` reports
 //! "not found" or "permission denied" synchronously instead of a mysterious exit 127.
+//!
+//! A file open for writing in devserve is inherited by a child forked meanwhile (by another
+//! thread: the `--accept` acceptors start processes while the supervisor copies a build's
+//! program), until that child execs; executing the file in that moment fails with ETXTBSY ("Text
+//! file busy"). So forks hold [`FORK_LOCK`] shared until the child has exec'd, and
+//! [`write_executable`] holds it exclusively: an executable devserve writes is never open in a
+//! child (Go's `syscall.ForkLock` serves the same purpose).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
@@ -33,8 +40,20 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::{PoisonError, RwLock};
 
 use nix::unistd::Pid;
+
+/// Held shared from a fork until its child has exec'd, exclusively while devserve writes a file
+/// it will execute (see the module's doc).
+static FORK_LOCK: RwLock<()> = RwLock::new(());
+
+/// Runs `write`, which creates or writes a file devserve will execute, while no child is between
+/// fork and exec, so no child holds that file open for writing when it is executed.
+pub fn write_executable<T>(write: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let _exclusive = FORK_LOCK.write().unwrap_or_else(PoisonError::into_inner);
+    write()
+}
 
 /// Environment variables that describe devserve's own activation; never inherited by children.
 pub const ACTIVATION_VARS: &[&str] = &[
@@ -372,6 +391,9 @@ impl Plan {
     }
 
     fn fork_exec(self) -> Result<Pid, ChildError> {
+        // Until the report says exec happened (or failed), the child holds copies of devserve's
+        // descriptors.
+        let _shared = FORK_LOCK.read().unwrap_or_else(PoisonError::into_inner);
         let (pid, report) = self.fork(false)?;
         match read_exec_report(report) {
             Ok(ExecReport::Started) => Ok(pid),
@@ -399,7 +421,12 @@ impl Plan {
         }
         #[cfg(target_os = "linux")]
         if shared_memory {
-            let pid = self.clone_vfork(parent, &slots, report_write.as_raw_fd())?;
+            // clone_vfork returns once the child has exec'd: its copies of devserve's
+            // descriptors are gone by then.
+            let shared = FORK_LOCK.read().unwrap_or_else(PoisonError::into_inner);
+            let pid = self.clone_vfork(parent, &slots, report_write.as_raw_fd());
+            drop(shared);
+            let pid = pid?;
             drop(report_write);
             let pid = Pid::from_raw(pid);
             let _ = nix::unistd::setpgid(pid, pid);
