@@ -165,6 +165,9 @@ mod layering {
         // `per_connection::`, `upgrades::`; those files take `Supervisor`, `Outcome`, `BuildRun`, …
         // from mod.rs.
         ("supervisor", &["front.rs", "mod.rs", "once.rs", "per_connection.rs", "service.rs", "upgrades.rs"]),
+        // mod.rs merges each `[services.NAME]` through services.rs, which merges the table's
+        // keys with mod.rs's `Loader`.
+        ("config", &["mod.rs", "services.rs"]),
         // mod.rs re-exports filter's `Filter`; filter.rs returns mod.rs's `WatchError`.
         ("watch", &["filter.rs", "mod.rs"]),
     ];

@@ -35,11 +35,14 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod services;
+
 pub use crate::cli::Apply;
 use crate::cli::{self, Cli, SETTINGS};
 use crate::output::check::{CheckDescription, FrontDoor};
 use crate::spawn::Command;
 use crate::watch::WatchConfig;
+pub use services::ServiceConfig;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_FILE: &str = "devserve.toml";
@@ -104,6 +107,19 @@ pub struct Config {
     pub listen_location: Option<Location>,
     /// Zero-config: what the folder was found to be and the settings taken from it.
     pub detected: Option<Detected>,
+    /// The `[services.NAME]` tables, in the order they start (`depends-on` first); empty when
+    /// the file has none, and the top level is then the one app.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// Which part of the file a merge is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The top level; `with_services`: the file also has `[services.NAME]` tables, so the top
+    /// level needs no command of its own and nothing is detected.
+    Top { with_services: bool },
+    /// One service's table over the top level.
+    Service,
 }
 
 /// What zero-config adds to a merge.
@@ -213,16 +229,45 @@ impl Loader {
         self.explicit.contains(id)
     }
 
-    /// The file's keys as command-line words, then the command line itself, parsed as one.
+    /// The file's top-level keys merged under the command line, then its services (if any),
+    /// each the top level's keys with its own over them ([`services`]).
     fn merge(&self, file: Option<&FileTable>, problems: &mut Vec<Problem>) -> Option<Config> {
+        let with_services = file.is_some_and(|f| !f.services.is_empty());
+        let entries: Vec<(&String, &Spanned<toml::Value>)> =
+            file.map(|f| f.entries.iter().collect()).unwrap_or_default();
+        let mut config = self.merge_entries(file, &entries, Part::Top { with_services }, problems)?;
+        if let Some(file) = file.filter(|_| with_services) {
+            config.services = services::merge(self, file, &config, problems);
+        }
+        Some(config)
+    }
+
+    /// `entries` (the file's keys for this part) as command-line words, then the command line
+    /// itself, parsed as one.
+    fn merge_entries(
+        &self,
+        file: Option<&FileTable>,
+        entries: &[(&String, &Spanned<toml::Value>)],
+        part: Part,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Config> {
         let command = Cli::command();
         let mut words: Vec<OsString> = self.args.iter().take(1).cloned().collect();
         let mut file_command: Vec<OsString> = Vec::new();
         // Which settings the file gave, and where: the place to blame for a later problem.
         let mut from_file: BTreeMap<&'static str, Location> = BTreeMap::new();
-        for (key, value) in file.map(|f| f.entries.iter()).into_iter().flatten() {
+        for &(key, value) in entries {
             let Some(file) = file else { continue };
             let at = |message: String| file.locate(&value.span(), message);
+            if services::SERVICE_KEYS.contains(&key.as_str()) {
+                if part != Part::Service {
+                    problems.push(file.locate_key(
+                        &value.span(),
+                        format!("`{key}` belongs in a service's table, `[services.NAME]`"),
+                    ));
+                }
+                continue;
+            }
             if key == "command" {
                 match strings(value.get_ref()) {
                     Some(program) if program.is_empty() => {
@@ -274,7 +319,10 @@ impl Loader {
             }
         }
         // Zero-config: the folder's settings, under the file's and the command line's.
-        let zero = self.zero_config(&command, file, problems);
+        let zero = match part {
+            Part::Top { with_services: false } => self.zero_config(&command, file, problems),
+            _ => ZeroConfig::default(),
+        };
         words.extend(zero.words);
         if !zero.command.is_empty() {
             file_command = zero.command;
@@ -307,7 +355,7 @@ impl Loader {
                 (s.id, matches.get_raw(s.id).map(|v| v.map(OsStr::to_owned).collect()).unwrap_or_default())
             })
             .collect();
-        let mut config = self.validate(cli, raw, &from_file, problems);
+        let mut config = self.validate(cli, raw, &from_file, part, problems);
         if config.command.is_empty()
             && let Some(line) = detection_problem
         {
@@ -396,6 +444,7 @@ impl Loader {
         cli: Cli,
         raw: BTreeMap<&'static str, Vec<OsString>>,
         from_file: &BTreeMap<&'static str, Location>,
+        part: Part,
         problems: &mut Vec<Problem>,
     ) -> Config {
         let blame = |id: &str, message: String| Problem {
@@ -434,7 +483,9 @@ impl Loader {
                 )),
             }
         }
-        if cli.command.is_empty() && cli.signal.is_none() && !cli.completions_or_man() {
+        // A service may be a watch task (a build, no command): `services` checks its own.
+        let needs_command = part == Part::Top { with_services: false };
+        if needs_command && cli.command.is_empty() && cli.signal.is_none() && !cli.completions_or_man() {
             problems.push(Problem::plain(
                 "missing COMMAND: give it after `--` or as `command = [...]` in the config file",
             ));
@@ -473,6 +524,7 @@ impl Loader {
             file: self.file.clone(),
             listen_location: from_file.get("listen").cloned(),
             detected: None,
+            services: Vec::new(),
             raw,
             cli,
         }
@@ -630,9 +682,14 @@ fn strings(value: &toml::Value) -> Option<Vec<String>> {
     value.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
 }
 
+/// A table of keys, each with the span of its value.
+type Entries = BTreeMap<String, Spanned<toml::Value>>;
+
 /// `devserve.toml` as written: each key with the span of its value, for error messages.
 struct FileTable {
-    entries: BTreeMap<String, Spanned<toml::Value>>,
+    entries: Entries,
+    /// `[services.NAME]` tables, by name, each with its own keys (spans kept).
+    services: BTreeMap<String, Spanned<Entries>>,
     path: PathBuf,
     text: String,
 }
@@ -643,14 +700,31 @@ impl FileTable {
         #[derive(Deserialize)]
         #[serde(transparent)]
         struct Table(BTreeMap<String, Spanned<toml::Value>>);
-        let Table(entries) = toml::from_str(&text).map_err(|e| {
+        let syntax = |e: toml::de::Error| {
             let message = e.message().trim().to_owned();
             match e.span() {
                 Some(span) => locate(path, &text, &span, message),
                 None => Problem::plain(format!("{}: {message}", path.display())),
             }
-        })?;
-        Ok(FileTable { entries, path: path.to_path_buf(), text })
+        };
+        let Table(mut entries) = toml::from_str(&text).map_err(syntax)?;
+        // The services again, read with the spans of their own keys.
+        #[derive(Deserialize)]
+        struct WithServices {
+            #[serde(default)]
+            services: BTreeMap<String, Spanned<Entries>>,
+        }
+        let services = match entries.remove("services") {
+            Some(value) if value.get_ref().is_table() => {
+                toml::from_str::<WithServices>(&text).map_err(syntax)?.services
+            }
+            Some(value) => {
+                let message = "services: expected tables, `[services.NAME]`".to_owned();
+                return Err(locate(path, &text, &value.span(), message));
+            }
+            None => BTreeMap::new(),
+        };
+        Ok(FileTable { entries, services, path: path.to_path_buf(), text })
     }
 
     fn location(&self, span: &Range<usize>) -> Location {
@@ -841,5 +915,62 @@ mod tests {
             "command = [\"devserve-no-such-program\"]\nlisten = [\"nowhere\"]\nstop-signal = \"NOPE\"\n";
         let problems = load(&[], text).expect_err("three problems");
         assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    const STACK: &str = "proxy = \"127.0.0.1:0\"\nworkers = 2\n[env]\nA = \"top\"\nB = \"top\"\n\n\
+        [services.web]\ncommand = [\"true\"]\nroute = \"/\"\ndepends-on = [\"api\"]\n\n\
+        [services.api]\ncommand = [\"true\"]\nroute = \"/api/\"\nstrip-prefix = true\nworkers = 1\n\
+        [services.api.env]\nB = \"api\"\n\n\
+        [services.css]\nbuild = \"true\"\n";
+
+    #[test]
+    fn services_take_the_top_level_as_defaults_and_start_after_their_dependencies() {
+        let config = load(&[], STACK).expect("valid");
+        let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["api", "web", "css"], "api before web, which depends on it; then file order");
+        let api = &config.services[0];
+        assert_eq!(api.route.as_deref(), Some("/api"));
+        assert!(api.strip_prefix && api.reload_browser);
+        assert_eq!(api.config.workers, 1, "its own key wins");
+        assert_eq!(api.config.env, vec![("A".into(), "top".into()), ("B".into(), "api".into())]);
+        let web = &config.services[1];
+        assert_eq!(web.config.workers, 2, "the top level is the default");
+        assert_eq!(web.depends_on, ["api"]);
+        assert!(config.services[2].is_watch_task() && !config.services[2].reload_browser);
+        // The command line wins over every service.
+        let config = load(&["-n", "3"], STACK).expect("valid");
+        assert!(config.services.iter().all(|s| s.config.workers == 3));
+    }
+
+    #[test]
+    fn service_mistakes_are_one_line_each_at_their_key() {
+        let cycle = "proxy = \"127.0.0.1:0\"\n[services.a]\ncommand = [\"true\"]\ndepends-on = [\"b\"]\n\
+                     [services.b]\ncommand = [\"true\"]\ndepends-on = [\"a\"]\n";
+        let problems = load(&[], cycle).expect_err("a cycle");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].ends_with(":4:14: depends-on: a cycle, a → b → a"), "{problems:?}");
+        let twice = "proxy = \"127.0.0.1:0\"\n[services.a]\ncommand = [\"true\"]\nroute = \"/x\"\n\
+                     [services.b]\ncommand = [\"true\"]\nroute = \"/x/\"\n";
+        let problems = load(&[], twice).expect_err("a route twice");
+        assert!(
+            problems[0].contains(":7:9: [services.b] route \"/x\" is also [services.a]'s"),
+            "{problems:?}"
+        );
+        let no_proxy = "[services.a]\ncommand = [\"true\"]\nroute = \"/\"\n";
+        let problems = load(&[], no_proxy).expect_err("route without proxy");
+        assert!(problems[0].contains(":3:9: [services.a] route = \"/\": needs `proxy`"), "{problems:?}");
+        let nothing = "[services.a]\nworkers = 2\n";
+        let problems = load(&[], nothing).expect_err("neither command nor build");
+        assert!(problems[0].contains("[services.a] has neither `command` nor `build`"), "{problems:?}");
+        let wide = "[services.a]\ncommand = [\"true\"]\nproxy = \"127.0.0.1:0\"\n";
+        let problems = load(&[], wide).expect_err("a devserve-wide key");
+        assert!(problems[0].contains(":3:1: `proxy` is devserve-wide"), "{problems:?}");
+        let unknown = "[services.a]\ncommand = [\"true\"]\ndepends-on = [\"nope\"]\n";
+        let problems = load(&[], unknown).expect_err("an unknown service");
+        assert!(problems[0].contains("depends-on: no service is named `nope`"), "{problems:?}");
+        let problems = load(&[], "route = \"/\"\ncommand = [\"true\"]\n").expect_err("route at the top");
+        assert!(problems[0].contains(":1:1: `route` belongs in a service's table"), "{problems:?}");
+        let problems = load(&[], "[services.Api]\ncommand = [\"true\"]\n").expect_err("a bad name");
+        assert!(problems[0].contains("a service's name is a host name label"), "{problems:?}");
     }
 }
