@@ -88,7 +88,7 @@ pub enum FrontEvent {
     /// Connections still open to a generation at its stop timeout were closed.
     Closed { generation: u64, connections: usize },
     /// Requests held and retried since the previous routing change.
-    Counters { held: u64, retried: u64, failed: u64 },
+    Counters { site: usize, held: u64, retried: u64, failed: u64 },
     /// The front door could not do its job: one line for the user.
     Problem(String),
     /// The front door refused a request (allowed hosts, cross-site checks); once per value and

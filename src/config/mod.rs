@@ -936,7 +936,7 @@ mod tests {
         let web = &config.services[1];
         assert_eq!(web.config.workers, 2, "the top level is the default");
         assert_eq!(web.depends_on, ["api"]);
-        assert!(config.services[2].is_watch_task() && !config.services[2].reload_browser);
+        assert!(config.services[2].config.command.is_empty() && !config.services[2].reload_browser);
         // The command line wins over every service.
         let config = load(&["-n", "3"], STACK).expect("valid");
         assert!(config.services.iter().all(|s| s.config.workers == 3));

@@ -15,6 +15,9 @@
 //!   the browser sent it, which is what an app mounted at `/api` expects) removes the prefix.
 //! - `browser-reload`: the top-level key, per service. Unset, a routed service's swaps reload
 //!   the browsers' pages and an unrouted one's do not.
+//! - `command` and `listen` are a service's own: at the top level beside services they are an
+//!   error. `watch = []` in a service's table means changes never restart it (a dev server with
+//!   its own watcher and HMR: Vite, Next).
 //! - `depends-on` names other services; a name that is not a service, or a cycle, is an error at
 //!   the key. Services are listed in the order they start: a service after those it depends on,
 //!   otherwise in file order.
@@ -50,6 +53,10 @@ pub const DEVSERVE_WIDE: &[&str] = &[
     "debounce",
 ];
 
+/// Keys that are one service's own: at the top level beside services they are an error, never
+/// every service's default (two services cannot run one command or listen on one address).
+const NOT_INHERITED: &[&str] = &["command", "listen"];
+
 /// One service, merged and checked.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -65,13 +72,8 @@ pub struct ServiceConfig {
     pub depends_on: Vec<String>,
     /// Whether its swaps reload the browsers' pages.
     pub reload_browser: bool,
-}
-
-impl ServiceConfig {
-    /// A service with a build and no command: its build runs on its changes, nothing is served.
-    pub fn is_watch_task(&self) -> bool {
-        self.config.command.is_empty()
-    }
+    /// Whether changes restart it: false for `watch = []` (a dev server with its own watcher).
+    pub watches: bool,
 }
 
 /// What one table says besides the shared settings.
@@ -97,11 +99,15 @@ pub(super) fn merge(
         ));
         return Vec::new();
     }
-    if let Some(command) = file.entries.get("command") {
-        problems.push(file.locate_key(
-            &command.span(),
-            "`command` at the top level beside [services.NAME] tables: move it into a service's table".into(),
-        ));
+    for key in NOT_INHERITED {
+        if let Some(value) = file.entries.get(*key) {
+            problems.push(file.locate_key(
+                &value.span(),
+                format!(
+                    "`{key}` at the top level beside [services.NAME] tables: move it into a service's table"
+                ),
+            ));
+        }
     }
     let mut tables: Vec<(&String, &Spanned<super::Entries>)> = file.services.iter().collect();
     tables.sort_by_key(|(_, table)| table.span().start);
@@ -121,7 +127,7 @@ pub(super) fn merge(
         let mut entries = Vec::new();
         for (key, value) in &file.entries {
             // `env` merges per variable: the top level's first, the service's after it.
-            if key != "command" && (key == "env" || !own_entries.contains_key(key)) {
+            if !NOT_INHERITED.contains(&key.as_str()) && (key == "env" || !own_entries.contains_key(key)) {
                 entries.push((key, value));
             }
         }
@@ -162,12 +168,15 @@ pub(super) fn merge(
             || file.entries.contains_key("browser-reload")
             || loader.given("no_browser_reload");
         let reload_browser = if explicit_reload { !config.no_browser_reload } else { own.route.is_some() };
+        let watches =
+            !own_entries.get("watch").is_some_and(|w| w.get_ref().as_array().is_some_and(Vec::is_empty));
         let service = ServiceConfig {
             name: name.clone(),
             route: own.route.clone(),
             strip_prefix: own.strip_prefix,
             depends_on: own.depends_on.iter().map(|(n, _)| n.clone()).collect(),
             reload_browser,
+            watches,
             config,
         };
         check_service(file, top, &own, &service, own_entries, problems);

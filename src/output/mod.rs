@@ -44,13 +44,38 @@ pub struct Output {
     json: bool,
     /// Tests: the rendered lines are kept here instead of being written.
     capture: Option<Arc<Mutex<Vec<String>>>>,
+    /// With several services: the service these lines are about, and its colour.
+    service: Option<ServiceTag>,
 }
+
+/// A service's name as its lines carry it: padded to the longest name, in a colour of its own.
+#[derive(Debug, Clone)]
+struct ServiceTag {
+    name: String,
+    width: usize,
+    colour: usize,
+}
+
+/// The services' colours, in turn (foreman's and overmind's, without red: red is for errors).
+const SERVICE_COLOURS: [owo_colors::AnsiColors; 5] = [
+    owo_colors::AnsiColors::Cyan,
+    owo_colors::AnsiColors::Yellow,
+    owo_colors::AnsiColors::Green,
+    owo_colors::AnsiColors::Magenta,
+    owo_colors::AnsiColors::Blue,
+];
 
 impl Output {
     /// Color follows the terminal and `NO_COLOR`; `quiet` drops Info and Good lines.
     pub fn new(quiet: bool) -> Output {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Output { color: std::io::stderr().is_terminal() && !no_color, quiet, json: false, capture: None }
+        Output {
+            color: std::io::stderr().is_terminal() && !no_color,
+            quiet,
+            json: false,
+            capture: None,
+            service: None,
+        }
     }
 
     /// The same, writing JSON lines instead.
@@ -62,15 +87,40 @@ impl Output {
     #[cfg(test)]
     pub fn captured(json: bool) -> (Output, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
-        (Output { color: false, quiet: false, json, capture: Some(Arc::clone(&lines)) }, lines)
+        (Output { color: false, quiet: false, json, capture: Some(Arc::clone(&lines)), service: None }, lines)
+    }
+
+    /// The same output, for the lines of service `name` (the `index`th): prefixed with the name,
+    /// padded to `width` and in the service's colour; in JSON, a `"service"` field.
+    pub fn for_service(&self, name: &str, width: usize, index: usize) -> Output {
+        let tag = ServiceTag { name: name.to_owned(), width, colour: index % SERVICE_COLOURS.len() };
+        Output { service: Some(tag), ..self.clone() }
+    }
+
+    /// `api | ` (coloured on a terminal) for a service's lines; empty otherwise.
+    pub fn service_prefix(&self) -> String {
+        let Some(tag) = &self.service else { return String::new() };
+        let padded = format!("{:width$} |", tag.name, width = tag.width);
+        if self.color {
+            format!("{} ", padded.color(SERVICE_COLOURS[tag.colour]))
+        } else {
+            format!("{padded} ")
+        }
     }
 
     /// Says what happened: JSON, or the human lines.
     pub fn report(&self, report: Report) {
         if self.json {
-            if let Ok(line) = serde_json::to_string(&report) {
-                self.emit(line);
+            let Ok(mut line) = serde_json::to_string(&report) else { return };
+            // `"event"` stays the first field; the service is the last.
+            if let Some(tag) = &self.service
+                && line.ends_with('}')
+                && let Ok(name) = serde_json::to_string(&tag.name)
+            {
+                line.pop();
+                line.push_str(&format!(",\"service\":{name}}}"));
             }
+            self.emit(line);
             return;
         }
         let Some((tone, lines)) = report.human() else { return };
@@ -102,15 +152,16 @@ impl Output {
 
     fn render(&self, tone: Tone, text: &str) -> String {
         let text = escape_controls(text);
+        let service = self.service_prefix();
         if !self.color {
-            return format!("[devserve] {text}");
+            return format!("{service}[devserve] {text}");
         }
         let prefix = "[devserve]".bold();
         match tone {
-            Tone::Info => format!("{} {}", prefix.cyan(), text),
-            Tone::Good => format!("{} {}", prefix.green(), text.green()),
-            Tone::Warn => format!("{} {}", prefix.yellow(), text.yellow()),
-            Tone::Error => format!("{} {}", prefix.red(), text.red().bold()),
+            Tone::Info => format!("{service}{} {}", prefix.cyan(), text),
+            Tone::Good => format!("{service}{} {}", prefix.green(), text.green()),
+            Tone::Warn => format!("{service}{} {}", prefix.yellow(), text.yellow()),
+            Tone::Error => format!("{service}{} {}", prefix.red(), text.red().bold()),
         }
     }
 }

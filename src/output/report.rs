@@ -155,6 +155,10 @@ pub enum Report {
         pid: i32,
     },
     RestartMode,
+    /// A service waits for the services it depends on to serve before its first start.
+    ServiceWaiting {
+        after: Vec<String>,
+    },
     Watching {
         roots: Vec<String>,
         folders: usize,
@@ -521,6 +525,9 @@ impl Report {
                     "gen {generation} w{worker}: port {port} was taken by another program; started again (pid {pid})"
                 ),
             ),
+            Report::ServiceWaiting { after } => {
+                one(Tone::Info, format!("waiting for {} to be ready first (depends-on)", after.join(", ")))
+            }
             Report::RestartMode => one(
                 Tone::Info,
                 "no --listen: restart mode (the app binds its own port; old and new cannot overlap)".into(),

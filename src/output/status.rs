@@ -26,6 +26,21 @@ pub struct StatusTable {
     pub output_lost: Option<(u64, u64)>,
     /// `--accept`: the programs and their connections' processes.
     pub connections: Option<ConnectionsStatus>,
+    /// With several services: a row (and its generations) for each; the fields above then say
+    /// nothing of them (`workers` 0, no build, no generations).
+    pub services: Vec<ServiceStatus>,
+}
+
+/// One service of several, in the status table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub workers: u32,
+    /// Waiting for the services it depends on.
+    pub waiting: bool,
+    pub build: Option<BuildStatus>,
+    pub generations: Vec<GenerationStatus>,
+    pub queued: Option<String>,
 }
 
 /// `--accept`'s part of the table.
@@ -119,6 +134,42 @@ pub struct ProxyStatus {
     pub oldest: Vec<(u128, u64, String)>,
 }
 
+/// The build line and each generation with its workers.
+fn build_and_generations(
+    lines: &mut Vec<String>,
+    build: &Option<BuildStatus>,
+    generations: &[GenerationStatus],
+) {
+    match build {
+        Some(BuildStatus::Running { for_ms, cause }) => {
+            lines.push(format!("  build: running for {} ({cause})", ms(*for_ms)));
+        }
+        Some(BuildStatus::Last { status, took_ms, ago_ms }) => {
+            lines.push(format!("  build: last {status} in {}, {} ago", ms(*took_ms), ms(*ago_ms)));
+        }
+        None => {}
+    }
+    for generation in generations {
+        let label = match generation.role {
+            Role::Serving => "serving",
+            Role::ServingGaveUp => "serving, crash loop: not restarting",
+            Role::Starting => "starting",
+            Role::StartingRolling => "starting (rolling)",
+            Role::Draining => "draining",
+        };
+        lines.push(format!("  gen {} {label}", generation.id));
+        for worker in &generation.workers {
+            let last = worker.last_exit.as_ref().map(|s| format!(", last {s}")).unwrap_or_default();
+            lines.push(format!(
+                "    w{} {}, restarts {}{last}",
+                worker.slot,
+                worker.state.words(),
+                worker.restarts
+            ));
+        }
+    }
+}
+
 fn ms(ms: u128) -> String {
     duration(std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)))
 }
@@ -126,38 +177,32 @@ fn ms(ms: u128) -> String {
 impl StatusTable {
     /// The table in words, one line each.
     pub fn lines(&self) -> Vec<String> {
-        let mut lines = vec![format!("status: pid {}, {} worker(s) per generation", self.pid, self.workers)];
-        match &self.build {
-            Some(BuildStatus::Running { for_ms, cause }) => {
-                lines.push(format!("  build: running for {} ({cause})", ms(*for_ms)));
-            }
-            Some(BuildStatus::Last { status, took_ms, ago_ms }) => {
-                lines.push(format!("  build: last {status} in {}, {} ago", ms(*took_ms), ms(*ago_ms)));
-            }
-            None => {}
-        }
-        for generation in &self.generations {
-            let label = match generation.role {
-                Role::Serving => "serving",
-                Role::ServingGaveUp => "serving, crash loop: not restarting",
-                Role::Starting => "starting",
-                Role::StartingRolling => "starting (rolling)",
-                Role::Draining => "draining",
-            };
-            lines.push(format!("  gen {} {label}", generation.id));
-            for worker in &generation.workers {
-                let last = worker.last_exit.as_ref().map(|s| format!(", last {s}")).unwrap_or_default();
-                lines.push(format!(
-                    "    w{} {}, restarts {}{last}",
-                    worker.slot,
-                    worker.state.words(),
-                    worker.restarts
-                ));
+        let mut lines = if self.services.is_empty() {
+            vec![format!("status: pid {}, {} worker(s) per generation", self.pid, self.workers)]
+        } else {
+            vec![format!("status: pid {}, {} services", self.pid, self.services.len())]
+        };
+        for service in &self.services {
+            let state = if service.waiting { ", waiting for its dependencies" } else { "" };
+            lines.push(format!(
+                "  service {}: {} worker(s) per generation{state}",
+                service.name, service.workers
+            ));
+            let mut rows = Vec::new();
+            build_and_generations(&mut rows, &service.build, &service.generations);
+            lines.extend(rows.into_iter().map(|row| format!("  {row}")));
+            if let Some(cause) = &service.queued {
+                lines.push(format!("    next generation queued ({cause}): waits for the old one to exit"));
             }
         }
+        build_and_generations(&mut lines, &self.build, &self.generations);
         if let Some(proxy) = &self.proxy {
             lines.extend(proxy.lines());
         }
+        self.rest(lines)
+    }
+
+    fn rest(&self, mut lines: Vec<String>) -> Vec<String> {
         if let Some(connections) = &self.connections {
             let serving = connections.serving.map_or("nothing yet".to_owned(), |g| format!("gen {g}"));
             let trial = connections.candidate.map(|g| format!(", gen {g} on trial")).unwrap_or_default();

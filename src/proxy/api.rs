@@ -66,6 +66,22 @@ pub struct ProxyConfig {
     pub tls: Option<TlsConfig>,
     /// `--upstream h2c`: speak HTTP/2 with prior knowledge to the app (gRPC), instead of HTTP/1.1.
     pub upstream_h2c: bool,
+    /// The services behind the front door, by index (the `site` of the commands). Empty: one
+    /// site, index 0, that every request goes to.
+    pub sites: Vec<SiteConfig>,
+}
+
+/// One service behind the front door: which requests are its.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteConfig {
+    /// Its name: requests for the host `NAME.localhost` are its, whatever their path.
+    pub name: String,
+    /// Its path prefix (`/api`, `/`); `None`: not routed (a worker; no request reaches it).
+    pub route: Option<String>,
+    /// The prefix is removed from the path the app sees.
+    pub strip_prefix: bool,
+    /// Its HTML pages get the browser client's script (its own HMR owns the page otherwise).
+    pub browser_reload: bool,
 }
 
 /// The front door's TLS configuration, shared; two are equal when they are the same one.
@@ -102,6 +118,7 @@ impl Default for ProxyConfig {
             max_requests: None,
             tls: None,
             upstream_h2c: false,
+            sites: Vec::new(),
         }
     }
 }
@@ -126,6 +143,8 @@ pub enum ProxyCommand {
     /// ([`ProxyEvent::Counters`]). An empty list behaves like [`ProxyCommand::Hold`] with a default
     /// reason, but keeps `generation` as the one [`ProxyCommand::AddUpstream`] applies to.
     Serve {
+        /// The site (the service, by its index in [`ProxyConfig::sites`]) it serves.
+        site: usize,
         /// The generation that now serves.
         generation: u64,
         /// Its ready workers' private addresses.
@@ -151,6 +170,8 @@ pub enum ProxyCommand {
     /// Nothing is ready: hold new requests (up to the hold timeout, then `503` with this reason in
     /// the body). Stops routing to the serving generation.
     Hold {
+        /// The site.
+        site: usize,
         /// Why nothing is ready, for the user ("building", "gen 3 starting").
         reason: String,
     },
@@ -158,12 +179,16 @@ pub enum ProxyCommand {
     /// serves): requests get a `503` with this reason at once instead of waiting for the hold
     /// timeout. Stops routing like [`ProxyCommand::Hold`]; the next `Hold` or `Serve` ends it.
     Down {
+        /// The site.
+        site: usize,
         /// Why nothing serves ("gen 1 failed: w0 exited with status 1 before it was ready").
         reason: String,
     },
     /// The last build failed: when nothing serves, requests get an error page with this (status
     /// text and output tail; the output may contain ANSI colour codes).
     BuildFailed {
+        /// The site.
+        site: usize,
         /// The build command as the user wrote it.
         command: String,
         /// How it ended ("exit status: 101").
@@ -172,7 +197,10 @@ pub enum ProxyCommand {
         output: String,
     },
     /// Clear the build failure (a build succeeded).
-    BuildOk,
+    BuildOk {
+        /// The site.
+        site: usize,
+    },
     /// Stop routing to `generation` (if still routed), close its idle pooled upstream connections,
     /// and send [`ProxyEvent::Drained`] once its in-flight exchanges reach zero (at once if none).
     Drain {
@@ -227,6 +255,9 @@ pub enum BrowserEvent {
         /// each same-origin `<link rel=stylesheet>` with a cache-busting query instead of
         /// reloading (unless they saw a failure since they loaded).
         css_only: Vec<String>,
+        /// Pages reload (false: a service whose swaps do not reload pages, `browser-reload =
+        /// false`; its overlay still goes).
+        reload: bool,
     },
     /// The build failed; the serving generation (if any) keeps serving. Pages show an overlay.
     BuildFailed {
@@ -287,8 +318,14 @@ pub enum ProxyEvent {
         connections: usize,
     },
     /// Counters since the previous [`ProxyCommand::Serve`] (or the start), sent when a `Serve`
-    /// arrives, before it applies (for the swap line "held 3, retried 1").
-    Counters(Counters),
+    /// arrives, before it applies (for the swap line "held 3, retried 1"), with that `Serve`'s
+    /// site.
+    Counters {
+        /// The site of the `Serve`.
+        site: usize,
+        /// The counters.
+        counters: Counters,
+    },
     /// The proxy could not do its job (an accept error, …): one line for the user.
     Problem(String),
     /// A request was refused by the allowed-hosts or cross-site checks (`403`). Sent once per

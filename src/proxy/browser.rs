@@ -89,6 +89,12 @@ impl Hub {
         &self.instance
     }
 
+    /// The generation of the last `Ready` that reloaded pages (0: none yet). A page routed
+    /// after it is at least that new, whichever service served it.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.lock().ready.unwrap_or(0)
+    }
+
     /// Event streams open now.
     pub(crate) fn streams(&self) -> usize {
         self.lock().streams.len()
@@ -103,11 +109,13 @@ impl Hub {
                 state.building = Some(message.clone());
                 message
             }
-            BrowserEvent::Ready { generation, css_only } => {
-                state.ready = Some(generation);
+            BrowserEvent::Ready { generation, css_only, reload } => {
+                if reload {
+                    state.ready = Some(generation);
+                }
                 state.failure = None;
                 state.building = None;
-                encode("ready", &json!({ "generation": generation, "css_only": css_only }))
+                encode("ready", &json!({ "generation": generation, "css_only": css_only, "reload": reload }))
             }
             BrowserEvent::BuildFailed { command, status, duration_ms, output, diagnostics } => {
                 let data = json!({

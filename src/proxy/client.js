@@ -89,6 +89,8 @@
     hideBadge();
     hideOverlay();
     state.dismissed = null;
+    // A service whose swaps do not reload pages (browser-reload = false): its overlay went.
+    if (ready.reload === false) return;
     const sameRun = state.hello !== null && state.hello.instance === page.instance;
     if (sameRun && ready.generation <= page.generation) return; // this page is that generation
     const cssOnly = ready.css_only && ready.css_only.length > 0;

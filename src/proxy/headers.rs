@@ -70,6 +70,24 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// `strip-prefix`: the app sees the path without its service's route (`/api/users` as
+/// `/users`, `/api` as `/`), and the prefix in `X-Forwarded-Prefix`, as Traefik and Spring do.
+pub(crate) fn strip_prefix(parts: &mut Parts, prefix: &str) {
+    let path = parts.uri.path();
+    let rest = path.strip_prefix(prefix).unwrap_or(path);
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let target = match parts.uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    if let Ok(uri) = target.parse() {
+        parts.uri = uri;
+    }
+    if let Ok(value) = hyper::header::HeaderValue::from_str(prefix) {
+        parts.headers.insert("x-forwarded-prefix", value);
+    }
+}
+
 /// Rewrites a client request's head for the upstream: origin-form target (an HTTP/2 request's
 /// `:authority` becomes its `Host`), HTTP/1.1, no hop-by-hop headers, forwarding headers for
 /// `peer` (`tls`: it came over TLS).

@@ -201,10 +201,20 @@ async fn answer(
     if browser_reload && request.uri().path().starts_with(browser::PREFIX) {
         return browser::answer(&shared.browser, request.method(), request.uri().path());
     }
-    let may_inject = browser_reload && !upgrade && inject::candidate(request.method(), request.headers());
+    let Some(site) = shared.site_for(request.uri(), request.headers()) else {
+        let path = request.uri().path().to_owned();
+        return pages::no_route(&path, &shared.routes(), html);
+    };
+    let may_inject = browser_reload
+        && site.browser_reload
+        && !upgrade
+        && inject::candidate(request.method(), request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     headers::prepare_request(&mut parts, peer, upgrade, tls);
+    if let Some(prefix) = &site.strip {
+        headers::strip_prefix(&mut parts, prefix);
+    }
     if may_inject {
         inject::ask_identity(&mut parts.headers);
     }
@@ -219,6 +229,8 @@ async fn answer(
     let what = if upgrade { format!("upgrade {target}") } else { format!("{} {target}", parts.method) };
     let exchange = Exchange {
         shared,
+        site: site.index,
+        epoch: 0,
         method: parts.method,
         uri: parts.uri,
         headers: parts.headers,
@@ -301,6 +313,10 @@ impl Payload {
 /// One request on its way to an upstream.
 struct Exchange {
     shared: Arc<Shared>,
+    /// The site (service) it is routed in.
+    site: usize,
+    /// The browsers' last reload when it was routed: its page is at least that new.
+    epoch: u64,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -337,10 +353,12 @@ impl Exchange {
         let mut avoid: Option<Avoid> = None;
         let mut stale = 0;
         loop {
-            let flight = match self.shared.route(avoid, &self.what, self.client).await {
+            let flight = match self.shared.route(self.site, avoid, &self.what, self.client).await {
                 Ok(flight) => flight,
                 Err(refusal) => return self.refused(refusal),
             };
+            // Read as it is routed: no command applies between the two on this thread.
+            self.epoch = self.shared.browser.epoch();
             let upstream = flight.upstream;
             let attempt = match self.attempt(flight, stale > 0).await {
                 Ok(response) => return response,
@@ -555,7 +573,8 @@ impl Exchange {
     fn page(&self, generation: u64) -> Page {
         Page {
             instance: self.shared.browser.instance().to_owned(),
-            generation,
+            // With several services a page is as new as the last reload of any of them.
+            generation: generation.max(self.epoch),
             method: (self.method != Method::GET).then(|| self.method.clone()),
         }
     }

@@ -106,7 +106,7 @@ use self::state::Shared;
 
 pub use self::api::{
     BrowserEvent, Diagnostic, EventSink, ProxyCommand, ProxyConfig, ProxyEvent, ProxyMode, ProxyStats,
-    TlsConfig,
+    SiteConfig, TlsConfig,
 };
 #[cfg(test)]
 pub use self::api::{Counters, GenerationStats};

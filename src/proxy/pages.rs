@@ -50,6 +50,12 @@ pub(crate) fn not_ready(reason: &str, html: bool) -> Response<ResponseBody> {
     response
 }
 
+/// `404`: no service's route takes the path (services behind one front door, none at `/`).
+pub(crate) fn no_route(path: &str, routes: &[String], html: bool) -> Response<ResponseBody> {
+    let reason = format!("no service is routed at {path}; the routes are: {}", routes.join(", "));
+    simple(StatusCode::NOT_FOUND, "devserve: no service here", &reason, html)
+}
+
 /// `502`: the upstream failed the request.
 pub(crate) fn bad_gateway(reason: &str, html: bool) -> Response<ResponseBody> {
     simple(StatusCode::BAD_GATEWAY, "devserve: the app did not answer", reason, html)

@@ -39,6 +39,16 @@ use super::guard::Refusal as Refused;
 use super::pages::BuildFailure;
 use super::upstream::UpstreamConn;
 
+/// The host of a `Host` header value, lowercase, without its port.
+fn host_of(value: &str) -> String {
+    let value = value.trim();
+    let host = match value.rfind(':') {
+        Some(colon) if !value[colon..].contains(']') => &value[..colon],
+        _ => value,
+    };
+    host.to_ascii_lowercase()
+}
+
 /// At most this many idle connections are kept per upstream.
 const POOL_MAX_IDLE_PER_UPSTREAM: usize = 32;
 
@@ -65,9 +75,9 @@ pub(crate) struct Shared {
     pub(crate) browser: Arc<Hub>,
 }
 
-/// Everything behind the mutex.
+/// One site's routing: what its requests go to, or why they wait.
 #[derive(Default)]
-struct State {
+struct Site {
     serving: Option<Serving>,
     hold_reason: Option<String>,
     /// `Down`: nothing is starting, so a request is refused at once with `hold_reason`.
@@ -77,6 +87,13 @@ struct State {
     failure_is_latest: bool,
     /// Round-robin cursor for ties between equally loaded upstreams.
     cursor: usize,
+}
+
+/// Everything behind the mutex.
+#[derive(Default)]
+struct State {
+    /// The routing of each site (a service behind the front door), by its index.
+    sites: Vec<Site>,
     version: u64,
     generations: HashMap<u64, GenerationTrack>,
     outstanding: HashMap<(u64, SocketAddr), usize>,
@@ -217,7 +234,64 @@ enum Decision {
     ShutDown,
 }
 
+/// The site a request is for, and how its path reaches the app.
+pub(crate) struct SiteChoice {
+    /// The site's index.
+    pub(crate) index: usize,
+    /// The prefix to remove from the path (`strip-prefix`).
+    pub(crate) strip: Option<String>,
+    /// Its HTML pages get the browser client's script.
+    pub(crate) browser_reload: bool,
+}
+
 impl Shared {
+    /// The site for a request: every request is site 0's when there are no sites; else the
+    /// service named by a `NAME.localhost` host, else the longest route that is a prefix of the
+    /// path (whole segments: `/api` takes `/api` and `/api/x`, not `/apix`). `None`: no route.
+    pub(crate) fn site_for(&self, uri: &hyper::Uri, headers: &hyper::HeaderMap) -> Option<SiteChoice> {
+        let sites = &self.config.sites;
+        if sites.is_empty() {
+            return Some(SiteChoice { index: 0, strip: None, browser_reload: true });
+        }
+        let host = uri
+            .host()
+            .map(str::to_owned)
+            .or_else(|| headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).map(host_of));
+        let label = host.as_deref().and_then(|h| h.trim_end_matches('.').strip_suffix(".localhost"));
+        if let Some(label) = label
+            && let Some(index) =
+                sites.iter().position(|s| s.route.is_some() && s.name.eq_ignore_ascii_case(label))
+        {
+            return Some(SiteChoice { index, strip: None, browser_reload: sites[index].browser_reload });
+        }
+        let path = uri.path();
+        let matches = |route: &str| {
+            route == "/"
+                || path == route
+                || path.strip_prefix(route).is_some_and(|rest| rest.starts_with('/'))
+        };
+        let (index, site) = sites
+            .iter()
+            .enumerate()
+            .filter(|(_, site)| site.route.as_deref().is_some_and(matches))
+            .max_by_key(|(_, site)| site.route.as_deref().map_or(0, str::len))?;
+        let route = site.route.clone().unwrap_or_default();
+        let strip = (site.strip_prefix && route != "/").then_some(route);
+        Some(SiteChoice { index, strip, browser_reload: site.browser_reload })
+    }
+
+    /// The routes, for a `404` that lists them: `/api (api)`.
+    pub(crate) fn routes(&self) -> Vec<String> {
+        let mut routes: Vec<String> = self
+            .config
+            .sites
+            .iter()
+            .filter_map(|site| site.route.as_ref().map(|route| format!("{route} ({})", site.name)))
+            .collect();
+        routes.sort();
+        routes
+    }
+
     /// A fresh state: nothing serves, requests are held.
     pub(crate) fn new(config: ProxyConfig, events: EventSink) -> Self {
         Shared {
@@ -271,58 +345,61 @@ impl Shared {
         let mut state = self.lock();
         let mut events = Vec::new();
         match command {
-            ProxyCommand::Serve { generation, mut upstreams } => {
-                events.push(ProxyEvent::Counters(std::mem::take(&mut state.period)));
+            ProxyCommand::Serve { site, generation, mut upstreams } => {
+                events.push(ProxyEvent::Counters { site, counters: std::mem::take(&mut state.period) });
                 let mut seen = Vec::with_capacity(upstreams.len());
                 upstreams.retain(|upstream| {
                     let new = !seen.contains(upstream);
                     seen.push(*upstream);
                     new
                 });
-                state.serving = Some(Serving { generation, upstreams });
-                state.cursor = 0;
-                state.down = false;
+                let routing = state.site_mut(site);
+                routing.serving = Some(Serving { generation, upstreams });
+                routing.cursor = 0;
+                routing.down = false;
                 if let Some(track) = state.generations.get_mut(&generation) {
                     track.draining = false;
                     track.drained_sent = false;
                 }
             }
             ProxyCommand::AddUpstream { generation, upstream } => {
-                if let Some(serving) = state.serving.as_mut().filter(|s| s.generation == generation)
+                if let Some(serving) = state.serving_mut(generation)
                     && !serving.upstreams.contains(&upstream)
                 {
                     serving.upstreams.push(upstream);
                 }
             }
             ProxyCommand::RemoveUpstream { generation, upstream } => {
-                if let Some(serving) = state.serving.as_mut().filter(|s| s.generation == generation) {
+                if let Some(serving) = state.serving_mut(generation) {
                     serving.upstreams.retain(|u| *u != upstream);
                 }
             }
-            ProxyCommand::Hold { reason } => {
-                state.serving = None;
-                state.hold_reason = Some(reason);
-                state.failure_is_latest = false;
-                state.down = false;
+            ProxyCommand::Hold { site, reason } => {
+                let routing = state.site_mut(site);
+                routing.serving = None;
+                routing.hold_reason = Some(reason);
+                routing.failure_is_latest = false;
+                routing.down = false;
             }
-            ProxyCommand::Down { reason } => {
-                state.serving = None;
-                state.hold_reason = Some(reason);
-                state.failure_is_latest = false;
-                state.down = true;
+            ProxyCommand::Down { site, reason } => {
+                let routing = state.site_mut(site);
+                routing.serving = None;
+                routing.hold_reason = Some(reason);
+                routing.failure_is_latest = false;
+                routing.down = true;
             }
-            ProxyCommand::BuildFailed { command, status, output } => {
-                state.build_failed = Some(Arc::new(BuildFailure { command, status, output }));
-                state.failure_is_latest = true;
+            ProxyCommand::BuildFailed { site, command, status, output } => {
+                let routing = state.site_mut(site);
+                routing.build_failed = Some(Arc::new(BuildFailure { command, status, output }));
+                routing.failure_is_latest = true;
             }
-            ProxyCommand::BuildOk => {
-                state.build_failed = None;
-                state.failure_is_latest = false;
+            ProxyCommand::BuildOk { site } => {
+                let routing = state.site_mut(site);
+                routing.build_failed = None;
+                routing.failure_is_latest = false;
             }
             ProxyCommand::Drain { generation } => {
-                if state.serving.as_ref().is_some_and(|s| s.generation == generation) {
-                    state.serving = None;
-                }
+                state.unroute(generation);
                 let track = state.generations.entry(generation).or_insert_with(GenerationTrack::new);
                 track.draining = true;
                 if track.settle() {
@@ -333,9 +410,7 @@ impl Shared {
                 }
             }
             ProxyCommand::Close { generation } => {
-                if state.serving.as_ref().is_some_and(|s| s.generation == generation) {
-                    state.serving = None;
-                }
+                state.unroute(generation);
                 let connections = match state.generations.get(&generation) {
                     Some(track) => {
                         track.closed.send_replace(true);
@@ -368,6 +443,7 @@ impl Shared {
     /// `what` names the exchange in the status table; `client` is the connection it came on.
     pub(crate) async fn route(
         self: &Arc<Self>,
+        site: usize,
         avoid: Option<Avoid>,
         what: &str,
         client: u64,
@@ -377,7 +453,7 @@ impl Shared {
         let mut deadline: Option<Instant> = None;
         loop {
             changes.mark_unchanged();
-            match self.decide(avoid) {
+            match self.decide(site, avoid) {
                 Decision::To(upstream, generation) => {
                     return Ok(self.begin_flight(generation, upstream, what, client));
                 }
@@ -397,37 +473,42 @@ impl Shared {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Refusal::ShuttingDown),
                 Err(_) if until < hold_until => {}
-                Err(_) => return Err(self.hold_refusal()),
+                Err(_) => return Err(self.hold_refusal(site)),
             }
         }
     }
 
-    fn decide(&self, avoid: Option<Avoid>) -> Decision {
+    fn decide(&self, site: usize, avoid: Option<Avoid>) -> Decision {
         let mut state = self.lock();
         if state.shut_down {
             return Decision::ShutDown;
         }
         let now = Instant::now();
         let avoided = avoid.filter(|a| a.active(state.version, now)).map(|a| a.upstream);
-        if let Some(upstream) = state.pick(avoided) {
-            let generation = state.serving.as_ref().map_or(0, |s| s.generation);
+        let outstanding = std::mem::take(&mut state.outstanding);
+        let picked = state.site_mut(site).pick(avoided, &outstanding);
+        state.outstanding = outstanding;
+        let routing = state.site_mut(site);
+        if let Some(upstream) = picked {
+            let generation = routing.serving.as_ref().map_or(0, |s| s.generation);
             return Decision::To(upstream, generation);
         }
-        let nothing_serves = state.serving.as_ref().is_none_or(|s| s.upstreams.is_empty());
-        match &state.build_failed {
-            Some(failure) if state.failure_is_latest && nothing_serves => {
+        let nothing_serves = routing.serving.as_ref().is_none_or(|s| s.upstreams.is_empty());
+        match &routing.build_failed {
+            Some(failure) if routing.failure_is_latest && nothing_serves => {
                 Decision::Failed(Arc::clone(failure))
             }
-            _ if state.down && nothing_serves => {
-                Decision::Down(state.hold_reason.clone().unwrap_or_else(|| "nothing is starting".into()))
+            _ if routing.down && nothing_serves => {
+                Decision::Down(routing.hold_reason.clone().unwrap_or_else(|| "nothing is starting".into()))
             }
             _ => Decision::Wait,
         }
     }
 
     /// What a request that waited too long gets.
-    fn hold_refusal(&self) -> Refusal {
-        let state = self.lock();
+    fn hold_refusal(&self, site: usize) -> Refusal {
+        let mut state = self.lock();
+        let state = state.site_mut(site);
         if let Some(failure) = &state.build_failed {
             return Refusal::BuildFailed(Arc::clone(failure));
         }
@@ -723,7 +804,7 @@ impl Shared {
             .collect();
         generations.sort_by_key(|g| g.generation);
         ProxyStats {
-            serving: state.serving.as_ref().map(|s| s.generation),
+            serving: state.sites.iter().find_map(|site| site.serving.as_ref()).map(|s| s.generation),
             generations,
             held_now: state.held_now,
             total: state.total,
@@ -752,29 +833,33 @@ impl Shared {
 }
 
 impl State {
-    fn routed(&self, generation: u64, upstream: SocketAddr) -> bool {
-        self.serving.as_ref().is_some_and(|s| s.generation == generation && s.upstreams.contains(&upstream))
+    /// Site `index`'s routing (a site the supervisor never named is empty: its requests wait).
+    fn site_mut(&mut self, index: usize) -> &mut Site {
+        if self.sites.len() <= index {
+            self.sites.resize_with(index + 1, Site::default);
+        }
+        &mut self.sites[index]
     }
 
-    /// Least outstanding exchanges; ties go round robin from the cursor.
-    fn pick(&mut self, avoided: Option<SocketAddr>) -> Option<SocketAddr> {
-        let serving = self.serving.as_ref()?;
-        let count = serving.upstreams.len();
-        let mut best: Option<(usize, usize)> = None;
-        for offset in 0..count {
-            let index = (self.cursor + offset) % count;
-            let upstream = serving.upstreams[index];
-            if Some(upstream) == avoided {
-                continue;
-            }
-            let load = self.outstanding.get(&(serving.generation, upstream)).copied().unwrap_or(0);
-            if best.is_none_or(|(_, best_load)| load < best_load) {
-                best = Some((index, load));
+    /// The routing set `generation` serves in, whichever site it is.
+    fn serving_mut(&mut self, generation: u64) -> Option<&mut Serving> {
+        self.sites.iter_mut().filter_map(|site| site.serving.as_mut()).find(|s| s.generation == generation)
+    }
+
+    /// `generation` gets no new request, whichever site it served.
+    fn unroute(&mut self, generation: u64) {
+        for site in &mut self.sites {
+            if site.serving.as_ref().is_some_and(|s| s.generation == generation) {
+                site.serving = None;
             }
         }
-        let (index, _) = best?;
-        self.cursor = index + 1;
-        Some(serving.upstreams[index])
+    }
+
+    fn routed(&self, generation: u64, upstream: SocketAddr) -> bool {
+        self.sites
+            .iter()
+            .filter_map(|site| site.serving.as_ref())
+            .any(|s| s.generation == generation && s.upstreams.contains(&upstream))
     }
 
     /// Closes the idle connections of every upstream that is no longer routed (and forgets its
@@ -792,6 +877,33 @@ impl State {
                 idle.conn.close();
             }
         }
+    }
+}
+
+impl Site {
+    /// Least outstanding exchanges; ties go round robin from the cursor.
+    fn pick(
+        &mut self,
+        avoided: Option<SocketAddr>,
+        outstanding: &HashMap<(u64, SocketAddr), usize>,
+    ) -> Option<SocketAddr> {
+        let serving = self.serving.as_ref()?;
+        let count = serving.upstreams.len();
+        let mut best: Option<(usize, usize)> = None;
+        for offset in 0..count {
+            let index = (self.cursor + offset) % count;
+            let upstream = serving.upstreams[index];
+            if Some(upstream) == avoided {
+                continue;
+            }
+            let load = outstanding.get(&(serving.generation, upstream)).copied().unwrap_or(0);
+            if best.is_none_or(|(_, best_load)| load < best_load) {
+                best = Some((index, load));
+            }
+        }
+        let (index, _) = best?;
+        self.cursor = index + 1;
+        Some(serving.upstreams[index])
     }
 }
 
@@ -889,36 +1001,37 @@ mod unit {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
-    fn state_serving(upstreams: &[u16]) -> State {
-        State {
+    fn state_serving(upstreams: &[u16]) -> Site {
+        Site {
             serving: Some(Serving { generation: 1, upstreams: upstreams.iter().map(|p| addr(*p)).collect() }),
-            ..State::default()
+            ..Site::default()
         }
     }
 
     #[test]
     fn ties_go_round_robin() {
         let mut state = state_serving(&[1, 2, 3]);
-        let picks: Vec<u16> = (0..6).filter_map(|_| state.pick(None)).map(|a| a.port()).collect();
+        let none = HashMap::new();
+        let picks: Vec<u16> = (0..6).filter_map(|_| state.pick(None, &none)).map(|a| a.port()).collect();
         assert_eq!(picks, [1, 2, 3, 1, 2, 3]);
     }
 
     #[test]
     fn least_outstanding_wins() {
         let mut state = state_serving(&[1, 2]);
-        state.outstanding.insert((1, addr(1)), 2);
-        state.outstanding.insert((1, addr(2)), 1);
-        assert_eq!(state.pick(None), Some(addr(2)));
-        assert_eq!(state.pick(None), Some(addr(2)));
+        let outstanding = HashMap::from([((1, addr(1)), 2), ((1, addr(2)), 1)]);
+        assert_eq!(state.pick(None, &outstanding), Some(addr(2)));
+        assert_eq!(state.pick(None, &outstanding), Some(addr(2)));
     }
 
     #[test]
     fn avoided_upstream_is_skipped_and_alone_gives_nothing() {
         let mut state = state_serving(&[1, 2]);
-        assert_eq!(state.pick(Some(addr(1))), Some(addr(2)));
-        assert_eq!(state.pick(Some(addr(1))), Some(addr(2)));
+        let none = HashMap::new();
+        assert_eq!(state.pick(Some(addr(1)), &none), Some(addr(2)));
+        assert_eq!(state.pick(Some(addr(1)), &none), Some(addr(2)));
         let mut alone = state_serving(&[1]);
-        assert_eq!(alone.pick(Some(addr(1))), None);
-        assert_eq!(State::default().pick(None), None);
+        assert_eq!(alone.pick(Some(addr(1)), &none), None);
+        assert_eq!(Site::default().pick(None, &none), None);
     }
 }

@@ -23,7 +23,7 @@ pub(crate) async fn serve_client(shared: Arc<Shared>, mut client: TcpStream, pee
     let mut avoid = None;
     let what = format!("TCP connection from {peer}");
     loop {
-        let mut flight = match shared.route(avoid, &what, id).await {
+        let mut flight = match shared.route(0, avoid, &what, id).await {
             Ok(flight) => flight,
             Err(Refusal::ShuttingDown) => return,
             Err(Refusal::NotReady { .. } | Refusal::BuildFailed(_)) => {

@@ -20,10 +20,15 @@ impl<P: Procs> Supervisor<P> {
     pub(super) fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
         match self.procs.reaped(pid) {
             Some(Owner::Sentinel) => self.sentinel_exited(pid, status),
-            Some(Owner::Build) => match self.service.build.take() {
-                Some(run) if run.build.pid == pid => self.build_finished(run, status, now),
-                other => self.service.build = other,
-            },
+            Some(Owner::Build) => {
+                let built =
+                    self.services.iter().position(|s| s.build.as_ref().is_some_and(|r| r.build.pid == pid));
+                if let Some(s) = built
+                    && let Some(run) = self.services[s].build.take()
+                {
+                    self.build_finished(s, run, status, now);
+                }
+            }
             Some(Owner::CancelledBuild) => {}
             Some(Owner::Opener) if !status.success() => {
                 self.out.report(Report::BrowserNotOpened { reason: format!("the opener {status}") });
@@ -36,7 +41,9 @@ impl<P: Procs> Supervisor<P> {
             Some(Owner::Successor) => self.successor_exited(pid, status),
             Some(Owner::Connection { generation }) => self.connection_exited(generation, pid, status, now),
             Some(Owner::Worker { generation, slot }) => {
-                self.worker_exited(generation, slot, pid, status, now)
+                if let Some(s) = self.service_of(generation) {
+                    self.worker_exited(s, generation, slot, pid, status, now);
+                }
             }
             None => {
                 tracing::debug!("reaped pid {pid} ({status}), not one of ours (an orphaned descendant)");
@@ -47,41 +54,44 @@ impl<P: Procs> Supervisor<P> {
 
     pub(super) fn worker_exited(
         &mut self,
+        s: usize,
         generation: u64,
         slot: u32,
         pid: Pid,
         status: ExitStatus,
         now: Instant,
     ) {
-        let port = self.port_of(generation, pid);
-        if self.service.next.generation().is_some_and(|g| g.id == generation) {
-            if let Some(next) = self.service.next.generation_mut() {
+        let port = self.port_of(s, generation, pid);
+        if self.services[s].next.generation().is_some_and(|g| g.id == generation) {
+            if let Some(next) = self.services[s].next.generation_mut() {
                 next.worker_exited(pid, status, now);
             }
-            if self.lost_port_race(generation, slot, port, now) {
+            if self.lost_port_race(s, generation, slot, port, now) {
                 return;
             }
-            self.roll_back(&format!("w{slot} (pid {pid}) {status} before it was ready"), now);
-            self.rearm_sockets(Some(generation));
-        } else if self.service.serving.as_ref().is_some_and(|g| g.id == generation) {
+            self.roll_back(s, &format!("w{slot} (pid {pid}) {status} before it was ready"), now);
+            self.rearm_sockets(s, Some(generation));
+        } else if self.services[s].serving.as_ref().is_some_and(|g| g.id == generation) {
             self.upstream_removed(generation, port, pid);
-            self.serving_worker_exited(pid, status, now);
-            self.rearm_sockets(Some(generation));
-        } else if let Some(index) = self.service.draining.iter().position(|d| d.generation.id == generation) {
-            self.service.draining[index].generation.worker_exited(pid, status, now);
-            if self.service.draining[index].generation.is_empty() {
+            self.serving_worker_exited(s, pid, status, now);
+            self.rearm_sockets(s, Some(generation));
+        } else if let Some(index) =
+            self.services[s].draining.iter().position(|d| d.generation.id == generation)
+        {
+            self.services[s].draining[index].generation.worker_exited(pid, status, now);
+            if self.services[s].draining[index].generation.is_empty() {
                 // Released (its notify socket and reader closed) before it is reported stopped.
-                let generation = self.service.draining.remove(index).generation.id;
-                self.out.report(Report::GenerationStopped { generation });
+                let generation = self.services[s].draining.remove(index).generation.id;
+                self.services[s].out.report(Report::GenerationStopped { generation });
             }
         }
     }
 
     /// A serving worker ended: a retiring one is simply gone; any other is restarted alone
     /// after its backoff, unless it has crashed `--max-restarts` times in a row.
-    pub(super) fn serving_worker_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant) {
-        let max_restarts = self.config.max_restarts;
-        let Some(serving) = self.service.serving.as_mut() else { return };
+    pub(super) fn serving_worker_exited(&mut self, s: usize, pid: Pid, status: ExitStatus, now: Instant) {
+        let max_restarts = self.services[s].config.max_restarts;
+        let Some(serving) = self.services[s].serving.as_mut() else { return };
         let generation = serving.id;
         let (pid, status_text) = (pid.as_raw(), status.to_string());
         let report = match serving.worker_exited(Pid::from_raw(pid), status, now) {
@@ -108,7 +118,7 @@ impl<P: Procs> Supervisor<P> {
             }
             None => return,
         };
-        self.out.report(report);
+        self.services[s].out.report(report);
     }
 
     /// The sentinel died (someone killed it): start a new one at once, with everything it knew,
@@ -128,14 +138,14 @@ impl<P: Procs> Supervisor<P> {
 
     /// A held socket that no longer listens (a worker called `shutdown()` on its fd) listens
     /// again, on the same port; `culprit` is the generation most likely to have done it.
-    pub(super) fn rearm_sockets(&mut self, culprit: Option<u64>) {
-        for socket in &self.service.sockets {
+    pub(super) fn rearm_sockets(&mut self, s: usize, culprit: Option<u64>) {
+        for socket in &self.services[s].sockets {
             match socket.rearm() {
                 Ok(false) => {}
                 Ok(true) => self
                     .out
                     .report(Report::SocketRearmed { address: socket.bound.clone(), generation: culprit }),
-                Err(e) => self.out.report(Report::SocketRearmFailed {
+                Err(e) => self.services[s].out.report(Report::SocketRearmFailed {
                     address: socket.bound.clone(),
                     error: e.to_string(),
                 }),
@@ -143,22 +153,25 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
-    pub(super) fn on_notify(&mut self, note: &Notification, now: Instant) {
+    pub(super) fn on_notify(&mut self, s: usize, note: &Notification, now: Instant) {
         if let Some(status) = &note.status {
             tracing::info!("gen {}: STATUS={status}", note.generation);
         }
         let mut ready_again = None;
-        let serving = self.service.serving.as_ref().map(|g| g.id);
-        let generations = self.service.next.generation_mut().into_iter().chain(self.service.serving.as_mut());
+        let service = &mut self.services[s];
+        let serving = service.serving.as_ref().map(|g| g.id);
+        let mut speaks_notify = false;
+        let generations = service.next.generation_mut().into_iter().chain(service.serving.as_mut());
         for generation in generations.filter(|g| g.id == note.generation) {
             if generation.notified(note, now) {
                 tracing::debug!("gen {}: READY=1 from {:?}", generation.id, note.sender);
-                self.service.app_speaks_notify = true;
+                speaks_notify = true;
                 if Some(generation.id) == serving {
                     ready_again = note.sender.and_then(|pid| generation.port_of(pid));
                 }
             }
         }
+        service.app_speaks_notify |= speaks_notify;
         if let (Some(generation), Some(port)) = (serving, ready_again) {
             self.upstream_added(generation, Some(port));
         }
@@ -166,16 +179,16 @@ impl<P: Procs> Supervisor<P> {
 
     /// Behind the front door: a worker's port accepts. A starting generation counts it toward
     /// its promotion; a serving one (a restarted or added worker) gets the upstream back.
-    pub(super) fn on_upstream_ready(&mut self, generation: u64, pid: Pid, now: Instant) {
-        if let Some(next) = self.service.next.generation_mut().filter(|g| g.id == generation) {
+    pub(super) fn on_upstream_ready(&mut self, s: usize, generation: u64, pid: Pid, now: Instant) {
+        if let Some(next) = self.services[s].next.generation_mut().filter(|g| g.id == generation) {
             next.upstream_ready(pid);
-        } else if let Some(serving) = self.service.serving.as_mut().filter(|g| g.id == generation)
+        } else if let Some(serving) = self.services[s].serving.as_mut().filter(|g| g.id == generation)
             && serving.upstream_ready(pid)
         {
             let port = serving.port_of(pid);
             self.upstream_added(generation, port);
             // A replacement for a worker at --max-requests: that one goes now.
-            self.recycled(generation, pid, now);
+            self.recycled(s, generation, pid, now);
         }
     }
 }

@@ -38,12 +38,10 @@ pub(super) struct Front {
     pub(super) address: Option<String>,
     /// Its listening socket, held open for devserve's whole life.
     pub(super) socket: Option<crate::sockets::NamedSocket>,
-    /// The generation it routes to.
-    pub(super) routed: Option<u64>,
+    /// The generation it routes to, for each service (by index) it routes to.
+    pub(super) routed: std::collections::BTreeMap<usize, u64>,
     /// Generations asked to drain whose `Drained` has not come yet.
     pub(super) drained_pending: std::collections::BTreeSet<u64>,
-    /// The port the app was found listening on instead of its `PORT` (as if `--app-port`).
-    pub(super) app_port_found: Option<u16>,
     /// `--max-requests`: replacements starting, each for the worker it replaces.
     pub(super) recycling: Vec<Recycling>,
     /// `--proxy https://`: the front door speaks TLS.
@@ -72,9 +70,14 @@ impl FrontDoor for ProxyHandle {
 }
 
 impl<P: Procs> Supervisor<P> {
+    /// Whether requests reach service `s` through the front door.
+    pub(super) fn fronted(&self, s: usize) -> bool {
+        self.front.door.is_some() && self.services[s].routed
+    }
+
     /// Whether generations overlap behind the front door (each worker on its own port).
-    pub(super) fn behind_front(&self) -> bool {
-        self.front.door.is_some() && self.service.launch.upstream == Upstream::PerWorker
+    pub(super) fn behind_front(&self, s: usize) -> bool {
+        self.fronted(s) && self.services[s].launch.upstream == Upstream::PerWorker
     }
 
     fn tell(&self, command: ProxyCommand) {
@@ -85,21 +88,21 @@ impl<P: Procs> Supervisor<P> {
 
     /// The serving generation (just promoted, or its set of ready workers changed) is what new
     /// requests go to.
-    pub(super) fn route(&mut self) {
-        let Some(serving) = &self.service.serving else { return };
+    pub(super) fn route(&mut self, s: usize) {
+        let Some(serving) = &self.services[s].serving else { return };
         let (generation, upstreams) = (serving.id, serving.ready_upstreams());
         // The generation routed to until now gets no new request: it drains when it retires.
-        if let Some(previous) = self.front.routed.replace(generation)
+        if let Some(previous) = self.front.routed.insert(s, generation)
             && previous != generation
         {
             self.front.drained_pending.insert(previous);
         }
-        self.tell(ProxyCommand::Serve { generation, upstreams });
+        self.tell(ProxyCommand::Serve { site: s, generation, upstreams });
     }
 
     /// A worker of `generation` became ready on `port`: the serving generation gains an upstream.
     pub(super) fn upstream_added(&mut self, generation: u64, port: Option<u16>) {
-        if self.front.routed == Some(generation)
+        if self.front.routed.values().any(|g| *g == generation)
             && let Some(port) = port
         {
             let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -111,15 +114,15 @@ impl<P: Procs> Supervisor<P> {
     /// another ready worker serves the same port (`--app-port` with several workers: they share
     /// it, and the port stays routed while one of them is left).
     pub(super) fn upstream_removed(&mut self, generation: u64, port: Option<u16>, leaving: Pid) {
-        if self.front.routed == Some(generation)
+        if self.front.routed.values().any(|g| *g == generation)
             && let Some(port) = port
         {
             let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             let shared = self
-                .service
-                .serving
-                .as_ref()
-                .filter(|g| g.id == generation)
+                .services
+                .iter()
+                .filter_map(|service| service.serving.as_ref())
+                .find(|g| g.id == generation)
                 .is_some_and(|g| g.port_served_by_another(port, leaving));
             if !shared {
                 self.tell(ProxyCommand::RemoveUpstream { generation, upstream });
@@ -128,32 +131,44 @@ impl<P: Procs> Supervisor<P> {
     }
 
     /// Nothing serves: requests wait, and a 503 after `--hold-timeout` says `reason`.
-    pub(super) fn hold(&mut self, reason: String) {
-        if self.front.door.is_some() && self.service.serving.is_none() {
-            self.front.routed = None;
-            self.tell(ProxyCommand::Hold { reason });
+    pub(super) fn hold(&mut self, s: usize, reason: String) {
+        if self.fronted(s) && self.services[s].serving.is_none() {
+            self.front.routed.remove(&s);
+            self.tell(ProxyCommand::Hold { site: s, reason });
         }
     }
 
     /// Nothing serves and nothing is starting: requests get a 503 saying `reason` at once.
-    pub(super) fn down(&mut self, reason: String) {
-        if self.front.door.is_some() && self.service.serving.is_none() {
-            self.front.routed = None;
-            self.tell(ProxyCommand::Down { reason });
+    pub(super) fn down(&mut self, s: usize, reason: String) {
+        if self.fronted(s) && self.services[s].serving.is_none() {
+            self.front.routed.remove(&s);
+            self.tell(ProxyCommand::Down { site: s, reason });
         }
     }
 
-    /// Tells the pages open in browsers (reload, overlay); nothing without the front door.
+    /// Tells the pages open in browsers (an overlay, its end): every page, whichever service
+    /// served it, since a page depends on the other services too.
     pub(super) fn tell_browsers(&self, event: crate::proxy::BrowserEvent) {
         self.tell(ProxyCommand::Browser(event));
     }
 
-    /// How the last build went, for the proxy's error page while nothing serves.
-    pub(super) fn build_result(&mut self, command: &str, ok: bool, status: String, output: String) {
+    /// Tells the pages that service `s` swapped: they reload (or swap a stylesheet) if its
+    /// swaps reload pages (`browser-reload`); otherwise an overlay it caused goes.
+    pub(super) fn tell_browsers_swapped(&self, s: usize, generation: u64, css_only: Vec<String>) {
+        let css_only = if self.services[s].reload_browser { css_only } else { Vec::new() };
+        self.tell(ProxyCommand::Browser(crate::proxy::BrowserEvent::Ready {
+            generation,
+            css_only,
+            reload: self.services[s].reload_browser,
+        }));
+    }
+
+    /// How service `s`'s last build went, for the proxy's error page while nothing serves it.
+    pub(super) fn build_result(&mut self, s: usize, command: &str, ok: bool, status: String, output: String) {
         if ok {
-            self.tell(ProxyCommand::BuildOk);
+            self.tell(ProxyCommand::BuildOk { site: s });
         } else {
-            self.tell(ProxyCommand::BuildFailed { command: command.to_owned(), status, output });
+            self.tell(ProxyCommand::BuildFailed { site: s, command: command.to_owned(), status, output });
         }
     }
 
@@ -163,10 +178,10 @@ impl<P: Procs> Supervisor<P> {
         if self.front.door.is_none() {
             return false;
         }
-        let was_routed =
-            self.front.routed == Some(generation) || self.front.drained_pending.contains(&generation);
-        if self.front.routed == Some(generation) {
-            self.front.routed = None;
+        let routed = self.front.routed.iter().find(|(_, g)| **g == generation).map(|(s, _)| *s);
+        let was_routed = routed.is_some() || self.front.drained_pending.contains(&generation);
+        if let Some(s) = routed {
+            self.front.routed.remove(&s);
         }
         if was_routed {
             self.front.drained_pending.insert(generation);
@@ -188,30 +203,33 @@ impl<P: Procs> Supervisor<P> {
                 if !self.front.drained_pending.remove(&generation) {
                     return;
                 }
-                let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
+                let Some(s) = self.service_of(generation) else { return };
+                let service = &mut self.services[s];
+                let (signal, timeout) = (service.config.stop_signal, service.config.stop_timeout);
+                let restart_mode = matches!(service.next, super::Next::Queued { .. });
                 if let Some(draining) =
-                    self.service.draining.iter_mut().find(|d| d.generation.id == generation && !d.signalled)
+                    service.draining.iter_mut().find(|d| d.generation.id == generation && !d.signalled)
                 {
-                    let restart_mode = matches!(self.service.next, super::Next::Queued { .. });
                     let line = draining.signal(signal, timeout, restart_mode, &mut self.procs, now);
-                    self.out.report(line);
+                    service.out.report(line);
                 }
             }
             FrontEvent::Closed { generation, connections } => {
                 if connections > 0 {
-                    self.out.report(Report::ProxyClosed { generation, connections });
+                    let out = self.service_of(generation).map_or(&self.out, |s| &self.services[s].out);
+                    out.report(Report::ProxyClosed { generation, connections });
                 }
             }
-            FrontEvent::Counters { held, retried, failed } => {
-                let Some(generation) = self.front.routed else { return };
-                let upstreams = self
-                    .service
+            FrontEvent::Counters { site, held, retried, failed } => {
+                let Some(&generation) = self.front.routed.get(&site) else { return };
+                let Some(service) = self.services.get(site) else { return };
+                let upstreams = service
                     .serving
                     .as_ref()
                     .map(|g| g.ready_upstreams().iter().map(ToString::to_string).collect())
                     .unwrap_or_default();
                 let address = self.front.address.clone().unwrap_or_default();
-                self.out.report(Report::ProxyRouting {
+                service.out.report(Report::ProxyRouting {
                     address,
                     generation,
                     upstreams,
@@ -225,7 +243,9 @@ impl<P: Procs> Supervisor<P> {
                 self.out.report(Report::ProxyRefused { check: check.to_owned(), value, text });
             }
             FrontEvent::Recycle { generation, upstream, requests } => {
-                self.recycle(generation, upstream.port(), requests, now);
+                if let Some(s) = self.service_of(generation) {
+                    self.recycle(s, generation, upstream.port(), requests, now);
+                }
             }
         }
     }
@@ -235,21 +255,27 @@ impl<P: Procs> Supervisor<P> {
     /// race: it starts again on another port, and this is no crash. True if it was restarted.
     pub(super) fn lost_port_race(
         &mut self,
+        s: usize,
         generation: u64,
         slot: u32,
         port: Option<u16>,
         now: Instant,
     ) -> bool {
-        if !self.behind_front() || !port.is_some_and(crate::generation::port_taken) {
+        if !self.behind_front(s) || !port.is_some_and(crate::generation::port_taken) {
             return false;
         }
-        let Some(next) = self.service.next.generation_mut().filter(|g| g.id == generation) else {
+        let Some(next) = self.services[s].next.generation_mut().filter(|g| g.id == generation) else {
             return false;
         };
         match next.add_worker(slot, &mut self.procs, now) {
             Ok(pid) => {
                 let port = port.unwrap_or_default();
-                self.out.report(Report::PortTaken { generation, worker: slot, port, pid: pid.as_raw() });
+                self.services[s].out.report(Report::PortTaken {
+                    generation,
+                    worker: slot,
+                    port,
+                    pid: pid.as_raw(),
+                });
                 true
             }
             Err(_) => false,
@@ -302,9 +328,16 @@ impl<P: Procs> Supervisor<P> {
     /// and requests wait across the gap).
     ///
     /// [`Event::OwnPort`]: crate::event::Event::OwnPort
-    pub(super) fn on_own_port(&mut self, generation: u64, pid: Pid, given: Option<u16>, found: Vec<u16>) {
-        let worker = self.slot_of(generation, pid);
-        self.out.report(Report::OwnPort {
+    pub(super) fn on_own_port(
+        &mut self,
+        s: usize,
+        generation: u64,
+        pid: Pid,
+        given: Option<u16>,
+        found: Vec<u16>,
+    ) {
+        let worker = self.slot_of(s, generation, pid);
+        self.services[s].out.report(Report::OwnPort {
             generation,
             worker,
             pid: pid.as_raw(),
@@ -312,33 +345,33 @@ impl<P: Procs> Supervisor<P> {
             found: found.clone(),
         });
         let (Some(_), [port]) = (given, found.as_slice()) else { return };
-        if !self.behind_front() || self.service.workers != 1 {
+        if !self.behind_front(s) || self.services[s].workers != 1 {
             return;
         }
         let port = *port;
-        let adopted = self
-            .service
+        let service = &mut self.services[s];
+        let adopted = service
             .next
             .generation_mut()
             .into_iter()
-            .chain(self.service.serving.as_mut())
+            .chain(service.serving.as_mut())
             .find(|g| g.id == generation)
             .is_some_and(|g| g.adopt_port(pid, port));
         if adopted {
-            self.front.app_port_found = Some(port);
-            self.keep_found_app_port();
-            self.out.report(Report::AppPortFound { generation, port });
-            self.on_upstream_ready(generation, pid, std::time::Instant::now());
+            self.services[s].app_port_found = Some(port);
+            self.keep_found_app_port(s);
+            self.services[s].out.report(Report::AppPortFound { generation, port });
+            self.on_upstream_ready(s, generation, pid, std::time::Instant::now());
         }
     }
 
     /// A port found for the app stays in force across configuration reloads (unless the
     /// configuration names one itself).
-    pub(super) fn keep_found_app_port(&mut self) {
-        if let Some(port) = self.front.app_port_found
-            && self.service.launch.upstream == Upstream::PerWorker
+    pub(super) fn keep_found_app_port(&mut self, s: usize) {
+        if let Some(port) = self.services[s].app_port_found
+            && self.services[s].launch.upstream == Upstream::PerWorker
         {
-            self.service.launch.upstream = Upstream::Fixed(port);
+            self.services[s].launch.upstream = Upstream::Fixed(port);
         }
     }
 
@@ -346,12 +379,12 @@ impl<P: Procs> Supervisor<P> {
     /// in a slot of its own; once it is ready (and routed), the old worker leaves the routing and
     /// drains (`worker_became_ready`): there is never a worker fewer, as gunicorn's arbiter has
     /// for a moment.
-    fn recycle(&mut self, generation: u64, port: u16, requests: u64, now: Instant) {
-        let Some(serving) = self.service.serving.as_ref().filter(|g| g.id == generation) else { return };
+    fn recycle(&mut self, s: usize, generation: u64, port: u16, requests: u64, now: Instant) {
+        let Some(serving) = self.services[s].serving.as_ref().filter(|g| g.id == generation) else { return };
         let Some(old) = serving.pid_on_port(port) else { return };
         let slot = serving.free_slot();
-        if self.start_serving_worker(slot, crate::output::WorkerStart::Recycle, now)
-            && let Some(new) = self.service.serving.as_ref().and_then(|g| g.pid_of_slot(slot))
+        if self.start_serving_worker(s, slot, crate::output::WorkerStart::Recycle, now)
+            && let Some(new) = self.services[s].serving.as_ref().and_then(|g| g.pid_of_slot(slot))
         {
             self.front.recycling.push(Recycling { new, old, requests });
         }
@@ -359,32 +392,37 @@ impl<P: Procs> Supervisor<P> {
 
     /// A worker of the serving generation became ready: if it replaces one that was sent its
     /// `--max-requests`, that one leaves the routing now and drains.
-    pub(super) fn recycled(&mut self, generation: u64, new: Pid, now: Instant) {
+    pub(super) fn recycled(&mut self, s: usize, generation: u64, new: Pid, now: Instant) {
         let Some(index) = self.front.recycling.iter().position(|r| r.new == new) else { return };
         let Recycling { old, requests, .. } = self.front.recycling.remove(index);
-        let port = self.port_of(generation, old);
+        let port = self.port_of(s, generation, old);
         self.upstream_removed(generation, port, old);
-        let (signal, timeout) = (self.config.stop_signal, self.config.stop_timeout);
-        if let Some(serving) = self.service.serving.as_mut()
+        let (signal, timeout) = (self.services[s].config.stop_signal, self.services[s].config.stop_timeout);
+        if let Some(serving) = self.services[s].serving.as_mut()
             && let Some(slot) = serving.retire_worker(old, signal, timeout, now, &mut self.procs)
         {
-            self.out.report(Report::WorkerRecycled { generation, worker: slot, pid: old.as_raw(), requests });
+            self.services[s].out.report(Report::WorkerRecycled {
+                generation,
+                worker: slot,
+                pid: old.as_raw(),
+                requests,
+            });
         }
     }
 
     /// Generation `id`, if it is starting or serving.
-    fn live_generation(&self, id: u64) -> Option<&crate::generation::Generation> {
-        self.service.next.generation().into_iter().chain(&self.service.serving).find(|g| g.id == id)
+    fn live_generation(&self, s: usize, id: u64) -> Option<&crate::generation::Generation> {
+        self.services[s].next.generation().into_iter().chain(&self.services[s].serving).find(|g| g.id == id)
     }
 
     /// The slot of the worker running as `pid` in `generation`, if it is still known.
-    pub(super) fn slot_of(&self, generation: u64, pid: Pid) -> Option<u32> {
-        self.live_generation(generation).and_then(|g| g.slot_of(pid))
+    pub(super) fn slot_of(&self, s: usize, generation: u64, pid: Pid) -> Option<u32> {
+        self.live_generation(s, generation).and_then(|g| g.slot_of(pid))
     }
 
     /// The pid's port in the generation it belongs to.
-    pub(super) fn port_of(&self, generation: u64, pid: Pid) -> Option<u16> {
-        self.live_generation(generation).and_then(|g| g.port_of(pid))
+    pub(super) fn port_of(&self, s: usize, generation: u64, pid: Pid) -> Option<u16> {
+        self.live_generation(s, generation).and_then(|g| g.port_of(pid))
     }
 }
 

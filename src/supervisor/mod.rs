@@ -39,6 +39,7 @@ mod once;
 mod per_connection;
 mod requests;
 mod service;
+mod stack;
 #[cfg(test)]
 mod stress;
 #[cfg(test)]
@@ -167,29 +168,37 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
         .map(|p| Pidfile::create(p, &out))
         .transpose()
         .map_err(StartError::Pidfile)?;
-    let sockets = match &inherited {
-        Some(handed) => sockets::rebind(&config.listen, &handed.listen),
-        None => sockets::bind_all(&config.listen),
-    }
-    .map_err(StartError::Listen)?;
+    let declared = service::declared(&config);
+    // Each service's held sockets (an upgrade hands over the one app's).
+    let sockets: Vec<Vec<NamedSocket>> = match &inherited {
+        Some(handed) => vec![sockets::rebind(&config.listen, &handed.listen).map_err(StartError::Listen)?],
+        None => declared
+            .iter()
+            .map(|d| sockets::bind_all(&d.config.listen))
+            .collect::<Result<_, _>>()
+            .map_err(StartError::Listen)?,
+    };
     if config.accept.is_none() {
         // Workers get a blocking socket, even after an `--accept` devserve made it non-blocking.
-        for socket in &sockets {
+        for socket in sockets.iter().flatten() {
             let _ = socket.try_clone_listener().and_then(|s| s.set_nonblocking(false));
         }
     }
     let runtime_dir = RuntimeDir::create().map_err(StartError::RuntimeDir)?;
-    let mut cleanup: Vec<PathBuf> = sockets.iter().filter_map(|s| s.unix_path().map(Into::into)).collect();
+    let mut cleanup: Vec<PathBuf> =
+        sockets.iter().flatten().filter_map(|s| s.unix_path().map(Into::into)).collect();
     cleanup.push(runtime_dir.path().to_path_buf());
     cleanup.extend(pidfile.as_ref().map(|p| p.path().to_path_buf()));
     let marker = crate::sentinel::new_marker();
     let sentinel = Sentinel::spawn(&cleanup, &marker).map_err(StartError::Sentinel)?;
-    announce_listening(&out, &sockets);
+    for service in &sockets {
+        announce_listening(&out, service);
+    }
     if let Some(mode) = config.accept {
         let stdio = mode == crate::cli::AcceptMode::Stdio;
         out.report(Report::AcceptConnections { max_connections: config.max_connections, stdio });
     }
-    if sockets.is_empty() && config.proxy.is_none() {
+    if sockets.iter().all(Vec::is_empty) && config.proxy.is_none() && config.services.is_empty() {
         out.report(Report::RestartMode);
     }
     // devserve's own files are never changes, wherever they are: also the files its stdout and
@@ -202,15 +211,19 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
         None
     } else {
         Some(
-            watch::spawn(config.watch.clone(), own_files.clone(), events_tx.clone())
-                .map_err(StartError::Watch)?,
+            watch::spawn(
+                watch_rules(&config, declared.iter().map(|d| (&d.config, d.watches))),
+                own_files.clone(),
+                events_tx.clone(),
+            )
+            .map_err(StartError::Watch)?,
         )
     };
 
     let front = match &config.proxy {
         Some(spec) => {
             let handed = inherited.as_mut().and_then(|h| h.proxy.take());
-            Some(start_front(spec, handed, &config, &out, &events_tx)?)
+            Some(start_front(spec, handed, &config, &declared, &out, &events_tx)?)
         }
         None => None,
     };
@@ -220,12 +233,18 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
         out.report(Report::Keys);
     }
     let procs = OsProcs::new(sentinel, marker, runtime_dir.path(), events_tx.clone());
-    let mut supervisor = Supervisor::new(Some(loader), config, out, procs, sockets, events_tx);
+    let several = declared.len() > 1;
+    let mut supervisor = Supervisor::with_services(Some(loader), config, out, procs, sockets, events_tx);
+    if several {
+        supervisor.watch_each(&own_files).map_err(StartError::Watch)?;
+    }
     if let Some((handle, socket)) = front {
         supervisor.front.address = Some(socket.bound.clone());
         supervisor.front.door = Some(Box::new(handle));
         supervisor.front.socket = Some(socket);
-        supervisor.hold("starting: the first generation is not ready yet".into());
+        for s in 0..supervisor.services.len() {
+            supervisor.hold(s, "starting: the first generation is not ready yet".into());
+        }
     }
     supervisor.upgrades.exe = std::env::current_exe().ok();
     supervisor.upgrades.args = std::env::args_os().skip(1).collect();
@@ -237,7 +256,7 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     supervisor.runtime_dir = Some(runtime_dir);
     supervisor.own_files = own_files;
     supervisor.watcher = watcher;
-    supervisor.trigger(Trigger::start(Instant::now()));
+    supervisor.start_all(Trigger::start(Instant::now()));
     let result = supervisor.run(&events);
     supervisor.clean_up();
     drop(keys);
@@ -250,6 +269,7 @@ fn start_front(
     spec: &ProxySpec,
     handed: Option<NamedSocket>,
     config: &Config,
+    declared: &[service::Declared],
     out: &Output,
     events: &Sender<Event>,
 ) -> Result<(ProxyHandle, NamedSocket), StartError> {
@@ -274,15 +294,17 @@ fn start_front(
         allowed_hosts: AllowedHosts::new(&proxy_host, &config.allowed_hosts),
         upstream_timeout: config.upstream_timeout,
         max_requests: config.max_requests.map(|n| (n, config.max_requests_jitter)),
+        sites: sites(config),
         ..ProxyConfig::default()
     };
+    let _ = declared;
     let events = events.clone();
     let sink = Box::new(move |event: ProxyEvent| {
         let event = match event {
             ProxyEvent::Drained { generation } => FrontEvent::Drained { generation },
             ProxyEvent::Closed { generation, connections } => FrontEvent::Closed { generation, connections },
-            ProxyEvent::Counters(c) => {
-                FrontEvent::Counters { held: c.held, retried: c.retried, failed: c.failed }
+            ProxyEvent::Counters { site, counters: c } => {
+                FrontEvent::Counters { site, held: c.held, retried: c.retried, failed: c.failed }
             }
             ProxyEvent::Problem(text) => FrontEvent::Problem(text),
             ProxyEvent::Refused { check, value, text } => FrontEvent::Refused { check, value, text },
@@ -308,6 +330,59 @@ fn start_front(
         out.report(Report::FrontUrl { url });
     }
     Ok((handle, socket))
+}
+
+/// The services behind the front door, by index, for the proxy: none for the one app (every
+/// request is its).
+fn sites(config: &Config) -> Vec<crate::proxy::SiteConfig> {
+    config
+        .services
+        .iter()
+        .map(|service| crate::proxy::SiteConfig {
+            name: service.name.clone(),
+            route: service.route.clone(),
+            strip_prefix: service.strip_prefix,
+            browser_reload: service.reload_browser,
+        })
+        .collect()
+}
+
+/// The watcher's rules: the one app's own, or with several services what any watching service
+/// could want (every root, every extension, only the ignores they all share); each service then
+/// keeps the changes its own rules take ([`service::Service::filter`]). One watcher, one walk.
+fn watch_rules<'a>(top: &Config, services: impl Iterator<Item = (&'a Config, bool)>) -> watch::WatchConfig {
+    let watching: Vec<&Config> = services.filter(|(_, watches)| *watches).map(|(config, _)| config).collect();
+    if top.services.is_empty() {
+        return top.watch.clone();
+    }
+    let mut rules =
+        watch::WatchConfig { roots: Vec::new(), touch: Vec::new(), exts: Vec::new(), ..top.watch.clone() };
+    let any_ext = watching.iter().any(|c| c.watch.exts.is_empty());
+    rules.ignore = top
+        .watch
+        .ignore
+        .iter()
+        .filter(|g| watching.iter().all(|c| c.watch.ignore.contains(g)))
+        .cloned()
+        .collect();
+    rules.vcs_ignore = watching.iter().all(|c| c.watch.vcs_ignore);
+    rules.eager = !watching.is_empty() && watching.iter().all(|c| c.watch.eager);
+    for config in &watching {
+        for root in &config.watch.roots {
+            if !rules.roots.contains(root) {
+                rules.roots.push(root.clone());
+            }
+        }
+        rules.touch.extend(
+            config.watch.touch.iter().filter(|t| !rules.touch.contains(t)).cloned().collect::<Vec<_>>(),
+        );
+        if !any_ext {
+            rules.exts.extend(
+                config.watch.exts.iter().filter(|e| !rules.exts.contains(e)).cloned().collect::<Vec<_>>(),
+            );
+        }
+    }
+    rules
 }
 
 /// Built without the `https` feature: `--proxy https://` cannot be served.
@@ -387,8 +462,9 @@ fn announce_listening(out: &Output, sockets: &[NamedSocket]) {
     }
 }
 
-/// How every process of a generation is started, from the config and the held sockets.
-fn launch_for(config: &Config, sockets: &[NamedSocket]) -> Launch {
+/// How every process of a service's generation is started, from its config and held sockets;
+/// `routed`: requests reach it through the front door, so each worker gets a port.
+fn launch_for(config: &Config, sockets: &[NamedSocket], routed: bool) -> Launch {
     let mut env = config.env.clone();
     env.extend(ca_variables(config));
     Launch {
@@ -397,10 +473,10 @@ fn launch_for(config: &Config, sockets: &[NamedSocket]) -> Launch {
         sockets: sockets.to_vec(),
         listen_pid: config.listen_pid,
         watchdog: config.watchdog,
-        upstream: match (&config.proxy, config.app_port) {
-            (None, _) => Upstream::None,
-            (Some(_), None) => Upstream::PerWorker,
-            (Some(_), Some(port)) => Upstream::Fixed(port),
+        upstream: match (routed, config.app_port) {
+            (false, _) => Upstream::None,
+            (true, None) => Upstream::PerWorker,
+            (true, Some(port)) => Upstream::Fixed(port),
         },
         ready_path: config.ready_path.clone(),
     }
@@ -546,8 +622,12 @@ struct Supervisor<P: Procs> {
     watching: bool,
     shutdown: Option<Shutdown>,
     fatal: Option<StartError>,
-    /// The app: its builds, generations and swaps (see [`service::Service`]).
-    service: service::Service,
+    /// The services, in starting order (a service after those it depends on): their builds,
+    /// generations and swaps (see [`service::Service`]). One for the top level's one app.
+    services: Vec<service::Service>,
+    /// The number the next generation gets, whichever service it is of: a generation's number
+    /// names it, and its service, everywhere (events, the process table, the proxy).
+    next_generation: u64,
     /// The front door (`--proxy`): see [`front::Front`].
     front: front::Front,
     /// `--once`'s probe and verdict: see [`once::OnceRun`].
@@ -559,6 +639,7 @@ struct Supervisor<P: Procs> {
 }
 
 impl<P: Procs> Supervisor<P> {
+    #[cfg(test)]
     fn new(
         loader: Option<Loader>,
         config: Config,
@@ -567,7 +648,32 @@ impl<P: Procs> Supervisor<P> {
         sockets: Vec<NamedSocket>,
         events: Sender<Event>,
     ) -> Supervisor<P> {
-        let service = service::Service::new(launch_for(&config, &sockets), sockets, config.workers);
+        Supervisor::with_services(loader, config, out, procs, vec![sockets], events)
+    }
+
+    /// The supervisor of every service of `config` (one for the top level's one app), each with
+    /// its held sockets (`sockets`, in the services' order).
+    fn with_services(
+        loader: Option<Loader>,
+        config: Config,
+        out: Output,
+        procs: P,
+        sockets: Vec<Vec<NamedSocket>>,
+        events: Sender<Event>,
+    ) -> Supervisor<P> {
+        let declared = service::declared(&config);
+        let several = declared.len() > 1;
+        let width = declared.iter().map(|d| d.name.len()).max().unwrap_or(0);
+        let services = declared
+            .into_iter()
+            .zip(sockets.into_iter().chain(std::iter::repeat_with(Vec::new)))
+            .enumerate()
+            .map(|(index, (declared, sockets))| {
+                let out = if several { out.for_service(&declared.name, width, index) } else { out.clone() };
+                let launch = launch_for(&declared.config, &sockets, declared.routed);
+                service::Service::new(declared, out, launch, sockets)
+            })
+            .collect();
         Supervisor {
             loader,
             config,
@@ -580,7 +686,8 @@ impl<P: Procs> Supervisor<P> {
             watching: false,
             shutdown: None,
             fatal: None,
-            service,
+            services,
+            next_generation: 1,
             front: front::Front::default(),
             once: once::OnceRun::default(),
             connections: per_connection::PerConnection::default(),
@@ -611,7 +718,14 @@ impl<P: Procs> Supervisor<P> {
 
     fn handle(&mut self, event: Event, now: Instant) {
         match event {
-            Event::Change(change) => self.on_change(change.paths, change.since),
+            Event::Change(change) => {
+                for s in 0..self.services.len() {
+                    let paths = self.changes_of(s, &change.paths);
+                    if !paths.is_empty() {
+                        self.on_change(s, paths, change.since);
+                    }
+                }
+            }
             Event::ConfigChanged => {
                 self.reload_config(now);
             }
@@ -620,7 +734,7 @@ impl<P: Procs> Supervisor<P> {
                 self.watching = true;
                 announce_watcher(&self.out, &self.config, folders);
             }
-            Event::WatchFailed(text) if !self.watching && !self.service.started_once => {
+            Event::WatchFailed(text) if !self.watching && !self.services.iter().any(|s| s.started_once) => {
                 // At start, a watcher that cannot watch is an error (exit 1), as it always was.
                 self.fatal = Some(StartError::Walk(text));
                 self.begin_shutdown(Shutdown::Immediate, now);
@@ -630,14 +744,26 @@ impl<P: Procs> Supervisor<P> {
             Event::Key(crate::event::Key::Help) => self.out.report(Report::Keys),
             Event::Request(request) => self.on_request(request, now),
             Event::Exited { pid, status } => self.on_exit(pid, status, now),
-            Event::Notify(note) => self.on_notify(&note, now),
-            Event::UpstreamReady { generation, pid } => self.on_upstream_ready(generation, pid, now),
+            Event::Notify(note) => {
+                if let Some(s) = self.service_of(note.generation) {
+                    self.on_notify(s, &note, now);
+                }
+            }
+            Event::UpstreamReady { generation, pid } => {
+                if let Some(s) = self.service_of(generation) {
+                    self.on_upstream_ready(s, generation, pid, now);
+                }
+            }
             Event::OwnPort { generation, pid, given, found } => {
-                self.on_own_port(generation, pid, given, found)
+                if let Some(s) = self.service_of(generation) {
+                    self.on_own_port(s, generation, pid, given, found);
+                }
             }
             Event::NotAccepting { generation, pid, address, queued } => {
-                let worker = self.slot_of(generation, pid);
-                self.out.report(Report::NotAccepting { generation, worker, address, queued });
+                if let Some(s) = self.service_of(generation) {
+                    let worker = self.slot_of(s, generation, pid);
+                    self.services[s].out.report(Report::NotAccepting { generation, worker, address, queued });
+                }
             }
             Event::Front(event) => self.on_front(event, now),
             Event::Connection(connection) => self.on_connection(connection, now),
@@ -648,60 +774,96 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
+    /// The service generation `id` belongs to (starting, serving or draining).
+    fn service_of(&self, id: u64) -> Option<usize> {
+        self.services.iter().position(|service| {
+            service.next.generation().is_some_and(|g| g.id == id)
+                || service.serving.as_ref().is_some_and(|g| g.id == id)
+                || service.draining.iter().any(|d| d.generation.id == id)
+        })
+    }
+
+    /// The paths of a change that are service `s`'s: all of them for the one app (the watcher
+    /// filtered them already), those its own watch rules take when there are several.
+    fn changes_of(&self, s: usize, paths: &[PathBuf]) -> Vec<PathBuf> {
+        let service = &self.services[s];
+        match &service.filter {
+            None if self.services.len() == 1 => paths.to_vec(),
+            None => Vec::new(),
+            Some(filter) => paths
+                .iter()
+                .filter(|path| {
+                    filter.counts_entry(path, path.is_dir()) || service.config.watch.touch.contains(path)
+                })
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Time-driven transitions; safe to call at any moment.
     fn tick(&mut self, now: Instant) {
-        self.check_watchdogs(now);
-        self.check_next(now);
+        for s in 0..self.services.len() {
+            self.check_watchdogs(s, now);
+            self.check_next(s, now);
+        }
         self.check_trial(now);
         self.check_upgrade(now);
         self.check_probe(now);
-        self.restart_workers(now);
-        self.kill_overdue(now);
+        for s in 0..self.services.len() {
+            self.restart_workers(s, now);
+            self.kill_overdue(s, now);
+        }
         self.kill_overdue_connections(now);
-        self.release_stopped();
-        self.start_queued(now);
-        self.reload_kept(now);
+        for s in 0..self.services.len() {
+            self.release_stopped(s);
+            self.start_queued(s, now);
+            self.reload_kept(s, now);
+        }
+        self.start_waiting(now);
+        self.stop_in_order(now);
     }
 
     fn finished(&self) -> bool {
         self.shutdown.is_some()
             && self.procs.live() == 0
-            && self.service.serving.is_none()
-            && matches!(self.service.next, Next::Idle)
-            && self.service.draining.is_empty()
+            && self.services.iter().all(|service| {
+                service.serving.is_none() && matches!(service.next, Next::Idle) && service.draining.is_empty()
+            })
     }
 
     /// Every moment the loop must wake up for, and why: the one list of deadlines.
     fn deadlines(&self) -> Vec<(Instant, Deadline)> {
         let mut times = Vec::new();
-        if let Some(watchdog) = self.config.watchdog {
-            let generations = self.service.next.generation().into_iter().chain(&self.service.serving);
+        for (s, service) in self.services.iter().enumerate() {
+            let config = &service.config;
+            if let Some(watchdog) = config.watchdog {
+                let generations = service.next.generation().into_iter().chain(&service.serving);
+                times.extend(
+                    generations.filter_map(|g| g.next_watchdog(watchdog)).map(|t| (t, Deadline::Watchdog)),
+                );
+            }
+            if let Some(next) = service.next.generation() {
+                times.push((next.ready_deadline(config.ready_timeout), Deadline::ReadyTimeout));
+                // Behind the front door readiness is observed, never assumed after a delay.
+                if !service.app_speaks_notify && !self.fronted(s) {
+                    times
+                        .extend(next.next_ready_delay(config.ready_delay).map(|t| (t, Deadline::ReadyDelay)));
+                }
+            }
+            if let Some(serving) = &service.serving {
+                times.extend(serving.next_restart().map(|t| (t, Deadline::Restart)));
+                times.extend(serving.next_retiree_deadline().map(|t| (t, Deadline::RetireeKill)));
+                if !self.fronted(s) {
+                    times.extend(
+                        serving.next_ready_delay(config.ready_delay).map(|t| (t, Deadline::ReadyDelay)),
+                    );
+                }
+            }
             times.extend(
-                generations.filter_map(|g| g.next_watchdog(watchdog)).map(|t| (t, Deadline::Watchdog)),
+                service.draining.iter().filter(|d| !d.killed).map(|d| (d.deadline, Deadline::DrainKill)),
             );
+            times.extend(service.loops.due().map(|t| (t, Deadline::KeptChanges)));
         }
-        if let Some(next) = self.service.next.generation() {
-            times.push((next.ready_deadline(self.config.ready_timeout), Deadline::ReadyTimeout));
-            // Behind the front door readiness is observed, never assumed after a delay.
-            if !self.service.app_speaks_notify && self.front.door.is_none() {
-                times.extend(
-                    next.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)),
-                );
-            }
-        }
-        if let Some(serving) = &self.service.serving {
-            times.extend(serving.next_restart().map(|t| (t, Deadline::Restart)));
-            times.extend(serving.next_retiree_deadline().map(|t| (t, Deadline::RetireeKill)));
-            if self.front.door.is_none() {
-                times.extend(
-                    serving.next_ready_delay(self.config.ready_delay).map(|t| (t, Deadline::ReadyDelay)),
-                );
-            }
-        }
-        times.extend(
-            self.service.draining.iter().filter(|d| !d.killed).map(|d| (d.deadline, Deadline::DrainKill)),
-        );
-        times.extend(self.service.loops.due().map(|t| (t, Deadline::KeptChanges)));
         times.extend(
             self.connections.trial_deadline(self.config.ready_delay).map(|t| (t, Deadline::TrialPassed)),
         );
@@ -727,12 +889,14 @@ impl<P: Procs> Supervisor<P> {
         // The proxy thread ends (its connections are dropped) before the socket closes.
         self.front.door = None;
         self.front.socket = None;
-        self.service.serving = None;
-        self.service.next = Next::Idle;
-        self.service.draining.clear();
-        // Dropping the held sockets (the generations held copies) removes their files.
-        self.service.launch.sockets.clear();
-        self.service.sockets.clear();
+        for service in &mut self.services {
+            service.serving = None;
+            service.next = Next::Idle;
+            service.draining.clear();
+            // Dropping the held sockets (the generations held copies) removes their files.
+            service.launch.sockets.clear();
+            service.sockets.clear();
+        }
         if let Some(dir) = self.runtime_dir.as_mut() {
             dir.remove();
         }

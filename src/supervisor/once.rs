@@ -50,7 +50,7 @@ impl<P: Procs> Supervisor<P> {
         };
         let addr = match &self.front.address {
             Some(front) => front.clone(),
-            None => self.service.sockets.first().map(|s| s.bound.clone()).unwrap_or_default(),
+            None => self.services[0].sockets.first().map(|s| s.bound.clone()).unwrap_or_default(),
         };
         self.out.report(Report::ProbeStarted { command: script.clone() });
         match self.procs.spawn(Command::shell(&script).env("DEVSERVE_ADDR", addr), Owner::Probe) {

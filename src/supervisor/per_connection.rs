@@ -106,9 +106,10 @@ impl<P: Procs> Supervisor<P> {
 
     /// A build's program is ready (see the module doc): it serves, or waits for its trial.
     pub(super) fn prepare_program(&mut self, trigger: Trigger, now: Instant) {
-        let id = self.service.next_id;
-        self.service.next_id += 1;
-        let program = std::sync::Arc::new(Program::prepare(id, self.service.launch.clone(), &mut self.procs));
+        let id = self.next_generation;
+        self.next_generation += 1;
+        let program =
+            std::sync::Arc::new(Program::prepare(id, self.services[0].launch.clone(), &mut self.procs));
         let total_ms = ms(now.saturating_duration_since(trigger.at));
         let serving = self.connections.serving.as_ref().map(|p| p.id);
         self.out.report(Report::ProgramReady {
@@ -117,7 +118,7 @@ impl<P: Procs> Supervisor<P> {
             total_ms,
             cause: trigger.describe(),
         });
-        self.service.loops.started(now);
+        self.services[0].loops.started(now);
         if serving.is_some() {
             // An earlier candidate not yet tried is superseded; one on trial finishes its connection.
             self.connections.candidate = Some(program);
@@ -125,11 +126,11 @@ impl<P: Procs> Supervisor<P> {
             return;
         }
         self.connections.serving = Some(program);
-        self.service.started_once = true;
-        self.service.loops.ready(now);
+        self.services[0].started_once = true;
+        self.services[0].loops.ready(now);
         if self.connections.acceptor.is_none() {
             let max = self.config.max_connections;
-            match Acceptor::start(&self.service.sockets, max, &self.connections.fast, &self.events) {
+            match Acceptor::start(&self.services[0].sockets, max, &self.connections.fast, &self.events) {
                 Ok(acceptor) => self.connections.acceptor = Some(acceptor),
                 Err(e) => {
                     self.fatal = Some(super::StartError::Accept(e));
@@ -331,7 +332,7 @@ impl<P: Procs> Supervisor<P> {
         let generation = candidate.id;
         let replaced = self.connections.serving.replace(candidate).map(|p| p.id);
         self.update_fast();
-        self.service.loops.ready(now);
+        self.services[0].loops.ready(now);
         self.out.report(Report::ProgramServing { generation, replaced, how });
     }
 
@@ -340,7 +341,7 @@ impl<P: Procs> Supervisor<P> {
         self.update_fast();
         let serving = self.connections.serving.as_ref().map_or(0, |p| p.id);
         self.out.report(Report::ProgramRolledBack { generation, reason, serving, rerun });
-        self.service.loops.settled(Instant::now());
+        self.services[0].loops.settled(Instant::now());
         if self.config.once {
             self.finish_once(Outcome::NotReady);
         }

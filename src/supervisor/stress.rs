@@ -64,16 +64,16 @@ use crate::sockets;
 // ----- seam: the only lines that name the supervisor's state ---------------------------------
 
 fn serving_of(sup: &Supervisor<FakeProcs>) -> Option<&Generation> {
-    sup.service.serving.as_ref()
+    sup.services[0].serving.as_ref()
 }
 
 fn starting_of(sup: &Supervisor<FakeProcs>) -> Option<&Generation> {
-    sup.service.next.generation()
+    sup.services[0].next.generation()
 }
 
 /// `idle`, `starting 4`, `rolling 4`, `queued`.
 fn next_label(sup: &Supervisor<FakeProcs>) -> String {
-    match &sup.service.next {
+    match &sup.services[0].next {
         Next::Idle => "idle".into(),
         Next::Starting(g) => format!("starting {}", g.id),
         Next::Rolling(g) => format!("rolling {}", g.id),
@@ -82,13 +82,12 @@ fn next_label(sup: &Supervisor<FakeProcs>) -> String {
 }
 
 fn next_idle(sup: &Supervisor<FakeProcs>) -> bool {
-    matches!(sup.service.next, Next::Idle)
+    matches!(sup.services[0].next, Next::Idle)
 }
 
 /// `gen 3 (0 processes, signalled, killed)` for each generation still draining.
 fn draining_label(sup: &Supervisor<FakeProcs>) -> String {
-    let all: Vec<String> = sup
-        .service
+    let all: Vec<String> = sup.services[0]
         .draining
         .iter()
         .map(|d| {
@@ -106,7 +105,7 @@ fn draining_label(sup: &Supervisor<FakeProcs>) -> String {
 
 /// A generation is still draining with no process left.
 fn empty_draining(sup: &Supervisor<FakeProcs>) -> bool {
-    sup.service.draining.iter().any(|d| d.generation.live_pids().is_empty())
+    sup.services[0].draining.iter().any(|d| d.generation.live_pids().is_empty())
 }
 
 /// devserve would exit now: everything it started is reaped.
@@ -394,7 +393,7 @@ impl super::front::FrontDoor for FakeFront {
     fn send(&self, command: ProxyCommand) {
         let mut routing = self.0.lock().expect("routing");
         match command {
-            ProxyCommand::Serve { generation, upstreams } => {
+            ProxyCommand::Serve { site: 0, generation, upstreams } => {
                 routing.last = format!("serve gen {generation} ({} upstreams)", upstreams.len());
                 routing.generation = Some(generation);
                 routing.upstreams = upstreams.into_iter().collect();
@@ -407,12 +406,12 @@ impl super::front::FrontDoor for FakeFront {
             {
                 routing.upstreams.remove(&upstream);
             }
-            ProxyCommand::Hold { reason } => {
+            ProxyCommand::Hold { site: 0, reason } => {
                 routing.last = format!("hold ({reason})");
                 routing.generation = None;
                 routing.upstreams.clear();
             }
-            ProxyCommand::Down { reason } => {
+            ProxyCommand::Down { site: 0, reason } => {
                 routing.last = format!("down ({reason})");
                 routing.generation = None;
                 routing.upstreams.clear();
@@ -577,7 +576,7 @@ impl Sim {
     // --- driving ---
 
     fn start(&mut self) {
-        self.sup.trigger(Trigger::start(self.now));
+        self.sup.start_all(Trigger::start(self.now));
         self.observe();
         self.tick();
     }
@@ -867,7 +866,7 @@ impl Sim {
     fn settled(&self) -> bool {
         let serving = serving_of(&self.sup).map(|g| g.id);
         next_idle(&self.sup)
-            && self.sup.service.loops.due().is_none()
+            && self.sup.services[0].loops.due().is_none()
             && self.signalled_live().is_empty()
             && self.sup.procs.owners.values().all(|owner| match owner {
                 Owner::Worker { generation, .. } => Some(*generation) == serving,

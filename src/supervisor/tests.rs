@@ -44,7 +44,7 @@ fn harness(args: &[&str]) -> Harness {
 
 impl Harness {
     fn start(&mut self) {
-        self.sup.trigger(Trigger::start(Instant::now()));
+        self.sup.start_all(Trigger::start(Instant::now()));
         self.sup.tick(Instant::now());
     }
 
@@ -83,11 +83,11 @@ impl Harness {
     }
 
     fn serving(&self) -> Option<u64> {
-        self.sup.service.serving.as_ref().map(|g| g.id)
+        self.sup.services[0].serving.as_ref().map(|g| g.id)
     }
 
     fn next(&self) -> Option<u64> {
-        self.sup.service.next.generation().map(|g| g.id)
+        self.sup.services[0].next.generation().map(|g| g.id)
     }
 
     fn events(&self) -> Vec<serde_json::Value> {
@@ -127,7 +127,7 @@ fn swap_the_ready_generation_serves_and_the_old_one_drains() {
     assert!(h.last("generation_ready")["debounce_ms"].as_u64().is_some());
     h.exit_all(1);
     assert_eq!(h.last("generation_stopped")["generation"], 1);
-    assert!(h.sup.service.draining.is_empty());
+    assert!(h.sup.services[0].draining.is_empty());
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn rolling_one_old_worker_stops_per_ready_new_worker() {
     assert_eq!(h.workers(1).len(), 2, "a first start is not rolling");
     h.ready(1);
     h.change();
-    assert!(matches!(h.sup.service.next, Next::Rolling(_)));
+    assert!(matches!(h.sup.services[0].next, Next::Rolling(_)));
     assert_eq!(h.workers(2).len(), 1, "one new worker first");
     h.ready(2);
     let stopped: Vec<Pid> = h.workers(1).into_iter().filter(|p| h.term_sent(*p)).collect();
@@ -247,7 +247,7 @@ fn restart_mode_queues_the_new_generation_until_the_old_one_is_gone() {
     h.start();
     h.ready(1);
     h.change();
-    assert!(matches!(h.sup.service.next, Next::Queued { .. }));
+    assert!(matches!(h.sup.services[0].next, Next::Queued { .. }));
     assert!(h.term_sent(h.workers(1)[0]), "the old one stops first: both would bind the port");
     assert!(h.workers(2).is_empty());
     h.exit_all(1);
@@ -277,7 +277,7 @@ fn crash_backoff_then_the_crash_loop_limit() {
     assert_eq!((exited["crash_loop"].as_bool(), exited["restart_in_ms"].is_null()), (Some(true), true));
     h.at(Duration::from_secs(60));
     assert!(h.workers(1).is_empty(), "no more restarts");
-    assert!(h.sup.service.serving.as_ref().is_some_and(|g| g.gave_up));
+    assert!(h.sup.services[0].serving.as_ref().is_some_and(|g| g.gave_up));
 }
 
 #[test]
@@ -288,7 +288,7 @@ fn ttin_during_a_start_is_no_rolling_step() {
     h.change();
     h.event(Event::Request(Request::MoreWorkers));
     assert_eq!(h.workers(1).len(), 2, "the serving generation grows at once");
-    assert!(matches!(h.sup.service.next, Next::Starting(_)));
+    assert!(matches!(h.sup.services[0].next, Next::Starting(_)));
     h.ready(2);
     assert_eq!(h.serving(), Some(2), "promoted, not rolled");
     assert!(h.workers(1).iter().all(|p| h.term_sent(*p)), "the old generation stops whole");
@@ -451,7 +451,7 @@ fn front_door_routes_a_generation_once_ready_and_drains_the_old_one_before_signa
     );
     h.upstreams_ready(1);
     assert!(
-        matches!(commands(&front).last(), Some(ProxyCommand::Serve { generation: 1, upstreams }) if upstreams.len() == 1)
+        matches!(commands(&front).last(), Some(ProxyCommand::Serve { site: 0, generation: 1, upstreams }) if upstreams.len() == 1)
     );
     // Pages reload only once the proxy routes to the ready generation.
     let all = all_commands(&front);
@@ -459,7 +459,7 @@ fn front_door_routes_a_generation_once_ready_and_drains_the_old_one_before_signa
         matches!(
             &all[all.len() - 2..],
             [
-                ProxyCommand::Serve { generation: 1, .. },
+                ProxyCommand::Serve { site: 0, generation: 1, .. },
                 ProxyCommand::Browser(BrowserEvent::Ready { generation: 1, .. })
             ]
         ),
@@ -470,7 +470,7 @@ fn front_door_routes_a_generation_once_ready_and_drains_the_old_one_before_signa
     assert_eq!(h.next(), Some(2), "generations overlap: no restart-mode queue");
     h.upstreams_ready(2);
     let sent = commands(&front);
-    assert!(matches!(sent[sent.len() - 2], ProxyCommand::Serve { generation: 2, .. }), "{sent:?}");
+    assert!(matches!(sent[sent.len() - 2], ProxyCommand::Serve { site: 0, generation: 2, .. }), "{sent:?}");
     assert!(matches!(sent[sent.len() - 1], ProxyCommand::Drain { generation: 1 }), "{sent:?}");
     assert!(!h.term_sent(old[0]), "no signal while requests are in flight");
     h.event(Event::Front(crate::event::FrontEvent::Drained { generation: 1 }));
@@ -500,12 +500,12 @@ fn front_door_closes_what_is_left_at_the_stop_timeout_and_holds_while_nothing_se
     let (mut h, front) = behind_front(&["-b", "make"]);
     h.start();
     assert!(
-        matches!(commands(&front).last(), Some(ProxyCommand::Hold { reason }) if reason.contains("building"))
+        matches!(commands(&front).last(), Some(ProxyCommand::Hold { site: 0, reason }) if reason.contains("building"))
     );
     let build = h.sup.procs.pid_of(Owner::Build).expect("build");
     h.exit(build, ExitStatus::Code(2));
     assert!(
-        matches!(commands(&front).last(), Some(ProxyCommand::BuildFailed { status, .. }) if status.contains("status 2"))
+        matches!(commands(&front).last(), Some(ProxyCommand::BuildFailed { site: 0, status, .. }) if status.contains("status 2"))
     );
     assert!(matches!(
         all_commands(&front).last(),
@@ -520,7 +520,7 @@ fn front_door_ttou_unroutes_the_retiring_worker_before_it_stops() {
     h.start();
     h.upstreams_ready(1);
     let ports: Vec<std::net::SocketAddr> = match commands(&front).last() {
-        Some(ProxyCommand::Serve { generation: 1, upstreams }) => upstreams.clone(),
+        Some(ProxyCommand::Serve { site: 0, generation: 1, upstreams }) => upstreams.clone(),
         other => panic!("{other:?}"),
     };
     assert_eq!(ports.len(), 2);
@@ -561,7 +561,7 @@ fn app_port_holds_across_the_restart_and_rolls_back_to_the_previous_command() {
     h.start();
     h.upstreams_ready(1);
     h.change();
-    assert!(matches!(h.sup.service.next, Next::Queued { .. }), "one port: the old one goes first");
+    assert!(matches!(h.sup.services[0].next, Next::Queued { .. }), "one port: the old one goes first");
     assert!(commands(&front).contains(&ProxyCommand::Drain { generation: 1 }));
     h.event(Event::Front(FrontEvent::Drained { generation: 1 }));
     assert!(
@@ -575,7 +575,7 @@ fn app_port_holds_across_the_restart_and_rolls_back_to_the_previous_command() {
     assert_eq!(h.next(), Some(3), "the previous command starts again");
     h.upstreams_ready(3);
     assert_eq!(h.serving(), Some(3));
-    assert!(matches!(commands(&front).last(), Some(ProxyCommand::Serve { generation: 3, .. })));
+    assert!(matches!(commands(&front).last(), Some(ProxyCommand::Serve { site: 0, generation: 3, .. })));
 }
 
 #[test]
@@ -586,7 +586,7 @@ fn front_door_a_failed_first_generation_is_told_at_once_not_held() {
     let pid = h.workers(1)[0];
     h.exit(pid, CRASH);
     assert!(
-        matches!(commands(&front).last(), Some(ProxyCommand::Down { reason }) if reason.contains("gen 1 failed")),
+        matches!(commands(&front).last(), Some(ProxyCommand::Down { site: 0, reason }) if reason.contains("gen 1 failed")),
         "nothing is starting: requests are answered at once, not held: {:?}",
         commands(&front).last()
     );
@@ -610,11 +610,11 @@ fn front_door_an_app_found_on_a_port_of_its_own_is_proxied_there_as_with_app_por
     assert_eq!(h.serving(), Some(1), "the worker is ready on the port it listens on");
     let fixed = std::net::SocketAddr::from(([127, 0, 0, 1], 3000));
     assert!(
-        matches!(commands(&front).last(), Some(ProxyCommand::Serve { generation: 1, upstreams }) if upstreams == &[fixed])
+        matches!(commands(&front).last(), Some(ProxyCommand::Serve { site: 0, generation: 1, upstreams }) if upstreams == &[fixed])
     );
     // From now on it is --app-port: the old generation goes first, requests are held meanwhile.
     h.change();
-    assert!(matches!(h.sup.service.next, Next::Queued { .. }), "one port: the old one goes first");
+    assert!(matches!(h.sup.services[0].next, Next::Queued { .. }), "one port: the old one goes first");
     assert!(commands(&front).contains(&ProxyCommand::Drain { generation: 1 }));
 }
 
@@ -638,7 +638,7 @@ fn max_requests_starts_the_replacement_first_and_retires_the_worker_once_it_is_r
     h.start();
     h.upstreams_ready(1);
     let old = h.workers(1)[0];
-    let port = h.sup.service.serving.as_ref().and_then(|g| g.port_of(old)).expect("a port");
+    let port = h.sup.services[0].serving.as_ref().and_then(|g| g.port_of(old)).expect("a port");
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     h.event(Event::Front(FrontEvent::Recycle { generation: 1, upstream, requests: 5 }));
     assert_eq!(h.workers(1).len(), 2, "the replacement starts beside it");

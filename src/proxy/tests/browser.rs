@@ -291,7 +291,7 @@ fn events_reach_every_stream_in_order_and_a_late_one_gets_the_standing_failure()
     let old = Upstream::start(&h, "old");
     let new = Upstream::start(&h, "new");
     h.serve(1, &[old.addr]);
-    h.send(ProxyCommand::Browser(BrowserEvent::Ready { generation: 1, css_only: vec![] }));
+    h.send(ProxyCommand::Browser(BrowserEvent::Ready { generation: 1, css_only: vec![], reload: true }));
     let addr = h.addr;
     let mut early = h.block_on(Sse::open(addr));
     let hello = h.block_on(early.expect("hello"));
@@ -323,10 +323,14 @@ fn events_reach_every_stream_in_order_and_a_late_one_gets_the_standing_failure()
     assert_eq!(h.stats().browser_streams, 2);
 
     // `Ready` goes out after its `Serve` applied: a request made on it reaches the new generation.
-    h.send(ProxyCommand::Serve { generation: 2, upstreams: vec![new.addr] });
-    h.send(ProxyCommand::Browser(BrowserEvent::Ready { generation: 2, css_only: vec!["a.css".into()] }));
+    h.send(ProxyCommand::Serve { site: 0, generation: 2, upstreams: vec![new.addr] });
+    h.send(ProxyCommand::Browser(BrowserEvent::Ready {
+        generation: 2,
+        css_only: vec!["a.css".into()],
+        reload: true,
+    }));
     let ready = h.block_on(early.expect("ready"));
-    assert_eq!(ready, serde_json::json!({"generation": 2, "css_only": ["a.css"]}));
+    assert_eq!(ready, serde_json::json!({"generation": 2, "css_only": ["a.css"], "reload": true}));
     assert_eq!(h.block_on(send(addr, get("/"))).body, "new GET / 0");
     assert_eq!(h.block_on(late.expect("ready"))["generation"], 2);
 
@@ -339,7 +343,7 @@ fn events_reach_every_stream_in_order_and_a_late_one_gets_the_standing_failure()
     let mut third = h.block_on(Sse::open(addr));
     assert_eq!(h.block_on(third.expect("hello"))["ready"], 2);
     assert_eq!(h.block_on(third.expect("crashed"))["status"], "exited with status 1");
-    h.send(ProxyCommand::Browser(BrowserEvent::Ready { generation: 4, css_only: vec![] }));
+    h.send(ProxyCommand::Browser(BrowserEvent::Ready { generation: 4, css_only: vec![], reload: true }));
     assert_eq!(h.block_on(third.expect("ready"))["generation"], 4);
     let mut fourth = h.block_on(Sse::open(addr));
     assert_eq!(h.block_on(fourth.expect("hello"))["ready"], 4);

@@ -105,9 +105,9 @@ impl Harness {
 
     /// Sends `Serve` and waits until it applied (its `Counters` event), which it returns.
     fn serve(&self, generation: u64, upstreams: &[SocketAddr]) -> Counters {
-        self.send(ProxyCommand::Serve { generation, upstreams: upstreams.to_vec() });
-        match self.event("Counters", |event| matches!(event, ProxyEvent::Counters(_))) {
-            ProxyEvent::Counters(counters) => counters,
+        self.send(ProxyCommand::Serve { site: 0, generation, upstreams: upstreams.to_vec() });
+        match self.event("Counters", |event| matches!(event, ProxyEvent::Counters { .. })) {
+            ProxyEvent::Counters { counters, .. } => counters,
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -7,7 +7,7 @@ use super::*;
 #[test]
 fn hold_timeout_answers_503_with_the_reason() {
     let h = Harness::new(ProxyConfig { hold_timeout: Duration::from_millis(200), ..ProxyConfig::default() });
-    h.send(ProxyCommand::Hold { reason: "building <app> & co".into() });
+    h.send(ProxyCommand::Hold { site: 0, reason: "building <app> & co".into() });
     let addr = h.addr;
     let (html, plain) = h.block_on(async move {
         tokio::join!(send(addr, with_accept(get("/"), "text/html,*/*")), send(addr, get("/")))
@@ -26,6 +26,7 @@ fn build_failure_page_then_hold_then_serve() {
     let h = Harness::http();
     let up = Upstream::start(&h, "a");
     h.send(ProxyCommand::BuildFailed {
+        site: 0,
         command: "cargo build".into(),
         status: "exit status: 101".into(),
         output: "\x1b[1m\x1b[31merror\x1b[0m: expected `<oops>` & more\n".into(),
@@ -49,7 +50,7 @@ fn build_failure_page_then_hold_then_serve() {
     assert!(!plain.body.contains('\x1b'));
 
     // A rebuild started: requests wait for it again.
-    h.send(ProxyCommand::Hold { reason: "building".into() });
+    h.send(ProxyCommand::Hold { site: 0, reason: "building".into() });
     let pending = h.spawn(send(addr, get("/")));
     wait_until("held", || h.stats().held_now == 1);
     h.serve(2, &[up.addr]);

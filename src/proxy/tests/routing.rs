@@ -90,14 +90,14 @@ fn holds_until_serve_then_answers() {
 #[test]
 fn down_answers_503_with_the_reason_at_once_until_the_next_hold() {
     let h = Harness::new(ProxyConfig { hold_timeout: Duration::from_secs(30), ..ProxyConfig::default() });
-    h.send(ProxyCommand::Down { reason: "gen 1 failed: exited with status 1".into() });
+    h.send(ProxyCommand::Down { site: 0, reason: "gen 1 failed: exited with status 1".into() });
     let started = Instant::now();
     let reply = h.block_on(send(h.addr, get("/")));
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.body.contains("gen 1 failed"), "{}", reply.body);
     assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
     // A new start: requests wait again, and are served once a generation is.
-    h.send(ProxyCommand::Hold { reason: "gen 2 starting".into() });
+    h.send(ProxyCommand::Hold { site: 0, reason: "gen 2 starting".into() });
     let up = Upstream::start(&h, "a");
     let addr = h.addr;
     let held = h.spawn(send(addr, get("/")));
