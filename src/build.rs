@@ -68,13 +68,17 @@ impl Build {
     /// With `keep_output`, the output goes through a pipe that devserve copies to its own stderr
     /// while keeping the tail (for the front door's error page); otherwise it goes straight to the
     /// terminal.
+    /// `prefix`: put before each line of its output (a service's name, with several services;
+    /// the output then always goes through devserve).
     pub fn start(
         script: &str,
         env: &[(String, String)],
         keep_output: bool,
+        prefix: &str,
         procs: &mut dyn Procs,
         now: Instant,
     ) -> Result<Build, SpawnError> {
+        let keep_output = keep_output || !prefix.is_empty();
         let cargo_json = if keep_output { with_diagnostics(script) } else { None };
         let mut command = Command::shell(cargo_json.as_deref().unwrap_or(script));
         for (key, value) in env {
@@ -83,7 +87,8 @@ impl Build {
         let (tail, write_end) = if keep_output {
             let (read_end, write_end) = crate::spawn::cloexec_pipe().map_err(SpawnError::Setup)?;
             command = command.output_to(std::os::fd::AsRawFd::as_raw_fd(&write_end));
-            (Some(copy_output(std::fs::File::from(read_end), cargo_json.is_some())), Some(write_end))
+            let tail = copy_output(std::fs::File::from(read_end), cargo_json.is_some(), prefix.to_owned());
+            (Some(tail), Some(write_end))
         } else {
             (None, None)
         };
@@ -123,13 +128,19 @@ impl Build {
 
 /// A thread that copies the build's output to devserve's stderr and keeps its last bytes; with
 /// `cargo_json`, cargo's JSON lines are shown as the compiler renders them and collected.
-fn copy_output(pipe: std::fs::File, cargo_json: bool) -> OutputTail {
+fn copy_output(pipe: std::fs::File, cargo_json: bool, prefix: String) -> OutputTail {
     let kept = Arc::new(Mutex::new(Vec::new()));
     let diagnostics = Arc::new(Mutex::new(Vec::new()));
     let (done_tx, done) = crossbeam_channel::bounded(1);
     let copier = Copier {
         // The build's output, as it would have gone to the terminal.
-        show: |text: &[u8]| crate::output::sink::passthrough(text),
+        show: move |text: &[u8]| {
+            if prefix.is_empty() {
+                crate::output::sink::passthrough(text);
+            } else {
+                crate::output::sink::passthrough(&[prefix.as_bytes(), text].concat());
+            }
+        },
         cargo_json,
         colour: stderr_shows_colour(),
         kept: Arc::clone(&kept),

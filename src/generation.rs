@@ -42,6 +42,9 @@ pub struct Launch {
     pub upstream: Upstream,
     /// `--ready-path`: readiness by an HTTP GET on the worker's port.
     pub ready_path: Option<String>,
+    /// With several services: where workers write their stdout and stderr (a pipe devserve
+    /// reads, to put the service's name before each line).
+    pub output: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 /// What it takes to start a generation again the way an earlier one was started: its launch
@@ -444,6 +447,9 @@ impl Generation {
         if let Some(port) = port {
             command =
                 command.env("PORT", port.to_string()).env("DEVSERVE_UPSTREAM", format!("127.0.0.1:{port}"));
+        }
+        if let Some(output) = &launch.output {
+            command = command.output_to(std::os::fd::AsRawFd::as_raw_fd(output.as_ref()));
         }
         if !launch.sockets.is_empty() {
             command = command

@@ -69,6 +69,30 @@ pub fn passthrough(bytes: &[u8]) {
     MID_LINE.store(!bytes.ends_with(b"\n"), Ordering::Relaxed);
 }
 
+/// Copies what a service's processes write into `pipe` to stderr, each line after `prefix`
+/// (foreman's `web | …`), on a thread of its own until every writer has closed the pipe. A line
+/// longer than 64 KiB is cut in pieces, each after the prefix.
+pub fn copy_prefixed(pipe: std::fs::File, prefix: String) -> std::io::Result<()> {
+    use std::io::{BufRead, Read};
+    const MAX_LINE: u64 = 64 * 1024;
+    std::thread::Builder::new().name("service-output".into()).spawn(move || {
+        let mut reader = std::io::BufReader::new(pipe);
+        let mut line = prefix.clone().into_bytes();
+        loop {
+            line.truncate(prefix.len());
+            match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if !line.ends_with(b"\n") {
+                line.push(b'\n');
+            }
+            passthrough(&line);
+        }
+    })?;
+    Ok(())
+}
+
 /// Waits up to `limit` for every queued line to be written.
 pub fn flush(limit: Duration) {
     let (done_tx, done) = crossbeam_channel::bounded(1);

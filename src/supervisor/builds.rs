@@ -91,7 +91,15 @@ impl<P: Procs> Supervisor<P> {
             .report(Report::BuildStarted { cause: trigger.describe(), command: script.to_owned() });
         self.hold(s, format!("building ({script})"));
         self.tell_browsers(BrowserEvent::Building { cause: trigger.describe() });
-        match Build::start(script, &self.services[s].config.env, self.fronted(s), &mut self.procs, now) {
+        let prefix = self.services[s].out.service_prefix();
+        match Build::start(
+            script,
+            &self.services[s].config.env,
+            self.fronted(s),
+            &prefix,
+            &mut self.procs,
+            now,
+        ) {
             Ok(build) => self.services[s].build = Some(BuildRun { build, trigger }),
             Err(e) => {
                 self.services[s].out.report(Report::BuildNotStarted { error: e.to_string() });

@@ -332,6 +332,23 @@ fn start_front(
     Ok((handle, socket))
 }
 
+/// With several services: a pipe for a service's workers' output, read by a thread that puts the
+/// service's name before each line. `None` (the output then goes straight to the terminal) if it
+/// cannot be made.
+fn service_output(out: &Output) -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
+    let made = crate::spawn::cloexec_pipe().and_then(|(read, write)| {
+        crate::output::sink::copy_prefixed(std::fs::File::from(read), out.service_prefix())?;
+        Ok(write)
+    });
+    match made {
+        Ok(write) => Some(std::sync::Arc::new(write)),
+        Err(e) => {
+            tracing::warn!("cannot prefix a service's output: {e}");
+            None
+        }
+    }
+}
+
 /// The services behind the front door, by index, for the proxy: none for the one app (every
 /// request is its).
 fn sites(config: &Config) -> Vec<crate::proxy::SiteConfig> {
@@ -445,9 +462,9 @@ fn own_files(paths: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// `watching src, Cargo.toml (12 folders)`, once the watcher's walk is done.
-fn announce_watcher(out: &Output, config: &Config, folders: usize) {
+fn announce_watcher(out: &Output, rules: &watch::WatchConfig, folders: usize) {
     let cwd = std::env::current_dir().unwrap_or_default();
-    let roots = config.watch.roots.iter().map(|r| trigger::relative_display(r, &cwd)).collect();
+    let roots = rules.roots.iter().map(|r| trigger::relative_display(r, &cwd)).collect();
     out.report(Report::Watching { roots, folders });
 }
 
@@ -479,6 +496,7 @@ fn launch_for(config: &Config, sockets: &[NamedSocket], routed: bool) -> Launch 
             (true, Some(port)) => Upstream::Fixed(port),
         },
         ready_path: config.ready_path.clone(),
+        output: None,
     }
 }
 
@@ -670,7 +688,10 @@ impl<P: Procs> Supervisor<P> {
             .enumerate()
             .map(|(index, (declared, sockets))| {
                 let out = if several { out.for_service(&declared.name, width, index) } else { out.clone() };
-                let launch = launch_for(&declared.config, &sockets, declared.routed);
+                let mut launch = launch_for(&declared.config, &sockets, declared.routed);
+                if several {
+                    launch.output = service_output(&out);
+                }
                 service::Service::new(declared, out, launch, sockets)
             })
             .collect();
@@ -732,7 +753,8 @@ impl<P: Procs> Supervisor<P> {
             Event::WatchProblem(text) => self.out.report(Report::WatchProblem { text }),
             Event::Watching { folders } => {
                 self.watching = true;
-                announce_watcher(&self.out, &self.config, folders);
+                let rules = watch_rules(&self.config, self.services.iter().map(|s| (&s.config, s.watches)));
+                announce_watcher(&self.out, &rules, folders);
             }
             Event::WatchFailed(text) if !self.watching && !self.services.iter().any(|s| s.started_once) => {
                 // At start, a watcher that cannot watch is an error (exit 1), as it always was.

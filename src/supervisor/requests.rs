@@ -224,7 +224,9 @@ impl<P: Procs> Supervisor<P> {
             if declared.config.workers != service.config.workers {
                 service.workers = declared.config.workers;
             }
+            let output = service.launch.output.take();
             service.launch = launch_for(&declared.config, &service.sockets, declared.routed);
+            service.launch.output = output;
             service.reload_browser = declared.reload_browser;
             service.config = declared.config;
             self.keep_found_app_port(s);

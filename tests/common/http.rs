@@ -36,6 +36,21 @@ pub fn http_get_any(addr: &str, path: &str) -> Result<(String, String), String> 
     Ok((head.lines().next().unwrap_or_default().to_owned(), body))
 }
 
+/// One HTTP GET with its own `Host` header (`api.localhost:8080`); the body of a 200.
+pub fn http_get_host(addr: &str, host: &str, path: &str) -> Result<String, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| format!("timeout: {e}"))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| format!("read: {e}"))?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") => {
+            Ok(body.to_owned())
+        }
+        _ => Err(format!("bad response: {response:?}")),
+    }
+}
+
 fn exchange<S: Read + Write>(mut stream: S, path: &str) -> Result<String, String> {
     let (head, body) = request(&mut stream, path)?;
     if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
@@ -100,15 +115,21 @@ pub struct LoadResult {
 
 impl Load {
     pub fn start(addr: &str, threads: usize) -> Load {
+        Load::start_on(addr, "/", threads)
+    }
+
+    /// The same, requesting `path`.
+    pub fn start_on(addr: &str, path: &str, threads: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicUsize::new(0));
         let threads = (0..threads)
             .map(|_| {
-                let (stop, answered, addr) = (stop.clone(), answered.clone(), addr.to_owned());
+                let (stop, answered, addr, path) =
+                    (stop.clone(), answered.clone(), addr.to_owned(), path.to_owned());
                 std::thread::spawn(move || {
                     let (mut ok, mut failures) = (0, Vec::new());
                     while !stop.load(Ordering::Relaxed) {
-                        match http_get(&addr, "/") {
+                        match http_get(&addr, &path) {
                             Ok(_) => {
                                 ok += 1;
                                 answered.fetch_add(1, Ordering::Relaxed);

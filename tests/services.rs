@@ -1,0 +1,170 @@
+//! Several services in one devserve (`[services.NAME]`), behind one front door: a save swaps only
+//! the service whose folder it is in, with no failed request on any route; `NAME.localhost`
+//! reaches a service; a failed build keeps that service's generation and touches no other;
+//! `depends-on` orders the first start and, reversed, the stop; nothing is left after TERM.
+//! The Python fixture as every service.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// `devserve.toml` for services behind a front door on a free port, each running the Python
+/// fixture on its `PORT` with its version in `NAME/VERSION` and watching `NAME/`; `extra` is
+/// added to each service's table by name, `env` to its environment table.
+fn stack(dir: &Path, services: &[(&str, &str)]) -> String {
+    stack_env(dir, &services.iter().map(|(name, extra)| (*name, *extra, "")).collect::<Vec<_>>())
+}
+
+fn stack_env(dir: &Path, services: &[(&str, &str, &str)]) -> String {
+    let fixture = python_fixture();
+    let mut text = "proxy = \"127.0.0.1:0\"\nlog-format = \"json\"\n".to_owned();
+    for (name, extra, env) in services {
+        std::fs::create_dir_all(dir.join(name)).expect("service folder");
+        write(&dir.join(name).join("VERSION"), &format!("{name}-1"));
+        text.push_str(&format!(
+            "\n[services.{name}]\nwatch = [\"{name}\"]\ncommand = [\"python3\", \"{}\"]\n{extra}\n\
+             [services.{name}.env]\nFIXTURE_BIND_PORT_ENV = \"1\"\nFIXTURE_VERSION_FILE = \"{name}/VERSION\"\n{env}\n",
+            fixture.display()
+        ));
+    }
+    write(&dir.join("devserve.toml"), &text);
+    text
+}
+
+fn start(dir: &Path) -> Devserve {
+    let devserve = Devserve::start(dir, &[], &[]);
+    devserve.wait_event("proxy_listening", |_| true);
+    devserve
+}
+
+/// Events of service `name`.
+fn of(name: &'static str) -> impl Fn(&serde_json::Value) -> bool {
+    move |e| e["service"] == name
+}
+
+#[test]
+fn a_save_swaps_only_its_service_and_no_request_fails_on_any_route() {
+    let dir = temp_dir("services-swap");
+    stack(dir.path(), &[("api", "route = \"/api\"\nstrip-prefix = true"), ("web", "route = \"/\"")]);
+    let mut devserve = start(dir.path());
+    devserve.wait_event("generation_ready", of("api"));
+    devserve.wait_event("generation_ready", of("web"));
+    let addr = devserve.proxy_addr();
+    assert_eq!(field(&wait_for_version(&addr, "web-1"), "version"), "web-1");
+    let api = http_get(&addr, "/api").expect("/api");
+    assert_eq!(field(&api, "version"), "api-1", "/api reaches api, its prefix stripped: {api}");
+    let port = addr.rsplit(':').next().expect("a port");
+    let by_name = http_get_host(&addr, &format!("api.localhost:{port}"), "/").expect("api.localhost");
+    assert_eq!(field(&by_name, "version"), "api-1", "api.localhost reaches api: {by_name}");
+
+    let web_load = Load::start_on(&addr, "/", 2);
+    let api_load = Load::start_on(&addr, "/api", 2);
+    web_load.wait_for_answers(10);
+    api_load.wait_for_answers(10);
+    for n in 2..=11 {
+        write(&dir.path().join("api/VERSION"), &format!("api-{n}"));
+        assert!(
+            wait_until(WAIT, || http_get(&addr, "/api")
+                .is_ok_and(|b| field(&b, "version") == format!("api-{n}"))),
+            "api-{n} never served:\n{}",
+            devserve.output()
+        );
+        api_load.wait_for_answers(5);
+        web_load.wait_for_answers(5);
+    }
+    let (web, api) = (web_load.stop(), api_load.stop());
+    assert!(web.failures.is_empty(), "failed on /: {:?}", web.failures);
+    assert!(api.failures.is_empty(), "failed on /api: {:?}", api.failures);
+    assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web never restarted");
+    assert_eq!(devserve.count_events("generation_ready", of("api")), 11);
+    devserve.signal("TERM");
+    assert_eq!(devserve.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn a_failed_build_keeps_its_service_and_touches_no_other() {
+    let dir = temp_dir("services-build");
+    // api builds: `broken` in its folder fails the build.
+    let build = "build = \"test ! -e api/broken\"";
+    stack(
+        dir.path(),
+        &[("api", &format!("route = \"/api\"\nstrip-prefix = true\n{build}")), ("web", "route = \"/\"")],
+    );
+    let mut devserve = start(dir.path());
+    devserve.wait_event("generation_ready", of("api"));
+    devserve.wait_event("generation_ready", of("web"));
+    let addr = devserve.proxy_addr();
+    write(&dir.path().join("api/broken"), "yes");
+    write(&dir.path().join("api/VERSION"), "api-2");
+    devserve.wait_event("build_finished", |e| e["service"] == "api" && e["ok"] == false);
+    assert_eq!(field(&http_get(&addr, "/api").expect("/api"), "version"), "api-1", "the old api serves");
+    assert_eq!(field(&http_get(&addr, "/").expect("/"), "version"), "web-1", "web is untouched");
+    assert_eq!(devserve.count_events("build_started", of("web")), 0, "web has no build");
+    std::fs::remove_file(dir.path().join("api/broken")).expect("fix");
+    assert!(
+        wait_until(WAIT, || http_get(&addr, "/api").is_ok_and(|b| field(&b, "version") == "api-2")),
+        "the fixed api never served:\n{}",
+        devserve.output()
+    );
+    assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web never restarted");
+    devserve.signal("TERM");
+    assert_eq!(devserve.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn depends_on_orders_the_start_and_the_stop_and_term_leaves_nothing() {
+    let dir = temp_dir("services-order");
+    stack_env(
+        dir.path(),
+        &[
+            ("web", "route = \"/\"\ndepends-on = [\"api\"]", ""),
+            ("api", "route = \"/api\"\nstrip-prefix = true", "FIXTURE_START_DELAY_MS = \"300\""),
+        ],
+    );
+    let mut devserve = start(dir.path());
+    devserve.wait_event("generation_ready", of("web"));
+    let events = devserve.events();
+    let at = |kind: &str, name: &str| events.iter().position(|e| e["event"] == kind && e["service"] == name);
+    let api_ready = at("generation_ready", "api").expect("api ready");
+    let web_starting = at("generation_starting", "web").expect("web starting");
+    assert!(api_ready < web_starting, "web started before api was ready:\n{}", devserve.output());
+    assert!(at("service_waiting", "web").is_some(), "web said it waits:\n{}", devserve.output());
+    let addr = devserve.proxy_addr();
+    let pids: Vec<i32> = ["/", "/api"]
+        .iter()
+        .map(|path| field(&http_get(&addr, path).expect("answer"), "pid").parse().expect("a pid"))
+        .collect();
+    devserve.signal("TERM");
+    assert_eq!(devserve.wait_exit().code(), Some(0));
+    let events = devserve.events();
+    let at = |kind: &str, name: &str| events.iter().position(|e| e["event"] == kind && e["service"] == name);
+    let web_stopped = at("generation_stopped", "web").expect("web stopped");
+    let api_stopping = at("generation_stopping", "api").expect("api told to stop");
+    assert!(web_stopped < api_stopping, "api was stopped before web was gone:\n{}", devserve.output());
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} is left");
+    }
+}
+
+#[test]
+fn lines_are_prefixed_with_their_service_and_mistakes_name_theirs() {
+    let dir = temp_dir("services-lines");
+    let text = stack(dir.path(), &[("api", "route = \"/api\""), ("worker-two", "route = \"/\"")]);
+    write(&dir.path().join("devserve.toml"), &text.replace("log-format = \"json\"\n", ""));
+    let mut devserve = Devserve::start(dir.path(), &[], &[]);
+    devserve.wait_for("api        | [devserve] gen");
+    devserve.wait_for("worker-two | [devserve] gen");
+    // The apps' own lines too, from their stdout and stderr.
+    devserve.wait_for("api        | fixture: serving version=api-1");
+    devserve.wait_for("worker-two | fixture: serving version=worker-two-1");
+    devserve.signal("TERM");
+    assert_eq!(devserve.wait_exit().code(), Some(0));
+
+    let cycle = "[services.a]\ncommand = [\"true\"]\ndepends-on = [\"b\"]\n[services.b]\ncommand = [\"true\"]\ndepends-on = [\"a\"]\n";
+    write(&dir.path().join("devserve.toml"), cycle);
+    let done = run_devserve(dir.path(), &[], &[]);
+    assert_eq!(done.code(), 2, "{}", done.stderr);
+    assert!(done.stderr.contains("devserve.toml:3:14: depends-on: a cycle, a → b → a"), "{}", done.stderr);
+}
