@@ -76,6 +76,9 @@ pub struct Project {
     pub kind: String,
     /// The settings, in the order a config file would list them.
     pub settings: Vec<Found>,
+    /// Services, each with its own settings (a Procfile with several processes): the settings
+    /// above are then the top level's, every service's defaults.
+    pub services: Vec<(String, Vec<Found>)>,
     /// Lines to tell the user beside the settings (may be empty).
     pub notes: Vec<String>,
 }
@@ -313,6 +316,7 @@ fn cargo(dir: &Path) -> Detection {
         ));
     }
     Detection::Found(Project {
+        services: Vec::new(),
         kind,
         settings: vec![
             Found::list("command", [text(&program)], command_from),
@@ -492,6 +496,7 @@ fn django(dir: &Path) -> Detection {
         "runserver listens on the port devserve puts in place of {port}, behind the front door".to_owned(),
     );
     Detection::Found(Project {
+        services: Vec::new(),
         kind: "a Django project".into(),
         settings: vec![
             Found::list(
@@ -561,6 +566,7 @@ fn pyproject(dir: &Path) -> Detection {
                     .to_owned(),
             );
             return Detection::Found(Project {
+                services: Vec::new(),
                 kind: format!("a {framework} app (pyproject.toml)"),
                 settings: settings(
                     command,
@@ -600,6 +606,7 @@ fn pyproject(dir: &Path) -> Detection {
                 ));
             }
             return Detection::Found(Project {
+                services: Vec::new(),
                 kind: "a Flask app (pyproject.toml)".into(),
                 settings: settings(
                     command,
@@ -751,22 +758,63 @@ fn venv_note(dir: &Path) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // Procfile
 
-/// A Procfile's `web:` process (honcho and foreman's format, `NAME: COMMAND` a line), run by
-/// `sh -c` so that `$PORT` and the rest of the shell's syntax work: devserve sets `PORT` in each
-/// worker's environment. A single command is `exec`'d, so that devserve's signals reach it
-/// rather than the shell. Ignores for the stacks the folder or the command shows (Python, Node).
+/// A Procfile (honcho and foreman's format, `NAME: COMMAND` a line). Its `web:` process alone is
+/// the app; with other processes beside it, each process is a service (`[services.NAME]`, the
+/// name in lowercase with `_` as `-`): `web` at the route `/`, any other whose command names
+/// `$PORT` at `/NAME` with the prefix stripped (and at `NAME.localhost`), the rest supervised
+/// and never proxied. Each runs under `sh -c` so that `$PORT` and the rest of the shell's syntax
+/// work: devserve sets `PORT` in each routed worker's environment. A single command is
+/// `exec`'d, so that devserve's signals reach it rather than the shell. Ignores for the stacks
+/// the folder or the command shows (Python, Node).
 fn procfile(dir: &Path) -> Detection {
     let kind = "a Procfile app (its web process)";
     let declined = |why: &str| Detection::Declined { kind: kind.into(), why: why.into() };
     let Some(text) = read_small(&dir.join("Procfile")) else {
         return declined("the Procfile cannot be read");
     };
-    let web = text.lines().filter(|line| !line.trim_start().starts_with('#')).find_map(|line| {
-        let (name, command) = line.split_once(':')?;
-        (name.trim() == "web").then(|| command.trim()).filter(|c| !c.is_empty())
-    });
+    let processes: Vec<(String, &str)> = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| {
+            let (name, command) = line.split_once(':')?;
+            let name = name.trim().to_ascii_lowercase().replace('_', "-");
+            let fine = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            (fine && !command.trim().is_empty()).then(|| (name, command.trim()))
+        })
+        .collect();
+    let web = processes.iter().find(|(name, _)| name == "web").map(|(_, command)| *command);
     let Some(web) = web else {
         return declined("it has no `web:` process: devserve runs the web process, the one that serves HTTP");
+    };
+    let services: Vec<(String, Vec<Found>)> = if processes.len() < 2 {
+        Vec::new()
+    } else {
+        processes
+            .iter()
+            .map(|(name, command)| {
+                let mut settings = vec![Found::list(
+                    "command",
+                    ["sh".to_owned(), "-c".to_owned(), exec_form(command)],
+                    format!("the Procfile's {name}: line"),
+                )];
+                if name == "web" {
+                    settings.push(Found::string("route", "/", "the web process serves the site"));
+                } else if command.contains("$PORT") || command.contains("${PORT}") {
+                    settings.push(Found::string("route", format!("/{name}"), "its command listens on $PORT"));
+                    settings.push(Found {
+                        key: "strip-prefix",
+                        value: toml::Value::Boolean(true),
+                        from: "the process serves at its own root".into(),
+                    });
+                }
+                (name.clone(), settings)
+            })
+            .collect()
+    };
+    let kind = if services.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("a Procfile ({} processes, each a service)", services.len())
     };
     let script = exec_form(web);
     let program = segments(web).into_iter().next().and_then(|words| program(&words).map(|(p, _)| p));
@@ -779,10 +827,15 @@ fn procfile(dir: &Path) -> Detection {
                 .contains(&program.as_str());
     let node =
         here("package.json") || ["node", "npm", "yarn", "pnpm", "bun", "npx"].contains(&program.as_str());
-    let mut settings = vec![
-        Found::list("command", ["sh".to_owned(), "-c".to_owned(), script], "the Procfile's web: line"),
-        Found::list("watch", ["."], "the whole project (a Procfile names no source folder)"),
-    ];
+    let mut settings = Vec::new();
+    if services.is_empty() {
+        settings.push(Found::list(
+            "command",
+            ["sh".to_owned(), "-c".to_owned(), script],
+            "the Procfile's web: line",
+        ));
+    }
+    settings.push(Found::list("watch", ["."], "the whole project (a Procfile names no source folder)"));
     let mut ignore: Vec<&str> = Vec::new();
     let mut stacks: Vec<&str> = Vec::new();
     if python {
@@ -810,7 +863,7 @@ fn procfile(dir: &Path) -> Detection {
     if python {
         notes.extend(venv_note(dir));
     }
-    Detection::Found(Project { kind: kind.into(), settings, notes })
+    Detection::Found(Project { kind: kind.into(), settings, notes, services })
 }
 
 /// A Procfile command as `sh -c` runs it: `exec`'d when it is a single command, after its
@@ -878,6 +931,7 @@ fn go(dir: &Path) -> Detection {
         };
     };
     Detection::Found(Project {
+        services: Vec::new(),
         kind,
         settings: vec![
             Found::list("command", ["bin/devserve-app"], "the binary the build writes"),
@@ -982,6 +1036,7 @@ fn node(dir: &Path) -> Detection {
             ));
         }
         return Detection::Found(Project {
+            services: Vec::new(),
             kind: kind.into(),
             settings: vec![
                 Found::list("command", ["npm", "start"], "package.json's start script"),
@@ -1000,6 +1055,7 @@ fn node(dir: &Path) -> Detection {
     }
     match json.get("main").and_then(serde_json::Value::as_str) {
         Some(main) if dir.join(main).is_file() => Detection::Found(Project {
+            services: Vec::new(),
             kind: "a Node app (package.json main)".into(),
             settings: vec![
                 Found::list("command", ["node", main], "package.json's main (it has no start script)"),

@@ -168,3 +168,28 @@ fn lines_are_prefixed_with_their_service_and_mistakes_name_theirs() {
     assert_eq!(done.code(), 2, "{}", done.stderr);
     assert!(done.stderr.contains("devserve.toml:3:14: depends-on: a cycle, a → b → a"), "{}", done.stderr);
 }
+
+#[test]
+fn a_procfile_with_several_processes_runs_each_as_a_service() {
+    let dir = temp_dir("services-procfile");
+    let fixture = python_fixture();
+    let fixture = fixture.display();
+    write(
+        &dir.path().join("Procfile"),
+        &format!(
+            "web: FIXTURE_BIND_PORT_ENV=1 FIXTURE_VERSION=web-p python3 {fixture}\n\
+             api: PORT=$PORT FIXTURE_BIND_PORT_ENV=1 FIXTURE_VERSION=api-p python3 {fixture}\n\
+             ticker: echo ticker up; exec sleep 1000\n"
+        ),
+    );
+    let mut devserve = Devserve::start(dir.path(), &["--log-format", "json"], &[]);
+    devserve.wait_event("generation_ready", of("web"));
+    devserve.wait_event("generation_ready", of("api"));
+    devserve.wait_event("generation_ready", of("ticker"));
+    let addr = devserve.proxy_addr();
+    assert_eq!(field(&http_get(&addr, "/").expect("/"), "version"), "web-p");
+    assert_eq!(field(&http_get(&addr, "/api").expect("/api"), "version"), "api-p");
+    devserve.wait_for("ticker | ticker up");
+    devserve.signal("TERM");
+    assert_eq!(devserve.wait_exit().code(), Some(0));
+}

@@ -209,10 +209,21 @@ impl Loader {
     pub fn load(&self) -> Result<Config, Vec<Problem>> {
         let file = match &self.file {
             Some(path) => Some(FileTable::read(path).map_err(|p| vec![p])?),
-            None => None,
+            None => self.detected_services().transpose().map_err(|p| vec![p])?,
         };
         let mut problems = Vec::new();
-        let config = self.merge(file.as_ref(), &mut problems);
+        let mut config = self.merge(file.as_ref(), &mut problems);
+        if self.file.is_none()
+            && let (Some(config), Some(_)) = (config.as_mut(), file.as_ref())
+            && let crate::detect::Detection::Found(project) = self.detection()
+        {
+            config.detected = Some(Detected {
+                kind: project.kind.clone(),
+                used: Vec::new(),
+                command_line: "devserve (each process a service; `devserve init` writes them down)".into(),
+                notes: project.notes.clone(),
+            });
+        }
         problems.sort_by(|a, b| match (&a.location, &b.location) {
             (Some(a), Some(b)) => a.cmp(b),
             (Some(_), None) => std::cmp::Ordering::Less,
@@ -223,6 +234,19 @@ impl Loader {
             Some(config) if problems.is_empty() => Ok(config),
             _ => Err(problems),
         }
+    }
+
+    /// With no file and no command: services zero-config found (a Procfile with several
+    /// processes), as the file `devserve init` would write, read as if it were that file.
+    fn detected_services(&self) -> Option<Result<FileTable, Problem>> {
+        if self.given("command") || std::env::var_os("DEVSERVE_GENERATION").is_some() {
+            return None;
+        }
+        let crate::detect::Detection::Found(project) = self.detection() else { return None };
+        if project.services.is_empty() {
+            return None;
+        }
+        Some(FileTable::parse(Path::new("Procfile (as devserve.toml)"), render_detected(project)))
     }
 
     fn given(&self, id: &str) -> bool {
@@ -546,6 +570,12 @@ pub fn render_detected(project: &crate::detect::Project) -> String {
     for found in &project.settings {
         let _ = write!(text, "\n# {}\n{} = {}\n", found.from, found.key, found.value);
     }
+    for (name, settings) in &project.services {
+        let _ = write!(text, "\n[services.{name}]\n");
+        for found in settings {
+            let _ = write!(text, "# {}\n{} = {}\n", found.from, found.key, found.value);
+        }
+    }
     text
 }
 
@@ -697,6 +727,10 @@ struct FileTable {
 impl FileTable {
     fn read(path: &Path) -> Result<FileTable, Problem> {
         let text = read_config_text(path).map_err(|e| Problem::plain(format!("{}: {e}", path.display())))?;
+        FileTable::parse(path, text)
+    }
+
+    fn parse(path: &Path, text: String) -> Result<FileTable, Problem> {
         #[derive(Deserialize)]
         #[serde(transparent)]
         struct Table(BTreeMap<String, Spanned<toml::Value>>);
