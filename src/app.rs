@@ -75,10 +75,16 @@ fn run(mut args: Vec<OsString>) -> ExitCode {
     }
     if let Some(action) = cli.signal {
         return match &cli.pidfile {
-            Some(pidfile) => match control::send(action, pidfile) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => run_error(&out, &error.to_string()),
-            },
+            Some(pidfile) => {
+                // `-s reload api web`: the words after the action name services.
+                let services: Vec<String> =
+                    cli.command.iter().map(|w| w.to_string_lossy().into_owned()).collect();
+                match control::send(action, pidfile, &services) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) if error.is_usage() => usage_error(&out, &[error.to_string()]),
+                    Err(error) => run_error(&out, &error.to_string()),
+                }
+            }
             None => usage_error(&out, &[control::without_pidfile(action)]),
         };
     }

@@ -411,7 +411,7 @@ mod tests {
     fn only_a_message_with_a_primary_span_is_listed_and_every_one_is_in_the_output() {
         let (read_end, write_end) = crate::spawn::cloexec_pipe().expect("pipe");
         std::fs::File::from(write_end).write_all(UNDEFINED_X.as_bytes()).expect("write");
-        let tail = copy_output(std::fs::File::from(read_end), true);
+        let tail = copy_output(std::fs::File::from(read_end), true, String::new());
         tail.done.recv_timeout(Duration::from_secs(10)).expect("the output read to its end");
         let found = tail.diagnostics.lock().expect("diagnostics").clone();
         let listed: Vec<_> =

@@ -429,6 +429,13 @@ pub struct Cli {
     @setting(NextGeneration)
     pub env: Vec<(String, String)>,
 
+    /// Load a .env-style file into workers' and the build's environment (repeatable; later files
+    /// win, devserve's own environment and --env win over them; an edit of it swaps)
+    #[arg(long = "env-file", value_name = "PATH", value_hint = clap::ValueHint::FilePath,
+          help_heading = "Workers", hide_short_help = true)]
+    @setting(NextGeneration)
+    pub env_file: Vec<PathBuf>,
+
     /// Configuration file [default: ./devserve.toml when it exists]
     #[arg(short = 'c', long = "config", value_name = "PATH", value_parser = parse_config_path,
           value_hint = clap::ValueHint::FilePath,

@@ -49,15 +49,61 @@ const MAX_PIDFILE: u64 = 64;
 /// Why a pidfile could not be claimed, or a running devserve not controlled. One line each.
 #[derive(Debug)]
 pub enum ControlError {
-    NotRegular { path: PathBuf },
-    AlreadyRunning { pid: Pid, path: PathBuf },
-    Write { path: PathBuf, error: io::Error },
-    Unreadable { path: PathBuf, error: io::Error },
-    Gone { pid: Pid, path: PathBuf },
-    NotDevserve { pid: Pid, path: PathBuf },
-    NoRuntimeDir { pid: Pid },
-    Signal { pid: Pid, error: Errno },
-    NoStatus { pid: Pid, file: PathBuf },
+    NotRegular {
+        path: PathBuf,
+    },
+    AlreadyRunning {
+        pid: Pid,
+        path: PathBuf,
+    },
+    Write {
+        path: PathBuf,
+        error: io::Error,
+    },
+    Unreadable {
+        path: PathBuf,
+        error: io::Error,
+    },
+    Gone {
+        pid: Pid,
+        path: PathBuf,
+    },
+    NotDevserve {
+        pid: Pid,
+        path: PathBuf,
+    },
+    NoRuntimeDir {
+        pid: Pid,
+    },
+    Signal {
+        pid: Pid,
+        error: Errno,
+    },
+    NoStatus {
+        pid: Pid,
+        file: PathBuf,
+    },
+    /// `-s reload NAME`: devserve runs no service of that name (a usage error).
+    UnknownService {
+        name: String,
+        known: Vec<String>,
+    },
+    /// `-s ACTION NAME` for an action that takes no name (a usage error).
+    NameNotTaken {
+        action: &'static str,
+    },
+    /// The reload request could not be written into the runtime directory.
+    Request {
+        file: PathBuf,
+        error: io::Error,
+    },
+}
+
+impl ControlError {
+    /// The mistake is in the command line (exit 2), not in the running devserve.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ControlError::UnknownService { .. } | ControlError::NameNotTaken { .. })
+    }
 }
 
 impl std::fmt::Display for ControlError {
@@ -88,6 +134,17 @@ impl std::fmt::Display for ControlError {
                 "cannot find the runtime directory of devserve pid {pid} (is /proc/{pid}/fd readable?)"
             ),
             ControlError::Signal { pid, error } => write!(f, "cannot signal pid {pid}: {error}"),
+            ControlError::UnknownService { name, known } => write!(
+                f,
+                "no service is named `{name}` (the services: {})",
+                if known.is_empty() { "none: one app".to_owned() } else { known.join(", ") }
+            ),
+            ControlError::NameNotTaken { action } => {
+                write!(f, "`-s {action}` takes no service name (only `-s reload NAME…` does)")
+            }
+            ControlError::Request { file, error } => {
+                write!(f, "cannot write the reload request {}: {error}", file.display())
+            }
             ControlError::NoStatus { pid, file } => write!(
                 f,
                 "devserve (pid {pid}) did not write its status to {} within {}s; its own output says why",
@@ -190,8 +247,27 @@ impl Drop for Pidfile {
     }
 }
 
-/// `--signal ACTION --pidfile PATH`: signals the devserve named there.
-pub fn send(action: ControlAction, pidfile: &Path) -> Result<(), ControlError> {
+/// The file in devserve's runtime directory that lists its services, one name a line.
+pub const SERVICES_FILE: &str = "services";
+
+/// The prefix of a reload request's file in the runtime directory (`reload.PID`): the services
+/// to reload, one name a line. devserve reads and removes every such file when HUP arrives; a
+/// HUP with none reloads every service.
+pub const RELOAD_REQUEST: &str = "reload.";
+
+/// `--signal ACTION --pidfile PATH`: signals the devserve named there. `services`: the names
+/// after `-s reload` (only reload takes any).
+pub fn send(action: ControlAction, pidfile: &Path, services: &[String]) -> Result<(), ControlError> {
+    if !services.is_empty() && action != ControlAction::Reload {
+        let name = match action {
+            ControlAction::Stop => "stop",
+            ControlAction::Quit => "quit",
+            ControlAction::Status => "status",
+            ControlAction::Upgrade => "upgrade",
+            ControlAction::Reload => "reload",
+        };
+        return Err(ControlError::NameNotTaken { action: name });
+    }
     let pid = read_pid(pidfile).map_err(|error| ControlError::Unreadable { path: pidfile.into(), error })?;
     if !is_running(pid) {
         return Err(ControlError::Gone { pid, path: pidfile.into() });
@@ -206,6 +282,9 @@ pub fn send(action: ControlAction, pidfile: &Path) -> Result<(), ControlError> {
         ControlAction::Status => Signal::SIGUSR1,
         ControlAction::Upgrade => Signal::SIGUSR2,
     };
+    if !services.is_empty() {
+        request_reload(pid, services)?;
+    }
     if action != ControlAction::Status {
         return kill(pid, signal).map_err(|error| ControlError::Signal { pid, error });
     }
@@ -216,6 +295,27 @@ pub fn send(action: ControlAction, pidfile: &Path) -> Result<(), ControlError> {
     kill(pid, signal).map_err(|error| ControlError::Signal { pid, error })?;
     crate::output::stdout(wait_for_status(pid, &status_file)?.as_bytes());
     Ok(())
+}
+
+/// `-s reload NAME…`: checks the names against the services devserve runs and leaves the request
+/// in its runtime directory (private to the user), written whole then renamed, for the HUP
+/// that follows.
+fn request_reload(pid: Pid, services: &[String]) -> Result<(), ControlError> {
+    let dir = runtime::find(pid.as_raw() as u32).ok_or(ControlError::NoRuntimeDir { pid })?;
+    let known: Vec<String> = std::fs::read_to_string(dir.join(SERVICES_FILE))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .filter(|line| !line.is_empty())
+        .collect();
+    if let Some(name) = services.iter().find(|name| !known.contains(name)) {
+        return Err(ControlError::UnknownService { name: name.clone(), known });
+    }
+    let file = dir.join(format!("{RELOAD_REQUEST}{}", std::process::id()));
+    let temp = dir.join(format!(".{RELOAD_REQUEST}{}", std::process::id()));
+    std::fs::write(&temp, format!("{}\n", services.join("\n")))
+        .and_then(|()| std::fs::rename(&temp, &file))
+        .map_err(|error| ControlError::Request { file, error })
 }
 
 /// `--signal` without `--pidfile`: say what is missing and, when exactly one devserve runs in this

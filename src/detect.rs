@@ -1536,10 +1536,21 @@ mod tests {
         )
         .write("requirements.txt", "gunicorn\n");
         let project = found(detect(dir.path()));
+        // Two processes: each a service, web at `/`; the worker (no $PORT) is not routed.
+        let names: Vec<&str> = project.services.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["worker", "web"]);
+        let web = &project.services[1].1;
         assert_eq!(
-            strings(&project, "command"),
-            ["sh", "-c", "exec gunicorn app:app --bind 127.0.0.1:$PORT --reload"]
+            web[0].value,
+            toml::Value::Array(
+                ["sh", "-c", "exec gunicorn app:app --bind 127.0.0.1:$PORT --reload"]
+                    .map(|w| toml::Value::String(w.into()))
+                    .to_vec()
+            )
         );
+        assert_eq!(web[1].key, "route");
+        assert_eq!(project.services[0].1.len(), 1, "the worker has a command only");
+        assert!(project.setting("command").is_none(), "the top level has no command: {project:?}");
         assert_eq!(strings(&project, "watch"), ["."]);
         assert_eq!(strings(&project, "ignore"), PYTHON_IGNORE);
         assert!(

@@ -193,3 +193,68 @@ fn a_procfile_with_several_processes_runs_each_as_a_service() {
     devserve.signal("TERM");
     assert_eq!(devserve.wait_exit().code(), Some(0));
 }
+
+#[test]
+fn an_env_file_is_loaded_under_devserve_s_environment_and_its_edit_swaps_its_service() {
+    let dir = temp_dir("services-env-file");
+    write(
+        &dir.path().join("api.env"),
+        "# api's settings\nFIXTURE_EXTRA=one\nNODE_EXTRA_CA_CERTS=from-file\n",
+    );
+    stack(
+        dir.path(),
+        &[
+            ("api", "route = \"/api\"\nstrip-prefix = true\nenv-file = [\"api.env\"]"),
+            ("web", "route = \"/\""),
+        ],
+    );
+    let mut devserve = Devserve::start(dir.path(), &[], &[("NODE_EXTRA_CA_CERTS", "from-shell")]);
+    devserve.wait_event("generation_ready", of("api"));
+    devserve.wait_event("generation_ready", of("web"));
+    let addr = devserve.proxy_addr();
+    let env = http_get(&addr, "/api/env").expect("/api/env");
+    assert!(env.contains("FIXTURE_EXTRA=one\n"), "{env}");
+    assert!(env.contains("NODE_EXTRA_CA_CERTS=from-shell\n"), "devserve's own environment wins: {env}");
+    write(&dir.path().join("api.env"), "FIXTURE_EXTRA=two\n");
+    assert!(
+        wait_until(WAIT, || http_get(&addr, "/api/env").is_ok_and(|e| e.contains("FIXTURE_EXTRA=two\n"))),
+        "the edited env-file never reached api:\n{}",
+        devserve.output()
+    );
+    assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web never restarted");
+    devserve.signal("TERM");
+    assert_eq!(devserve.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn s_reload_names_a_service_and_status_has_a_row_for_each() {
+    let dir = temp_dir("services-control");
+    let text =
+        stack(dir.path(), &[("api", "route = \"/api\"\nstrip-prefix = true"), ("web", "route = \"/\"")]);
+    write(&dir.path().join("devserve.toml"), &format!("pidfile = \"devserve.pid\"\n{text}"));
+    let mut devserve = start(dir.path());
+    devserve.wait_event("generation_ready", of("api"));
+    devserve.wait_event("generation_ready", of("web"));
+    let control = |words: &[&str]| {
+        let mut args = vec!["--pidfile", "devserve.pid", "-s"];
+        args.extend(words);
+        run_devserve(dir.path(), &args, &[])
+    };
+    let done = control(&["reload", "api"]);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert!(
+        wait_until(WAIT, || devserve.count_events("generation_ready", of("api")) == 2),
+        "api never reloaded:\n{}",
+        devserve.output()
+    );
+    assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web was not asked");
+    let done = control(&["reload", "nope"]);
+    assert_eq!(done.code(), 2, "an unknown service is a usage error: {}", done.stderr);
+    assert!(done.stderr.contains("no service is named `nope` (the services: api, web)"), "{}", done.stderr);
+    let done = control(&["status"]);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert!(done.stdout.contains("service api: 1 worker(s)"), "{}", done.stdout);
+    assert!(done.stdout.contains("service web: 1 worker(s)"), "{}", done.stdout);
+    devserve.signal("TERM");
+    assert_eq!(devserve.wait_exit().code(), Some(0));
+}

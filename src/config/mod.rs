@@ -35,6 +35,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod env_file;
 mod services;
 
 pub use crate::cli::Apply;
@@ -97,8 +98,11 @@ pub struct Config {
     raw: BTreeMap<&'static str, Vec<OsString>>,
     /// The watch rules, roots made canonical (this field shadows the command line's list).
     pub watch: WatchConfig,
-    /// Extra environment for workers and the build, one entry per name, sorted.
+    /// Extra environment for workers and the build, one entry per name, sorted: the `env-file`
+    /// files' variables (not those devserve's own environment has), then `env` over them.
     pub env: Vec<(String, String)>,
+    /// The `env-file` files, absolute: an edit of one re-reads the configuration.
+    pub env_files: Vec<PathBuf>,
     pub listen_pid: bool,
     pub quiet: bool,
     /// The configuration file in use, watched for live reloads.
@@ -161,11 +165,16 @@ impl Config {
     /// applies. Empty for an edit that changes nothing (a comment, a reordering).
     pub fn changes(&self, new: &Config) -> Vec<(String, Apply)> {
         let command = Cli::command();
-        SETTINGS
+        let mut changes: Vec<(String, Apply)> = SETTINGS
             .iter()
             .filter(|setting| self.raw.get(setting.id) != new.raw.get(setting.id))
             .map(|setting| (setting.key(&command), setting.apply))
-            .collect()
+            .collect();
+        // The same `env-file` paths with other contents.
+        if self.env != new.env && !changes.iter().any(|(key, _)| key == "env" || key == "env-file") {
+            changes.push(("env-file".to_owned(), Apply::NextGeneration));
+        }
+        changes
     }
 }
 
@@ -529,7 +538,22 @@ impl Loader {
         {
             problems.push(blame("command", e.to_string()));
         }
-        let env: BTreeMap<String, String> = cli.env.iter().cloned().collect();
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        let mut env_files = Vec::new();
+        for path in &cli.env_file {
+            match env_file::read(path) {
+                Ok(vars) => {
+                    // Variables devserve already has win: a shell's `FOO=x devserve` overrides.
+                    env.extend(vars.into_iter().filter(|(key, _)| std::env::var_os(key).is_none()));
+                }
+                Err(e) => problems.push(blame("env_file", format!("env-file: {e}"))),
+            }
+            if let Ok(file) = cli::absolute_file(path) {
+                touch.push(file.clone());
+                env_files.push(file);
+            }
+        }
+        env.extend(cli.env.iter().cloned());
         Config {
             watch: WatchConfig {
                 roots,
@@ -543,6 +567,7 @@ impl Loader {
                 poll: cli.poll,
             },
             env: env.into_iter().collect(),
+            env_files,
             listen_pid: !cli.no_pid,
             quiet: cli.quiet > 0,
             file: self.file.clone(),

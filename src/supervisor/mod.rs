@@ -253,6 +253,14 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
         listen_to_anchor(&handed.control, &supervisor.events);
         supervisor.upgrades.anchor = Some((handed.anchor, handed.control));
     }
+    // The names `devserve -s reload NAME` checks (one app: none).
+    if several {
+        let names: Vec<&str> = supervisor.services.iter().map(|s| s.name.as_str()).collect();
+        let file = runtime_dir.path().join(crate::control::SERVICES_FILE);
+        if let Err(e) = std::fs::write(&file, format!("{}\n", names.join("\n"))) {
+            tracing::warn!("cannot write {}: {e}", file.display());
+        }
+    }
     supervisor.runtime_dir = Some(runtime_dir);
     supervisor.own_files = own_files;
     supervisor.watcher = watcher;
@@ -739,7 +747,20 @@ impl<P: Procs> Supervisor<P> {
 
     fn handle(&mut self, event: Event, now: Instant) {
         match event {
-            Event::Change(change) => {
+            Event::Change(mut change) => {
+                // An `env-file` edited: the configuration is read again, and a service whose
+                // environment it changes swaps.
+                let env_files: Vec<&PathBuf> = self
+                    .services
+                    .iter()
+                    .flat_map(|s| &s.config.env_files)
+                    .chain(&self.config.env_files)
+                    .collect();
+                if change.paths.iter().any(|p| env_files.contains(&p)) {
+                    let edited: Vec<PathBuf> = env_files.into_iter().cloned().collect();
+                    change.paths.retain(|p| !edited.contains(p));
+                    self.reload_config(now);
+                }
                 for s in 0..self.services.len() {
                     let paths = self.changes_of(s, &change.paths);
                     if !paths.is_empty() {

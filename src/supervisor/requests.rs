@@ -19,6 +19,14 @@ impl<P: Procs> Supervisor<P> {
         }
         match request {
             Request::Reload => {
+                // `-s reload NAME…`: those services only, as they are.
+                let named = self.reload_requests();
+                if !named.is_empty() {
+                    for s in named {
+                        self.trigger(s, Trigger::reload("devserve -s reload", now));
+                    }
+                    return;
+                }
                 // As nginx does, HUP also re-reads the configuration file; one new generation either way.
                 let applied = self.config.file.is_some() && self.reload_config(now);
                 if !applied {
@@ -36,6 +44,30 @@ impl<P: Procs> Supervisor<P> {
             Request::Upgrade => self.upgrade(now),
             Request::Retire => self.retire_for_newer(now),
         }
+    }
+
+    /// The services `-s reload NAME…` asked for (see [`crate::control::RELOAD_REQUEST`]): the
+    /// requests are read and removed. Empty: a plain HUP.
+    fn reload_requests(&mut self) -> Vec<usize> {
+        let Some(dir) = &self.runtime_dir else { return Vec::new() };
+        let mut named = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+            let is_request =
+                entry.file_name().to_str().is_some_and(|n| n.starts_with(crate::control::RELOAD_REQUEST));
+            if !is_request {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let _ = std::fs::remove_file(entry.path());
+            for name in text.lines() {
+                if let Some(s) = self.services.iter().position(|service| service.name == name)
+                    && !named.contains(&s)
+                {
+                    named.push(s);
+                }
+            }
+        }
+        named
     }
 
     pub(super) fn begin_shutdown(&mut self, mode: Shutdown, now: Instant) {
