@@ -72,6 +72,9 @@ pub enum Key {
     Clear,
     /// `?`: the keys, in one line.
     Help,
+    /// `r` then a letter, with several services: reload the first service whose name starts
+    /// with it.
+    ReloadService(char),
 }
 
 /// What the front door (`--proxy`) tells the supervisor.

@@ -9,6 +9,9 @@
 //!   devserve nothing can restore them: `stty sane` does.
 //! - A key becomes an [`Event`]: the same requests as the signals (`r` as HUP, `s` as USR1, `q` as
 //!   TERM) or [`Event::Key`] for what only the terminal asks (clear, help).
+//! - With several services, `r` waits up to a second for a letter: a service's initial reloads
+//!   that service ([`Key::ReloadService`]); anything else (or nothing) reloads them all, and the
+//!   key that came is then read as itself.
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -35,8 +38,9 @@ impl Drop for Keys {
     }
 }
 
-/// Starts reading keys if stdin is the terminal devserve runs in the foreground of.
-pub fn spawn(events: Sender<Event>) -> Option<Keys> {
+/// Starts reading keys if stdin is the terminal devserve runs in the foreground of; `services`:
+/// devserve runs several (`r` then an initial).
+pub fn spawn(events: Sender<Event>, services: bool) -> Option<Keys> {
     let stdin = std::io::stdin();
     if !is_foreground(&stdin) {
         return None;
@@ -56,12 +60,27 @@ pub fn spawn(events: Sender<Event>) -> Option<Keys> {
         previous_hook(info);
     }));
     termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
-    let spawned = std::thread::Builder::new().name("keys".into()).spawn(move || read_keys(&events));
+    let spawned = std::thread::Builder::new().name("keys".into()).spawn(move || read_keys(&events, services));
     if spawned.is_err() {
         restore();
         return None;
     }
     Some(Keys { _private: () })
+}
+
+/// The next key within `wait` (reads wake every half second without one).
+fn next_key(stdin: &std::io::Stdin, wait: Duration) -> Option<u8> {
+    let until = std::time::Instant::now() + wait;
+    let mut byte = [0u8; 1];
+    while std::time::Instant::now() < until {
+        match stdin.lock().read(&mut byte) {
+            Ok(1) => return Some(byte[0]),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Puts the terminal's settings back (idempotent).
@@ -79,19 +98,36 @@ fn is_foreground(stdin: &std::io::Stdin) -> bool {
         && nix::unistd::tcgetpgrp(stdin.as_fd()).is_ok_and(|group| group == nix::unistd::getpgrp())
 }
 
-fn read_keys(events: &Sender<Event>) {
+fn read_keys(events: &Sender<Event>, services: bool) {
     let stdin = std::io::stdin();
     let mut byte = [0u8; 1];
+    // A key read while waiting after `r`, to be taken as itself.
+    let mut pending: Option<u8> = None;
     loop {
         // Reading from the background would stop devserve (SIGTTIN): only in the foreground.
         if !is_foreground(&stdin) {
             std::thread::sleep(Duration::from_millis(500));
             continue;
         }
-        let read = stdin.lock().read(&mut byte);
+        let read = match pending.take() {
+            Some(key) => {
+                byte[0] = key;
+                Ok(1)
+            }
+            None => stdin.lock().read(&mut byte),
+        };
         let event = match read {
             Ok(0) => continue,
             Ok(_) => match byte[0] {
+                b'r' if services => match next_key(&stdin, Duration::from_secs(1)) {
+                    Some(key) if key.is_ascii_alphanumeric() && !b"rsqch".contains(&key) => {
+                        Event::Key(Key::ReloadService(char::from(key)))
+                    }
+                    other => {
+                        pending = other;
+                        Event::Request(Request::Reload)
+                    }
+                },
                 b'r' => Event::Request(Request::Reload),
                 b's' => Event::Request(Request::Status),
                 b'q' => Event::Request(Request::Stop),

@@ -258,3 +258,35 @@ fn s_reload_names_a_service_and_status_has_a_row_for_each() {
     devserve.signal("TERM");
     assert_eq!(devserve.wait_exit().code(), Some(0));
 }
+
+#[test]
+fn on_a_terminal_r_then_an_initial_reloads_that_service() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = temp_dir("services-keys");
+    let text = stack(dir.path(), &[("api", "route = \"/api\""), ("web", "route = \"/\"")]);
+    write(&dir.path().join("devserve.toml"), &text.replace("log-format = \"json\"\n", ""));
+    // `script` gives devserve a terminal of its own (a pty), fed from our pipe.
+    let mut child = Command::new("script")
+        .args(["-qfec", &devserve_bin(), "/dev/null"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut keys = child.stdin.take().expect("stdin");
+    let mut devserve = Process::adopt(child);
+    devserve.wait_for("keys: r reload all · ra api · rw web");
+    devserve.wait_for("api | [devserve] gen 1 ready");
+    devserve.wait_for("web | [devserve] gen 2 ready");
+    keys.write_all(b"ra").expect("ra");
+    devserve.wait_for("api | [devserve] gen 3 ready");
+    keys.write_all(b"rx").expect("rx");
+    devserve.wait_for("rx: no service's name starts with `x`");
+    assert!(!devserve.output().contains("web | [devserve] gen 4"), "web was not reloaded:\n{}", devserve.output());
+    keys.write_all(b"q").expect("q");
+    let status = devserve.wait_exit();
+    assert!(status.success(), "q stops gracefully:\n{}", devserve.output());
+}

@@ -440,7 +440,14 @@ pub enum Report {
     },
     OnceInterrupted,
     /// The keys devserve reads on its terminal.
-    Keys,
+    /// The keys a terminal gives; `services`: with several, their names (`r` then an initial).
+    Keys {
+        services: Vec<String>,
+    },
+    /// `r` then a letter no service's name starts with.
+    NoServiceKey {
+        key: char,
+    },
     Stopping {
         signal: String,
         timeout_ms: u128,
@@ -963,7 +970,20 @@ impl Report {
             Report::ProbeTimedOut { after_ms } => {
                 one(Tone::Error, format!("probe did not finish within {}; killed", ms(*after_ms)))
             }
-            Report::Keys => one(Tone::Info, "keys: r reload · s status · c clear · q stop · ? help".into()),
+            Report::Keys { services } if services.is_empty() => {
+                one(Tone::Info, "keys: r reload · s status · c clear · q stop · ? help".into())
+            }
+            Report::Keys { services } => {
+                let each: Vec<String> =
+                    services.iter().map(|name| format!("r{} {name}", name.chars().next().unwrap_or('?'))).collect();
+                one(
+                    Tone::Info,
+                    format!("keys: r reload all · {} · s status · c clear · q stop · ? help", each.join(" · ")),
+                )
+            }
+            Report::NoServiceKey { key } => {
+                one(Tone::Warn, format!("r{key}: no service's name starts with `{key}`; nothing reloaded"))
+            }
             Report::OnceInterrupted => one(Tone::Warn, "--once: stopped before a verdict".into()),
             Report::Stopping { signal, timeout_ms } => one(
                 Tone::Info,

@@ -228,9 +228,11 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
         None => None,
     };
     // Keys on a terminal; its settings come back when `keys` is dropped (or on a panic).
-    let keys = if config.once { None } else { crate::keys::spawn(events_tx.clone()) };
+    let keys = if config.once { None } else { crate::keys::spawn(events_tx.clone(), declared.len() > 1) };
+    let key_names: Vec<String> =
+        if declared.len() > 1 { declared.iter().map(|d| d.name.clone()).collect() } else { Vec::new() };
     if keys.is_some() {
-        out.report(Report::Keys);
+        out.report(Report::Keys { services: key_names });
     }
     let procs = OsProcs::new(sentinel, marker, runtime_dir.path(), events_tx.clone());
     let several = declared.len() > 1;
@@ -784,7 +786,20 @@ impl<P: Procs> Supervisor<P> {
             }
             Event::WatchFailed(text) => self.out.report(Report::WatchProblem { text }),
             Event::Key(crate::event::Key::Clear) => self.out.clear_screen(),
-            Event::Key(crate::event::Key::Help) => self.out.report(Report::Keys),
+            Event::Key(crate::event::Key::Help) => {
+                let names = if self.services.len() > 1 {
+                    self.services.iter().map(|s| s.name.clone()).collect()
+                } else {
+                    Vec::new()
+                };
+                self.out.report(Report::Keys { services: names });
+            }
+            Event::Key(crate::event::Key::ReloadService(key)) => {
+                match self.services.iter().position(|s| s.name.starts_with(key)) {
+                    Some(s) => self.trigger(s, Trigger::reload("key r", now)),
+                    None => self.out.report(Report::NoServiceKey { key }),
+                }
+            }
             Event::Request(request) => self.on_request(request, now),
             Event::Exited { pid, status } => self.on_exit(pid, status, now),
             Event::Notify(note) => {
