@@ -290,3 +290,63 @@ fn on_a_terminal_r_then_an_initial_reloads_that_service() {
     let status = devserve.wait_exit();
     assert!(status.success(), "q stops gracefully:\n{}", devserve.output());
 }
+
+/// A page asked for as a browser navigates, over HTTP/1.1: the body.
+fn navigate(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(15))).expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/html\r\nSec-Fetch-Dest: document\r\n\
+         Sec-Fetch-Mode: navigate\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+#[test]
+fn a_self_reloading_dev_server_is_supervised_not_swapped_and_keeps_its_websocket() {
+    let dir = temp_dir("services-self-reloading");
+    let text = stack(dir.path(), &[("api", "route = \"/api\"\nstrip-prefix = true")]);
+    // `web` stands for Vite: its own watcher and HMR socket, so no watch and no reload script;
+    // `docs` is the same server with devserve's reload, to show what `web` is spared.
+    let echo = app("ws_echo.py");
+    let server = |name: &str, extra: &str| {
+        format!(
+            "\n[services.{name}]\ncommand = [\"python3\", \"{}\"]\n{extra}\n[services.{name}.env]\nWS_ECHO_HTML = \"1\"\n",
+            echo.display()
+        )
+    };
+    let text = format!(
+        "{text}{}{}",
+        server("web", "route = \"/\"\nwatch = []\nbrowser-reload = false\ndepends-on = [\"api\"]"),
+        server("docs", "route = \"/docs\"\nstrip-prefix = true\nwatch = [\"api\"]")
+    );
+    write(&dir.path().join("devserve.toml"), &text);
+    let mut devserve = start(dir.path());
+    devserve.wait_event("generation_ready", of("web"));
+    devserve.wait_event("generation_ready", of("docs"));
+    let addr = devserve.proxy_addr();
+    let page = navigate(&addr, "/");
+    assert!(page.contains("ws-echo version"), "{page}");
+    assert!(!page.contains("__devserve"), "web's pages get no script: {page}");
+    let docs = navigate(&addr, "/docs");
+    assert!(docs.contains("/__devserve/"), "a page with browser-reload gets the script: {docs}");
+    let mut hmr = WsClient::connect(&addr, "/").expect("web's socket");
+    assert_eq!(hmr.echo("hello").expect("echo"), "0 hello");
+    for n in 2..=4 {
+        write(&dir.path().join("api/VERSION"), &format!("api-{n}"));
+        assert!(
+            wait_until(WAIT, || http_get(&addr, "/api").is_ok_and(|b| field(&b, "version") == format!("api-{n}"))),
+            "api-{n} never served:\n{}",
+            devserve.output()
+        );
+        assert_eq!(hmr.echo(&format!("after {n}")).expect("the socket stays"), format!("0 after {n}"));
+    }
+    assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web was never restarted");
+    devserve.signal("TERM");
+    assert_eq!(devserve.wait_exit().code(), Some(0));
+}

@@ -8,7 +8,8 @@ VERSION_FILE (trimmed; `missing` if it cannot be read, `0` if VERSION_FILE is un
 - `GET /` with `Upgrade: websocket`: the handshake (`101`, Sec-WebSocket-Accept), then every
   text frame is echoed as a text frame `"<version> <text>"`; a ping gets a pong; a close frame
   is answered with a close frame (same code) and the connection ends.
-- any other `GET /`: `200`, body `ws-echo version=<v> pid=<pid>\\n`, `Connection: close`.
+- any other `GET /`: `200`, body `ws-echo version=<v> pid=<pid>\\n`, `Connection: close`; with
+  `WS_ECHO_HTML=1` the same text in a small HTML page (`text/html`), as a dev server's page.
 - SIGTERM or SIGINT: closes the listener, sends every open WebSocket a close frame with
   status 1001 ("going away"), waits (2 s at most) for the clients to answer or go, and exits 0.
 
@@ -160,14 +161,18 @@ def serve(conn):
             websocket(conn, reader, headers)
             return
         parts = line.split()
+        kind = "text/plain"
         if len(parts) >= 2 and parts[0] == "GET" and parts[1] == "/":
             status, body = "200 OK", "ws-echo version=%s pid=%d\n" % (VERSION, PID)
+            if os.environ.get("WS_ECHO_HTML") == "1":
+                kind = "text/html"
+                body = "<!doctype html><html><head><title>ws-echo</title></head><body>%s</body></html>\n" % body
         else:
             status, body = "404 Not Found", "not found\n"
         conn.sendall(
             (
-                "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                "Connection: close\r\n\r\n%s" % (status, len(body), body)
+                "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                "Connection: close\r\n\r\n%s" % (status, kind, len(body), body)
             ).encode()
         )
     except (OSError, ValueError, EOFError):
