@@ -771,3 +771,57 @@ fn a_websocket_keeps_working_over_https_in_chromium() {
     let got = browser.wait("the echo", "return window.__got.length > 0 && window.__got[0]", &context);
     assert_eq!(got, "0 over tls", "{}", context());
 }
+
+/// Services behind one front door: a page of `web` that fetches `/api/` from the `api` service
+/// (same origin, so no CORS anywhere) shows the new API after a save in api's folder, by the
+/// reload api's swap sends.
+#[test]
+fn a_page_of_one_service_sees_another_service_swap_on_the_same_origin() {
+    let Some((_one, mut browser)) =
+        browser_or_skip("a_page_of_one_service_sees_another_service_swap_on_the_same_origin")
+    else {
+        return;
+    };
+    let dir = temp_dir("browser-services");
+    std::fs::create_dir_all(dir.join("web")).expect("web");
+    std::fs::create_dir_all(dir.join("api")).expect("api");
+    write(
+        &dir.join("web/index.html"),
+        "<!doctype html><html><head><title>web</title></head><body><p id=\"api\">…</p><script>\n\
+         fetch('/api/').then(r => r.text()).then(t => { document.getElementById('api').textContent = t.trim(); });\n\
+         </script></body></html>\n",
+    );
+    write(&dir.join("api/VERSION"), "api-1");
+    let config = format!(
+        "proxy = \"127.0.0.1:0\"\nlog-format = \"json\"\n\n\
+         [services.api]\nwatch = [\"api\"]\ncommand = [\"python3\", \"{}\"]\nroute = \"/api\"\nstrip-prefix = true\n\
+         [services.api.env]\nFIXTURE_BIND_PORT_ENV = \"1\"\nFIXTURE_VERSION_FILE = \"api/VERSION\"\n\n\
+         [services.web]\nwatch = [\"web\"]\nroute = \"/\"\n\
+         command = [\"sh\", \"-c\", \"exec python3 -m http.server $PORT --bind 127.0.0.1 --directory web\"]\n",
+        python_fixture().display()
+    );
+    write(&dir.join("devserve.toml"), &config);
+    let devserve = Devserve::start(&dir, &[], &[]);
+    let addr = devserve.proxy_addr();
+    devserve.wait_event("generation_ready", |e| e["service"] == "web");
+    browser.open(&format!("http://{addr}/"));
+    browser.wait(
+        "api-1 from /api/",
+        "return document.getElementById('api').textContent.includes('version=api-1')",
+        tail(&devserve),
+    );
+    browser.wait("the client connected", connected(), tail(&devserve));
+    write(&dir.join("api/VERSION"), "api-2");
+    browser.wait(
+        "api-2 after the save",
+        "return document.getElementById('api').textContent.includes('version=api-2')",
+        tail(&devserve),
+    );
+    let (head, _) = raw_get(&addr, "/api/", "Origin: http://localhost\r\n");
+    assert!(!head.to_ascii_lowercase().contains("access-control-"), "no CORS header: {head}");
+    assert_eq!(
+        devserve.count_events("generation_starting", |e| e["service"] == "web"),
+        1,
+        "web never restarted"
+    );
+}

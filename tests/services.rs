@@ -285,7 +285,11 @@ fn on_a_terminal_r_then_an_initial_reloads_that_service() {
     devserve.wait_for("api | [devserve] gen 3 ready");
     keys.write_all(b"rx").expect("rx");
     devserve.wait_for("rx: no service's name starts with `x`");
-    assert!(!devserve.output().contains("web | [devserve] gen 4"), "web was not reloaded:\n{}", devserve.output());
+    assert!(
+        !devserve.output().contains("web | [devserve] gen 4"),
+        "web was not reloaded:\n{}",
+        devserve.output()
+    );
     keys.write_all(b"q").expect("q");
     let status = devserve.wait_exit();
     assert!(status.success(), "q stops gracefully:\n{}", devserve.output());
@@ -340,7 +344,8 @@ fn a_self_reloading_dev_server_is_supervised_not_swapped_and_keeps_its_websocket
     for n in 2..=4 {
         write(&dir.path().join("api/VERSION"), &format!("api-{n}"));
         assert!(
-            wait_until(WAIT, || http_get(&addr, "/api").is_ok_and(|b| field(&b, "version") == format!("api-{n}"))),
+            wait_until(WAIT, || http_get(&addr, "/api")
+                .is_ok_and(|b| field(&b, "version") == format!("api-{n}"))),
             "api-{n} never served:\n{}",
             devserve.output()
         );

@@ -974,11 +974,16 @@ impl Report {
                 one(Tone::Info, "keys: r reload · s status · c clear · q stop · ? help".into())
             }
             Report::Keys { services } => {
-                let each: Vec<String> =
-                    services.iter().map(|name| format!("r{} {name}", name.chars().next().unwrap_or('?'))).collect();
+                let each: Vec<String> = services
+                    .iter()
+                    .map(|name| format!("r{} {name}", name.chars().next().unwrap_or('?')))
+                    .collect();
                 one(
                     Tone::Info,
-                    format!("keys: r reload all · {} · s status · c clear · q stop · ? help", each.join(" · ")),
+                    format!(
+                        "keys: r reload all · {} · s status · c clear · q stop · ? help",
+                        each.join(" · ")
+                    ),
                 )
             }
             Report::NoServiceKey { key } => {
