@@ -899,6 +899,23 @@ pub fn describe(config: &Config) -> CheckDescription {
         ready_timeout: config.ready_timeout,
         stop_signal: config.stop_signal.as_str().to_owned(),
         stop_timeout: config.stop_timeout,
+        services: config
+            .services
+            .iter()
+            .map(|service| crate::output::check::ServiceDescription {
+                name: service.name.clone(),
+                route: service.route.clone().map(|route| (route, service.strip_prefix)),
+                watch: if service.watches {
+                    service.config.watch.roots.iter().map(|p| p.display().to_string()).collect()
+                } else {
+                    Vec::new()
+                },
+                build: service.config.build.clone(),
+                command: service.config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+                depends_on: service.depends_on.clone(),
+                workers: service.config.workers,
+            })
+            .collect(),
     }
 }
 

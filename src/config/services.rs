@@ -109,6 +109,14 @@ pub(super) fn merge(
             ));
         }
     }
+    if top.accept.is_some() {
+        let message =
+            "`accept` starts one program per connection for one app: not with [services.NAME] tables";
+        problems.push(match file.entries.get("accept") {
+            Some(value) => file.locate_key(&value.span(), message.into()),
+            None => Problem::plain(message),
+        });
+    }
     let mut tables: Vec<(&String, &Spanned<super::Entries>)> = file.services.iter().collect();
     tables.sort_by_key(|(_, table)| table.span().start);
     let mut merged: Vec<(Own, ServiceConfig)> = Vec::new();

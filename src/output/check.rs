@@ -23,6 +23,21 @@ pub struct CheckDescription {
     pub ready_timeout: Duration,
     pub stop_signal: String,
     pub stop_timeout: Duration,
+    /// With `[services.NAME]` tables: each service in starting order, in words.
+    pub services: Vec<ServiceDescription>,
+}
+
+/// One service, as `check` describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceDescription {
+    pub name: String,
+    /// Its route (`/api`), and whether its prefix is stripped.
+    pub route: Option<(String, bool)>,
+    pub watch: Vec<String>,
+    pub build: Option<String>,
+    pub command: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub workers: u32,
 }
 
 /// The front door, as `check` describes it.
@@ -54,6 +69,11 @@ impl CheckDescription {
         if let Some((kind, command_line)) = &self.found {
             lines.push(format!("found: {kind} (zero-config: {command_line})"));
         }
+        if !self.services.is_empty() {
+            lines.push(format!("front door: {}", self.front.words()));
+            lines.extend(self.services.iter().map(ServiceDescription::line));
+            return lines;
+        }
         lines.push(format!("watch: {}", self.watch.join(", ")));
         if !self.exts.is_empty() {
             lines.push(format!("extensions: {}", self.exts.join(", ")));
@@ -75,6 +95,32 @@ impl CheckDescription {
             humantime::format_duration(self.stop_timeout)
         ));
         lines
+    }
+}
+
+impl ServiceDescription {
+    /// `service api: /api (prefix stripped) · watch api · build cargo build -p api · command … · after db`
+    fn line(&self) -> String {
+        let mut parts = vec![match &self.route {
+            Some((route, true)) => format!("{route} (prefix stripped), and {}.localhost", self.name),
+            Some((route, false)) => format!("{route}, and {}.localhost", self.name),
+            None => "not routed".to_owned(),
+        }];
+        parts.push(if self.watch.is_empty() {
+            "never restarted by changes (watch = [])".to_owned()
+        } else {
+            format!("watch {}", self.watch.join(", "))
+        });
+        parts.extend(self.build.as_ref().map(|b| format!("build {b}")));
+        parts.push(if self.command.is_empty() {
+            "no command: a watch task".to_owned()
+        } else {
+            format!("command {} ({} worker(s))", self.command.join(" "), self.workers)
+        });
+        if !self.depends_on.is_empty() {
+            parts.push(format!("starts after {}", self.depends_on.join(", ")));
+        }
+        format!("service {}: {}", self.name, parts.join(" · "))
     }
 }
 
