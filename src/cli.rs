@@ -356,6 +356,15 @@ pub struct Cli {
     @setting(NextGeneration)
     pub workers: u32,
 
+    /// With services: builds of different services running at once, or `auto`
+    ///
+    /// `auto` (the default): 1 on a machine with 4 CPUs or fewer, else 2 (two `cargo build`s wait
+    /// on one target folder's lock anyway). A build waiting for its turn says so.
+    #[arg(long = "build-jobs", value_name = "N", default_value = "auto", value_parser = parse_build_jobs,
+          help_heading = "Workers", hide_short_help = true)]
+    @setting(AtOnce)
+    pub build_jobs: u32,
+
     /// Leave LISTEN_PID out of the worker environment, for a wrapper that runs the app as its child
     /// (a script that does not `exec`); apps that insist on LISTEN_PID then find no sockets
     #[arg(long = "no-pid", alias = "no-listen-pid", help_heading = "Workers", hide_short_help = true)]
@@ -911,6 +920,19 @@ pub fn parse_ready_path(text: &str) -> Result<String, String> {
 
 /// Parses `-n`: 1 to 1024, or `auto` / `0` for one worker per CPU this process may use (its
 /// affinity mask and cgroup CPU quota, as nginx's `worker_processes auto`).
+/// `--build-jobs`: 1 to 64, or `auto` (1 with 4 CPUs or fewer, else 2).
+pub fn parse_build_jobs(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    if text == "auto" {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        return Ok(if cpus <= 4 { 1 } else { 2 });
+    }
+    match text.parse::<u32>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("`{text}` is not a number of builds; use 1 to 64, or auto")),
+    }
+}
+
 pub fn parse_workers(text: &str) -> Result<u32, String> {
     let text = text.trim();
     if text == "auto" || text == "0" {

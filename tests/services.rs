@@ -355,3 +355,53 @@ fn a_self_reloading_dev_server_is_supervised_not_swapped_and_keeps_its_websocket
     devserve.signal("TERM");
     assert_eq!(devserve.wait_exit().code(), Some(0));
 }
+
+#[test]
+fn a_save_in_a_shared_folder_builds_each_service_once_one_build_at_a_time() {
+    let dir = temp_dir("services-shared");
+    std::fs::create_dir_all(dir.path().join("shared")).expect("shared");
+    write(&dir.path().join("shared/lib.txt"), "1");
+    let build = "build = \"sleep 0.3\"";
+    let text = stack(
+        dir.path(),
+        &[
+            ("api", &format!("route = \"/api\"\nstrip-prefix = true\n{build}")),
+            ("web", &format!("route = \"/\"\n{build}")),
+        ],
+    );
+    let text = text
+        .replace("watch = [\"api\"]", "watch = [\"api\", \"shared\"]")
+        .replace("watch = [\"web\"]", "watch = [\"web\", \"shared\"]");
+    write(&dir.path().join("devserve.toml"), &format!("build-jobs = 1\n{text}"));
+    let mut devserve = start(dir.path());
+    devserve.wait_event("generation_ready", of("api"));
+    devserve.wait_event("generation_ready", of("web"));
+    let from = devserve.events().len();
+    write(&dir.path().join("shared/lib.txt"), "2");
+    assert!(
+        wait_until(WAIT, || devserve.count_events("generation_ready", |_| true) == 4),
+        "both services swapped once:\n{}",
+        devserve.output()
+    );
+    let events: Vec<serde_json::Value> = devserve.events().into_iter().skip(from).collect();
+    let builds: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["event"] == "build_started" || e["event"] == "build_finished")
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap_or_default().to_owned(),
+                e["service"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(builds.len(), 4, "one build each: {builds:?}");
+    assert_eq!(builds[0].0, "build_started");
+    assert_eq!(
+        builds[1],
+        ("build_finished".to_owned(), builds[0].1.clone()),
+        "never two at once: {builds:?}"
+    );
+    assert!(events.iter().any(|e| e["event"] == "build_queued"), "the second build said it waits");
+    devserve.signal("TERM");
+    assert_eq!(devserve.wait_exit().code(), Some(0));
+}

@@ -51,6 +51,7 @@ pub const DEVSERVE_WIDE: &[&str] = &[
     "log-format",
     "poll",
     "debounce",
+    "build-jobs",
 ];
 
 /// Keys that are one service's own: at the top level beside services they are an error, never

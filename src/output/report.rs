@@ -155,6 +155,11 @@ pub enum Report {
         pid: i32,
     },
     RestartMode,
+    /// A service's build waits for the builds of others (`--build-jobs`) to end.
+    BuildQueued {
+        behind: Vec<String>,
+        jobs: u32,
+    },
     /// A service waits for the services it depends on to serve before its first start.
     ServiceWaiting {
         after: Vec<String>,
@@ -531,6 +536,10 @@ impl Report {
                 format!(
                     "gen {generation} w{worker}: port {port} was taken by another program; started again (pid {pid})"
                 ),
+            ),
+            Report::BuildQueued { behind, jobs } => one(
+                Tone::Info,
+                format!("build waits for {}'s to end ({jobs} at a time: --build-jobs)", behind.join(", ")),
             ),
             Report::ServiceWaiting { after } => {
                 one(Tone::Info, format!("waiting for {} to be ready first (depends-on)", after.join(", ")))

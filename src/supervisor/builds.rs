@@ -71,6 +71,11 @@ impl<P: Procs> Supervisor<P> {
         self.services[s]
             .out
             .report(Report::ChangeDetected { cause: trigger.describe(), files: trigger.file_count() });
+        if let Some(earlier) = self.services[s].build_queued.take() {
+            let mut merged = earlier;
+            merged.merge(trigger);
+            trigger = merged;
+        }
         if let Some(BuildRun { build, trigger: earlier }) = self.services[s].build.take() {
             build.cancel(&mut self.procs);
             let mut merged = earlier;
@@ -80,8 +85,36 @@ impl<P: Procs> Supervisor<P> {
         }
         let now = Instant::now();
         match self.services[s].config.build.clone() {
+            Some(_) if self.builds_running() >= self.config.build_jobs as usize => {
+                let behind =
+                    self.services.iter().filter(|o| o.build.is_some()).map(|o| o.name.clone()).collect();
+                self.services[s].out.report(Report::BuildQueued { behind, jobs: self.config.build_jobs });
+                self.services[s].build_queued = Some(trigger);
+            }
             Some(script) => self.start_build(s, &script, trigger, now),
             None => self.start_generation(s, trigger, None, now),
+        }
+    }
+
+    /// Builds running now, of every service.
+    fn builds_running(&self) -> usize {
+        self.services.iter().filter(|service| service.build.is_some()).count()
+    }
+
+    /// Builds waiting for their turn start, in service order, while fewer than `--build-jobs` run.
+    pub(super) fn start_queued_builds(&mut self, now: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        for s in 0..self.services.len() {
+            if self.builds_running() >= self.config.build_jobs as usize {
+                return;
+            }
+            if let Some(trigger) = self.services[s].build_queued.take()
+                && let Some(script) = self.services[s].config.build.clone()
+            {
+                self.start_build(s, &script, trigger, now);
+            }
         }
     }
 

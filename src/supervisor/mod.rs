@@ -877,6 +877,7 @@ impl<P: Procs> Supervisor<P> {
             self.start_queued(s, now);
             self.reload_kept(s, now);
         }
+        self.start_queued_builds(now);
         self.start_waiting(now);
         self.stop_in_order(now);
     }

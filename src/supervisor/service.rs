@@ -45,6 +45,8 @@ pub(super) struct Service {
     pub(super) depends_on: Vec<usize>,
     /// Its first start waits for `depends_on` (the trigger kept until then).
     pub(super) waiting: Option<super::trigger::Trigger>,
+    /// Its build waits for another service's to end (`--build-jobs`).
+    pub(super) build_queued: Option<super::trigger::Trigger>,
     /// Shutting down: it was told to stop (after the services that depend on it were gone).
     pub(super) stopping: bool,
     /// Which files are its changes (with several services; `None`: none are).
@@ -101,6 +103,7 @@ impl Service {
             reload_browser: declared.reload_browser,
             depends_on: declared.depends_on,
             waiting: None,
+            build_queued: None,
             stopping: false,
             filter: None,
             watches: declared.watches,

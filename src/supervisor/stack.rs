@@ -108,6 +108,7 @@ impl<P: Procs> Supervisor<P> {
         let service = &mut self.services[s];
         service.stopping = true;
         service.waiting = None;
+        service.build_queued = None;
         if let Next::Queued { .. } = service.next {
             service.next = Next::Idle;
         }
