@@ -34,6 +34,9 @@ use shared::process::Guard;
 
 const SERVICES: [&str; 3] = ["api", "web", "worker"];
 
+/// What a run under load gave: save → fresh per service (ms, sorted), requests answered, failed.
+type Driven = (Vec<(String, Vec<u128>)>, usize, usize);
+
 /// One tool's figures.
 struct Row {
     name: String,
@@ -196,7 +199,7 @@ fn drive(
     saves: usize,
     routes: &[(&str, String, &str)],
     mut fresh: impl FnMut(&str, &str, bool) -> bool,
-) -> Result<(Vec<(String, Vec<u128>)>, usize, usize), String> {
+) -> Result<Driven, String> {
     drive_inner(dir, saves, routes, &mut fresh, &mut || true)
 }
 
@@ -206,7 +209,7 @@ fn drive_inner(
     routes: &[(&str, String, &str)],
     fresh: &mut dyn FnMut(&str, &str, bool) -> bool,
     restart: &mut dyn FnMut() -> bool,
-) -> Result<(Vec<(String, Vec<u128>)>, usize, usize), String> {
+) -> Result<Driven, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let threads: Vec<_> = routes

@@ -863,7 +863,7 @@ fn procfile(dir: &Path) -> Detection {
     if python {
         notes.extend(venv_note(dir));
     }
-    Detection::Found(Project { kind: kind.into(), settings, notes, services })
+    Detection::Found(Project { kind, settings, notes, services })
 }
 
 /// A Procfile command as `sh -c` runs it: `exec`'d when it is a single command, after its
