@@ -100,6 +100,9 @@ fn a_failed_build_keeps_its_service_and_touches_no_other() {
     write(&dir.path().join("api/VERSION"), "api-2");
     devserve.wait_event("build_finished", |e| e["service"] == "api" && e["ok"] == false);
     assert_eq!(field(&http_get(&addr, "/api").expect("/api"), "version"), "api-1", "the old api serves");
+    // Every page's overlay names the service whose build failed.
+    let failure = event_stream_start(&addr, "build-failed");
+    assert!(failure.contains("\"command\":\"api: test ! -e api/broken\""), "{failure}");
     assert_eq!(field(&http_get(&addr, "/").expect("/"), "version"), "web-1", "web is untouched");
     assert_eq!(devserve.count_events("build_started", of("web")), 0, "web has no build");
     std::fs::remove_file(dir.path().join("api/broken")).expect("fix");
@@ -109,6 +112,52 @@ fn a_failed_build_keeps_its_service_and_touches_no_other() {
         devserve.output()
     );
     assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web never restarted");
+    devserve.signal("TERM");
+    assert_eq!(devserve.wait_exit().code(), Some(0));
+}
+
+/// The browsers' event stream from its start until a `kind` message (the hub replays a standing
+/// failure to a new stream), as text.
+fn event_stream_start(addr: &str, kind: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(15))).expect("timeout");
+    write!(stream, "GET /__devserve/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+        .expect("write");
+    let (mut text, mut buffer) = (String::new(), [0u8; 4096]);
+    let marker = format!("event: {kind}");
+    // The stream is chunked: the message is whole once a blank line follows its `event:` line.
+    while !text.split_once(&marker).is_some_and(|(_, after)| after.contains("\n\n")) {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buffer[..n])),
+        }
+    }
+    text
+}
+
+#[test]
+fn a_service_may_hold_sockets_instead_of_a_route() {
+    let dir = temp_dir("services-listen");
+    let text = stack(
+        dir.path(),
+        &[("api", "route = \"/api\"\nstrip-prefix = true"), ("raw", "listen = [\"127.0.0.1:0\"]")],
+    );
+    // The fixture takes fd 3 when it is not told to bind its PORT.
+    write(
+        &dir.path().join("devserve.toml"),
+        &text.replacen(
+            "FIXTURE_BIND_PORT_ENV = \"1\"\nFIXTURE_VERSION_FILE = \"raw/VERSION\"",
+            "FIXTURE_VERSION_FILE = \"raw/VERSION\"",
+            1,
+        ),
+    );
+    let mut devserve = start(dir.path());
+    devserve.wait_event("generation_ready", of("raw"));
+    let listening = devserve.wait_event("listening", |_| true);
+    let raw = listening["address"].as_str().expect("an address").to_owned();
+    assert_eq!(field(&http_get(&raw, "/").expect("raw's socket"), "version"), "raw-1");
+    assert_eq!(field(&http_get(&devserve.proxy_addr(), "/api").expect("/api"), "version"), "api-1");
     devserve.signal("TERM");
     assert_eq!(devserve.wait_exit().code(), Some(0));
 }

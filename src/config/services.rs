@@ -136,7 +136,13 @@ pub(super) fn merge(
         let mut entries = Vec::new();
         for (key, value) in &file.entries {
             // `env` merges per variable: the top level's first, the service's after it.
-            if !NOT_INHERITED.contains(&key.as_str()) && (key == "env" || !own_entries.contains_key(key)) {
+            // A service that holds sockets is not behind the front door: the top level's `proxy`
+            // is not its (they cannot go together in one settings type).
+            let held = key == "proxy" && own_entries.contains_key("listen");
+            if !held
+                && !NOT_INHERITED.contains(&key.as_str())
+                && (key == "env" || !own_entries.contains_key(key))
+            {
                 entries.push((key, value));
             }
         }
