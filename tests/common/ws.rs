@@ -45,6 +45,11 @@ impl WsClient {
     /// Connects to `addr` (`127.0.0.1:PORT`) and upgrades `GET path`; an error says which step
     /// failed (and shows the answer's head if it was not a proper `101`).
     pub fn connect(addr: &str, path: &str) -> Result<WsClient, String> {
+        WsClient::connect_with(addr, path, "")
+    }
+
+    /// [`WsClient::connect`] with more header lines (`Sec-WebSocket-Protocol: vite-hmr\r\n`).
+    pub fn connect_with(addr: &str, path: &str, headers: &str) -> Result<WsClient, String> {
         let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
         stream.set_read_timeout(Some(READ_TIMEOUT)).map_err(|e| format!("timeout: {e}"))?;
         let mut seed = new_seed();
@@ -53,7 +58,7 @@ impl WsClient {
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
         )
         .map_err(|e| format!("write the upgrade request: {e}"))?;
         // Byte by byte: the first frame may follow the head at once and must stay unread.
