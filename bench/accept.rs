@@ -69,12 +69,7 @@ fn main() {
         clients: shared::env::number("BENCH_ACCEPT_CLIENTS", 8usize),
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    eprintln!("[bench] building devserve in release");
-    if let Err(e) = shared::build::build_release(&root) {
-        eprintln!("[bench] {e}");
-        std::process::exit(1);
-    }
-    let devserve = shared::build::target_dir(&root).join("release/devserve");
+    let devserve = shared::build::release_devserve_or_exit(&root);
     let work = common::temp_dir("bench-accept");
     let counts = [1, settings.clients];
     let mut rows: Vec<(String, Option<Vec<Cell>>, String)> = Vec::new();

@@ -51,12 +51,7 @@ struct Row {
 fn main() {
     let saves = shared::env::number("BENCH_SERVICES_SAVES", 20usize);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    eprintln!("[bench] building devserve in release");
-    if let Err(e) = shared::build::build_release(&root) {
-        eprintln!("[bench] {e}");
-        std::process::exit(1);
-    }
-    let devserve = shared::build::target_dir(&root).join("release/devserve");
+    let devserve = shared::build::release_devserve_or_exit(&root);
     let mut rows: Vec<Result<Row, (String, String)>> = Vec::new();
     rows.push(run_devserve(&devserve, saves).map_err(|e| ("devserve".into(), e)));
     let honcho = Command::new("python3").args(["-m", "honcho", "--version"]).output();

@@ -453,23 +453,11 @@ fn cargo_devserve_cargo_run_completions_and_man_page() {
 #[test]
 fn keys_on_a_terminal_reload_show_status_and_stop() {
     use std::io::Write;
-    use std::process::{Command, Stdio};
     let dir = temp_dir("keys");
     let command_line =
         format!("{} -w . -l 127.0.0.1:0 -- python3 {}", devserve_bin(), python_fixture().display());
     // `script` gives devserve a terminal of its own (a pty), fed from our pipe.
-    let mut child = Command::new("script")
-        .args(["-qfec", &command_line, "/dev/null"])
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .env("FIXTURE_NOTIFY", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script");
-    let mut keys = child.stdin.take().expect("stdin");
-    let mut devserve = Process::adopt(child);
+    let (mut keys, mut devserve) = on_terminal(dir.path(), &command_line, &[("FIXTURE_NOTIFY", "1")]);
     devserve.wait_for("keys: r reload");
     devserve.wait_for("gen 1 ready");
     keys.write_all(b"r").expect("r");

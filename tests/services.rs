@@ -64,13 +64,7 @@ fn a_save_swaps_only_its_service_and_no_request_fails_on_any_route() {
     web_load.wait_for_answers(10);
     api_load.wait_for_answers(10);
     for n in 2..=11 {
-        write(&dir.path().join("api/VERSION"), &format!("api-{n}"));
-        assert!(
-            wait_until(WAIT, || http_get(&addr, "/api")
-                .is_ok_and(|b| field(&b, "version") == format!("api-{n}"))),
-            "api-{n} never served:\n{}",
-            devserve.output()
-        );
+        save_and_wait(&devserve, &dir.path().join("api/VERSION"), &addr, "/api", &format!("api-{n}"));
         api_load.wait_for_answers(5);
         web_load.wait_for_answers(5);
     }
@@ -79,8 +73,7 @@ fn a_save_swaps_only_its_service_and_no_request_fails_on_any_route() {
     assert!(api.failures.is_empty(), "failed on /api: {:?}", api.failures);
     assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web never restarted");
     assert_eq!(devserve.count_events("generation_ready", of("api")), 11);
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
 }
 
 #[test]
@@ -112,8 +105,7 @@ fn a_failed_build_keeps_its_service_and_touches_no_other() {
         devserve.output()
     );
     assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web never restarted");
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
 }
 
 /// The browsers' event stream from its start until a `kind` message (the hub replays a standing
@@ -158,8 +150,7 @@ fn a_service_may_hold_sockets_instead_of_a_route() {
     let raw = listening["address"].as_str().expect("an address").to_owned();
     assert_eq!(field(&http_get(&raw, "/").expect("raw's socket"), "version"), "raw-1");
     assert_eq!(field(&http_get(&devserve.proxy_addr(), "/api").expect("/api"), "version"), "api-1");
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
 }
 
 #[test]
@@ -185,8 +176,7 @@ fn depends_on_orders_the_start_and_the_stop_and_term_leaves_nothing() {
         .iter()
         .map(|path| field(&http_get(&addr, path).expect("answer"), "pid").parse().expect("a pid"))
         .collect();
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
     let events = devserve.events();
     let at = |kind: &str, name: &str| events.iter().position(|e| e["event"] == kind && e["service"] == name);
     let web_stopped = at("generation_stopped", "web").expect("web stopped");
@@ -208,8 +198,7 @@ fn lines_are_prefixed_with_their_service_and_mistakes_name_theirs() {
     // The apps' own lines too, from their stdout and stderr.
     devserve.wait_for("api        | fixture: serving version=api-1");
     devserve.wait_for("worker-two | fixture: serving version=worker-two-1");
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
 
     let cycle = "[services.a]\ncommand = [\"true\"]\ndepends-on = [\"b\"]\n[services.b]\ncommand = [\"true\"]\ndepends-on = [\"a\"]\n";
     write(&dir.path().join("devserve.toml"), cycle);
@@ -239,8 +228,7 @@ fn a_procfile_with_several_processes_runs_each_as_a_service() {
     assert_eq!(field(&http_get(&addr, "/").expect("/"), "version"), "web-p");
     assert_eq!(field(&http_get(&addr, "/api").expect("/api"), "version"), "api-p");
     devserve.wait_for("ticker | ticker up");
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
 }
 
 #[test]
@@ -271,8 +259,7 @@ fn an_env_file_is_loaded_under_devserve_s_environment_and_its_edit_swaps_its_ser
         devserve.output()
     );
     assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web never restarted");
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
 }
 
 #[test]
@@ -304,29 +291,17 @@ fn s_reload_names_a_service_and_status_has_a_row_for_each() {
     assert_eq!(done.code(), 0, "{}", done.stderr);
     assert!(done.stdout.contains("service api: 1 worker(s)"), "{}", done.stdout);
     assert!(done.stdout.contains("service web: 1 worker(s)"), "{}", done.stdout);
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
 }
 
 #[test]
 fn on_a_terminal_r_then_an_initial_reloads_that_service() {
     use std::io::Write;
-    use std::process::{Command, Stdio};
     let dir = temp_dir("services-keys");
     let text = stack(dir.path(), &[("api", "route = \"/api\""), ("web", "route = \"/\"")]);
     write(&dir.path().join("devserve.toml"), &text.replace("log-format = \"json\"\n", ""));
     // `script` gives devserve a terminal of its own (a pty), fed from our pipe.
-    let mut child = Command::new("script")
-        .args(["-qfec", &devserve_bin(), "/dev/null"])
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script");
-    let mut keys = child.stdin.take().expect("stdin");
-    let mut devserve = Process::adopt(child);
+    let (mut keys, mut devserve) = on_terminal(dir.path(), &devserve_bin(), &[]);
     devserve.wait_for("keys: r reload all · ra api · rw web");
     devserve.wait_for("api | [devserve] gen 1 ready");
     devserve.wait_for("web | [devserve] gen 2 ready");
@@ -391,18 +366,11 @@ fn a_self_reloading_dev_server_is_supervised_not_swapped_and_keeps_its_websocket
     let mut hmr = WsClient::connect(&addr, "/").expect("web's socket");
     assert_eq!(hmr.echo("hello").expect("echo"), "0 hello");
     for n in 2..=4 {
-        write(&dir.path().join("api/VERSION"), &format!("api-{n}"));
-        assert!(
-            wait_until(WAIT, || http_get(&addr, "/api")
-                .is_ok_and(|b| field(&b, "version") == format!("api-{n}"))),
-            "api-{n} never served:\n{}",
-            devserve.output()
-        );
+        save_and_wait(&devserve, &dir.path().join("api/VERSION"), &addr, "/api", &format!("api-{n}"));
         assert_eq!(hmr.echo(&format!("after {n}")).expect("the socket stays"), format!("0 after {n}"));
     }
     assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web was never restarted");
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
 }
 
 #[test]
@@ -451,6 +419,5 @@ fn a_save_in_a_shared_folder_builds_each_service_once_one_build_at_a_time() {
         "never two at once: {builds:?}"
     );
     assert!(events.iter().any(|e| e["event"] == "build_queued"), "the second build said it waits");
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
 }

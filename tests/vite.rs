@@ -101,13 +101,7 @@ fn a_real_vite_is_supervised_and_routed_and_keeps_its_hmr_socket() {
     };
     assert!(text(hmr.read_frame().expect("hello")).contains("connected"), "Vite says connected");
     for n in 2..=3 {
-        write(&dir.path().join("api/VERSION"), &format!("api-{n}"));
-        assert!(
-            wait_until(WAIT, || http_get(&addr, "/api")
-                .is_ok_and(|b| field(&b, "version") == format!("api-{n}"))),
-            "api-{n} never served:\n{}",
-            devserve.output()
-        );
+        save_and_wait(&devserve, &dir.path().join("api/VERSION"), &addr, "/api", &format!("api-{n}"));
     }
     // Still Vite's own socket: an edit of the page's module reaches it as Vite's own message.
     write(&web.join("main.js"), "document.getElementById('app').textContent = 'v2';\n");
@@ -125,6 +119,5 @@ fn a_real_vite_is_supervised_and_routed_and_keeps_its_hmr_socket() {
         1,
         "Vite never restarted"
     );
-    devserve.signal("TERM");
-    assert_eq!(devserve.wait_exit().code(), Some(0));
+    stop_gracefully(&mut devserve);
 }

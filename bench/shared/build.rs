@@ -30,6 +30,17 @@ pub fn build_release(root: &Path) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("release build failed ({status})")) }
 }
 
+/// The release build of [`build_release`], or the bench's end with the reason: the path of the
+/// devserve it built.
+pub fn release_devserve_or_exit(root: &Path) -> PathBuf {
+    eprintln!("[bench] building devserve in release");
+    if let Err(e) = build_release(root) {
+        eprintln!("[bench] {e}");
+        std::process::exit(1);
+    }
+    target_dir(root).join("release/devserve")
+}
+
 /// The first executable `name` in a folder of `PATH`, then of `also`.
 pub fn find_on_path(name: &str, also: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();

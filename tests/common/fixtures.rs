@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::files::write;
+use super::http::{field, http_get};
 use super::process::{Devserve, devserve_command};
 use super::wait::{WAIT, wait_until};
 
@@ -193,6 +194,17 @@ impl Fixture {
 
 /// Waits until generation `generation` is ready: a human `gen N ready` line or a
 /// `generation_ready` JSON event.
+/// Writes `version` into `file` (a service's version file) and waits until `path` on the front
+/// door at `addr` answers with it.
+pub fn save_and_wait(devserve: &Devserve, file: &Path, addr: &str, path: &str, version: &str) {
+    write(file, version);
+    assert!(
+        wait_until(WAIT, || http_get(addr, path).is_ok_and(|b| field(&b, "version") == version)),
+        "{version} never served at {path}:\n{}",
+        devserve.output()
+    );
+}
+
 pub fn wait_ready(devserve: &Devserve, generation: u64) {
     let needle = format!("gen {generation} ready");
     let ready = || {

@@ -39,6 +39,32 @@ pub fn devserve_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Comm
     command
 }
 
+/// TERM, and devserve exits 0.
+pub fn stop_gracefully(devserve: &mut Process) {
+    devserve.signal("TERM");
+    let status = devserve.wait_exit();
+    assert_eq!(status.code(), Some(0), "TERM is a graceful stop:\n{}", devserve.output());
+}
+
+/// `command_line` (a shell command) run in `dir` on a terminal of its own (a pty, through
+/// util-linux's `script`), with `NO_COLOR=1` and `env`: its keys (what is written to the pty)
+/// and the process.
+pub fn on_terminal(
+    dir: &Path,
+    command_line: &str,
+    env: &[(&str, &str)],
+) -> (std::process::ChildStdin, Process) {
+    let mut command = Command::new("script");
+    command.args(["-qfec", command_line, "/dev/null"]).current_dir(dir).env("NO_COLOR", "1");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child =
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("script");
+    let keys = child.stdin.take().expect("stdin");
+    (keys, Process::adopt(child))
+}
+
 /// How long [`Process::wait_exit`] waits for the output of a process that exited.
 const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(5);
 
