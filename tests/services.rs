@@ -421,3 +421,32 @@ fn a_save_in_a_shared_folder_builds_each_service_once_one_build_at_a_time() {
     assert!(events.iter().any(|e| e["event"] == "build_queued"), "the second build said it waits");
     stop_gracefully(&mut devserve);
 }
+
+#[test]
+fn a_watch_task_builds_on_its_changes_and_serves_nothing() {
+    let dir = temp_dir("services-watch-task");
+    std::fs::create_dir_all(dir.path().join("styles")).expect("styles");
+    write(&dir.path().join("styles/app.css"), "body { color: red }");
+    let text = stack(dir.path(), &[("web", "route = \"/\"\ndepends-on = [\"css\"]")]);
+    let task = "\n[services.css]\nwatch = [\"styles\"]\nbuild = \"cp styles/app.css built.css\"\n";
+    write(&dir.path().join("devserve.toml"), &format!("{text}{task}"));
+    let mut devserve = start(dir.path());
+    devserve.wait_event("generation_ready", of("web"));
+    let events = devserve.events();
+    let built = events.iter().position(|e| e["event"] == "build_finished" && e["service"] == "css");
+    let web = events.iter().position(|e| e["event"] == "generation_starting" && e["service"] == "web");
+    assert!(built.is_some_and(|b| web.is_some_and(|w| b < w)), "web waits for the task's first build");
+    assert_eq!(std::fs::read_to_string(dir.path().join("built.css")).expect("built"), "body { color: red }");
+    write(&dir.path().join("styles/app.css"), "body { color: blue }");
+    assert!(
+        wait_until(WAIT, || std::fs::read_to_string(dir.path().join("built.css"))
+            .is_ok_and(|t| t.contains("blue"))),
+        "the task built again:\n{}",
+        devserve.output()
+    );
+    assert_eq!(devserve.count_events("generation_starting", of("css")), 0, "a watch task starts nothing");
+    stop_gracefully(&mut devserve);
+    // `--once` with services: the verdict comes once every service has served (or built).
+    let done = run_devserve(dir.path(), &["--once"], &[]);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+}
