@@ -849,3 +849,70 @@ fn accept_a_process_the_acceptor_started_is_the_supervisors_even_when_reaped_bef
     assert!(h.sup.connections.live.is_empty(), "no process left counted as running");
     assert_eq!(h.sup.procs.pid_of(Owner::Connection { generation: 1 }), None);
 }
+
+/// A harness for `devserve.toml` `text` with `[services.NAME]` tables, in a scratch folder whose
+/// subfolders `folders` exist (for the services' `watch`); each service watches its rules there.
+fn services_harness(text: &str, folders: &[&str]) -> (Harness, std::path::PathBuf) {
+    let dir =
+        std::env::temp_dir().join(format!("devserve-services-policy-{}-{}", std::process::id(), text.len()));
+    for folder in folders {
+        std::fs::create_dir_all(dir.join(folder)).expect("folder");
+    }
+    let file = dir.join("devserve.toml");
+    let text = text.replace("DIR", dir.to_str().expect("utf-8"));
+    std::fs::write(&file, text).expect("config");
+    let argv = ["devserve", "--config", file.to_str().expect("utf-8")];
+    let matches = Cli::command().try_get_matches_from(argv).expect("arguments");
+    let cli = Cli::from_arg_matches(&matches).expect("cli");
+    let loader = Loader::new(argv.iter().map(OsString::from).collect(), &cli, &matches);
+    let config = loader.load().expect("valid config");
+    let sockets =
+        config.services.iter().map(|s| sockets::bind_all(&s.config.listen).expect("bind")).collect();
+    let (out, lines) = Output::captured(true);
+    let (events, _) = crossbeam_channel::unbounded();
+    let mut sup = Supervisor::with_services(None, config, out, FakeProcs::new(), sockets, events);
+    sup.watch_each(&[]).expect("filters");
+    (Harness { sup, lines }, dir)
+}
+
+const TWO_SERVICES: &str = "[services.a]\nwatch = [\"DIR/a\"]\ncommand = [\"true\"]\nlisten = [\"127.0.0.1:0\"]\n\
+                            [services.b]\nwatch = [\"DIR/b\"]\ncommand = [\"true\"]\nlisten = [\"127.0.0.1:0\"]\n";
+
+#[test]
+fn services_a_change_and_a_failure_stay_in_their_service() {
+    let (mut h, dir) = services_harness(TWO_SERVICES, &["a", "b"]);
+    h.start();
+    h.ready(1);
+    h.ready(2);
+    let b_workers = h.workers(2);
+    let change = Change { paths: vec![dir.join("a/lib.rs")], since: Instant::now() };
+    h.event(Event::Change(change));
+    assert_eq!(h.sup.services[0].next.generation().map(|g| g.id), Some(3), "a starts gen 3");
+    assert!(h.sup.services[1].next.generation().is_none(), "b starts nothing");
+    // a's new generation crashes before it is ready: a rolls back, b is not touched.
+    let crashed = h.workers(3)[0];
+    h.exit(crashed, CRASH);
+    assert_eq!(h.sup.services[0].serving.as_ref().map(|g| g.id), Some(1), "a's gen 1 serves on");
+    assert_eq!(h.sup.services[1].serving.as_ref().map(|g| g.id), Some(2), "b's gen 2 serves on");
+    assert!(b_workers.iter().all(|pid| !h.term_sent(*pid)), "b was never signalled");
+    let failed = h.last("generation_failed");
+    assert_eq!((failed["generation"].as_u64(), failed["service"].as_str()), (Some(3), Some("a")));
+}
+
+#[test]
+fn services_depends_on_orders_the_first_start_and_reverses_the_stop() {
+    let text = TWO_SERVICES.replace("[services.b]\n", "[services.b]\ndepends-on = [\"a\"]\n");
+    let (mut h, _dir) = services_harness(&text, &["a", "b"]);
+    h.start();
+    assert_eq!(h.sup.services[0].next.generation().map(|g| g.id), Some(1), "a starts");
+    assert!(h.sup.services[1].next.generation().is_none() && h.sup.services[1].waiting.is_some(), "b waits");
+    h.ready(1);
+    assert_eq!(h.sup.services[1].next.generation().map(|g| g.id), Some(2), "b starts once a is ready");
+    h.ready(2);
+    let (a, b) = (h.workers(1), h.workers(2));
+    h.event(Event::Request(Request::Stop));
+    assert!(b.iter().all(|pid| h.term_sent(*pid)), "b, which depends on a, is told first");
+    assert!(a.iter().all(|pid| !h.term_sent(*pid)), "a waits for b to be gone");
+    h.exit_all(2);
+    assert!(a.iter().all(|pid| h.term_sent(*pid)), "then a");
+}
