@@ -1015,16 +1015,19 @@ fn node(dir: &Path) -> Detection {
     if let Some(start) = start {
         let kind = "a Node app (package.json start script)";
         if let Some(tool) = dev_server(&start) {
-            return Detection::Declined { kind: kind.into(), why: own_server("start", &tool) };
+            return supervised_dev_server("start", &tool).unwrap_or_else(|| Detection::Declined {
+                kind: kind.into(),
+                why: own_server("start", &tool),
+            });
         }
         if let (Some(serves_build), Some(tool)) = (built_server(&start), &dev_tool) {
-            return Detection::Declined {
+            return supervised_dev_server("dev", tool).unwrap_or_else(|| Detection::Declined {
                 kind: kind.into(),
                 why: format!(
                     "the start script runs `{serves_build}`, which serves a production build; {}",
                     own_server("dev", tool)
                 ),
-            };
+            });
         }
         let mut notes = vec![port_note];
         if let Some(hint) = script_reloading(&start) {
@@ -1048,10 +1051,10 @@ fn node(dir: &Path) -> Detection {
         });
     }
     if let Some(tool) = dev_tool {
-        return Detection::Declined {
+        return supervised_dev_server("dev", &tool).unwrap_or_else(|| Detection::Declined {
             kind: "a Node app (package.json dev script)".into(),
             why: own_server("dev", &tool),
-        };
+        });
     }
     match json.get("main").and_then(serde_json::Value::as_str) {
         Some(main) if dir.join(main).is_file() => Detection::Found(Project {
@@ -1077,6 +1080,57 @@ fn node(dir: &Path) -> Detection {
             why: "it has no start script and no main: add one, e.g. \"start\": \"node server.js\"".into(),
         },
     }
+}
+
+/// A bundler's dev server that `script` runs as `tool`, as a service of its own: routed at `/` on
+/// the front door, supervised (restarted when it crashes) but never swapped (`watch = []`), and no
+/// devserve reload in its pages (`browser-reload = false`): it has its own watcher and HMR. Its
+/// port comes from devserve through the tool's flag (`--port {port}`, with `--strictPort` for
+/// Vite, so that it never moves to another port), or `PORT` for Create React App. `None` for a
+/// tool whose port flag devserve does not know.
+fn supervised_dev_server(script: &str, tool: &str) -> Option<Detection> {
+    let program = tool.split_whitespace().next().unwrap_or_default();
+    let flags: &[&str] = match program {
+        "vite" | "svelte-kit" | "remix" => &["--port", "{port}", "--strictPort"],
+        "next" => &["-p", "{port}"],
+        "nuxt" | "nuxi" | "astro" | "webpack" | "webpack-cli" | "webpack-dev-server" | "ng" | "parcel" => {
+            &["--port", "{port}"]
+        }
+        "react-scripts" => &[],
+        _ => return None,
+    };
+    let mut command = vec!["npm".to_owned(), "run".to_owned(), script.to_owned()];
+    if !flags.is_empty() {
+        command.push("--".to_owned());
+        command.extend(flags.iter().map(|f| (*f).to_owned()));
+    }
+    let web = vec![
+        Found::list(
+            "command",
+            command,
+            format!("package.json's {script} script runs `{tool}`, its own dev server"),
+        ),
+        Found::string("route", "/", "it serves the whole site"),
+        Found {
+            key: "watch",
+            value: toml::Value::Array(Vec::new()),
+            from: "never restarted by changes: it reloads itself".into(),
+        },
+        Found {
+            key: "browser-reload",
+            value: toml::Value::Boolean(false),
+            from: "its own HMR owns the page".into(),
+        },
+    ];
+    Some(Detection::Found(Project {
+        kind: format!("a Node front end (`{tool}`, supervised, not swapped)"),
+        settings: vec![Found::proxy()],
+        services: vec![("web".to_owned(), web)],
+        notes: vec![format!(
+            "`{tool}` has its own watcher and HMR: devserve routes to it and restarts it if it crashes, and \
+             never restarts it on a save; declare your API beside it as a service (docs/src/services.md)"
+        )],
+    }))
 }
 
 /// The bundler dev server a script runs (`vite`, `next dev`, …), if any.
@@ -1627,18 +1681,26 @@ mod tests {
     }
 
     #[test]
-    fn node_bundler_dev_servers_are_declined() {
+    fn node_bundler_dev_servers_are_supervised_services_never_swapped() {
         let dir = TempDir::new("node-vite");
         dir.write("package.json", r#"{"scripts": {"dev": "vite", "build": "vite build"}}"#);
-        match detect(dir.path()) {
-            Detection::Declined { why, .. } => {
-                assert!(why.contains("`vite`") && why.contains("its own watcher and reload"), "{why}")
-            }
-            other => panic!("expected Declined, got {other:?}"),
-        }
-        // Next.js: `next start` serves a build, `next dev` is the dev server.
+        let project = found(detect(dir.path()));
+        let (name, web) = &project.services[0];
+        assert_eq!(name, "web");
+        let value =
+            |key: &str| web.iter().find(|f| f.key == key).map(|f| f.value.to_string()).unwrap_or_default();
+        assert_eq!(value("command"), r#"["npm", "run", "dev", "--", "--port", "{port}", "--strictPort"]"#);
+        assert_eq!(
+            (value("route"), value("watch"), value("browser-reload")),
+            ("\"/\"".into(), "[]".into(), "false".into())
+        );
+        // Next.js: `next start` serves a build, `next dev` is the dev server (on `-p`).
         dir.write("package.json", r#"{"scripts": {"dev": "next dev", "start": "next start"}}"#);
-        assert_declined(dir.path(), "`next dev`");
+        let project = found(detect(dir.path()));
+        assert!(project.services[0].1[0].value.to_string().contains(r#""-p", "{port}""#), "{project:?}");
+        // A dev server whose port flag devserve does not know is still declined.
+        dir.write("package.json", r#"{"scripts": {"dev": "parcel"}}"#);
+        assert!(matches!(detect(dir.path()), Detection::Found(_)), "parcel takes --port");
         // An API started with node beside a vite front end: the API is run.
         dir.write("package.json", r#"{"scripts": {"dev": "vite", "start": "node api.js"}}"#);
         let project = found(detect(dir.path()));
@@ -1648,7 +1710,8 @@ mod tests {
             "package.json",
             r#"{"scripts": {"start": "npm run serve", "serve": "webpack serve --hot"}}"#,
         );
-        assert_declined(dir.path(), "`webpack serve`");
+        let project = found(detect(dir.path()));
+        assert!(project.kind.contains("`webpack serve`"), "{project:?}");
     }
 
     #[test]

@@ -154,12 +154,21 @@ fn django_and_node_projects_are_recognised_without_running_them_and_bundlers_dec
     assert!(written.contains("command = [\"npm\", \"start\"]"), "{written}");
     assert!(written.contains("node_modules/**"), "{written}");
 
+    // A bundler's dev server: a service routed at `/`, supervised, never swapped.
     let vite = temp_dir("zero-config-vite");
     write(&vite.path().join("package.json"), r#"{"name": "web", "scripts": {"dev": "vite"}}"#);
-    let run = run_devserve(vite.path(), &[], &[]);
-    assert_eq!(run.code(), 2, "{}", run.stderr);
-    assert!(run.stderr.contains("missing COMMAND"), "{}", run.stderr);
-    assert!(run.stderr.contains("vite"), "says why the dev server is not run: {}", run.stderr);
+    let check = run_devserve(vite.path(), &["check"], &[]);
+    assert_eq!(check.code(), 0, "{}", check.stderr);
+    assert!(
+        check.stdout.contains("found: a Node front end (`vite`, supervised, not swapped)"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("service web: /, and web.localhost · never restarted by changes (watch = []) · command npm run dev -- --port {port} --strictPort"),
+        "{}",
+        check.stdout
+    );
 }
 
 #[test]

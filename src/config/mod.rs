@@ -229,7 +229,7 @@ impl Loader {
             config.detected = Some(Detected {
                 kind: project.kind.clone(),
                 used: Vec::new(),
-                command_line: "devserve (each process a service; `devserve init` writes them down)".into(),
+                command_line: "devserve, with the services below (`devserve init` writes them down)".into(),
                 notes: project.notes.clone(),
             });
         }

@@ -619,8 +619,10 @@ impl Report {
     fn setup_lines(&self) -> Option<Human> {
         let human = match self {
             Report::Detected { kind, command_line, from, notes } => {
-                let mut lines =
-                    vec![format!("found {kind}: {command_line}"), format!("  from {}", from.join("; "))];
+                let mut lines = vec![format!("found {kind}: {command_line}")];
+                if !from.is_empty() {
+                    lines.push(format!("  from {}", from.join("; ")));
+                }
                 lines.extend(notes.iter().map(|note| format!("  {note}")));
                 Some((Tone::Info, lines))
             }
@@ -657,6 +659,9 @@ impl Report {
                 Tone::Good,
                 format!("wrote {file} for {kind}; `devserve check` shows what would run, `devserve` runs it"),
             ),
+            Report::Watching { roots, .. } if roots.is_empty() => {
+                one(Tone::Info, "watching nothing: no service restarts on changes (watch = [])".into())
+            }
             Report::Watching { roots, folders } => {
                 let noun = if *folders == 1 { "folder" } else { "folders" };
                 one(Tone::Info, format!("watching {} ({folders} {noun})", roots.join(", ")))
