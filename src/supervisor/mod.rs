@@ -846,7 +846,7 @@ impl<P: Procs> Supervisor<P> {
     fn changes_of(&self, s: usize, paths: &[PathBuf]) -> Vec<PathBuf> {
         let service = &self.services[s];
         match &service.filter {
-            None if self.services.len() == 1 => paths.to_vec(),
+            None if self.services.len() == 1 && service.watches => paths.to_vec(),
             None => Vec::new(),
             Some(filter) => paths
                 .iter()
