@@ -450,3 +450,31 @@ fn a_watch_task_builds_on_its_changes_and_serves_nothing() {
     let done = run_devserve(dir.path(), &["--once"], &[]);
     assert_eq!(done.code(), 0, "{}", done.stderr);
 }
+
+#[test]
+fn a_config_edit_applies_per_service_and_a_new_service_needs_a_restart() {
+    let dir = temp_dir("services-edit");
+    let text =
+        stack(dir.path(), &[("api", "route = \"/api\"\nstrip-prefix = true"), ("web", "route = \"/\"")]);
+    let mut devserve = start(dir.path());
+    devserve.wait_event("generation_ready", of("api"));
+    devserve.wait_event("generation_ready", of("web"));
+    let addr = devserve.proxy_addr();
+    // A variable of api's only: api swaps, web does not.
+    let edited = text.replace(
+        "FIXTURE_VERSION_FILE = \"api/VERSION\"\n",
+        "FIXTURE_VERSION_FILE = \"api/VERSION\"\nFIXTURE_EXTRA = \"edited\"\n",
+    );
+    write(&dir.path().join("devserve.toml"), &edited);
+    assert!(
+        wait_until(WAIT, || http_get(&addr, "/api/env").is_ok_and(|e| e.contains("FIXTURE_EXTRA=edited\n"))),
+        "the edit never reached api:\n{}",
+        devserve.output()
+    );
+    assert_eq!(devserve.count_events("generation_starting", of("web")), 1, "web was not swapped");
+    // A service added: refused, the running config stays.
+    write(&dir.path().join("devserve.toml"), &format!("{edited}\n[services.more]\ncommand = [\"true\"]\n"));
+    let rejected = devserve.wait_event("config_rejected", |_| true);
+    assert!(rejected["problems"][0].as_str().is_some_and(|p| p.contains("restart devserve")), "{rejected}");
+    stop_gracefully(&mut devserve);
+}
