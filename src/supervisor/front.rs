@@ -130,10 +130,12 @@ impl<P: Procs> Supervisor<P> {
         }
     }
 
-    /// Nothing serves: requests wait, and a 503 after `--hold-timeout` says `reason`.
+    /// Nothing serves service `s`: its requests wait, and a 503 after `--hold-timeout` says
+    /// `reason` (after the service's name when there are several).
     pub(super) fn hold(&mut self, s: usize, reason: String) {
         if self.fronted(s) && self.services[s].serving.is_none() {
             self.front.routed.remove(&s);
+            let reason = self.named(s, &reason);
             self.tell(ProxyCommand::Hold { site: s, reason });
         }
     }
@@ -142,6 +144,7 @@ impl<P: Procs> Supervisor<P> {
     pub(super) fn down(&mut self, s: usize, reason: String) {
         if self.fronted(s) && self.services[s].serving.is_none() {
             self.front.routed.remove(&s);
+            let reason = self.named(s, &reason);
             self.tell(ProxyCommand::Down { site: s, reason });
         }
     }
