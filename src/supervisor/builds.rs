@@ -59,6 +59,11 @@ impl<P: Procs> Supervisor<P> {
         if self.shutdown.is_some() || self.upgrades.anchored {
             return;
         }
+        // Not started yet, waiting for its dependencies: the change joins its first start.
+        if let Some(waiting) = self.services[s].waiting.as_mut() {
+            waiting.merge(trigger);
+            return;
+        }
         if self.config.clear && !trigger.is_initial() {
             self.services[s].out.clear_screen();
         }

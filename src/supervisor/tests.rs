@@ -916,3 +916,16 @@ fn services_depends_on_orders_the_first_start_and_reverses_the_stop() {
     h.exit_all(2);
     assert!(a.iter().all(|pid| h.term_sent(*pid)), "then a");
 }
+
+#[test]
+fn services_a_change_to_a_service_waiting_for_its_dependencies_joins_its_first_start() {
+    let text = TWO_SERVICES.replace("[services.b]\n", "[services.b]\ndepends-on = [\"a\"]\n");
+    let (mut h, dir) = services_harness(&text, &["a", "b"]);
+    h.start();
+    let change = Change { paths: vec![dir.join("b/lib.rs")], since: Instant::now() };
+    h.event(Event::Change(change));
+    assert!(h.sup.services[1].next.generation().is_none(), "b still waits for a");
+    h.ready(1);
+    assert_eq!(h.sup.services[1].next.generation().map(|g| g.id), Some(2), "one start, once a is ready");
+    assert_eq!(h.count("generation_starting"), 2);
+}
