@@ -390,3 +390,37 @@ fn wait_result(client: &Process) -> serde_json::Value {
     let line = client.capture().lines().into_iter().find(|l| l.text.starts_with('{')).expect("summary");
     serde_json::from_str(&line.text).expect("JSON")
 }
+
+/// Services behind `https://`: each routed service's `NAME.localhost` is in the certificate, so
+/// `https://api.localhost:PORT/` verifies against the local CA and reaches api.
+#[test]
+fn each_routed_service_is_a_name_of_the_certificate() {
+    let home = temp_dir("https-services");
+    let dir = temp_dir("https-services-app");
+    std::fs::create_dir_all(dir.path().join("api")).expect("api");
+    let config = format!(
+        "proxy = \"https://127.0.0.1:0\"\nlog-format = \"json\"\n\n\
+         [services.api]\nwatch = [\"api\"]\ncommand = [\"{}\"]\nroute = \"/api\"\n\
+         [services.api.env]\nFIXTURE_BIND_PORT_ENV = \"1\"\nFIXTURE_VERSION = \"api-1\"\n",
+        rust_fixture().display()
+    );
+    write(&dir.path().join("devserve.toml"), &config);
+    let mut command = devserve_command(dir.path(), &[], &[]);
+    command.env("HOME", home.path()).env_remove("XDG_DATA_HOME").env_remove("NODE_EXTRA_CA_CERTS");
+    let mut devserve = Devserve::spawn(command);
+    let port = devserve.proxy_addr().rsplit(':').next().expect("port").to_owned();
+    let certificate = devserve.wait_event("proxy_certificate", |_| true);
+    assert!(
+        certificate["names"].as_array().expect("names").iter().any(|n| n == "api.localhost"),
+        "{certificate}"
+    );
+    // One service: its lines carry no name.
+    devserve.wait_event("generation_ready", |_| true);
+    let ca = home.path().join(".local/share/devserve/ca.pem");
+    // curl resolves *.localhost to loopback itself.
+    let (body, _) =
+        curl(&["--cacert", ca.to_str().expect("utf-8")], &format!("https://api.localhost:{port}/"))
+            .expect("api.localhost over TLS");
+    assert_eq!(field(&body, "version"), "api-1", "{body}");
+    stop_gracefully(&mut devserve);
+}

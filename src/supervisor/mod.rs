@@ -427,7 +427,10 @@ fn https(proxy_host: &str, config: &Config, out: &Output) -> Result<crate::proxy
     let fail = |e: crate::ca::CaError| StartError::Tls(e.to_string());
     let dir = crate::ca::data_dir().map_err(fail)?;
     let ca = crate::ca::LocalCa::load_or_create(&dir).map_err(fail)?;
-    let (dns, ips) = crate::ca::run_names(proxy_host, &config.allowed_hosts);
+    let (mut dns, ips) = crate::ca::run_names(proxy_host, &config.allowed_hosts);
+    // Each routed service is also `NAME.localhost` (no `*.localhost`: webpki refuses a
+    // single-label wildcard, see `ca::run_names`).
+    dns.extend(config.services.iter().filter(|s| s.route.is_some()).map(|s| format!("{}.localhost", s.name)));
     let (server, names) = crate::ca::server_config(&ca, &dns, &ips).map_err(fail)?;
     out.report(Report::ProxyCertificate {
         ca: ca.cert_path.display().to_string(),
