@@ -14,6 +14,10 @@
 //!   [`ProxyCommand::Down`] nothing is coming: the `503` is at once. If the last build failed
 //!   ([`ProxyCommand::BuildFailed`], and no `Hold` came after it) and nothing serves, requests get a
 //!   `502` page with the build's output at once.
+//! - **Sites.** With [`ProxyConfig::sites`] (services), each site has its own serving set, hold,
+//!   down and build failure, and a request belongs to the site its `NAME.localhost` host names,
+//!   else to the longest route that is a whole-segment prefix of its path (`404` when none); its
+//!   prefix is stripped when the site says so. Without sites every request is site 0's.
 //! - **Routing.** New requests go only to the serving set; among its upstreams the one with the
 //!   fewest outstanding exchanges wins, ties broken round robin. Least-outstanding rather than plain
 //!   round robin because a dev app often has one slow endpoint (an SSE stream, a long poll, a

@@ -1,5 +1,5 @@
-//! The proxy's shared state: the routing table, per-generation in-flight accounting, the pool of
-//! idle upstream connections and the counters, behind one mutex.
+//! The proxy's shared state: the routing table (one [`Site`] per service), per-generation in-flight
+//! accounting, the pool of idle upstream connections and the counters, behind one mutex.
 //!
 //! Contract: every change of routing happens in [`Shared::apply`] (one command at a time) and
 //! bumps a version that waiting requests watch, so a held request re-evaluates after every

@@ -9,11 +9,15 @@
 //! (signals, the config file, status, shutdown), `per_connection.rs` (`--accept`) and
 //! `upgrades.rs` (`-s upgrade`).
 //!
-//! The state, as types, in named parts: `service` (the app: [`service::Service`]), `front` (the
-//! front door: [`front::Front`]), `once` (`--once`: [`once::OnceRun`]), `connections`
-//! (`--accept`'s programs and connection processes: [`per_connection::PerConnection`]) and
-//! `upgrades` (devserve's own upgrades: [`upgrades::Upgrades`]); the rest of `Supervisor` is
-//! global (config, output, process table, watcher, shutdown). The service's:
+//! The state, as types, in named parts: `services` (one [`service::Service`] per service, in
+//! starting order; the top level's one app is one service), `front` (the front door:
+//! [`front::Front`]), `once` (`--once`: [`once::OnceRun`]), `connections` (`--accept`'s programs
+//! and connection processes: [`per_connection::PerConnection`]) and `upgrades` (devserve's own
+//! upgrades: [`upgrades::Upgrades`]); the rest of `Supervisor` is global (config, output, process
+//! table, watcher, shutdown). Every verb about a service takes its index `s`; generation numbers
+//! are shared by the services, so an event naming a generation finds its service
+//! (`service_of`); `stack.rs` holds what is about the services together (start and stop order).
+//! Each service's:
 //! - `build`: the build in progress ([`BuildRun`]) and the change it is for; a newer change
 //!   cancels it and builds again. It may run while `next` starts from an earlier change.
 //! - `next`: what happens about the next generation ([`Next`]): nothing, all workers starting
