@@ -199,10 +199,6 @@ impl StatusTable {
         if let Some(proxy) = &self.proxy {
             lines.extend(proxy.lines());
         }
-        self.rest(lines)
-    }
-
-    fn rest(&self, mut lines: Vec<String>) -> Vec<String> {
         if let Some(connections) = &self.connections {
             let serving = connections.serving.map_or("nothing yet".to_owned(), |g| format!("gen {g}"));
             let trial = connections.candidate.map(|g| format!(", gen {g} on trial")).unwrap_or_default();

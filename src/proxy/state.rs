@@ -485,11 +485,11 @@ impl Shared {
         }
         let now = Instant::now();
         let avoided = avoid.filter(|a| a.active(state.version, now)).map(|a| a.upstream);
-        let outstanding = std::mem::take(&mut state.outstanding);
-        let picked = state.site_mut(site).pick(avoided, &outstanding);
-        state.outstanding = outstanding;
-        let routing = state.site_mut(site);
-        if let Some(upstream) = picked {
+        // The site exists from here on (empty if the supervisor never named it).
+        state.site_mut(site);
+        let State { sites, outstanding, .. } = &mut *state;
+        let routing = &mut sites[site];
+        if let Some(upstream) = routing.pick(avoided, outstanding) {
             let generation = routing.serving.as_ref().map_or(0, |s| s.generation);
             return Decision::To(upstream, generation);
         }

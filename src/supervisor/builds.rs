@@ -176,8 +176,8 @@ impl<P: Procs> Supervisor<P> {
                 diagnostics,
             });
         }
+        let serving = self.services[s].serving.as_ref().map_or(0, |g| g.id);
         if status.success() && self.unchanged_program(s, &run.trigger) {
-            let serving = self.services[s].serving.as_ref().map_or(0, |g| g.id);
             self.services[s].out.report(Report::AppUnchanged { build_ms: ms(took), serving });
             // Nothing to reload; an overlay from an earlier failure goes.
             self.tell_browsers(BrowserEvent::Ready {
@@ -190,11 +190,11 @@ impl<P: Procs> Supervisor<P> {
             // whose own watch sees it.
             self.services[s].started_once = true;
             self.tell_browsers(BrowserEvent::Ready {
-                generation: serving_or_zero(&self.services[s]),
+                generation: serving,
                 css_only: Vec::new(),
                 reload: false,
             });
-            self.start_waiting(now);
+            self.start_waiting();
             if self.config.once && self.all_started() {
                 self.start_probe(now);
             }
@@ -220,10 +220,6 @@ impl<P: Procs> Supervisor<P> {
                 .as_ref()
                 .is_some_and(|g| g.runs_same_program(&self.services[s].launch))
     }
-}
-
-fn serving_or_zero(service: &super::service::Service) -> u64 {
-    service.serving.as_ref().map_or(0, |g| g.id)
 }
 
 /// Files a build command writes in the watched tree itself: cargo rewrites `Cargo.lock` when

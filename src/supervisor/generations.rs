@@ -246,7 +246,7 @@ impl<P: Procs> Supervisor<P> {
         // A TTIN while it started: the serving generation grows to the wanted count.
         self.top_up_serving(s, now);
         if first {
-            self.start_waiting(now);
+            self.start_waiting();
         }
         if self.config.once && everything {
             self.start_probe(now);

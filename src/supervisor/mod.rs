@@ -227,20 +227,19 @@ pub fn run(loader: Loader, config: Config) -> Result<Outcome, StartError> {
     let front = match &config.proxy {
         Some(spec) => {
             let handed = inherited.as_mut().and_then(|h| h.proxy.take());
-            Some(start_front(spec, handed, &config, &declared, &out, &events_tx)?)
+            Some(start_front(spec, handed, &config, &out, &events_tx)?)
         }
         None => None,
     };
     // Keys on a terminal; its settings come back when `keys` is dropped (or on a panic).
     let keys = if config.once { None } else { crate::keys::spawn(events_tx.clone(), declared.len() > 1) };
-    let key_names: Vec<String> =
-        if declared.len() > 1 { declared.iter().map(|d| d.name.clone()).collect() } else { Vec::new() };
-    if keys.is_some() {
-        out.report(Report::Keys { services: key_names });
-    }
+
     let procs = OsProcs::new(sentinel, marker, runtime_dir.path(), events_tx.clone());
     let several = declared.len() > 1;
     let mut supervisor = Supervisor::with_services(Some(loader), config, out, procs, sockets, events_tx);
+    if keys.is_some() {
+        supervisor.out.report(supervisor.keys_report());
+    }
     if several {
         supervisor.watch_each(&own_files).map_err(StartError::Watch)?;
     }
@@ -283,7 +282,6 @@ fn start_front(
     spec: &ProxySpec,
     handed: Option<NamedSocket>,
     config: &Config,
-    declared: &[service::Declared],
     out: &Output,
     events: &Sender<Event>,
 ) -> Result<(ProxyHandle, NamedSocket), StartError> {
@@ -311,7 +309,6 @@ fn start_front(
         sites: sites(config),
         ..ProxyConfig::default()
     };
-    let _ = declared;
     let events = events.clone();
     let sink = Box::new(move |event: ProxyEvent| {
         let event = match event {
@@ -793,14 +790,7 @@ impl<P: Procs> Supervisor<P> {
             }
             Event::WatchFailed(text) => self.out.report(Report::WatchProblem { text }),
             Event::Key(crate::event::Key::Clear) => self.out.clear_screen(),
-            Event::Key(crate::event::Key::Help) => {
-                let names = if self.services.len() > 1 {
-                    self.services.iter().map(|s| s.name.clone()).collect()
-                } else {
-                    Vec::new()
-                };
-                self.out.report(Report::Keys { services: names });
-            }
+            Event::Key(crate::event::Key::Help) => self.out.report(self.keys_report()),
             Event::Key(crate::event::Key::ReloadService(key)) => {
                 match self.services.iter().position(|s| s.name.starts_with(key)) {
                     Some(s) => self.trigger(s, Trigger::reload("key r", now)),
@@ -885,7 +875,7 @@ impl<P: Procs> Supervisor<P> {
             self.reload_kept(s, now);
         }
         self.start_queued_builds(now);
-        self.start_waiting(now);
+        self.start_waiting();
         self.stop_in_order(now);
     }
 

@@ -43,6 +43,14 @@ impl<P: Procs> Supervisor<P> {
         self.services.iter().all(|service| service.started_once)
     }
 
+    /// The keys a terminal gives, with `r` then an initial for each service when there are several.
+    pub(super) fn keys_report(&self) -> Report {
+        let several = self.services.len() > 1;
+        let services =
+            if several { self.services.iter().map(|s| s.name.clone()).collect() } else { Vec::new() };
+        Report::Keys { services }
+    }
+
     /// `text` as the browser's overlay shows it: after the service's name when there are several.
     pub(super) fn named(&self, s: usize, text: &str) -> String {
         if self.services.len() > 1 { format!("{}: {text}", self.services[s].name) } else { text.to_owned() }
@@ -63,7 +71,7 @@ impl<P: Procs> Supervisor<P> {
     }
 
     /// Services waiting for their dependencies start once every one of those has served.
-    pub(super) fn start_waiting(&mut self, _now: Instant) {
+    pub(super) fn start_waiting(&mut self) {
         if self.shutdown.is_some() {
             return;
         }
